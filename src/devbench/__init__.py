@@ -1,0 +1,56 @@
+"""devbench: which device is faster for each TensorFlow op, size and dtype, and where is the crossover?
+
+The public Python API; the README shows each of these. Attributes load lazily (PEP 562) so that
+``devbench --help`` does not pay for pandas, and TensorFlow is imported only by the functions that run ops.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "DevbenchError": "devbench.errors",
+    "UsageError": "devbench.errors",
+    "RESULT_COLUMNS": "devbench.schema",
+    "SAMPLE_COLUMNS": "devbench.schema",
+    "SCHEMA_VERSION": "devbench.schema",
+    "Record": "devbench.schema",
+    "Cell": "devbench.spec",
+    "SweepSpec": "devbench.spec",
+    "TimingPolicy": "devbench.spec",
+    "parse_sizes": "devbench.spec",
+    "Summary": "devbench.stats",
+    "summarize": "devbench.stats",
+    "Run": "devbench.store",
+    "load_run": "devbench.store",
+    "execute": "devbench.sweep",
+    "Measurement": "devbench.timer",
+    "measure": "devbench.timer",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from devbench.errors import DevbenchError, UsageError
+    from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, Record
+    from devbench.spec import Cell, SweepSpec, TimingPolicy, parse_sizes
+    from devbench.stats import Summary, summarize
+    from devbench.store import Run, load_run
+    from devbench.sweep import execute
+    from devbench.timer import Measurement, measure
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'devbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,5 @@
+"""``python -m devbench``."""
+
+from devbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""Command line: parse, validate, call the library, print. One function per subcommand.
+
+Bad input raises UsageError anywhere below; :func:`main` prints it as one line on stderr and returns 2.
+Anything else is a bug and keeps its traceback. TensorFlow, pandas and matplotlib are imported inside the
+commands that need them, so ``devbench --help``, ``devbench ops`` and ``devbench --version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from devbench import __version__
+from devbench.errors import UsageError, choose, choose_list
+from devbench.spec import DTYPES, MODES, SIZE_GRAMMAR_HELP, SYNC_MODES, TimingPolicy, parse_sizes
+
+DEFAULT_SIZES = "64..4096"
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one UsageError line instead of usage text plus an error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_float(name: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{name} {text!r} is not a number; give positive seconds") from None
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"{name} {text!r} must be a positive, finite number of seconds")
+        return value
+
+    return parse
+
+
+def _positive_int(name: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{name} {text!r} is not a whole number; give an integer >= 1") from None
+        if value < 1:
+            raise UsageError(f"{name} {text!r} must be at least 1")
+        return value
+
+    return parse
+
+
+def _int(name: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{name} {text!r} is not a whole number") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from devbench.ops import DEFAULT_OPS
+
+    parser = _Parser(
+        prog="devbench",
+        description="Device-placement microbenchmarks for TensorFlow: for each op, size and dtype, which "
+        "device is faster, and where is the crossover?",
+    )
+    parser.add_argument("--version", action="version", version=f"devbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="measure ops × sizes × dtypes × devices × modes into a run directory",
+        description="Measure every op × size × dtype × device × mode cell. Each cell: a cold first call "
+        "timed on its own, placement and correctness checks, warm-up, then calibrated blocks of calls "
+        "each ended by one sync. Results land in a run directory under results/ (or --out).",
+    )
+    sweep.add_argument("--sizes", default=DEFAULT_SIZES, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
+                       + SIZE_GRAMMAR_HELP)
+    sweep.add_argument("--ops", default=",".join(DEFAULT_OPS), help="comma list of ops (default: all; "
+                       "see 'devbench ops')")
+    sweep.add_argument("--dtypes", default="float32", help=f"comma list of {', '.join(DTYPES)} "
+                       "(default float32)")
+    sweep.add_argument("--devices", default=None, help="comma list like CPU:0,GPU:1, or 'all' "
+                       "(default: CPU:0 and every GPU; see 'devbench devices')")
+    sweep.add_argument("--modes", default="eager", help=f"comma list of {', '.join(MODES)} (default eager)")
+    sweep.add_argument("--sync", default="scalar", help=f"how to wait for the device: {', '.join(SYNC_MODES)} "
+                       "(default scalar: .numpy() on one element; none reproduces the guide's pitfall)")
+    sweep.add_argument("--out", type=Path, default=None, help="run directory (default results/<UTC time>-<host>)")
+    default_policy = TimingPolicy()
+    sweep.add_argument("--max-cell-time", type=_positive_float("--max-cell-time"),
+                       default=default_policy.max_cell_time,
+                       help=f"seconds of warm-up and samples per cell (default {default_policy.max_cell_time:g})")
+    sweep.add_argument("--min-samples", type=_positive_int("--min-samples"),
+                       default=default_policy.min_samples,
+                       help=f"samples before a cell may stop early (default {default_policy.min_samples})")
+    sweep.add_argument("--seed", type=_int("--seed"), default=0, help="seed for input data (default 0)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
+
+    sub.add_parser("devices", help="list the devices TensorFlow sees, with details",
+                   description="List the devices TensorFlow sees (imports TensorFlow).")
+    sub.add_parser("ops", help="list the ops and what n means for each",
+                   description="List the ops, what the size n means for each, and their FLOPs per call.")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sweep
+
+
+def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Any:
+    from devbench.devices import resolve
+    from devbench.ops import OPS
+    from devbench.spec import SweepSpec
+
+    policy = TimingPolicy(
+        max_cell_time=args.max_cell_time,
+        min_samples=args.min_samples,
+        max_samples=max(TimingPolicy().max_samples, args.min_samples),
+    ).validate()
+    return SweepSpec(
+        ops=choose_list("op", args.ops, OPS),
+        sizes=parse_sizes(args.sizes),
+        dtypes=choose_list("dtype", args.dtypes, DTYPES),
+        devices=resolve(args.devices, available_devices),
+        modes=choose_list("mode", args.modes, MODES),
+        sync=choose("sync mode", args.sync, SYNC_MODES),
+        seed=args.seed,
+        policy=policy,
+    )
+
+
+def _validate_without_tf(args: argparse.Namespace) -> None:
+    """Check every option that does not need TensorFlow, before paying seconds to import it."""
+    from devbench.ops import OPS
+    from devbench.store import check_new_run_dir
+
+    parse_sizes(args.sizes)
+    choose_list("op", args.ops, OPS)
+    choose_list("dtype", args.dtypes, DTYPES)
+    choose_list("mode", args.modes, MODES)
+    choose("sync mode", args.sync, SYNC_MODES)
+    if args.devices is not None:
+        from devbench.devices import canonical
+
+        for name in args.devices.split(","):
+            if name.strip().lower() not in ("all", "default"):
+                canonical(name)
+    if args.out is not None:
+        check_new_run_dir(args.out)
+
+
+def cmd_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    _validate_without_tf(args)
+    from devbench.devices import discover
+    from devbench.store import default_run_dir
+    from devbench.sweep import execute
+
+    devices = [d.name for d in discover()]
+    spec = spec_from_args(args, devices)
+    run_dir = args.out if args.out is not None else default_run_dir()
+    from devbench.progress import SweepProgress
+
+    with SweepProgress(spec, enabled=not args.quiet) as progress:
+        run = execute(spec, run_dir, argv=argv, on_start=progress.start, on_result=progress.finish)
+    if not args.quiet:
+        from devbench.summary import print_summary
+
+        print_summary(run)
+    print(f"results: {run_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# devices, ops
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    del args
+    from rich.console import Console
+    from rich.table import Table
+
+    from devbench.devices import discover, tensorflow_fingerprint
+    from devbench.machine import cpu_model
+
+    tf_info = tensorflow_fingerprint()
+    table = Table(title=f"TensorFlow {tf_info['version']} devices")
+    for column in ("device", "kind", "name", "memory", "compute capability", "details"):
+        table.add_column(column)
+    for device in discover():
+        details = dict(device.details)
+        name = str(details.pop("device_name", cpu_model() if device.kind == "CPU" else ""))
+        capability = str(details.pop("compute_capability", ""))
+        limit = details.pop("memory_limit_bytes", None)
+        memory = f"{limit / 2**30:.1f} GiB" if limit else ""
+        rest = ", ".join(f"{k}={v}" for k, v in details.items())
+        table.add_row(device.name, device.kind, name, memory, capability, rest)
+    Console().print(table)
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    del args
+    from rich.console import Console
+    from rich.table import Table
+
+    from devbench.ops import OPS
+
+    table = Table(title="devbench ops (n is the size given to --sizes)")
+    for column in ("op", "n means", "FLOPs/call", "dtypes", "what it times"):
+        table.add_column(column)
+    for op in OPS.values():
+        table.add_row(op.name, op.n_means, op.flops_formula, ", ".join(op.dtypes), op.summary)
+    Console().print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if args.command == "sweep":
+            return cmd_sweep(args, argv)
+        if args.command == "devices":
+            return cmd_devices(args)
+        if args.command == "ops":
+            return cmd_ops(args)
+        raise AssertionError(f"unhandled command {args.command!r}")
+    except UsageError as exc:
+        print(f"devbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,188 @@
+"""What was asked for: the size grammar, the sweep specification and its cells.
+
+Nothing here imports TensorFlow. A ``SweepSpec`` is plain data that can be stored in meta.json and read back
+(``to_dict``/``from_dict``) so that an interrupted sweep can be resumed with exactly the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from devbench.errors import UsageError
+
+MAX_SIZES = 1000
+"""More sizes than this in one sweep is almost certainly a typo (``1..100000:+1``)."""
+
+DTYPES = ("float16", "bfloat16", "float32", "float64", "int32")
+MODES = ("eager", "function", "xla")
+SYNC_MODES = ("scalar", "full", "sync_devices", "none")
+
+_NUMBER = r"(\d+(?:\.\d+)?)([kKmM]?)"
+_SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
+_RANGE = re.compile(rf"^{_NUMBER}\.\.{_NUMBER}(?::(x|\+)(\d+(?:\.\d+)?))?$")
+_SINGLE = re.compile(rf"^{_NUMBER}$")
+
+SIZE_GRAMMAR_HELP = (
+    "sizes are N, N..M (doubling), N..M:xF (factor F>1), N..M:+S (step S>0) or comma lists of these; "
+    "k and m suffixes mean 1024 and 1024²"
+)
+
+
+def _number(digits: str, suffix: str, text: str) -> int:
+    value = float(digits) * _SUFFIX[suffix.lower()]
+    if value != int(value):
+        raise UsageError(f"size {text!r} is not a whole number; {SIZE_GRAMMAR_HELP}")
+    if value <= 0:
+        raise UsageError(f"size {text!r} must be positive; {SIZE_GRAMMAR_HELP}")
+    return int(value)
+
+
+def _expand_range(start: int, stop: int, op: str, step: float, text: str) -> list[int]:
+    if stop < start:
+        raise UsageError(f"size range {text!r} is reversed ({start} > {stop}); write it smallest first")
+    if op == "x" and step <= 1:
+        raise UsageError(f"size range {text!r} has factor {step:g}, which never advances; use a factor > 1")
+    if op == "+" and step <= 0:
+        raise UsageError(f"size range {text!r} has step {step:g}, which never advances; use a step > 0")
+    if op == "+" and step != int(step):
+        raise UsageError(f"size range {text!r} has a fractional step {step:g}; use a whole number")
+    count = (
+        (stop - start) / step + 1
+        if op == "+"
+        else math.log(stop / start) / math.log(step) + 1
+    )
+    if count > MAX_SIZES:
+        raise UsageError(f"size range {text!r} expands to about {int(count)} sizes; at most {MAX_SIZES}")
+    sizes: list[int] = []
+    value = float(start)
+    # A tiny tolerance keeps 64..8192:x2 from losing 8192 to floating-point round-off.
+    while value <= stop * (1 + 1e-9):
+        sizes.append(round(value))
+        value = value + step if op == "+" else value * step
+    return sizes
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Parse the size grammar into sorted, de-duplicated matrix sizes.
+
+    >>> parse_sizes("64..512")
+    (64, 128, 256, 512)
+    >>> parse_sizes("1k,100..300:+100,64")
+    (64, 100, 200, 300, 1024)
+    """
+    if not text or not text.strip():
+        raise UsageError(f"empty size list; {SIZE_GRAMMAR_HELP}")
+    sizes: set[int] = set()
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            raise UsageError(f"empty item in size list {text!r}; {SIZE_GRAMMAR_HELP}")
+        if match := _SINGLE.match(part):
+            sizes.add(_number(match[1], match[2], part))
+        elif match := _RANGE.match(part):
+            start = _number(match[1], match[2], part)
+            stop = _number(match[3], match[4], part)
+            op = match[5] or "x"
+            step = float(match[6]) if match[6] else 2.0
+            sizes.update(_expand_range(start, stop, op, step, part))
+        else:
+            raise UsageError(f"bad size {part!r}; {SIZE_GRAMMAR_HELP}")
+        if len(sizes) > MAX_SIZES:
+            raise UsageError(f"size list {text!r} has more than {MAX_SIZES} sizes")
+    return tuple(sorted(sizes))
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How long and how hard to measure one cell. All times in seconds."""
+
+    max_cell_time: float = 2.0
+    """Budget for one cell's warm-up and samples (the cold call and checks are not counted)."""
+    min_samples: int = 5
+    max_samples: int = 50
+    target_rel_iqr: float = 0.05
+    """Stop early once the IQR of the samples is within this fraction of their median."""
+    warmup_time: float = 0.1
+    min_warmup_calls: int = 2
+    min_block_time: float = 0.01
+    """A sample's block of ``number`` calls lasts at least this long (and at least 100x the sync cost)."""
+    max_number: int = 10_000
+
+    def validate(self) -> TimingPolicy:
+        if not self.max_cell_time > 0:
+            raise UsageError(f"--max-cell-time must be positive seconds, got {self.max_cell_time!r}")
+        if self.min_samples < 1:
+            raise UsageError(f"--min-samples must be at least 1, got {self.min_samples!r}")
+        if self.max_samples < self.min_samples:
+            raise UsageError(
+                f"max samples ({self.max_samples}) must be at least min samples ({self.min_samples})"
+            )
+        if not 0 < self.target_rel_iqr < 1:
+            raise UsageError(f"target relative IQR must be in (0, 1), got {self.target_rel_iqr!r}")
+        return self
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One measurement asked for: an op at a size and dtype, on a device, in a mode, with a sync method.
+
+    Field order is the sweep's order: smallest sizes first, so that a sweep cut short has the cheap cells.
+    """
+
+    size: int
+    op: str
+    dtype: str
+    device: str
+    mode: str = "eager"
+    sync: str = "scalar"
+
+    def key(self) -> tuple[str, int, str, str, str, str]:
+        """Identity of a cell in result files (the columns ``op, size, dtype, device, mode, sync``)."""
+        return (self.op, self.size, self.dtype, self.device, self.mode, self.sync)
+
+    def label(self) -> str:
+        return f"{self.op}[{self.size}, {self.dtype}, {self.device}, {self.mode}]"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep: the cross product of ops × sizes × dtypes × devices × modes, and how to time it."""
+
+    ops: tuple[str, ...]
+    sizes: tuple[int, ...]
+    dtypes: tuple[str, ...] = ("float32",)
+    devices: tuple[str, ...] = ("CPU:0",)
+    modes: tuple[str, ...] = ("eager",)
+    sync: str = "scalar"
+    seed: int = 0
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+
+    def cells(self) -> Iterator[Cell]:
+        cells = [
+            Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=self.sync)
+            for op in self.ops
+            for size in self.sizes
+            for dtype in self.dtypes
+            for device in self.devices
+            for mode in self.modes
+        ]
+        # Smallest first; among equal sizes keep the user's op order, then devices side by side.
+        order = {op: i for i, op in enumerate(self.ops)}
+        yield from sorted(cells, key=lambda c: (c.size, order[c.op], c.dtype, c.mode, c.device))
+
+    def n_cells(self) -> int:
+        return len(self.ops) * len(self.sizes) * len(self.dtypes) * len(self.devices) * len(self.modes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        policy = TimingPolicy(**data.get("policy", {}))
+        tuples = {k: tuple(data[k]) for k in ("ops", "sizes", "dtypes", "devices", "modes") if k in data}
+        rest = {k: data[k] for k in ("sync", "seed") if k in data}
+        return cls(**tuples, **rest, policy=policy)
