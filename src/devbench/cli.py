@@ -199,6 +199,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         name = str(details.pop("device_name", cpu_model() if device.kind == "CPU" else ""))
         capability = str(details.pop("compute_capability", ""))
         limit = details.pop("memory_limit_bytes", None)
+        if device.kind == "CPU":
+            import psutil
+
+            limit = psutil.virtual_memory().total  # host memory, shared by every logical CPU device
         memory = f"{limit / 2**30:.1f} GiB" if limit else ""
         rest = ", ".join(f"{k}={v}" for k, v in details.items())
         table.add_row(device.name, device.kind, name, memory, capability, rest)

@@ -162,8 +162,9 @@ def _memory_limits() -> dict[str, int]:
     try:
         from tensorflow.python.client import device_lib
 
+        # For CPUs TF reports a nominal 256 MiB, not the host's memory: only GPU limits mean something.
         return {canonical(d.name): int(d.memory_limit) for d in device_lib.list_local_devices()
-                if d.device_type in ("CPU", "GPU")}
+                if d.device_type == "GPU"}
     except Exception:  # a private module: never let its absence break discovery
         return {}
 

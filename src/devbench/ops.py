@@ -289,8 +289,11 @@ OPS: dict[str, OpDef] = {
 
 DEFAULT_OPS = tuple(OPS)
 
-TOLERANCE = {"float16": 2e-2, "bfloat16": 8e-2, "float32": 1e-4, "float64": 1e-9, "int32": 0.0}
-"""Relative error allowed against the float64 reference, as max|out - ref| / max|ref|."""
+TOLERANCE = {"float16": 2e-2, "bfloat16": 8e-2, "float32": 1e-4, "float64": 1e-7, "int32": 0.0}
+"""Relative error allowed against the float64 reference, as max|out - ref| / max|ref|.
+
+float64 allows 1e-7, not 1e-12: Keras keeps the L2 factor as a float32 constant (1e-3 becomes 1.00000005e-3),
+so ``dense_step``'s float64 loss differs from exact arithmetic by about 5e-8 of the regularization term."""
 
 CHECK_SIZE = 16
 """The small n at which each (op, dtype, device, mode) is checked against numpy once."""

@@ -141,26 +141,23 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
 
 
 def tables_from_log(contents: CellLogContents) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Build the results and samples tables from the cell log. A cell measured twice keeps its last row."""
-    results = pd.DataFrame(contents.records, columns=list(RESULT_COLUMNS))
+    """Build the results and samples tables from the cell log. A cell measured twice keeps its last entry."""
+    latest: dict[tuple[Any, ...], int] = {}
+    for index, record in enumerate(contents.records):
+        latest[tuple(record.get(name) for name in IDENTITY)] = index
+    kept = sorted(latest.values())
+    records = [contents.records[i] for i in kept]
     sample_rows: list[dict[str, Any]] = []
-    for record, samples in zip(contents.records, contents.samples):
+    for i in kept:
+        record = contents.records[i]
         ident = {name: record.get(name) for name in ("run_id", *IDENTITY)}
         sample_rows.extend(
-            {**ident, "sample": i, "number": record.get("number", 0), "per_call_s": s}
-            for i, s in enumerate(samples)
+            {**ident, "sample": n, "number": record.get("number", 0), "per_call_s": s}
+            for n, s in enumerate(contents.samples[i])
         )
-    samples_df = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
-    if not results.empty:
-        keep = ~results.duplicated(subset=list(IDENTITY), keep="last")
-        dropped = results[~keep]
-        results = results[keep].reset_index(drop=True)
-        if not dropped.empty:
-            # Samples of a superseded measurement go with it.
-            stale = set(map(tuple, dropped[list(IDENTITY)].itertuples(index=False)))
-            live = [tuple(r) not in stale for r in samples_df[list(IDENTITY)].itertuples(index=False)]
-            samples_df = samples_df[live].reset_index(drop=True)
-    return _typed_results(results), samples_df
+    results = pd.DataFrame(records, columns=list(RESULT_COLUMNS))
+    samples = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
+    return _typed_results(results), samples
 
 
 def _typed_results(results: pd.DataFrame) -> pd.DataFrame:
@@ -344,10 +341,10 @@ def load_any(path: Path) -> Run:
             out[col] = ""
         else:
             out[col] = float("nan")
-    for col in ("op", "dtype", "device", "mode", "status", "sync"):
-        out[col] = out[col].fillna(defaults.get(col, "")).astype(str).str.strip()
-        if col in defaults:
-            out[col] = out[col].replace("", defaults[col])
+    for col in text_cols:
+        # An all-empty text column reads back from CSV as float NaN; make it text before anything else.
+        text = out[col].astype(object).where(out[col].notna(), "").astype(str).str.strip()
+        out[col] = text.replace("", defaults[col]) if col in defaults and col != "run_id" else text
 
     sizes = pd.to_numeric(out["size"], errors="coerce")
     bad_size = sizes.isna() | (sizes <= 0) | (sizes != sizes.round())

@@ -22,6 +22,7 @@ output, which is what lets the tests drive the protocol with a fake clock that t
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ Clock = Callable[[], float]
 
 SYNC_OVERHEAD_FACTOR = 100
 """A block lasts at least this many times the cost of one sync (so the sync is at most 1 % of it)."""
+
+_ROUNDING = 1e-9
+"""Relative slack in time comparisons, so that ten 0.01 s calls count as the 0.1 s they are."""
 
 
 class StoppingRule:
@@ -107,22 +111,26 @@ def measure(
     def remaining() -> float:
         return policy.max_cell_time - (clock() - budget_start)
 
-    warmup_calls = 0
-    call_s = cold_s
+    warmup_times: list[float] = []
     warmup_start = clock()
     while True:
         t0 = clock()
         output = fn()
         sync(output)
         call_s = clock() - t0
-        warmup_calls += 1
-        warmed = warmup_calls >= policy.min_warmup_calls and clock() - warmup_start >= policy.warmup_time
+        warmup_times.append(call_s)
+        warmup_calls = len(warmup_times)
+        warmed = (warmup_calls >= policy.min_warmup_calls
+                  and clock() - warmup_start >= policy.warmup_time * (1 - _ROUNDING))
         if warmed or remaining() < call_s:
             break
 
     sync_overhead_s = _time_sync(sync, output, clock)
     block_target = max(policy.min_block_time, SYNC_OVERHEAD_FACTOR * sync_overhead_s)
-    number = max(1, min(policy.max_number, math.ceil(block_target / max(call_s, 1e-9))))
+    # Each warm-up call paid one sync; a block pays one sync for ``number`` calls, so take it out.
+    typical_call = statistics.median(warmup_times)
+    per_call = max(typical_call - sync_overhead_s, 0.01 * typical_call, 1e-9)
+    number = max(1, min(policy.max_number, math.ceil(block_target / per_call * (1 - _ROUNDING))))
 
     rule = StoppingRule(policy.min_samples, policy.max_samples, policy.target_rel_iqr)
     stop_reason = "budget"

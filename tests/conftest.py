@@ -1,0 +1,30 @@
+"""Test-wide settings. Two logical CPU devices stand in for a second device (a GPU) in every TF test.
+
+These must be set before TensorFlow initialises, which happens at the first TF test of the session.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import pytest
+
+os.environ.setdefault("DEVBENCH_LOGICAL_CPUS", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tf() -> ModuleType:
+    """TensorFlow, configured as devbench configures it (no soft placement, CPU:0 and CPU:1)."""
+    from devbench.devices import tensorflow
+
+    return tensorflow()
+
+
+@pytest.fixture
+def async_executor(tf: ModuleType):  # type: ignore[no-untyped-def]
+    """Make eager CPU ops return before they finish, as GPU ops do."""
+    tf.config.experimental.set_synchronous_execution(False)
+    yield
+    tf.config.experimental.set_synchronous_execution(True)

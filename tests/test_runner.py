@@ -1,0 +1,106 @@
+"""The runner with a fake backend: order, failures become statuses, results handed over as they finish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devbench.runner import CellResult, run_sweep
+from devbench.spec import Cell, SweepSpec, TimingPolicy
+from devbench.timer import Measurement
+
+
+@dataclass
+class FakeOutcome:
+    measurement: Measurement[Any]
+    placed_device: str
+    flops: float
+    bytes: float
+
+
+class Unsupported(Exception):
+    pass
+
+
+class FakeBackend:
+    def __init__(self, fail: dict[int, Exception] | None = None) -> None:
+        self.fail = fail or {}
+        self.seen: list[Cell] = []
+        self.releases = 0
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> FakeOutcome:
+        self.seen.append(cell)
+        if cell.size in self.fail:
+            raise self.fail[cell.size]
+        per_call = cell.size * 1e-6
+        m: Measurement[Any] = Measurement(cold_s=10 * per_call, samples=[per_call, per_call * 1.01, per_call],
+                                          number=4, warmup_calls=2, sync_overhead_s=0.0,
+                                          stop_reason="converged")
+        return FakeOutcome(m, cell.device, flops=2.0 * cell.size**3, bytes=12.0 * cell.size**2)
+
+    def classify(self, exc: BaseException) -> tuple[str, str]:
+        return ("unsupported" if isinstance(exc, Unsupported) else "error", str(exc))
+
+    def release(self) -> None:
+        self.releases += 1
+
+
+SPEC = SweepSpec(ops=("matmul",), sizes=(256, 64, 128), devices=("CPU:0", "CPU:1"))
+
+
+def test_every_cell_smallest_first_with_stats_and_throughput() -> None:
+    backend = FakeBackend()
+    handed: list[CellResult] = []
+    results = run_sweep(SPEC, backend, "run", on_result=handed.append)
+    assert [r.record.size for r in results] == [64, 64, 128, 128, 256, 256]
+    assert handed == results
+    assert backend.releases == 6
+    rec = results[0].record
+    assert rec.status == "ok"
+    assert rec.median_s == pytest.approx(64e-6)
+    assert rec.cold_s == pytest.approx(640e-6)
+    assert rec.gflops == pytest.approx(2 * 64**3 / 64e-6 / 1e9)
+    assert rec.gbps == pytest.approx(12 * 64**2 / 64e-6 / 1e9)
+    assert results[0].samples == [64e-6, 64e-6 * 1.01, 64e-6]
+    assert not rec.unsynchronized
+
+
+def test_a_failing_cell_becomes_a_status_and_the_sweep_goes_on() -> None:
+    backend = FakeBackend(fail={128: Unsupported("no int32 kernel"), 64: RuntimeError("boom")})
+    results = run_sweep(SPEC, backend, "run")
+    statuses = [(r.record.size, r.record.status) for r in results]
+    assert statuses == [(64, "error"), (64, "error"), (128, "unsupported"), (128, "unsupported"),
+                        (256, "ok"), (256, "ok")]
+    assert results[2].record.reason == "no int32 kernel"
+    assert results[2].samples == []
+    assert backend.releases == 6
+
+
+def test_keyboard_interrupt_is_not_swallowed() -> None:
+    backend = FakeBackend(fail={128: KeyboardInterrupt()})  # type: ignore[dict-item]
+    done: list[CellResult] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(SPEC, backend, "run", on_result=done.append)
+    assert [r.record.size for r in done] == [64, 64]
+
+
+def test_done_cells_are_skipped() -> None:
+    backend = FakeBackend()
+    done = {c.key() for c in SPEC.cells() if c.size == 64}
+    results = run_sweep(SPEC, backend, "run", done=done)
+    assert [r.record.size for r in results] == [128, 128, 256, 256]
+
+
+def test_a_budget_cut_is_explained_in_the_reason() -> None:
+    class Slow(FakeBackend):
+        def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> FakeOutcome:
+            outcome = super().run_cell(cell, policy, seed)
+            outcome.measurement.samples = outcome.measurement.samples[:1]
+            outcome.measurement.stop_reason = "budget"
+            return outcome
+
+    results = run_sweep(SweepSpec(ops=("matmul",), sizes=(64,)), Slow(), "run")
+    assert results[0].record.status == "ok"
+    assert "cut short by the cell time budget" in results[0].record.reason

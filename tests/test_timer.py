@@ -1,0 +1,125 @@
+"""The timing protocol, driven by a simulated device and an exact fake clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from devbench.spec import TimingPolicy
+from devbench.timer import SYNC_OVERHEAD_FACTOR, StoppingRule, measure
+from tests.fakes import FakeDevice
+
+POLICY = TimingPolicy(max_cell_time=10.0, min_samples=5, max_samples=50, target_rel_iqr=0.05,
+                      warmup_time=0.1, min_warmup_calls=2, min_block_time=0.01)
+
+
+def test_async_device_hides_all_launches_but_the_first_of_a_block() -> None:
+    dev = FakeDevice(1e-4, launch=1e-6, asynchronous=True)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    assert m.samples == pytest.approx([1e-4 + 1e-6 / m.number] * len(m.samples))
+    assert m.stop_reason == "converged"
+    assert len(m.samples) == POLICY.min_samples
+
+
+def test_sync_device_pays_every_launch() -> None:
+    dev = FakeDevice(1e-4, launch=1e-6, asynchronous=False)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    assert m.samples == pytest.approx([1e-4 + 1e-6] * len(m.samples))
+
+
+def test_cold_call_is_timed_apart_from_the_samples() -> None:
+    dev = FakeDevice([0.5, *[1e-3] * 99])  # the first call pays initialisation
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    assert m.cold_s == pytest.approx(0.5)
+    assert max(m.samples) == pytest.approx(1e-3)
+
+
+def test_number_is_calibrated_from_the_block_target() -> None:
+    dev = FakeDevice(1e-4)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    assert m.number == math.ceil(POLICY.min_block_time / 1e-4)
+
+
+def test_expensive_sync_lengthens_the_block_to_keep_it_under_one_percent() -> None:
+    dev = FakeDevice(1e-4, sync_cost=1e-3)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    assert m.sync_overhead_s == pytest.approx(1e-3)
+    block = m.number * 1e-4
+    assert block >= SYNC_OVERHEAD_FACTOR * 1e-3 * (1 - 1e-9)
+    assert m.sync_overhead_s / block <= 0.01 + 1e-12
+
+
+def test_sync_is_called_once_per_block() -> None:
+    dev = FakeDevice(1e-4)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock)
+    sync_probes = 5
+    assert dev.syncs == 1 + m.warmup_calls + sync_probes + len(m.samples)
+    assert dev.calls == 1 + m.warmup_calls + m.number * len(m.samples)
+
+
+def test_warmup_is_time_based_with_a_minimum_of_calls() -> None:
+    short = FakeDevice(0.01)
+    assert measure(short.call, short.sync, POLICY, clock=short.clock).warmup_calls == 10
+    long = FakeDevice(1.0)
+    assert measure(long.call, long.sync, POLICY, clock=long.clock).warmup_calls == POLICY.min_warmup_calls
+
+
+def test_budget_cuts_a_slow_cell_short_but_keeps_one_sample() -> None:
+    dev = FakeDevice(0.5)
+    policy = TimingPolicy(max_cell_time=2.0, min_samples=5)
+    m = measure(dev.call, dev.sync, policy, clock=dev.clock)
+    assert m.stop_reason == "budget"
+    assert m.number == 1
+    assert len(m.samples) == 2  # warm-up 2 x 0.5 s, then samples while a block still fits
+    very_slow = FakeDevice(5.0)
+    m = measure(very_slow.call, very_slow.sync, policy, clock=very_slow.clock)
+    assert (m.warmup_calls, len(m.samples), m.stop_reason) == (1, 1, "budget")
+
+
+def test_noisy_cell_runs_to_max_samples() -> None:
+    dev = FakeDevice([1e-3, 2e-3, 4e-3])
+    policy = TimingPolicy(max_cell_time=100.0, min_samples=5, max_samples=12, min_block_time=1e-3)
+    m = measure(dev.call, dev.sync, policy, clock=dev.clock)
+    assert m.number == 1
+    assert (len(m.samples), m.stop_reason) == (12, "max_samples")
+
+
+def test_unsynchronized_timing_measures_only_the_launch_and_drains_at_the_end() -> None:
+    dev = FakeDevice(1e-2, launch=1e-5)
+    m = measure(dev.call, dev.no_sync, POLICY, clock=dev.clock, drain=dev.drain)
+    assert m.samples == pytest.approx([1e-5] * len(m.samples))
+    assert dev.drains == 1
+    assert dev.now >= dev.busy_until  # nothing left queued for the next cell
+
+
+def test_check_sees_the_cold_output_and_can_fail_the_cell() -> None:
+    dev = FakeDevice(1e-3)
+    seen: list[int] = []
+
+    def check(output: int) -> None:
+        seen.append(output)
+        raise RuntimeError("wrong device")
+
+    with pytest.raises(RuntimeError, match="wrong device"):
+        measure(dev.call, dev.sync, POLICY, clock=dev.clock, check=check)
+    assert seen == [1]
+    assert dev.calls == 1
+
+
+def test_stopping_rule_on_plain_lists() -> None:
+    rule = StoppingRule(min_samples=3, max_samples=6, target_rel_iqr=0.05)
+    for value in (1.0, 1.0):
+        rule.add(value)
+        assert not rule.is_finished()
+    rule.add(1.0)
+    assert rule.converged()
+    assert rule.is_finished()
+
+    noisy = StoppingRule(min_samples=3, max_samples=6, target_rel_iqr=0.05)
+    for value in (1.0, 2.0, 3.0, 1.0, 2.0):
+        noisy.add(value)
+        assert not noisy.is_finished()
+    noisy.add(3.0)
+    assert noisy.is_finished()
+    assert not noisy.converged()
