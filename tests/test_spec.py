@@ -60,7 +60,7 @@ def test_sizes_reject(text: str, message: str) -> None:
         parse_sizes(text)
     assert "\n" not in str(info.value)
     if text.strip():
-        assert repr(text.split(",")[0].strip())[1:-1] in str(info.value) or "empty" in str(info.value)
+        assert repr(text.split(",", maxsplit=1)[0].strip())[1:-1] in str(info.value) or "empty" in str(info.value)
 
 
 def test_too_many_sizes_in_a_list() -> None:
@@ -125,7 +125,7 @@ def test_cell_key_matches_identity_columns() -> None:
     from devbench.schema import IDENTITY
 
     cell = Cell(size=64, op="add", dtype="float32", device="CPU:0")
-    assert dict(zip(IDENTITY, cell.key())) == {
+    assert dict(zip(IDENTITY, cell.key(), strict=True)) == {
         "op": "add", "size": 64, "dtype": "float32", "device": "CPU:0", "mode": "eager", "sync": "scalar"
     }
 

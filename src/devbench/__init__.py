@@ -31,7 +31,26 @@ _EXPORTS = {
     "measure": "devbench.timer",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "RESULT_COLUMNS",
+    "SAMPLE_COLUMNS",
+    "SCHEMA_VERSION",
+    "Cell",
+    "DevbenchError",
+    "Measurement",
+    "Record",
+    "Run",
+    "Summary",
+    "SweepSpec",
+    "TimingPolicy",
+    "UsageError",
+    "__version__",
+    "execute",
+    "load_run",
+    "measure",
+    "parse_sizes",
+    "summarize",
+]
 
 if TYPE_CHECKING:
     from devbench.errors import DevbenchError, UsageError

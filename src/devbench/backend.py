@@ -169,7 +169,7 @@ class TFBackend:
         tolerance = TOLERANCE[cell.dtype]
         if len(leaves) != len(expected):
             return CellFailure("wrong", f"{len(leaves)} outputs where the reference has {len(expected)}")
-        for i, (got, want) in enumerate(zip(leaves, expected)):
+        for i, (got, want) in enumerate(zip(leaves, expected, strict=True)):
             err = relative_error(got, want)
             if not err <= tolerance:
                 return CellFailure(

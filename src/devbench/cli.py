@@ -193,7 +193,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     tf_info = tensorflow_fingerprint()
     table = Table(title=f"TensorFlow {tf_info['version']} devices")
     for column in ("device", "kind", "name", "memory", "compute capability", "details"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "device")
     for device in discover():
         details = dict(device.details)
         name = str(details.pop("device_name", cpu_model() if device.kind == "CPU" else ""))
@@ -219,7 +219,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
     table = Table(title="devbench ops (n is the size given to --sizes)")
     for column in ("op", "n means", "FLOPs/call", "dtypes", "what it times"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "op")
     for op in OPS.values():
         table.add_row(op.name, op.n_means, op.flops_formula, ", ".join(op.dtypes), op.summary)
     Console().print(table)

@@ -110,26 +110,23 @@ def tensorflow() -> ModuleType:
     # A cell must run where it is asked or fail: a silent CPU fallback would be a CPU number under a GPU label.
     tf.config.set_soft_device_placement(False)
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            # Allocate as needed, so free-memory queries mean something and cells do not share a huge pool.
+        # Allocate as needed, so free-memory queries mean something and cells do not share a huge pool.
+        # RuntimeError: already initialised (e.g. by a test); the settings are then fixed.
+        with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised (e.g. by a test); settings are then fixed
-            pass
     logical = os.environ.get(LOGICAL_CPUS_ENV, "").strip()
     if logical:
         if not logical.isdigit() or int(logical) < 1:
             raise UsageError(f"{LOGICAL_CPUS_ENV}={logical!r} must be a whole number >= 1")
         cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
+        with contextlib.suppress(RuntimeError):
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(logical))]
             )
-        except RuntimeError:
-            pass
     with _quiet_native_stderr():
         tf.config.list_logical_devices()  # initialises the devices (and prints CUDA probes on CPU hosts)
     _tf = tf
-    return tf
+    return _tf
 
 
 def discover() -> list[DeviceInfo]:
@@ -145,10 +142,8 @@ def discover() -> list[DeviceInfo]:
         details: dict[str, Any] = {}
         phys = physical.get(name)
         if phys is not None:
-            try:
+            with contextlib.suppress(ValueError, RuntimeError):
                 details.update(tf.config.experimental.get_device_details(phys))
-            except (ValueError, RuntimeError):
-                pass
         if name in memory_limits:
             details["memory_limit_bytes"] = memory_limits[name]
         if "compute_capability" in details:

@@ -75,7 +75,8 @@ def _on_device(array: np.ndarray, dtype: str) -> Any:
 
 
 def _host(tensor: Any) -> np.ndarray:
-    return np.asarray(tensor.numpy()).astype(np.float64)
+    host: np.ndarray = np.asarray(tensor.numpy(), dtype=np.float64)
+    return host
 
 
 def _random(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
@@ -103,7 +104,8 @@ def _conv2d_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     pad = k // 2
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # N,H,W,C,kh,kw
-    return np.einsum("nhwcij,ijco->nhwo", windows, w)
+    out: np.ndarray = np.einsum("nhwcij,ijco->nhwo", windows, w)
+    return out
 
 
 def _build_conv2d(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:

@@ -6,6 +6,7 @@ optimistic early on and tightens as the sweep goes.
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _format_time(seconds: float) -> str:
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return "—"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:

@@ -182,7 +182,14 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
-        policy = TimingPolicy(**data.get("policy", {}))
-        tuples = {k: tuple(data[k]) for k in ("ops", "sizes", "dtypes", "devices", "modes") if k in data}
-        rest = {k: data[k] for k in ("sync", "seed") if k in data}
-        return cls(**tuples, **rest, policy=policy)
+        defaults = cls(ops=(), sizes=())
+        return cls(
+            ops=tuple(str(op) for op in data["ops"]),
+            sizes=tuple(int(size) for size in data["sizes"]),
+            dtypes=tuple(str(d) for d in data.get("dtypes", defaults.dtypes)),
+            devices=tuple(str(d) for d in data.get("devices", defaults.devices)),
+            modes=tuple(str(m) for m in data.get("modes", defaults.modes)),
+            sync=str(data.get("sync", defaults.sync)),
+            seed=int(data.get("seed", defaults.seed)),
+            policy=TimingPolicy(**data.get("policy", {})),
+        )

@@ -165,7 +165,7 @@ def _typed_results(results: pd.DataFrame) -> pd.DataFrame:
     bools = ("noisy", "unsynchronized")
     strings = ("run_id", "op", "dtype", "device", "mode", "sync", "status", "reason", "placed_device",
                "stop_reason", "finished_at")
-    out = results.copy()
+    out: pd.DataFrame = results.copy()
     for col in ints:
         out[col] = pd.to_numeric(out[col]).astype("int64")
     for col in bools:

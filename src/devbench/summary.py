@@ -17,7 +17,8 @@ def print_summary(run: Run, console: Console | None = None) -> None:
     ok = results[results["status"] == "ok"]
     table = Table(title="Fastest device per op and size (median time per call)")
     for column in ("op", "dtype", "mode", "n", "fastest", "time/call", "vs CPU:0", "flags"):
-        table.add_column(column, justify="right" if column in ("n", "time/call", "vs CPU:0") else "left")
+        table.add_column(column, justify="right" if column in ("n", "time/call", "vs CPU:0") else "left",
+                         no_wrap=column in ("op", "fastest"))
     for (op, dtype, mode, size), group in ok.groupby(["op", "dtype", "mode", "size"], sort=False):
         best = group.loc[group["median_s"].idxmin()]
         cpu = group[group["device"] == "CPU:0"]

@@ -1,0 +1,1163 @@
+"""Machine-vs-machine comparison of two runs: the statistical core of ``devbench compare``.
+
+``compare_runs(base, new)`` matches the cells of two runs, and for every cell measured ``ok`` in both gives
+the ratio NEW/BASE of the median per-call time, a bootstrap confidence interval of that ratio over the raw
+samples, a Mann–Whitney U p-value and a verdict. It adds geometric-mean ratios per (op, dtype) and overall,
+the differences between the two machines' fingerprints, the cells that could not be compared (and why), and
+optionally the crossover sizes of both runs side by side. Everything is plain frozen data; rendering
+(``render_comparison``: table, csv, json) and the chart (``write_compare_chart``) read that data and compute
+nothing new. No TensorFlow here; matplotlib is imported only by the chart functions.
+
+Verdicts (``threshold`` t, default 0.05; ``alpha``, default 0.01; ratio r = median(new) / median(base);
+[lo, hi] its ``confidence`` bootstrap interval; p the two-sided Mann–Whitney U p-value), applied in order:
+
+1. ``uncertain`` when the cell cannot be tested: a side has no raw samples (the ratio then comes from the
+   stored ``median_s`` columns and the note says "no raw samples"), fewer than ``MIN_SAMPLES`` samples, or
+   non-positive / non-finite times.
+2. ``slower`` when p < alpha and r > 1 + t; ``faster`` when p < alpha and r < 1 - t. A change counts only
+   where it is both significant and larger than the threshold.
+3. ``same`` when the whole interval lies inside the equivalence band: 1 - t <= lo and hi <= 1 + t. This is
+   an equivalence test: the data rule out any change larger than the threshold. It holds whether or not the
+   change is significant, so a real but small change (2 % under a 5 % threshold, tight samples) is ``same``.
+4. ``uncertain`` otherwise: the data cannot tell a change beyond the threshold from no change (noisy
+   samples, too few samples, or a significant change whose interval straddles the band edge).
+
+Only ``slower`` counts as a regression (``has_regression``), so ``--fail-on-regression`` never fails on noise.
+
+Matching: cells are matched by (op, size, dtype, device, mode). When a run holds one cell per such key (one
+sync method per sweep, the usual case) a differing ``sync`` still matches and the cell carries a note;
+cells whose status is not ``ok`` on both sides are listed in ``not_compared``; cells found in one run only
+are listed in ``only_in_base`` / ``only_in_new``. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats as sps
+
+from devbench.errors import UsageError
+from devbench.stats import NOISY_REL_IQR, rel_iqr
+from devbench.store import Run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CROSSOVER_COLUMNS",
+    "CSV_COLUMNS",
+    "MATCH_KEY",
+    "MIN_SAMPLES",
+    "VERDICTS",
+    "CellComparison",
+    "CellKey",
+    "CompareSettings",
+    "Comparison",
+    "CrossoverPair",
+    "FingerprintDiff",
+    "GeoMean",
+    "LoneCell",
+    "StatusPair",
+    "Verdict",
+    "bootstrap_medians",
+    "compare_figure",
+    "compare_runs",
+    "crossover_side_by_side",
+    "fingerprint_diff",
+    "has_regression",
+    "render_comparison",
+    "verdict_for",
+    "write_compare_chart",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+Verdict = Literal["slower", "faster", "same", "uncertain"]
+VERDICTS: tuple[Verdict, ...] = ("slower", "faster", "uncertain", "same")
+"""All verdicts, most alarming first (the order of counts in summaries)."""
+
+MATCH_KEY = ("op", "size", "dtype", "device", "mode")
+"""Columns that match a cell of one run to a cell of the other (``sync`` is compared, not matched on)."""
+
+MIN_SAMPLES = 3
+"""Fewer raw samples than this on either side makes a cell ``uncertain`` without testing."""
+
+CSV_COLUMNS = (
+    "op", "size", "dtype", "device", "mode", "base_sync", "new_sync", "n_base", "n_new",
+    "base_median_s", "new_median_s", "ratio", "ci_low", "ci_high", "p_value", "verdict", "notes",
+)
+"""Columns of ``render_comparison(..., "csv")``, one row per compared cell (status ok in both runs).
+
+Times in seconds; ``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower);
+``p_value`` is the two-sided Mann–Whitney U p-value; empty fields mean "not available" (no raw samples);
+``notes`` joins the cell's notes with "; "."""
+
+CROSSOVER_COLUMNS = (
+    "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
+    "faster_below", "faster_above", "note",
+)
+"""Columns expected of each crossover frame (``analysis.crossover_frame``) given to ``compare_runs``."""
+
+_REQUIRED_RESULT_COLUMNS = ("op", "size", "dtype", "device", "mode", "status")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """What matches a cell across runs. ``size`` is the op's size parameter (e.g. n of an n×n matmul)."""
+
+    op: str
+    size: int
+    dtype: str
+    device: str
+    mode: str
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str, int]:
+        """Reading order: grouped by op, dtype, device, mode; sizes ascending within a group."""
+        return (self.op, self.dtype, self.device, self.mode, self.size)
+
+    def label(self) -> str:
+        return f"{self.op}[{self.size}, {self.dtype}, {self.device}, {self.mode}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "size": self.size, "dtype": self.dtype, "device": self.device,
+                "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """One cell measured ``ok`` in both runs. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
+
+    ``ci_low``/``ci_high`` and ``p_value`` are NaN where they could not be computed (see ``notes``).
+    """
+
+    key: CellKey
+    base_sync: str
+    new_sync: str
+    n_base: int
+    n_new: int
+    base_median_s: float
+    new_median_s: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    verdict: Verdict
+    notes: tuple[str, ...] = ()
+
+    @property
+    def change(self) -> float:
+        """Relative change of the median per-call time: +0.2 is 20 % slower, -0.2 is 20 % faster."""
+        return self.ratio - 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat, in ``CSV_COLUMNS`` order, with ``notes`` as a list."""
+        return {
+            **self.key.as_dict(),
+            "base_sync": self.base_sync, "new_sync": self.new_sync,
+            "n_base": self.n_base, "n_new": self.n_new,
+            "base_median_s": self.base_median_s, "new_median_s": self.new_median_s,
+            "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "p_value": self.p_value, "verdict": self.verdict, "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class GeoMean:
+    """Geometric mean of the per-cell ratios over ``n_cells`` compared cells.
+
+    ``op``/``dtype`` are None for the overall mean. The interval comes from the per-cell bootstrap
+    replicates (each cell resampled independently, then the geometric mean of each replicate set); it is NaN
+    when a cell in the group has no bootstrap (``note`` says so) or the group is empty.
+    """
+
+    op: str | None
+    dtype: str | None
+    n_cells: int
+    ratio: float
+    ci_low: float
+    ci_high: float
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return "overall" if self.op is None else f"{self.op} {self.dtype}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "dtype": self.dtype, "n_cells": self.n_cells, "ratio": self.ratio,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "note": self.note}
+
+
+@dataclass(frozen=True)
+class LoneCell:
+    """A cell present in one run only (any status)."""
+
+    key: CellKey
+    sync: str
+    status: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.key.as_dict(), "sync": self.sync, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class StatusPair:
+    """A cell present in both runs but not ``ok`` in both, so it has no timing comparison."""
+
+    key: CellKey
+    base_sync: str
+    new_sync: str
+    base_status: str
+    new_status: str
+    base_reason: str = ""
+    new_reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the status differs (e.g. ok → oom), which is worth a look; False for e.g. both
+        ``unsupported``."""
+        return self.base_status != self.new_status
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.key.as_dict(), "base_sync": self.base_sync, "new_sync": self.new_sync,
+                "base_status": self.base_status, "new_status": self.new_status,
+                "base_reason": self.base_reason, "new_reason": self.new_reason}
+
+
+class FingerprintDiff(NamedTuple):
+    """One fingerprint field whose value differs; None where a run does not record it."""
+
+    field: str
+    base: str | int | float | None
+    new: str | int | float | None
+
+
+@dataclass(frozen=True)
+class CrossoverPair:
+    """One crossover of an (op, dtype, mode, device pair) in both runs. Sizes in the op's size unit (e.g.
+    matrix side n); NaN where a run has no crossover for the pair (its ``note`` says why) or lacks it."""
+
+    op: str
+    dtype: str
+    mode: str
+    device_a: str
+    device_b: str
+    crossing: int
+    """0 for the pair's first (smallest) crossing, 1 for the next, ... (most pairs cross at most once)."""
+    base_size: float
+    new_size: float
+    base_low: float
+    base_high: float
+    new_low: float
+    new_high: float
+    base_faster_below: str
+    base_faster_above: str
+    new_faster_below: str
+    new_faster_above: str
+    base_note: str
+    new_note: str
+
+    @property
+    def moved(self) -> float:
+        """new crossover size / base crossover size (0.5: the crossover moved to half the size); NaN when
+        either is missing."""
+        if math.isfinite(self.base_size) and math.isfinite(self.new_size) and self.base_size > 0:
+            return self.new_size / self.base_size
+        return math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["moved"] = self.moved
+        return out
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """The parameters a comparison was made with (see ``compare_runs``)."""
+
+    threshold: float = 0.05
+    alpha: float = 0.01
+    confidence: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "alpha": self.alpha, "confidence": self.confidence,
+                "n_boot": self.n_boot, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``."""
+
+    base_label: str
+    new_label: str
+    settings: CompareSettings
+    fingerprint: tuple[FingerprintDiff, ...]
+    cells: tuple[CellComparison, ...]
+    geomeans: tuple[GeoMean, ...]
+    """Per (op, dtype), in reading order."""
+    overall: GeoMean
+    not_compared: tuple[StatusPair, ...] = ()
+    only_in_base: tuple[LoneCell, ...] = ()
+    only_in_new: tuple[LoneCell, ...] = ()
+    crossovers: tuple[CrossoverPair, ...] | None = None
+    """Crossover sizes side by side; None when no crossover frames were given to ``compare_runs``."""
+
+    def counts(self) -> dict[Verdict, int]:
+        """Number of cells per verdict (every verdict present, zeros included)."""
+        counter = Counter(cell.verdict for cell in self.cells)
+        return {v: counter.get(v, 0) for v in VERDICTS}
+
+    @property
+    def regressions(self) -> tuple[CellComparison, ...]:
+        return tuple(cell for cell in self.cells if cell.verdict == "slower")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per compared cell, columns ``CSV_COLUMNS`` (notes joined with '; ')."""
+        rows = [{**c.as_dict(), "notes": "; ".join(c.notes)} for c in self.cells]
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-safe: NaN and infinities become None."""
+        data: dict[str, Any] = {
+            "base": self.base_label,
+            "new": self.new_label,
+            "settings": self.settings.as_dict(),
+            "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self)},
+            "fingerprint_diff": [d._asdict() for d in self.fingerprint],
+            "cells": [c.as_dict() for c in self.cells],
+            "geomeans": [g.as_dict() for g in self.geomeans],
+            "overall": self.overall.as_dict(),
+            "not_compared": [p.as_dict() for p in self.not_compared],
+            "only_in_base": [c.as_dict() for c in self.only_in_base],
+            "only_in_new": [c.as_dict() for c in self.only_in_new],
+            "crossovers": None if self.crossovers is None else [c.as_dict() for c in self.crossovers],
+        }
+        return _json_safe(data)  # type: ignore[no-any-return]
+
+
+def has_regression(comparison: Comparison) -> bool:
+    """True when any cell is ``slower`` (significant and beyond the threshold): ``--fail-on-regression``."""
+    return any(cell.verdict == "slower" for cell in comparison.cells)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def bootstrap_medians(samples: Sequence[float] | FloatArray, n_boot: int,
+                      rng: np.random.Generator) -> FloatArray:
+    """``n_boot`` bootstrap replicates of the median of ``samples``, exactly as if each replicate drew
+    ``len(samples)`` values with replacement and took ``np.median``, but in O(n_boot) instead of
+    O(n_boot × n).
+
+    Why it is exact: a resample is ``floor(n·U_i)`` for iid uniform U_i, a monotone map, so its k-th smallest
+    index is ``floor(n·U_(k))``, and the k-th of n uniform order statistics is Beta(k, n-k+1). The median
+    needs the middle order statistic (odd n) or the two middle ones (even n); given U_(k)=u, U_(k+1) is
+    u + (1-u)·Beta(1, n-k).
+    """
+    values = np.sort(np.asarray(samples, dtype=np.float64))
+    n = int(values.size)
+    if n == 0:
+        raise ValueError("cannot bootstrap zero samples")
+    k = (n + 1) // 2 if n % 2 else n // 2  # 1-based rank of the (lower) middle order statistic
+    u = rng.beta(k, n - k + 1, size=n_boot)
+    lower = np.minimum((u * n).astype(np.int64), n - 1)
+    if n % 2:
+        return values[lower]
+    v = u + (1.0 - u) * rng.beta(1, n - k, size=n_boot)
+    upper = np.minimum((v * n).astype(np.int64), n - 1)
+    return 0.5 * (values[lower] + values[upper])
+
+
+def _mann_whitney_p(base: FloatArray, new: FloatArray) -> float:
+    """Two-sided Mann–Whitney U p-value; 1.0 when all values are equal (no evidence of any change)."""
+    if np.all(base == base[0]) and np.all(new == base[0]):
+        return 1.0
+    p = float(sps.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    return p if math.isfinite(p) else 1.0
+
+
+def _min_attainable_p(n_base: int, n_new: int) -> float:
+    """Smallest two-sided exact Mann–Whitney p-value for these sample counts (no ties): 2 / C(n1+n2, n1)."""
+    return min(1.0, 2.0 / math.comb(n_base + n_new, n_base))
+
+
+def verdict_for(ratio: float, ci_low: float, ci_high: float, p_value: float, *, threshold: float,
+                alpha: float) -> Verdict:
+    """The verdict rules 2-4 of the module docstring, for a cell whose statistics could be computed.
+
+    Any NaN input gives ``uncertain`` (rule 1).
+    """
+    if not all(math.isfinite(x) for x in (ratio, ci_low, ci_high, p_value)):
+        return "uncertain"
+    if p_value < alpha and ratio > 1.0 + threshold:
+        return "slower"
+    if p_value < alpha and ratio < 1.0 - threshold:
+        return "faster"
+    if 1.0 - threshold <= ci_low and ci_high <= 1.0 + threshold:
+        return "same"
+    return "uncertain"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Matching
+
+
+def _str(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _check_results(run: Run, side: str) -> pd.DataFrame:
+    results = run.results
+    missing = [c for c in _REQUIRED_RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise UsageError(f"the {side} run's results lack the columns {', '.join(missing)}; "
+                         f"a devbench results table has {', '.join(_REQUIRED_RESULT_COLUMNS)} and more")
+    return results
+
+
+def _rows_by_identity(results: pd.DataFrame) -> dict[tuple[CellKey, str], dict[str, Any]]:
+    """(CellKey, sync) → row; a cell listed twice keeps its last row, as the store does."""
+    rows: dict[tuple[CellKey, str], dict[str, Any]] = {}
+    for record in results.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
+        key = CellKey(op=_str(row["op"]), size=int(row["size"]), dtype=_str(row["dtype"]),
+                      device=_str(row["device"]), mode=_str(row["mode"]))
+        rows[(key, _str(row.get("sync", "")))] = row
+    return rows
+
+
+def _samples_by_identity(samples: pd.DataFrame) -> dict[tuple[CellKey, str], FloatArray]:
+    """(CellKey, sync) → per-call times in seconds, in sample order."""
+    needed = (*MATCH_KEY, "per_call_s")
+    if samples is None or samples.empty or any(c not in samples.columns for c in needed):
+        return {}
+    frame = samples.copy()
+    if "sync" not in frame.columns:
+        frame["sync"] = ""
+    if "sample" in frame.columns:
+        frame = frame.sort_values("sample", kind="stable")
+    out: dict[tuple[CellKey, str], FloatArray] = {}
+    for ident, group in frame.groupby([*MATCH_KEY, "sync"], sort=False, dropna=False):
+        op, size, dtype, device, mode, sync = ident
+        key = CellKey(op=_str(op), size=int(size), dtype=_str(dtype), device=_str(device), mode=_str(mode))
+        out[(key, _str(sync))] = group["per_call_s"].to_numpy(dtype=np.float64)
+    return out
+
+
+def _pair_cells(
+    base_rows: Mapping[tuple[CellKey, str], dict[str, Any]],
+    new_rows: Mapping[tuple[CellKey, str], dict[str, Any]],
+) -> tuple[list[tuple[tuple[CellKey, str], tuple[CellKey, str]]], list[tuple[CellKey, str]],
+           list[tuple[CellKey, str]]]:
+    """Pair identities: first exactly (sync included), then leftovers by CellKey when that pairing is
+    unambiguous (one leftover on each side). Returns (pairs, only_base, only_new)."""
+    pairs = [(ident, ident) for ident in base_rows if ident in new_rows]
+    left_base: dict[CellKey, list[tuple[CellKey, str]]] = defaultdict(list)
+    left_new: dict[CellKey, list[tuple[CellKey, str]]] = defaultdict(list)
+    for ident in base_rows:
+        if ident not in new_rows:
+            left_base[ident[0]].append(ident)
+    for ident in new_rows:
+        if ident not in base_rows:
+            left_new[ident[0]].append(ident)
+    only_base: list[tuple[CellKey, str]] = []
+    only_new: list[tuple[CellKey, str]] = []
+    for key, idents in left_base.items():
+        others = left_new.pop(key, [])
+        if len(idents) == 1 and len(others) == 1:
+            pairs.append((idents[0], others[0]))
+        else:
+            only_base.extend(idents)
+            only_new.extend(others)
+    for idents in left_new.values():
+        only_new.extend(idents)
+    return pairs, only_base, only_new
+
+
+# --------------------------------------------------------------------------------------------------------
+# Comparison
+
+
+def _validate(threshold: float, alpha: float, confidence: float, n_boot: int, seed: int) -> None:
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and 0.0 <= threshold < 1.0):
+        raise UsageError(f"--threshold {threshold!r} is out of range; allowed: a fraction 0 <= t < 1 "
+                         "(0.05 means a 5 % change)")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0.0 < alpha < 1.0):
+        raise UsageError(f"--alpha {alpha!r} is out of range; allowed: a significance level 0 < alpha < 1 "
+                         "(e.g. 0.01)")
+    if not (isinstance(confidence, (int, float)) and math.isfinite(confidence) and 0.0 < confidence < 1.0):
+        raise UsageError(f"confidence {confidence!r} is out of range; allowed: 0 < confidence < 1 "
+                         "(e.g. 0.95)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+        raise UsageError(f"n_boot {n_boot!r} is too small; allowed: a whole number >= 100 (e.g. 2000)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed {seed!r} is not allowed; give a whole number >= 0")
+
+
+def _label(run: Run, default: str) -> str:
+    if run.path is not None:
+        return str(run.path)
+    run_id = run.meta.get("run_id") if run.meta else None
+    return str(run_id) if run_id else default
+
+
+def _median_from_row(row: Mapping[str, Any]) -> float:
+    try:
+        value = float(row.get("median_s", math.nan))
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def _compare_cell(
+    *,
+    key: CellKey,
+    base_sync: str,
+    new_sync: str,
+    base_row: Mapping[str, Any],
+    new_row: Mapping[str, Any],
+    base_samples: FloatArray | None,
+    new_samples: FloatArray | None,
+    settings: CompareSettings,
+) -> tuple[CellComparison, FloatArray | None]:
+    """Compare one cell; also return its bootstrap log-ratio replicates (None when there is no bootstrap).
+
+    Each cell draws from its own generator, seeded by (seed, CRC-32 of the cell's label), so its interval
+    does not depend on which other cells the runs hold or in what order.
+    """
+    notes: list[str] = []
+    if base_sync != new_sync:
+        notes.append(f"sync differs (base {base_sync or '?'}, new {new_sync or '?'})")
+    if "none" in (base_sync, new_sync):
+        notes.append("unsynchronized (sync=none): times measure launch, not work")
+
+    def clean(values: FloatArray | None) -> FloatArray | None:
+        if values is None:
+            return None
+        return values[np.isfinite(values)]
+
+    base_x, new_x = clean(base_samples), clean(new_samples)
+    n_base = 0 if base_x is None else int(base_x.size)
+    n_new = 0 if new_x is None else int(new_x.size)
+    base_med = float(np.median(base_x)) if base_x is not None and n_base else _median_from_row(base_row)
+    new_med = float(np.median(new_x)) if new_x is not None and n_new else _median_from_row(new_row)
+    ratio = new_med / base_med if base_med > 0 and math.isfinite(new_med) else math.nan
+
+    def untested(note: str) -> tuple[CellComparison, None]:
+        cell = CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
+                              base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=math.nan,
+                              ci_high=math.nan, p_value=math.nan, verdict="uncertain",
+                              notes=(note, *notes))
+        return cell, None
+
+    if base_x is None or new_x is None or n_base == 0 or n_new == 0:
+        sides = [name for name, n in (("base", n_base), ("new", n_new)) if n == 0]
+        return untested(f"no raw samples ({' and '.join(sides)}): ratio of stored medians, not tested")
+    if n_base < MIN_SAMPLES or n_new < MIN_SAMPLES:
+        return untested(f"too few samples (base {n_base}, new {n_new}; at least {MIN_SAMPLES} each)")
+    if np.any(base_x <= 0) or np.any(new_x <= 0):
+        return untested("non-positive per-call times")
+
+    noisy = [f"{side} IQR {spread:.0%}" for side, values in (("base", base_x), ("new", new_x))
+             if (spread := rel_iqr(values.tolist())) > NOISY_REL_IQR]
+    if noisy:
+        notes.append("noisy: " + ", ".join(noisy) + " of median")
+    if _min_attainable_p(n_base, n_new) >= settings.alpha:
+        notes.append(f"too few samples for alpha={settings.alpha:g} (smallest possible p "
+                     f"{_min_attainable_p(n_base, n_new):.2g})")
+
+    p_value = _mann_whitney_p(base_x, new_x)
+    rng = np.random.default_rng([settings.seed, zlib.crc32(key.label().encode())])
+    log_reps = np.log(bootstrap_medians(new_x, settings.n_boot, rng)) - np.log(
+        bootstrap_medians(base_x, settings.n_boot, rng))
+    tail = (1.0 - settings.confidence) / 2.0
+    lo, hi = (float(v) for v in np.exp(np.quantile(log_reps, [tail, 1.0 - tail])))
+    verdict = verdict_for(ratio, lo, hi, p_value, threshold=settings.threshold, alpha=settings.alpha)
+    cell = CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
+                          base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=lo, ci_high=hi,
+                          p_value=p_value, verdict=verdict, notes=tuple(notes))
+    return cell, log_reps
+
+
+def _geomean(cells: Sequence[tuple[CellComparison, FloatArray | None]], op: str | None, dtype: str | None,
+             confidence: float) -> GeoMean:
+    usable = [(c, reps) for c, reps in cells if math.isfinite(c.ratio) and c.ratio > 0]
+    if not usable:
+        return GeoMean(op=op, dtype=dtype, n_cells=0, ratio=math.nan, ci_low=math.nan, ci_high=math.nan,
+                       note="no comparable cells")
+    ratio = float(np.exp(np.mean([math.log(c.ratio) for c, _ in usable])))
+    missing = sum(reps is None for _, reps in usable)
+    if missing:
+        return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=math.nan,
+                       ci_high=math.nan, note=f"no interval: {missing} cell(s) without a bootstrap")
+    stacked = np.vstack([reps for _, reps in usable if reps is not None])
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = (float(v) for v in np.exp(np.quantile(stacked.mean(axis=0), [tail, 1.0 - tail])))
+    return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=lo, ci_high=hi)
+
+
+def compare_runs(
+    base: Run,
+    new: Run,
+    *,
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    crossovers: tuple[pd.DataFrame, pd.DataFrame] | Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> Comparison:
+    """Compare NEW against BASE cell by cell (verdict rules in the module docstring).
+
+    threshold: smallest relative change of the median per-call time that counts, a fraction 0 <= t < 1
+        (0.05 = 5 %). The same band [1 - t, 1 + t] decides ``same``. 0 means any significant change counts
+        and ``same`` needs an interval of exactly 1.
+    alpha: significance level of the two-sided Mann–Whitney U test, 0 < alpha < 1.
+    confidence: level of the bootstrap intervals (per cell and geometric means), 0 < confidence < 1.
+    n_boot: bootstrap replicates per cell (>= 100).
+    seed: a whole number >= 0 that makes the intervals reproducible; each cell's generator is derived
+        from it and the cell's identity, so a cell gets the same interval whatever else the runs hold.
+    crossovers: optional crossover sizes to show side by side: either the two frames (base, new) with
+        ``CROSSOVER_COLUMNS`` or a function that makes such a frame from a run's results table
+        (``analysis.crossover_frame``), applied to both runs.
+
+    Raises UsageError for an out-of-range parameter, runs whose meta give different ``schema_version``s
+    (``store.load_run`` already refuses any version but the current one), or a results table without the
+    identity columns.
+    """
+    _validate(threshold, alpha, confidence, n_boot, seed)
+    base_version, new_version = base.meta.get("schema_version"), new.meta.get("schema_version")
+    if base_version is not None and new_version is not None and base_version != new_version:
+        raise UsageError(f"the runs have different schema versions (base {base_version!r}, new "
+                         f"{new_version!r}); compare runs written with the same schema version")
+    settings = CompareSettings(threshold=float(threshold), alpha=float(alpha), confidence=float(confidence),
+                               n_boot=n_boot, seed=seed)
+    base_rows = _rows_by_identity(_check_results(base, "base"))
+    new_rows = _rows_by_identity(_check_results(new, "new"))
+    base_samples = _samples_by_identity(base.samples)
+    new_samples = _samples_by_identity(new.samples)
+    pairs, only_base, only_new = _pair_cells(base_rows, new_rows)
+    pairs.sort(key=lambda pair: (pair[0][0].sort_key, pair[0][1]))
+
+    compared: list[tuple[CellComparison, FloatArray | None]] = []
+    not_compared: list[StatusPair] = []
+    for base_ident, new_ident in pairs:
+        key = base_ident[0]
+        b_row, n_row = base_rows[base_ident], new_rows[new_ident]
+        b_status, n_status = _str(b_row["status"]), _str(n_row["status"])
+        if b_status != "ok" or n_status != "ok":
+            not_compared.append(StatusPair(
+                key=key, base_sync=base_ident[1], new_sync=new_ident[1], base_status=b_status,
+                new_status=n_status, base_reason=_str(b_row.get("reason", "")),
+                new_reason=_str(n_row.get("reason", ""))))
+            continue
+        compared.append(_compare_cell(
+            key=key, base_sync=base_ident[1], new_sync=new_ident[1], base_row=b_row, new_row=n_row,
+            base_samples=base_samples.get(base_ident), new_samples=new_samples.get(new_ident),
+            settings=settings))
+
+    groups: dict[tuple[str, str], list[tuple[CellComparison, FloatArray | None]]] = defaultdict(list)
+    for item in compared:
+        groups[(item[0].key.op, item[0].key.dtype)].append(item)
+    geomeans = tuple(_geomean(items, op, dtype, confidence) for (op, dtype), items in sorted(groups.items()))
+
+    def lone(idents: Iterable[tuple[CellKey, str]], rows: Mapping[tuple[CellKey, str], dict[str, Any]]
+             ) -> tuple[LoneCell, ...]:
+        return tuple(
+            LoneCell(key=ident[0], sync=ident[1], status=_str(rows[ident]["status"]),
+                     reason=_str(rows[ident].get("reason", "")))
+            for ident in sorted(idents, key=lambda i: (i[0].sort_key, i[1]))
+        )
+
+    crossover_pairs: tuple[CrossoverPair, ...] | None = None
+    if crossovers is not None:
+        frames = crossovers if isinstance(crossovers, tuple) else (crossovers(base.results),
+                                                                   crossovers(new.results))
+        crossover_pairs = crossover_side_by_side(*frames)
+
+    return Comparison(
+        base_label=_label(base, "base"),
+        new_label=_label(new, "new"),
+        settings=settings,
+        fingerprint=tuple(fingerprint_diff(base.meta, new.meta)),
+        cells=tuple(cell for cell, _ in compared),
+        geomeans=geomeans,
+        overall=_geomean(compared, None, None, confidence),
+        not_compared=tuple(not_compared),
+        only_in_base=lone(only_base, base_rows),
+        only_in_new=lone(only_new, new_rows),
+        crossovers=crossover_pairs,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fingerprints
+
+
+def _get(data: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value not in (None, "", [], {}):
+            return value
+    return None
+
+
+def _scalar(value: Any) -> str | int | float | None:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else ", ".join(
+            str(v) for v in value)
+    return str(value)
+
+
+def _gpus(machine: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    devices = machine.get("devices") or []
+    return [d for d in devices if isinstance(d, Mapping) and str(d.get("kind", "")).upper() == "GPU"]
+
+
+def _join(values: Iterable[Any]) -> str | None:
+    items = [str(v) for v in values if v not in (None, "")]
+    return ", ".join(items) if items else None
+
+
+def _memory(machine: Mapping[str, Any]) -> str | None:
+    total = _get(machine, "memory", "total_bytes")
+    return f"{total / 2**30:.1f} GiB" if isinstance(total, (int, float)) else None
+
+
+def _build(machine: Mapping[str, Any], name: str) -> Any:
+    """A TF build-info value (tf.sysconfig.get_build_info()), under tensorflow.build_info or tensorflow."""
+    return _scalar(_first(_get(machine, "tensorflow", "build_info", name), _get(machine, "tensorflow", name)))
+
+
+FINGERPRINT_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
+    ("hostname", lambda m: m.get("hostname")),
+    ("cpu.model", lambda m: _get(m, "cpu", "model")),
+    ("cpu.logical_cores", lambda m: _get(m, "cpu", "logical_cores")),
+    ("cpu.physical_cores", lambda m: _get(m, "cpu", "physical_cores")),
+    ("memory", _memory),
+    ("os", lambda m: _join([_get(m, "os", "system"), _get(m, "os", "release")])),
+    ("python", lambda m: _get(m, "python", "version")),
+    ("tensorflow", lambda m: _first(_get(m, "tensorflow", "version"), _get(m, "packages", "tensorflow"))),
+    ("cuda", lambda m: _build(m, "cuda_version")),
+    ("cudnn", lambda m: _build(m, "cudnn_version")),
+    ("devices", lambda m: _join(d.get("name") for d in m.get("devices") or [] if isinstance(d, Mapping))),
+    ("gpu.names",
+     lambda m: _join(_first(_get(d, "details", "device_name"), d.get("name")) for d in _gpus(m))),
+    ("gpu.compute_capability",
+     lambda m: _join(_scalar(_get(d, "details", "compute_capability")) for d in _gpus(m))),
+    ("gpu.driver", lambda m: _scalar(_first(
+        m.get("gpu_driver"), _get(m, "tensorflow", "driver_version"),
+        _join(_get(d, "details", "driver_version") for d in _gpus(m))))),
+    ("numpy", lambda m: _get(m, "packages", "numpy")),
+    ("devbench", lambda m: _get(m, "packages", "devbench")),
+)
+"""(field name, how to read it from meta["machine"]) for every fingerprint field that ``fingerprint_diff``
+compares. Memory is compared in GiB at 0.1 GiB resolution so kernels reserving a few MB differently do not
+count as a different machine; lists are joined into one string."""
+
+
+def _machine(meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not meta:
+        return {}
+    machine = meta.get("machine")
+    if isinstance(machine, Mapping):
+        return machine
+    return meta if ("cpu" in meta or "hostname" in meta) else {}
+
+
+def fingerprint_diff(base_meta: Mapping[str, Any] | None, new_meta: Mapping[str, Any] | None
+                     ) -> list[FingerprintDiff]:
+    """The interesting fingerprint fields (``FINGERPRINT_FIELDS``) whose values differ, in that order.
+
+    Takes each run's meta.json dict (or the ``machine`` dict itself). A field missing from one run reads
+    as None and counts as a difference; a field missing from both does not.
+    """
+    base_machine, new_machine = _machine(base_meta), _machine(new_meta)
+    diffs: list[FingerprintDiff] = []
+    for name, read in FINGERPRINT_FIELDS:
+        b, n = _scalar(read(base_machine)), _scalar(read(new_machine))
+        if b != n:
+            diffs.append(FingerprintDiff(name, b, n))
+    return diffs
+
+
+# --------------------------------------------------------------------------------------------------------
+# Crossovers side by side
+
+
+_PairKey = tuple[str, str, str, str, str]
+
+
+def _crossover_rows(frame: pd.DataFrame, side: str) -> dict[_PairKey, list[dict[str, Any]]]:
+    """(op, dtype, mode, sorted device pair) → that pair's rows, crossings by size (NaN rows last)."""
+    missing = [c for c in CROSSOVER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{side} crossover frame lacks the columns {', '.join(missing)}")
+    rows: dict[_PairKey, list[dict[str, Any]]] = defaultdict(list)
+    for record in frame.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
+        a, b = sorted((_str(row["device_a"]), _str(row["device_b"])))
+        rows[(_str(row["op"]), _str(row["dtype"]), _str(row["mode"]), a, b)].append(row)
+    for pair_rows in rows.values():
+        pair_rows.sort(key=lambda r: (not math.isfinite(_float(r["crossover_size"])),
+                                      _float(r["crossover_size"])))
+    return rows
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def crossover_side_by_side(base: pd.DataFrame, new: pd.DataFrame) -> tuple[CrossoverPair, ...]:
+    """Join two crossover frames (``CROSSOVER_COLUMNS``, e.g. ``analysis.crossover_frame``) on (op, dtype,
+    mode, device pair), one ``CrossoverPair`` per crossing.
+
+    The device pair matches in either order (device_a/device_b are shown as the base frame has them). A pair
+    may cross more than once; its crossings are paired by rank (smallest size with smallest size), and a
+    crossing without a partner gets NaN numbers on the other side and the note "not in base run" /
+    "not in new run" (or "no crossing #k in ... run" when the pair is there with fewer crossings).
+    """
+    base_rows, new_rows = _crossover_rows(base, "base"), _crossover_rows(new, "new")
+    pairs: list[CrossoverPair] = []
+    for key in sorted(set(base_rows) | set(new_rows)):
+        b_list, n_list = base_rows.get(key, []), new_rows.get(key, [])
+        op, dtype, mode = key[:3]
+        for i in range(max(len(b_list), len(n_list))):
+            b = b_list[i] if i < len(b_list) else None
+            n = n_list[i] if i < len(n_list) else None
+            shown = b if b is not None else n
+            assert shown is not None
+
+            def pick(row: Mapping[str, Any] | None, col: str) -> Any:
+                return None if row is None else row.get(col)
+
+            def absent(rows: list[dict[str, Any]], side: str, i: int = i) -> str:
+                return f"not in {side} run" if not rows else f"no crossing #{i + 1} in {side} run"
+
+            pairs.append(CrossoverPair(
+                op=op, dtype=dtype, mode=mode, device_a=_str(shown["device_a"]),
+                device_b=_str(shown["device_b"]), crossing=i,
+                base_size=_float(pick(b, "crossover_size")), new_size=_float(pick(n, "crossover_size")),
+                base_low=_float(pick(b, "low")), base_high=_float(pick(b, "high")),
+                new_low=_float(pick(n, "low")), new_high=_float(pick(n, "high")),
+                base_faster_below=_str(pick(b, "faster_below")),
+                base_faster_above=_str(pick(b, "faster_above")),
+                new_faster_below=_str(pick(n, "faster_below")),
+                new_faster_above=_str(pick(n, "faster_above")),
+                base_note=absent(b_list, "base") if b is None else _str(b.get("note")),
+                new_note=absent(n_list, "new") if n is None else _str(n.get("note")),
+            ))
+    return tuple(pairs)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _fmt_s(seconds: float) -> str:
+    """Seconds in a readable unit, 3 significant digits: 1.23 ms, 45.6 µs."""
+    if not math.isfinite(seconds):
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _fmt_ratio(ratio: float, lo: float, hi: float) -> str:
+    if not math.isfinite(ratio):
+        return "–"
+    text = f"{ratio:.3f}×"
+    if math.isfinite(lo) and math.isfinite(hi):
+        text += f" [{lo:.3f}, {hi:.3f}]"
+    return text
+
+
+def _fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _fmt_crossover(size: float, low: float, high: float) -> str:
+    if not math.isfinite(size):
+        return "none"
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{size:.4g} [{low:.4g}, {high:.4g}]"
+    return f"{size:.4g}"
+
+
+def _render_table(comparison: Comparison, width: int) -> str:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=io.StringIO(), record=True, width=width, color_system=None,
+                      force_terminal=False, highlight=False, soft_wrap=False)
+    s = comparison.settings
+    console.print(f"devbench compare\n  base: {comparison.base_label}\n  new:  {comparison.new_label}\n"
+                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{s.threshold:.0%}, "
+                  f"alpha {s.alpha:g}, {s.confidence:.0%} bootstrap CI ({s.n_boot} resamples, seed {s.seed})")
+
+    if comparison.fingerprint:
+        fp = Table(title="Machine differences", box=box.SIMPLE, title_justify="left")
+        for col in ("field", "base", "new"):
+            fp.add_column(col)
+        for diff in comparison.fingerprint:
+            fp.add_row(diff.field, _str(diff.base) or "(none)", _str(diff.new) or "(none)")
+        console.print(fp)
+    else:
+        console.print("\nMachine differences: none in the compared fingerprint fields")
+
+    cells = Table(title="Cells", box=box.SIMPLE, title_justify="left")
+    for col, justify in (("op", "left"), ("size", "right"), ("dtype", "left"), ("device", "left"),
+                         ("mode", "left"), ("base median", "right"), ("new median", "right"),
+                         ("ratio [CI]", "right"), ("p", "right"), ("verdict", "left"), ("notes", "left")):
+        cells.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in comparison.cells:
+        k = c.key
+        cells.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, _fmt_s(c.base_median_s),
+                      _fmt_s(c.new_median_s), _fmt_ratio(c.ratio, c.ci_low, c.ci_high), _fmt_p(c.p_value),
+                      c.verdict.upper() if c.verdict == "slower" else c.verdict, "; ".join(c.notes))
+    if comparison.cells:
+        console.print(cells)
+    else:
+        console.print("\nCells: none measured ok in both runs")
+
+    geo = Table(title="Geometric-mean ratio", box=box.SIMPLE, title_justify="left")
+    for col in ("group", "cells", "ratio [CI]", "note"):
+        geo.add_column(col)
+    for g in (*comparison.geomeans, comparison.overall):
+        geo.add_row(g.label, str(g.n_cells), _fmt_ratio(g.ratio, g.ci_low, g.ci_high), g.note)
+    console.print(geo)
+
+    if comparison.crossovers is not None:
+        if comparison.crossovers:
+            cx = Table(title="Crossover sizes", box=box.SIMPLE, title_justify="left")
+            for col in ("op", "dtype", "mode", "devices", "base [bracket]", "new [bracket]", "moved",
+                        "notes"):
+                cx.add_column(col)
+            for x in comparison.crossovers:
+                notes = "; ".join(f"{side}: {note}" for side, note in (("base", x.base_note),
+                                                                        ("new", x.new_note)) if note)
+                cx.add_row(x.op, x.dtype, x.mode, f"{x.device_a} vs {x.device_b}",
+                           _fmt_crossover(x.base_size, x.base_low, x.base_high),
+                           _fmt_crossover(x.new_size, x.new_low, x.new_high),
+                           f"{x.moved:.2f}×" if math.isfinite(x.moved) else "–", notes)
+            console.print(cx)
+        else:
+            console.print("\nCrossover sizes: none in either run")
+
+    changed = [p for p in comparison.not_compared if p.changed]
+    if changed:
+        nc = Table(title="Not compared: status changed", box=box.SIMPLE, title_justify="left")
+        for col in ("op", "size", "dtype", "device", "mode", "base", "new", "reason"):
+            nc.add_column(col)
+        for p in changed:
+            k = p.key
+            nc.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, p.base_status, p.new_status,
+                       p.new_reason or p.base_reason)
+        console.print(nc)
+    unchanged = Counter(p.base_status for p in comparison.not_compared if not p.changed)
+    if unchanged:
+        console.print("Not compared, same non-ok status in both runs: "
+                      + ", ".join(f"{status} {n}" for status, n in sorted(unchanged.items())))
+
+    for title, lone_cells in (("Only in base", comparison.only_in_base),
+                              ("Only in new", comparison.only_in_new)):
+        if not lone_cells:
+            continue
+        t = Table(title=f"{title} ({len(lone_cells)})", box=box.SIMPLE, title_justify="left")
+        for col in ("op", "size", "dtype", "device", "mode", "sync", "status"):
+            t.add_column(col)
+        for lone_cell in lone_cells:
+            k = lone_cell.key
+            t.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, lone_cell.sync, lone_cell.status)
+        console.print(t)
+
+    counts = comparison.counts()
+    console.print(
+        f"{len(comparison.cells)} cells compared: "
+        + ", ".join(f"{n} {v}" for v, n in counts.items())
+        + f"; {len(comparison.not_compared)} not compared, {len(comparison.only_in_base)} only in base, "
+        f"{len(comparison.only_in_new)} only in new"
+        + ("; REGRESSION" if has_regression(comparison) else "")
+    )
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def _render_csv(comparison: Comparison) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for cell in comparison.cells:
+        data = cell.as_dict()
+        data["notes"] = "; ".join(cell.notes)
+        writer.writerow(
+            "" if isinstance(data[c], float) and not math.isfinite(data[c])
+            else (repr(data[c]) if isinstance(data[c], float) else data[c])
+            for c in CSV_COLUMNS
+        )
+    return out.getvalue()
+
+
+def render_comparison(comparison: Comparison, fmt: Literal["table", "csv", "json"] = "table", *,
+                      width: int = 160) -> str:
+    """The comparison as text.
+
+    table: fingerprint differences first, then one row per cell (op, size, dtype, device, mode, base
+        median, new median, ratio [CI], p, verdict, notes), geometric means, crossovers (when given), cells
+        not compared, cells in one run only, and a summary line; ``width`` is the line width in characters.
+    csv: one row per compared cell, columns ``CSV_COLUMNS``; floats in full precision, empty when missing.
+    json: ``Comparison.to_dict()``: everything, with null for missing numbers (never NaN).
+    """
+    if fmt == "table":
+        return _render_table(comparison, width)
+    if fmt == "csv":
+        return _render_csv(comparison)
+    if fmt == "json":
+        return json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
+    raise UsageError(f"unknown format {fmt!r}; allowed: table, csv, json")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Chart
+
+VERDICT_COLOURS: dict[Verdict, str] = {
+    "slower": "#d62728", "faster": "#2ca02c", "same": "#7f7f7f", "uncertain": "#ff7f0e",
+}
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+_LINESTYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
+
+
+def compare_figure(comparison: Comparison) -> Figure:
+    """The compare chart as a matplotlib Figure (not registered with pyplot, so nothing to close).
+
+    One subplot per op; x = size (log2 axis), y = ratio NEW/BASE with its bootstrap CI as error bars; one
+    line and marker shape per (dtype, device, mode), points nudged sideways so bars do not overlap; marker
+    colour = verdict; a line at 1× and a shaded ±threshold band.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
+
+    plotted = [c for c in comparison.cells if math.isfinite(c.ratio)]
+    ops = sorted({c.key.op for c in plotted})
+    t = comparison.settings.threshold
+    fig = Figure(figsize=(10.0, 0.9 + 3.0 * max(len(ops), 1)), layout="constrained")
+    fig.suptitle(f"{comparison.new_label} vs {comparison.base_label}\n"
+                 "ratio of median per-call time, new/base (>1× = slower)", fontsize=10)
+    if not ops:
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, "no cells measured ok in both runs", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    axes = fig.subplots(len(ops), 1, squeeze=False)[:, 0]
+    for ax, op in zip(axes, ops, strict=True):
+        cells = [c for c in plotted if c.key.op == op]
+        series = sorted({(c.key.dtype, c.key.device, c.key.mode) for c in cells})
+        ax.axhspan(1.0 - t, 1.0 + t, color="0.88", zorder=0, label=f"±{t:.0%} threshold")
+        ax.axhline(1.0, color="0.25", linewidth=1.0, zorder=1, label="1× (no change)")
+        handles: list[Any] = []
+        for i, (dtype, device, mode) in enumerate(series):
+            points = sorted((c for c in cells if (c.key.dtype, c.key.device, c.key.mode)
+                             == (dtype, device, mode)), key=lambda c: c.key.size)
+            nudge = 2.0 ** ((i - (len(series) - 1) / 2.0) * 0.06)
+            xs = np.array([c.key.size * nudge for c in points], dtype=np.float64)
+            ys = np.array([c.ratio for c in points], dtype=np.float64)
+            marker, style = _MARKERS[i % len(_MARKERS)], _LINESTYLES[(i // len(_MARKERS)) % len(_LINESTYLES)]
+            label = f"{dtype} {device} {mode}"
+            ax.plot(xs, ys, color="0.55", linestyle=style, linewidth=0.8, zorder=2, label=label)
+            for verdict in VERDICTS:
+                chosen = [j for j, c in enumerate(points) if c.verdict == verdict]
+                if not chosen:
+                    continue
+                lo = np.array([points[j].ci_low for j in chosen], dtype=np.float64)
+                hi = np.array([points[j].ci_high for j in chosen], dtype=np.float64)
+                y = ys[chosen]
+                yerr = np.vstack([np.nan_to_num(y - lo, nan=0.0), np.nan_to_num(hi - y, nan=0.0)])
+                ax.errorbar(xs[chosen], y, yerr=np.clip(yerr, 0.0, None), fmt=marker, markersize=5,
+                            color=VERDICT_COLOURS[verdict], ecolor=VERDICT_COLOURS[verdict], elinewidth=1.0,
+                            capsize=2.5, zorder=3)
+            handles.append(Line2D([], [], color="0.55", linestyle=style, marker=marker,
+                                  markerfacecolor="white", markeredgecolor="0.35", label=label))
+        present = [v for v in VERDICTS if any(c.verdict == v for c in cells)]
+        handles += [Patch(color=VERDICT_COLOURS[v], label=v) for v in present]
+        handles.append(Patch(color="0.88", label=f"±{t:.0%} threshold"))
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_xscale("log", base=2)
+        sizes = sorted({c.key.size for c in cells})
+        if len(sizes) <= 12:
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.minorticks_off()
+        ax.set_title(op, loc="left", fontsize=10)
+        ax.set_xlabel("size")
+        ax.set_ylabel("new / base")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}×"))
+        ax.grid(True, axis="y", color="0.92", zorder=0)
+    return fig
+
+
+def write_compare_chart(comparison: Comparison, path: Path) -> Path:
+    """Write the compare chart (see ``compare_figure``) as PNG to ``path``; an existing directory gets
+    ``compare.png`` inside it. Returns the file written."""
+    target = path / "compare.png" if path.is_dir() else path
+    fig = compare_figure(comparison)
+    fig.savefig(target, dpi=120)
+    return target
