@@ -104,3 +104,15 @@ def test_a_budget_cut_is_explained_in_the_reason() -> None:
     results = run_sweep(SweepSpec(ops=("matmul",), sizes=(64,)), Slow(), "run")
     assert results[0].record.status == "ok"
     assert "cut short by the cell time budget" in results[0].record.reason
+
+
+def test_a_guard_skips_a_cell_with_its_reason_and_allocates_nothing() -> None:
+    backend = FakeBackend()
+
+    def guard(cell: Cell) -> str | None:
+        return "memory guard: needs about 44.0 GiB" if cell.size == 256 else None
+
+    results = run_sweep(SPEC, backend, "run", guard=guard)
+    skipped = [r.record for r in results if r.record.status == "skipped"]
+    assert [(r.size, r.reason) for r in skipped] == [(256, "memory guard: needs about 44.0 GiB")] * 2
+    assert all(c.size != 256 for c in backend.seen)

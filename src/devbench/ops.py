@@ -227,7 +227,7 @@ OPS: dict[str, OpDef] = {
             flops=lambda n: 2.0 * n**3,
             flops_formula="2n³",
             bytes=lambda n, s: 3.0 * n * n * s,
-            working_set=lambda n, s: 3.0 * n * n * s,
+            working_set=lambda n, s: 4.0 * n * n * s,
             build=_build_matmul,
         ),
         OpDef(
@@ -238,8 +238,9 @@ OPS: dict[str, OpDef] = {
             flops=lambda n: 2.0 * n * n * CONV_KERNEL**2 * CONV_CHANNELS**2,
             flops_formula=f"2·n²·{CONV_KERNEL**2}·{CONV_CHANNELS}²",
             bytes=lambda n, s: (2.0 * n * n * CONV_CHANNELS + CONV_KERNEL**2 * CONV_CHANNELS**2) * s,
-            # oneDNN may reorder the input into a blocked layout: count it twice.
-            working_set=lambda n, s: 4.0 * n * n * CONV_CHANNELS * s,
+            # Input and output, plus the im2col workspace of CPU kernels (k² copies of the input): a 4096²
+            # conv2d peaked near 11 GiB here and 8192² was OOM-killed at 24 GiB.
+            working_set=lambda n, s: (2.0 + CONV_KERNEL**2) * n * n * CONV_CHANNELS * s,
             build=_build_conv2d,
         ),
         OpDef(

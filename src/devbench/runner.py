@@ -109,8 +109,15 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
     )
 
 
-def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int) -> CellResult:
-    """Measure one cell; any exception becomes a status row (KeyboardInterrupt and SystemExit propagate)."""
+def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,
+             guard: Callable[[Cell], str | None] | None = None) -> CellResult:
+    """Measure one cell; any exception becomes a status row (KeyboardInterrupt and SystemExit propagate).
+
+    ``guard`` may veto the cell before anything is allocated: its reason makes the row ``skipped``.
+    """
+    reason = guard(cell) if guard is not None else None
+    if reason is not None:
+        return CellResult(status_record(run_id, cell, "skipped", reason))
     try:
         outcome = backend.run_cell(cell, policy, seed)
     except Exception as exc:
@@ -130,6 +137,7 @@ def run_sweep(
     on_result: Callable[[CellResult], None] | None = None,
     on_start: Callable[[Cell], None] | None = None,
     done: Collection[tuple[Any, ...]] = (),
+    guard: Callable[[Cell], str | None] | None = None,
 ) -> list[CellResult]:
     """Run every cell of ``spec`` not already in ``done`` (a collection of ``Cell.key()``), smallest first."""
     results: list[CellResult] = []
@@ -138,7 +146,7 @@ def run_sweep(
             continue
         if on_start is not None:
             on_start(cell)
-        result = run_cell(backend, run_id, cell, spec.policy, spec.seed)
+        result = run_cell(backend, run_id, cell, spec.policy, spec.seed, guard=guard)
         results.append(result)
         if on_result is not None:
             on_result(result)

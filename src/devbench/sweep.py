@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from devbench.guards import Guard, MemoryGuard
 from devbench.runner import Backend, CellResult, run_sweep
 from devbench.spec import Cell, SweepSpec
 from devbench.store import CellLog, Run, finalize, new_meta, prepare_run_dir, utc_now, write_json
@@ -22,11 +23,12 @@ def execute(
     backend: Backend | None = None,
     on_start: Callable[[Cell], None] | None = None,
     on_result: Callable[[CellResult], None] | None = None,
+    guard: Guard | None = None,
 ) -> Run:
     """Measure every cell of ``spec`` into ``run_dir`` (created if needed) and return the finished run.
 
     With no ``backend`` the TensorFlow one is used (importing TensorFlow), and the machine fingerprint
-    includes TF's build and device details.
+    includes TF's build and device details. With no ``guard`` the memory guard protects the sweep.
     """
     from devbench.machine import fingerprint
 
@@ -51,7 +53,8 @@ def execute(
 
     status = "interrupted"
     try:
-        run_sweep(spec, backend, run_id, on_result=record, on_start=on_start)
+        run_sweep(spec, backend, run_id, on_result=record, on_start=on_start,
+                  guard=guard if guard is not None else MemoryGuard())
         status = "complete"
     finally:
         results, samples = finalize(run_dir)
