@@ -1,0 +1,259 @@
+"""RUN_DIR/report.md: what was measured, on what, the answer (crossovers, winners), the charts, and every
+reason to doubt a number (noisy, unsynchronized and failed cells), in one Markdown file that a code host
+renders as it stands. Pure text from a Run; no TensorFlow, no plotting (charts are linked, not drawn).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from devbench.analysis import (
+    CROSSOVER_HEADERS,
+    GROUP,
+    REFERENCE_DEVICE,
+    crossover_frame,
+    crossover_table_rows,
+    format_seconds,
+    noisy_flags,
+    records,
+    unsynchronized_flags,
+    winners,
+)
+from devbench.plot import PLOTS_DIR, machine_line, ratio_text
+from devbench.stats import NOISY_REL_IQR
+from devbench.store import Run, write_atomic
+
+REPORT = "report.md"
+
+FAILED_STATUSES: tuple[tuple[str, str], ...] = (
+    ("fallback", "Fallback: the output landed on another device than asked"),
+    ("unsupported", "Unsupported: TensorFlow cannot run the op with this dtype on this device"),
+    ("wrong", "Wrong: the result missed the numpy float64 reference"),
+    ("oom", "Out of memory"),
+    ("skipped", "Skipped: not attempted"),
+    ("error", "Error: unexpected failure (please report it)"),
+)
+
+MAX_LISTED = 50
+"""Cells listed per warning category; the rest are counted (results.csv has them all)."""
+
+
+def md_cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell: no pipes, no line breaks."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+
+
+def md_table(headers: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines.extend("| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def md_facts(facts: list[tuple[str, str]]) -> list[str]:
+    """'- **label**: value' lines, leaving out facts nobody recorded."""
+    return [f"- **{label}**: {value}" for label, value in facts if value and value not in ("?", "None")]
+
+
+def _cell_name(r: dict[str, Any]) -> str:
+    return f"{r['op']} {r['dtype']} {r['mode']} on {r['device']} at n={r['size']}"
+
+
+def _machine_section(meta: dict[str, Any]) -> list[str]:
+    machine = meta.get("machine")
+    out = ["## Machine", ""]
+    if not isinstance(machine, dict) or not machine:
+        return [*out, "No machine fingerprint: these results came from a bare table, not a devbench run.", ""]
+    out += [f"**{machine_line(meta)}**", ""]
+    cpu = machine.get("cpu", {})
+    memory = machine.get("memory", {}).get("total_bytes")
+    system = machine.get("os", {})
+    tf = machine.get("tensorflow", {})
+    facts = [
+        (
+            "CPU",
+            f"{cpu.get('model', '?')}, {cpu.get('physical_cores', '?')} physical / "
+            f"{cpu.get('logical_cores', '?')} logical cores",
+        ),
+        ("memory", f"{memory / 2**30:.1f} GiB" if isinstance(memory, (int, float)) else ""),
+        ("OS", str(system.get("platform") or system.get("system") or "")),
+        ("Python", str(machine.get("python", {}).get("version", ""))),
+        ("TensorFlow", str(tf.get("version", ""))),
+        ("host", str(machine.get("hostname", ""))),
+    ]
+    build = tf.get("build_info", {})
+    if isinstance(build, dict) and build.get("cuda_version"):
+        facts.append(("CUDA / cuDNN", f"{build.get('cuda_version')} / {build.get('cudnn_version', '?')}"))
+    for device in machine.get("devices", []):
+        details = device.get("details", {}) if isinstance(device.get("details"), dict) else {}
+        parts = [str(details[k]) for k in ("device_name",) if details.get(k)]
+        if details.get("compute_capability"):
+            parts.append(f"compute capability {details['compute_capability']}")
+        if isinstance(details.get("memory_limit_bytes"), (int, float)):
+            parts.append(f"{details['memory_limit_bytes'] / 2**30:.1f} GiB usable")
+        facts.append((f"device {device.get('name', '?')}", ", ".join(parts) or str(device.get("kind", ""))))
+    return [*out, *md_facts(facts), ""]
+
+
+def _run_section(run: Run) -> list[str]:
+    meta = run.meta
+    out = ["## Run", ""]
+    command = meta.get("command")
+    if command:
+        out += ["Command:", "", "```", str(command), "```", ""]
+    facts = [
+        (label, str(meta.get(key)))
+        for label, key in (
+            ("run id", "run_id"),
+            ("status", "status"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+        )
+        if meta.get(key)
+    ]
+    if run.path is not None:
+        facts.insert(0, ("source", str(run.path)))
+    results = run.results
+    counts = results["status"].value_counts() if not results.empty else pd.Series(dtype="int64")
+    summary = ", ".join(f"{int(n)} {status}" for status, n in counts.items()) or "none"
+    facts.append(("cells", f"{len(results)} ({summary})"))
+    out += [*md_facts(facts), ""]
+    return out
+
+
+def _crossover_section(results: pd.DataFrame) -> list[str]:
+    frame = crossover_frame(results)
+    out = ["## Crossovers", ""]
+    if frame.empty:
+        return [*out, "No (op, dtype, mode) was measured on two devices, so there is no crossover to find.", ""]
+    out += [
+        "Where the faster device changes, interpolated in log–log between the bracketing measured sizes; "
+        "the range comes from the confidence intervals of the medians. Speed-ups are device b over device a "
+        "(> 1: b faster). Sizes are the matrix side n.",
+        "",
+        md_table(CROSSOVER_HEADERS, crossover_table_rows(frame)),
+        "",
+    ]
+    return out
+
+
+def _winner_section(results: pd.DataFrame) -> list[str]:
+    table = winners(results)
+    out = ["## Fastest device per op × size", ""]
+    if table.empty:
+        return [*out, "No ok cells.", ""]
+    sizes = sorted({int(s) for s in table["size"]})
+    rows: dict[tuple[str, str, str], dict[int, str]] = {}
+    for r in records(table):
+        flags = ("*" if r["noisy"] else "") + ("!" if r["unsynchronized"] else "")
+        speedup = r["speedup_vs_cpu"]
+        text = f"{r['device']}{flags}"
+        if r["device"] != REFERENCE_DEVICE and math.isfinite(speedup):
+            text += f" {ratio_text(speedup)}"
+        text += f" ({format_seconds(r['median_s'])})"
+        rows.setdefault((r["op"], r["dtype"], r["mode"]), {})[int(r["size"])] = text
+    body = [[" ".join(key), *(cells.get(n, "–") for n in sizes)] for key, cells in sorted(rows.items())]
+    out += [
+        f"Each cell: the fastest device, its speed-up over {REFERENCE_DEVICE} and its median time per call. "
+        f"`*` noisy, `!` unsynchronized (see Warnings).",
+        "",
+        md_table(["op dtype mode", *(f"n={n}" for n in sizes)], body),
+        "",
+    ]
+    return out
+
+
+def _chart_order(path: Path) -> tuple[int, str]:
+    order = ("crossover-", "throughput-", "overview", "cold-vs-warm")
+    rank = next((i for i, prefix in enumerate(order) if path.name.startswith(prefix)), len(order))
+    return rank, path.name
+
+
+def _charts_section(run_dir: Path, charts: list[Path] | None) -> list[str]:
+    out = ["## Charts", ""]
+    if charts is None:
+        folder = run_dir / PLOTS_DIR
+        charts = sorted(folder.glob("*.png"), key=_chart_order) if folder.is_dir() else []
+    if not charts:
+        return [*out, "No charts yet: `devbench plot RUN_DIR` draws them.", ""]
+    for chart in charts:
+        try:
+            link = chart.resolve().relative_to(run_dir.resolve()).as_posix()
+        except ValueError:
+            link = Path(os.path.relpath(chart.resolve(), run_dir.resolve())).as_posix()
+        out += [f"### {chart.stem}", "", f"![{chart.stem}]({link})", ""]
+    return out
+
+
+def _listing(title: str, lines: list[str]) -> list[str]:
+    if not lines:
+        return []
+    shown = lines[:MAX_LISTED]
+    more = [f"- … and {len(lines) - MAX_LISTED} more (see results.csv)"] if len(lines) > MAX_LISTED else []
+    return [f"### {title} ({len(lines)})", "", *shown, *more, ""]
+
+
+def _warnings_section(run: Run) -> list[str]:
+    results = run.results
+    out = ["## Warnings", ""]
+    body: list[str] = []
+    if run.torn_lines:
+        body += [
+            f"- cells.jsonl had {run.torn_lines} unreadable line(s), left by an interrupted sweep; they were ignored.",
+            "",
+        ]
+    if not results.empty:
+        ok = results["status"].astype(str) == "ok"
+        flagged = results.assign(is_noisy=noisy_flags(results), is_unsync=unsynchronized_flags(results))
+        noisy = [
+            f"- {_cell_name(r)}: rel. IQR {r['rel_iqr']:.0%}" if math.isfinite(r["rel_iqr"]) else f"- {_cell_name(r)}"
+            for r in records(flagged[ok & flagged["is_noisy"]])
+        ]
+        body += _listing(f"Noisy cells (IQR over {NOISY_REL_IQR:.0%} of the median)", noisy)
+        unsync = [
+            f"- {_cell_name(r)}: sync={r['sync']}, measures launch, not work"
+            for r in records(flagged[ok & flagged["is_unsync"]])
+        ]
+        body += _listing("Unsynchronized cells", unsync)
+        for status, title in FAILED_STATUSES:
+            failed = results[results["status"].astype(str) == status]
+            body += _listing(
+                title,
+                [
+                    f"- {_cell_name(r)}: {md_cell(r['reason']) or 'no reason given'}"
+                    for r in records(failed.sort_values([*GROUP, "device", "size"]))
+                ],
+            )
+        known = {"ok", *(s for s, _ in FAILED_STATUSES)}
+        other = results[~results["status"].astype(str).isin(known)]
+        body += _listing(
+            "Cells with an unknown status",
+            [f"- {_cell_name(r)}: status {r['status']!r} {md_cell(r['reason'])}".rstrip() for r in records(other)],
+        )
+    return [*out, *(body or ["None: every cell is ok, synchronized and quiet.", ""])]
+
+
+def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> str:
+    """The report's Markdown text. ``charts`` default to the PNGs already in ``run_dir/plots``; links are
+    relative to ``run_dir``, so the directory can be moved or published as it is."""
+    title = run.meta.get("run_id") or (run.path.name if run.path is not None else "results")
+    lines = [f"# devbench report: {title}", ""]
+    lines += _run_section(run)
+    lines += _machine_section(run.meta)
+    lines += _crossover_section(run.results)
+    lines += _winner_section(run.results)
+    lines += _charts_section(run_dir, charts)
+    lines += _warnings_section(run)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> Path:
+    """Write ``run_dir/report.md`` (atomically) and return its path. See ``render_report``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / REPORT
+    write_atomic(path, render_report(run, run_dir, charts).encode("utf-8"))
+    return path

@@ -1,0 +1,531 @@
+"""Crossover, winners, refining and bare-table loading on synthetic results with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from devbench import store
+from devbench.analysis import (
+    CROSSOVER_COLUMNS,
+    RefineCell,
+    bracket_converged,
+    crossover_frame,
+    device_order,
+    ok_cells,
+    records,
+    refine,
+    refine_plan,
+    render_crossovers,
+    render_winners,
+    winners,
+)
+from devbench.errors import UsageError
+from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS
+from tests.synthetic import frame, from_medians, from_model, grid, row
+
+
+def cubic_vs_linear(ci_rel: float = 0.01, sizes: list[int] | None = None) -> pd.DataFrame:
+    """CPU 1e-12·n³ s against GPU 1e-6·n s: the log-ratio is linear in log n and crosses 0 at n = 1000."""
+    return from_model(
+        {"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-6 * n}, sizes or grid(64, 4096), ci_rel=ci_rel
+    )
+
+
+def by_exponent(exponents: list[int], sizes: list[int], **kw: Any) -> pd.DataFrame:
+    """CPU 1 ms everywhere; GPU 1 ms / 2^k, so the GPU is 2^k times faster (k < 0: slower)."""
+    gpu = {n: 1e-3 / 2.0**k for n, k in zip(sizes, exponents, strict=True)}
+    medians = {"CPU:0": dict.fromkeys(sizes, 1e-3), "GPU:0": gpu}
+    return from_medians(medians, **kw)
+
+
+def only(frame_: pd.DataFrame) -> dict[str, Any]:
+    assert len(frame_) == 1, frame_
+    return records(frame_)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# crossover_frame
+
+
+def test_columns_are_the_public_ones_in_order() -> None:
+    result = crossover_frame(cubic_vs_linear())
+    assert tuple(result.columns[: len(CROSSOVER_COLUMNS)]) == (
+        "op",
+        "dtype",
+        "mode",
+        "device_a",
+        "device_b",
+        "crossover_size",
+        "low",
+        "high",
+        "faster_below",
+        "faster_above",
+        "note",
+    )
+
+
+def test_one_crossing_is_interpolated_in_log_log_and_bounded_by_the_cis() -> None:
+    r = only(crossover_frame(cubic_vs_linear(ci_rel=0.01)))
+    assert (r["device_a"], r["device_b"]) == ("CPU:0", "GPU:0")
+    assert r["crossover_size"] == pytest.approx(1000.0, rel=1e-9)
+    # The optimistic / pessimistic curves are the log-ratio shifted by ±log(1.01 / 0.99).
+    assert r["low"] == pytest.approx(1000 * math.sqrt(0.99 / 1.01), rel=1e-9)
+    assert r["high"] == pytest.approx(1000 * math.sqrt(1.01 / 0.99), rel=1e-9)
+    assert (r["faster_below"], r["faster_above"]) == ("CPU:0", "GPU:0")
+    assert (r["bracket_low"], r["bracket_high"]) == (512, 1024)
+    assert r["speedup_min"] == pytest.approx(1e-6 * 64**2)  # GPU:0 over CPU:0 at n=64: 0.004×
+    assert r["speedup_max"] == pytest.approx(1e-6 * 4096**2)
+    assert (r["min_size"], r["max_size"]) == (64, 4096)
+    assert not r["uncertain"]
+    assert r["note"] == "GPU:0 faster above n≈1000 (range 990–1010)"
+
+
+def test_two_crossings_give_two_rows_in_size_order() -> None:
+    sizes = grid(64, 4096)
+    result = crossover_frame(by_exponent([-2, -1, 1, 2, 1, -1, -2], sizes))
+    assert len(result) == 2
+    first, second = records(result)
+    assert first["crossover_size"] == pytest.approx(math.sqrt(128 * 256))
+    assert (first["faster_below"], first["faster_above"]) == ("CPU:0", "GPU:0")
+    assert second["crossover_size"] == pytest.approx(math.sqrt(1024 * 2048))
+    assert (second["faster_below"], second["faster_above"]) == ("GPU:0", "CPU:0")
+    assert second["note"].startswith("CPU:0 faster above n≈1448")
+    for r in (first, second):
+        assert r["low"] < r["crossover_size"] < r["high"]
+
+
+def test_no_crossover_says_who_is_faster_throughout() -> None:
+    sizes = grid(64, 1024)
+    r = only(crossover_frame(by_exponent([1, 2, 3, 4, 5], sizes)))
+    assert math.isnan(r["crossover_size"])
+    assert math.isnan(r["low"])
+    assert math.isnan(r["high"])
+    assert (r["faster_below"], r["faster_above"]) == ("GPU:0", "GPU:0")
+    assert r["note"] == "no crossover in [64, 1024]: GPU:0 is faster throughout"
+    assert r["speedup_min"] == pytest.approx(2.0)
+    assert r["speedup_max"] == pytest.approx(32.0)
+
+
+def test_tied_throughout_is_not_a_crossover() -> None:
+    r = only(crossover_frame(by_exponent([0, 0, 0], [64, 128, 256])))
+    assert math.isnan(r["crossover_size"])
+    assert "tied throughout" in r["note"]
+
+
+def test_crossing_exactly_on_a_grid_point_is_reported_at_that_size() -> None:
+    sizes = grid(64, 1024)
+    r = only(crossover_frame(by_exponent([-2, -1, 0, 1, 2], sizes)))
+    assert r["crossover_size"] == 256.0
+    assert (r["bracket_low"], r["bracket_high"]) == (256, 256)
+    assert 128 < r["low"] < 256 < r["high"] < 512
+    assert not r["uncertain"]
+    assert r["note"].startswith("GPU:0 faster above n≈256 (range ")
+
+
+def test_crossing_inside_noisy_cis_is_uncertain_and_widened_past_the_bracket() -> None:
+    # CI ±60 %: the optimistic curve is the log-ratio + log(1.6/0.4) = + log 4, so it crosses at 1000/2.
+    r = only(crossover_frame(cubic_vs_linear(ci_rel=0.6)))
+    assert r["crossover_size"] == pytest.approx(1000.0)
+    assert r["uncertain"]
+    assert r["low"] == pytest.approx(500.0)
+    assert r["high"] == pytest.approx(2000.0)
+    assert r["low"] < r["bracket_low"]
+    assert r["high"] > r["bracket_high"]
+    assert "uncertain: the CIs overlap at n=512 and n=1024" in r["note"]
+
+
+def test_cis_overlapping_over_the_whole_range_clamp_to_it_and_say_so() -> None:
+    r = only(crossover_frame(cubic_vs_linear(ci_rel=0.999)))
+    assert (r["low"], r["high"]) == (64.0, 4096.0)
+    assert "may lie below n=64" in r["note"]
+    assert "may lie above n=4096" in r["note"]
+
+
+def test_without_cis_the_range_is_the_measured_bracket() -> None:
+    results = cubic_vs_linear().assign(ci_low_s=math.nan, ci_high_s=math.nan)
+    r = only(crossover_frame(results))
+    assert r["crossover_size"] == pytest.approx(1000.0)
+    assert (r["low"], r["high"]) == (512.0, 1024.0)
+    assert "no CI in the data" in r["note"]
+
+
+def test_non_ok_rows_never_enter() -> None:
+    good = cubic_vs_linear()
+    # A fallback "GPU" cell carrying a CPU-like tiny number, and an error cell: both must be ignored.
+    bad = frame(
+        [
+            row(128, "GPU:0", 1e-9, status="fallback", reason="output on CPU:0"),
+            row(2048, "GPU:0", 1.0, status="error", reason="boom"),
+        ]
+    )
+    bad.loc[0, "median_s"] = 1e-9  # status says fallback even though a number is there
+    results = pd.concat([good[~((good["device"] == "GPU:0") & good["size"].isin([128, 2048]))], bad])
+    r = only(crossover_frame(results))
+    assert r["crossover_size"] == pytest.approx(1000.0)
+    assert r["n_shared"] == 5
+
+
+def test_too_few_ok_cells_invents_nothing() -> None:
+    results = pd.concat(
+        [
+            from_medians({"CPU:0": {64: 1e-3, 128: 2e-3, 256: 4e-3}}),
+            frame(
+                [
+                    row(64, "GPU:0", 5e-3),
+                    row(128, "GPU:0", 1.0, status="oom", reason="OOM"),
+                    row(256, "GPU:0", 1.0, status="skipped", reason="memory guard"),
+                ]
+            ),
+        ]
+    )
+    r = only(crossover_frame(results))
+    assert math.isnan(r["crossover_size"])
+    assert r["faster_below"] == ""
+    assert r["faster_above"] == ""
+    assert r["note"] == "too few ok cells to compare: CPU:0 has 3, GPU:0 has 1, 1 shared size (need 2)"
+
+
+def test_a_device_whose_cells_all_failed_still_gets_its_row() -> None:
+    results = pd.concat(
+        [
+            from_medians({"CPU:0": {64: 1e-3, 128: 2e-3}}),
+            frame([row(64, "GPU:0", 1.0, status="unsupported", reason="no kernel")]),
+        ]
+    )
+    r = only(crossover_frame(results))
+    assert "GPU:0 has 0" in r["note"]
+
+
+def test_groups_and_pairs_are_separate_and_cpu_first() -> None:
+    sizes = grid(64, 4096)
+    models = {"GPU:1": lambda n: 2e-6 * n, "CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-6 * n}
+    results = pd.concat([from_model(models, sizes), from_model(models, sizes, dtype="float16")])
+    result = crossover_frame(results)
+    pairs = list(zip(result["device_a"], result["device_b"], strict=True))
+    assert pairs == [("CPU:0", "GPU:0"), ("CPU:0", "GPU:1"), ("GPU:0", "GPU:1")] * 2
+    assert list(result["dtype"]) == ["float16"] * 3 + ["float32"] * 3
+    gpus = records(result)[2]
+    assert gpus["note"] == "no crossover in [64, 4096]: GPU:0 is faster throughout"
+    assert records(result)[1]["crossover_size"] == pytest.approx(1000 * math.sqrt(2))
+
+
+def test_device_order_puts_cpu0_first_and_sorts_indices_numerically() -> None:
+    ordered = device_order(["GPU:10", "GPU:2", "CPU:1", "CPU:0", "GPU:2"])
+    assert ordered == ["CPU:0", "CPU:1", "GPU:2", "GPU:10"]
+
+
+def test_unsynchronized_cells_are_flagged_and_synchronized_duplicates_win() -> None:
+    synced = cubic_vs_linear()
+    # The same CPU cells timed without sync "take" 1 µs: they must not replace the synchronized ones.
+    unsynced = from_medians({"CPU:0": dict.fromkeys(grid(64, 4096), 1e-6)}, sync="none")
+    r = only(crossover_frame(pd.concat([unsynced, synced])))
+    assert r["crossover_size"] == pytest.approx(1000.0)
+    assert not r["unsynchronized"]
+    only_unsynced = from_model(
+        {"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-6 * n}, grid(64, 4096), sync="none"
+    )
+    r = only(crossover_frame(only_unsynced))
+    assert r["unsynchronized"]
+    assert "unsynchronized cells: measures launch, not work" in r["note"]
+
+
+def test_ok_cells_drops_nan_and_non_positive_medians() -> None:
+    results = from_medians({"CPU:0": {64: 1e-3, 128: math.nan, 256: 0.0}})
+    assert list(ok_cells(results)["size"]) == [64]
+
+
+def test_empty_results_give_an_empty_frame() -> None:
+    result = crossover_frame(frame([]))
+    assert result.empty
+    assert "no crossovers" in render_crossovers(result, "table")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rendering
+
+
+def test_render_table_shows_the_sentence() -> None:
+    text = render_crossovers(crossover_frame(cubic_vs_linear()), "table", width=200)
+    assert "GPU:0 faster above n≈1000 (range 990–1010)" in text
+    assert "CPU:0 vs GPU:0" in text
+    assert "\x1b[" not in text  # no colour codes when not a terminal
+
+
+def test_render_csv_header_and_json_nulls() -> None:
+    result = crossover_frame(pd.concat([cubic_vs_linear(), cubic_vs_linear().assign(op="add")]))
+    csv_text = render_crossovers(result, "csv")
+    assert csv_text.splitlines()[0].startswith(
+        "op,dtype,mode,device_a,device_b,crossover_size,low,high,faster_below,faster_above,note"
+    )
+    parsed = json.loads(render_crossovers(crossover_frame(by_exponent([1, 2], [64, 128])), "json"))
+    assert parsed[0]["crossover_size"] is None
+    assert parsed[0]["faster_below"] == "GPU:0"
+
+
+def test_render_rejects_an_unknown_format() -> None:
+    with pytest.raises(UsageError, match="unknown format 'xml'; allowed: table, csv, json"):
+        render_crossovers(crossover_frame(cubic_vs_linear()), "xml")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# winners
+
+
+def test_winners_pick_the_fastest_ok_device_with_speedup_over_cpu() -> None:
+    results = pd.concat(
+        [
+            cubic_vs_linear(sizes=[64, 4096]),
+            frame(
+                [
+                    row(64, "GPU:1", 1e-9, status="wrong", reason="mismatch"),
+                    row(4096, "GPU:1", 1e-2, rel_iqr=0.5),
+                ]
+            ),
+        ]
+    )
+    table = winners(results).set_index("size")
+    assert table.loc[64, "device"] == "CPU:0"
+    assert table.loc[64, "speedup_vs_cpu"] == pytest.approx(1.0)
+    assert table.loc[64, "best_accelerator"] == "GPU:0"
+    assert table.loc[64, "accelerator_speedup"] == pytest.approx(1e-6 * 64**2)
+    assert table.loc[4096, "device"] == "GPU:0"
+    assert table.loc[4096, "speedup_vs_cpu"] == pytest.approx(1e-6 * 4096**2)
+    assert table.loc[4096, "n_devices"] == 3
+    assert not table.loc[4096, "noisy"]  # the noisy GPU:1 cell neither won nor is the reference
+
+
+def test_winners_without_cpu_have_nan_speedup_and_carry_flags() -> None:
+    results = from_medians({"GPU:0": {64: 1e-3}, "GPU:1": {64: 2e-3}}, rel_iqr=0.3, sync="none")
+    r = only(winners(results))
+    assert r["device"] == "GPU:0"
+    assert math.isnan(r["speedup_vs_cpu"])
+    assert r["noisy"]
+    assert r["unsynchronized"]
+    text = render_winners(winners(results), "table")
+    assert "noisy, UNSYNCHRONIZED" in text
+    assert "1 ms" in text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# refining
+
+
+def test_bracket_convergence_rule() -> None:
+    assert bracket_converged(100, 104, 102)  # 4 ≤ 5 % of 102
+    assert not bracket_converged(100, 110, 105)
+    assert bracket_converged(7, 8, 7.5)  # adjacent integers: nothing left to measure
+    assert bracket_converged(256, 256, 256)
+
+
+def test_refine_plan_bisects_in_log_space() -> None:
+    expected = RefineCell("matmul", "float32", "eager", ("CPU:0", "GPU:0"), 724)  # √(512·1024) ≈ 724.08
+    assert refine_plan(cubic_vs_linear()) == [expected]
+
+
+def test_refine_plan_avoids_failed_sizes_and_asks_only_missing_devices() -> None:
+    results = pd.concat(
+        [
+            cubic_vs_linear(),
+            frame([row(724, "GPU:0", 1.0, status="error", reason="flaky"), row(723, "CPU:0", 1e-12 * 723**3)]),
+        ]
+    )
+    # 724 failed on GPU:0, so its neighbour 723 is chosen, and only GPU:0 still lacks it.
+    assert refine_plan(results) == [RefineCell("matmul", "float32", "eager", ("GPU:0",), 723)]
+
+
+def test_refine_plan_is_empty_without_crossings() -> None:
+    assert refine_plan(by_exponent([1, 2, 3], [64, 128, 256])) == []
+
+
+def test_refine_plan_rejects_a_bad_tolerance() -> None:
+    with pytest.raises(UsageError, match="tolerance"):
+        refine_plan(cubic_vs_linear(), rel_tol=5.0)
+
+
+def cpu_model(n: int) -> float:
+    return 2e-6 + 1e-11 * n**3
+
+
+def gpu_model(n: int) -> float:
+    return 3e-5 + 2e-13 * n**3
+
+
+MODELS = {"CPU:0": cpu_model, "GPU:0": gpu_model}
+N_STAR = (2.8e-5 / 9.8e-12) ** (1 / 3)  # where the two cost models meet: n ≈ 141.9
+
+
+def model_measure(log: list[list[RefineCell]]) -> Callable[[list[RefineCell]], pd.DataFrame]:
+    """A fake runner: every requested cell is 'measured' exactly by the cost model."""
+
+    def measure(cells: list[RefineCell]) -> pd.DataFrame:
+        log.append(list(cells))
+        return frame(
+            row(c.size, d, MODELS[d](c.size), op=c.op, dtype=c.dtype, mode=c.mode) for c in cells for d in c.devices
+        )
+
+    return measure
+
+
+def test_refine_converges_on_a_cost_model_to_within_5_percent() -> None:
+    coarse = from_model(MODELS, grid(32, 4096))
+    start = only(crossover_frame(coarse))
+    assert (start["bracket_low"], start["bracket_high"]) == (128, 256)
+
+    log: list[list[RefineCell]] = []
+    outcome = refine(coarse, model_measure(log), max_rounds=10)
+    assert outcome.converged
+    assert outcome.pending == []
+    r = only(crossover_frame(outcome.results))
+    assert abs(r["crossover_size"] - N_STAR) / N_STAR < 0.05
+    assert r["bracket_high"] - r["bracket_low"] <= 0.05 * r["crossover_size"]
+    assert r["bracket_low"] <= N_STAR <= r["bracket_high"]
+    sizes = [c.size for cells in log for c in cells]
+    assert len(sizes) == len(set(sizes)) == outcome.rounds
+    assert all(128 < n < 256 for n in sizes)
+    assert outcome.rounds <= 5
+    assert len(outcome.results) == len(coarse) + 2 * outcome.rounds
+
+
+def test_refine_stops_when_out_of_rounds_and_reports_what_is_pending() -> None:
+    coarse = from_model(MODELS, grid(32, 4096))
+    outcome = refine(coarse, model_measure([]), max_rounds=1)
+    assert outcome.rounds == 1
+    assert not outcome.converged
+    assert len(outcome.pending) == 1
+    assert 128 < outcome.pending[0].size < 256
+
+
+def test_refine_stops_when_measure_returns_nothing() -> None:
+    calls: list[int] = []
+
+    def measure(cells: list[RefineCell]) -> pd.DataFrame:
+        calls.append(len(cells))
+        return frame([])
+
+    outcome = refine(cubic_vs_linear(), measure, max_rounds=5)
+    assert calls == [1]
+    assert not outcome.converged
+    assert outcome.rounds == 1
+
+
+def test_refine_without_crossings_is_converged_at_once() -> None:
+    outcome = refine(by_exponent([1, 2], [64, 128]), model_measure([]), max_rounds=3)
+    assert outcome.converged
+    assert outcome.rounds == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# store.load_any: run directories and bare tables
+
+
+def test_load_any_reads_a_run_directory(tmp_path: Path) -> None:
+    results = cubic_vs_linear()
+    store.write_json(tmp_path / store.META, {"schema_version": 1, "command": "devbench sweep"})
+    store.write_tables(tmp_path, results, pd.DataFrame(columns=list(SAMPLE_COLUMNS)))
+    loaded = store.load_any(tmp_path)
+    assert loaded.meta["command"] == "devbench sweep"
+    assert len(loaded.results) == len(results)
+
+
+def test_load_any_reads_devbench_own_csv_unchanged(tmp_path: Path) -> None:
+    results = pd.concat(
+        [cubic_vs_linear(), frame([row(64, "GPU:1", 1.0, status="oom", reason="OOM")])], ignore_index=True
+    )
+    results.loc[0, "noisy"] = True
+    path = tmp_path / "results.csv"
+    results.to_csv(path, index=False)
+    loaded = store.load_any(path).results
+    assert list(loaded.columns) == list(RESULT_COLUMNS)
+    pd.testing.assert_frame_equal(loaded, results.reset_index(drop=True), check_exact=False)
+
+
+def test_load_any_fills_defaults_for_a_minimal_table(tmp_path: Path) -> None:
+    path = tmp_path / "timings.csv"
+    pd.DataFrame(
+        {
+            "op": ["matmul"] * 4,
+            "size": [512, 1024, 512, 1024],
+            "dtype": ["float32"] * 4,
+            "device": ["CPU:0", "CPU:0", "GPU:0", "GPU:0"],
+            "median_s": [1e-12 * 512**3, 1e-12 * 1024**3, 1e-6 * 512, 1e-6 * 1024],
+            "other_tool_col": 1,
+        }
+    ).to_csv(path, index=False)
+    run = store.load_any(path)
+    assert run.meta == {}
+    assert run.samples.empty
+    results = run.results
+    assert list(results.columns) == list(RESULT_COLUMNS)
+    assert set(results["mode"]) == {"eager"}
+    assert set(results["status"]) == {"ok"}
+    assert set(results["sync"]) == {"scalar"}
+    assert results["size"].dtype == np.int64
+    assert results["ci_low_s"].isna().all()
+    assert not results["noisy"].any()
+    assert not results["unsynchronized"].any()
+    r = only(crossover_frame(results))
+    assert r["crossover_size"] == pytest.approx(1000.0)
+    assert (r["low"], r["high"]) == (512.0, 1024.0)
+
+
+def test_load_any_uses_quartiles_and_cis_when_present(tmp_path: Path) -> None:
+    path = tmp_path / "timings.parquet"
+    pd.DataFrame(
+        {
+            "op": ["matmul"] * 2,
+            "size": [64, 128],
+            "dtype": ["float32"] * 2,
+            "device": ["CPU:0"] * 2,
+            "median_s": [1.0, 2.0],
+            "q1_s": [0.9, 1.5],
+            "q3_s": [1.1, 2.5],
+            "ci_low_s": [0.95, 1.9],
+            "ci_high_s": [1.05, 2.1],
+            "sync": ["none", "scalar"],
+            "flops": [2e9, 4e9],
+        }
+    ).to_parquet(path)
+    results = store.load_any(path).results
+    assert list(results["rel_iqr"]) == pytest.approx([0.2, 0.5])
+    assert list(results["noisy"]) == [True, True]
+    assert list(results["unsynchronized"]) == [True, False]
+    assert list(results["gflops"]) == pytest.approx([2.0, 2.0])
+    assert list(results["ci_high_s"]) == pytest.approx([1.05, 2.1])
+
+
+def test_load_any_names_the_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"op": ["matmul"], "size": [64], "dtype": ["float32"]}).to_csv(path, index=False)
+    with pytest.raises(UsageError, match=r"lacks the columns device, median_s"):
+        store.load_any(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "does not exist"),
+        ("empty.csv", b"", "cannot read"),
+        ("corrupt.parquet", b"\x00not parquet at all\xff", "cannot read"),
+        ("table.xlsx", b"whatever", "neither a run directory nor a results table"),
+        ("header.csv", b"op,size,dtype,device,median_s\n", "holds no rows"),
+        ("badsize.csv", b"op,size,dtype,device,median_s\nmatmul,1k,float32,CPU:0,0.1\n", "positive integers"),
+        ("badtime.csv", b"op,size,dtype,device,median_s\nmatmul,64,float32,CPU:0,fast\n", "must be numeric"),
+    ],
+)
+def test_load_any_rejects_bad_input_with_one_line(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UsageError, match=message) as info:
+        store.load_any(path)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,272 @@
+"""Charts: structure checked on the matplotlib Figure objects; files written with stable names."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from devbench.plot import (
+    NOISY_LABEL,
+    UNSYNC_LABEL,
+    cold_warm_figure,
+    crossover_figure,
+    is_memory_bound,
+    overview_figure,
+    ratio_text,
+    slug,
+    throughput_figure,
+    write_charts,
+)
+from tests.synthetic import MACHINE, frame, from_medians, from_model, grid, row, run
+
+KEY = ("matmul", "float32", "eager")
+
+
+def two_devices(**kw: object) -> pd.DataFrame:
+    """CPU 1e-12·n³ s vs GPU 1e-6·n s: GPU:0 faster above n = 1000 exactly."""
+    return from_model({"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-6 * n}, grid(64, 4096), **kw)
+
+
+def lines(ax: Axes, prefix: str) -> list[Line2D]:
+    return [line for line in ax.get_lines() if str(line.get_gid() or "").startswith(prefix)]
+
+
+def xs(line: Line2D) -> list[float]:
+    return [float(v) for v in np.asarray(line.get_xdata(), dtype=float)]
+
+
+def ys(line: Line2D) -> list[float]:
+    return [float(v) for v in np.asarray(line.get_ydata(), dtype=float)]
+
+
+def legend_texts(ax: Axes) -> list[str]:
+    legend = ax.get_legend()
+    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
+
+
+def texts(ax: Axes, gid: str) -> list[str]:
+    return [t.get_text() for t in ax.texts if t.get_gid() == gid]
+
+
+def title(fig: Figure) -> str:
+    return fig.get_suptitle()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# crossover chart
+
+
+def test_crossover_chart_structure() -> None:
+    fig = crossover_figure(two_devices(), KEY, machine="Test CPU · TF 9.9")
+    top, bottom = fig.axes
+    assert (top.get_xscale(), top.get_yscale()) == ("log", "log")
+    assert top.get_ylabel() == "median time per call (s)"
+    assert bottom.get_xlabel() == "size n (matrix side)"
+    assert bottom.get_ylabel() == "speed-up over CPU:0 (×)"
+    assert bottom.get_yscale() == "log"
+    assert [line.get_label() for line in lines(top, "median:")] == ["CPU:0", "GPU:0"]
+    assert xs(lines(top, "median:")[1]) == grid(64, 4096)
+    assert len(top.collections) >= 2  # an IQR band per device
+    crossovers = lines(top, "crossover") + lines(bottom, "crossover")
+    assert len(crossovers) == 2
+    assert all(xs(line)[0] == pytest.approx(1000.0) for line in crossovers)
+    assert "GPU:0 faster above n≈1000 (range 990–1010)" in legend_texts(top)
+    parity = lines(bottom, "parity")
+    assert len(parity) == 1
+    assert ys(parity[0]) == [1.0, 1.0]
+    speedup = lines(bottom, "speedup:GPU:0")[0]
+    assert ys(speedup)[-1] == pytest.approx(1e-6 * 4096**2)
+    assert "Test CPU · TF 9.9" in title(fig)
+    assert "UNSYNCHRONIZED" not in title(fig)
+
+
+def test_two_crossings_draw_two_lines_per_panel() -> None:
+    sizes = grid(64, 4096)
+    gpu = {n: 1e-3 / 2.0**k for n, k in zip(sizes, [-2, -1, 1, 2, 1, -1, -2], strict=True)}
+    fig = crossover_figure(from_medians({"CPU:0": dict.fromkeys(sizes, 1e-3), "GPU:0": gpu}), KEY)
+    top, bottom = fig.axes
+    assert len(lines(top, "crossover")) == 2
+    assert len(lines(bottom, "crossover")) == 2
+    labels = legend_texts(top)
+    assert any(text.startswith("GPU:0 faster above n≈181") for text in labels)
+    assert any(text.startswith("CPU:0 faster above n≈1448") for text in labels)
+
+
+def test_single_device_chart_has_no_crossover_and_says_so() -> None:
+    fig = crossover_figure(from_model({"CPU:0": lambda n: 1e-12 * n**3}, grid(64, 512)), KEY)
+    top, bottom = fig.axes
+    assert lines(top, "crossover") == []
+    assert len(lines(top, "median:")) == 1
+    assert any("no accelerator measured" in text for text in texts(top, "note") + texts(bottom, "note"))
+
+
+def test_non_ok_cells_are_never_plotted() -> None:
+    results = pd.concat(
+        [
+            two_devices(),
+            frame(
+                [
+                    row(8192, "GPU:0", 1.0, status="oom", reason="OOM"),
+                    row(8192, "CPU:0", 1.0, status="skipped", reason="time guard"),
+                ]
+            ),
+        ]
+    )
+    results.loc[results["status"] != "ok", "median_s"] = 5.0  # a number must not make a failed cell drawable
+    top, _ = crossover_figure(results, KEY).axes
+    for line in lines(top, "median:"):
+        assert 8192 not in xs(line)
+
+
+def test_noisy_and_unsynchronized_cells_are_marked() -> None:
+    noisy = two_devices()
+    noisy.loc[(noisy["device"] == "GPU:0") & (noisy["size"] == 256), "rel_iqr"] = 0.3
+    top, _ = crossover_figure(noisy, KEY).axes
+    assert len(lines(top, "noisy")) == 1
+    assert NOISY_LABEL in legend_texts(top)
+
+    fig = crossover_figure(two_devices(sync="none"), KEY)
+    top, _ = fig.axes
+    assert title(fig).splitlines()[0].endswith("UNSYNCHRONIZED")
+    assert UNSYNC_LABEL in legend_texts(top)
+    assert all(line.get_linestyle() == "--" for line in lines(top, "median:"))
+
+
+def test_a_device_timed_with_and_without_sync_shows_both_lines() -> None:
+    results = pd.concat([two_devices(), from_medians({"CPU:0": dict.fromkeys(grid(64, 4096), 1e-6)}, sync="none")])
+    top, _ = crossover_figure(results, KEY).axes
+    labels = [line.get_label() for line in lines(top, "median:")]
+    assert labels == ["CPU:0 (sync=none)", "CPU:0 (sync=scalar)", "GPU:0"]
+    # The crossover still comes from the synchronized cells.
+    assert xs(lines(top, "crossover")[0])[0] == pytest.approx(1000.0)
+
+
+def test_three_devices_name_both_sides_of_each_crossover() -> None:
+    results = from_model(
+        {"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-6 * n, "GPU:1": lambda n: 2e-6 * n}, grid(64, 4096)
+    )
+    top, bottom = crossover_figure(results, KEY).axes
+    labels = legend_texts(top)
+    assert any(text.startswith("GPU:0 faster than CPU:0 above n≈1000") for text in labels)
+    assert len(lines(bottom, "speedup:")) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# throughput, overview, cold vs warm
+
+
+def test_throughput_uses_gflops_for_matmul_and_gbps_for_add() -> None:
+    fig = throughput_figure(two_devices(), KEY)
+    assert fig is not None
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "throughput (GFLOP/s, from median time)"
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert len(lines(ax, "throughput:")) == 2
+    gflops = ys(lines(ax, "throughput:CPU:0")[0])[0]
+    assert gflops == pytest.approx(2 * 64**3 / (1e-12 * 64**3) / 1e9)
+
+    add = throughput_figure(two_devices(op="add"), ("add", "float32", "eager"))
+    assert add is not None
+    assert add.axes[0].get_ylabel() == "throughput (GB/s, from median time)"
+
+
+def test_throughput_is_skipped_without_work_counts() -> None:
+    assert throughput_figure(two_devices(flops=math.nan, bytes=math.nan), KEY) is None
+
+
+def test_memory_bound_by_name_then_by_intensity() -> None:
+    tiny = pd.Series([2.0])
+    assert is_memory_bound("reduce_sum", pd.Series([1e12]), tiny)
+    assert not is_memory_bound("matmul", pd.Series([1.0]), pd.Series([100.0]))
+    assert is_memory_bound("my_op", pd.Series([1.0, 2.0]), pd.Series([4.0, 4.0]))
+    assert not is_memory_bound("my_op", pd.Series([100.0]), pd.Series([4.0]))
+    assert not is_memory_bound("my_op", pd.Series([math.nan]), pd.Series([math.nan]))
+
+
+def test_overview_labels_each_cell_with_the_winner() -> None:
+    results = pd.concat([two_devices(), two_devices(op="add")])
+    fig = overview_figure(results, machine="m")
+    ax = fig.axes[0]
+    labels = texts(ax, "cell-label")
+    assert len(labels) == 2 * 7
+    assert labels[0] == "CPU:0"  # add, n=64
+    assert labels[-1].startswith("GPU:0\n")  # matmul, n=4096
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["add float32", "matmul float32"]
+    assert ax.get_xlabel() == "size n (matrix side)"
+    assert "CPU:0" in fig.axes[1].get_ylabel()  # the colour bar
+    norm = ax.images[0].norm
+    assert (norm.vmin, norm.vmax) == pytest.approx((0.01, 100.0))  # log scale centred at 1×
+
+
+def test_overview_flags_noisy_and_unsynchronized_cells() -> None:
+    results = two_devices(sync="none")
+    results.loc[results["size"] == 64, "rel_iqr"] = 0.5
+    fig = overview_figure(results)
+    labels = texts(fig.axes[0], "cell-label")
+    assert labels[0] == "CPU:0*!"
+    assert "UNSYNCHRONIZED" in title(fig)
+
+
+def test_cold_vs_warm_has_the_parity_line_and_ratios() -> None:
+    fig = cold_warm_figure(two_devices())
+    assert fig is not None
+    scatter, ratio = fig.axes
+    assert len(lines(scatter, "parity")) == 1
+    assert len(lines(scatter, "cold:")) == 2
+    assert scatter.get_xlabel() == "warm: median time per call (s)"
+    assert scatter.get_ylabel() == "cold: first call (s)"
+    assert (scatter.get_xscale(), scatter.get_yscale()) == ("log", "log")
+    assert ys(lines(ratio, "ratio:CPU:0")[0]) == pytest.approx([20.0] * 7)
+
+
+def test_cold_vs_warm_is_skipped_without_cold_times() -> None:
+    assert cold_warm_figure(two_devices(cold_factor=math.nan)) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files
+
+
+def test_write_charts_writes_stable_pngs(tmp_path: Path) -> None:
+    results = pd.concat([two_devices(), frame([row(64, "GPU:0", 1.0, op="add", status="error", reason="x")])])
+    paths = write_charts(run(results), tmp_path / "plots")
+    names = [p.name for p in paths]
+    assert names == [
+        "crossover-matmul-float32-eager.png",
+        "throughput-matmul-float32-eager.png",
+        "overview.png",
+        "cold-vs-warm.png",
+    ]  # 'add' has no ok cell, so it gets no chart of its own
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(names)  # no temp files left
+
+
+def test_write_charts_of_a_run_without_ok_cells_writes_nothing(tmp_path: Path) -> None:
+    results = frame([row(64, "CPU:0", 1.0, status="error", reason="boom")])
+    assert write_charts(run(results), tmp_path) == []
+
+
+def test_bare_table_titles_say_the_machine_is_unknown() -> None:
+    from devbench.plot import figures
+
+    charts = dict(figures(run(two_devices(), meta={})))
+    assert "machine unknown" in title(charts["overview"])
+    with_machine = dict(figures(run(two_devices(), meta={"machine": MACHINE})))
+    assert "Synthetic GPU X1" in title(with_machine["overview"])
+    assert "TF 2.99.0" in title(with_machine["overview"])
+
+
+def test_slug_and_ratio_text() -> None:
+    assert slug("crossover", "matmul", "float32", "eager") == "crossover-matmul-float32-eager"
+    assert slug("crossover", "my op/x", "float32", "tf.function") == "crossover-my_op_x-float32-tf.function"
+    assert ratio_text(1342.4) == "1342×"
+    assert ratio_text(0.4213) == "0.421×"
+    assert ratio_text(math.nan) == "–"
