@@ -102,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
                        default=default_policy.min_samples,
                        help=f"samples before a cell may stop early (default {default_policy.min_samples})")
     sweep.add_argument("--seed", type=_int("--seed"), default=0, help="seed for input data (default 0)")
+    sweep.add_argument("--refine", action="store_true", help="after the sweep, measure extra sizes inside "
+                       "each crossover bracket until it is within 5 %% (see 'devbench refine')")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
 
     sub.add_parser("devices", help="list the devices TensorFlow sees, with details",
                    description="List the devices TensorFlow sees (imports TensorFlow).")
     sub.add_parser("ops", help="list the ops and what n means for each",
                    description="List the ops, what the size n means for each, and their FLOPs per call.")
+
+    from devbench.cli_results import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -170,12 +176,32 @@ def cmd_sweep(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     with SweepProgress(spec, enabled=not args.quiet) as progress:
         run = execute(spec, run_dir, argv=argv, on_start=progress.start, on_result=progress.finish)
-    if not args.quiet:
-        from devbench.summary import print_summary
+    if args.refine:
+        from devbench.refine import refine_run
+        from devbench.store import load_run
 
-        print_summary(run)
+        with SweepProgress(spec, enabled=not args.quiet, total=None) as progress:
+            refine_run(run_dir, on_start=progress.start, on_result=progress.finish)
+        run = load_run(run_dir)
+    from devbench.publish import publish
+
+    charts, report = publish(run, run_dir)
+    if not args.quiet:
+        from devbench.analysis import crossover_frame, render_crossovers, render_winners, winners
+
+        sys.stdout.write(render_winners(winners(run.results)))
+        _print_not_measured(run.results)
+        sys.stdout.write(render_crossovers(crossover_frame(run.results)))
+        print(f"charts: {len(charts)} in {run_dir / 'plots'}; report: {report}")
     print(f"results: {run_dir}")
     return 0
+
+
+def _print_not_measured(results: Any) -> None:
+    failed = results[results["status"] != "ok"]
+    if not failed.empty:
+        counts = ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().items())
+        print(f"cells not measured: {counts} (reasons in results.csv and report.md)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -240,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_devices(args)
         if args.command == "ops":
             return cmd_ops(args)
+        if hasattr(args, "handler"):
+            code: int = args.handler(args)
+            return code
         raise AssertionError(f"unhandled command {args.command!r}")
     except UsageError as exc:
         print(f"devbench: error: {exc}", file=sys.stderr)

@@ -37,10 +37,12 @@ def _format_time(seconds: float) -> str:
 class SweepProgress:
     """Context manager with ``start(cell)`` and ``finish(result)`` callbacks for :func:`devbench.sweep.execute`."""
 
-    def __init__(self, spec: SweepSpec, *, enabled: bool = True, console: Console | None = None) -> None:
+    def __init__(self, spec: SweepSpec, *, enabled: bool = True, console: Console | None = None,
+                 total: int | None = -1) -> None:
+        """``total`` cells (default: the spec's count; None for an open-ended run such as refining)."""
         self.enabled = enabled
         self.console = console or Console(stderr=True)
-        self.total = spec.n_cells()
+        self.total = spec.n_cells() if total == -1 else total
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -95,6 +95,19 @@ def prepare_run_dir(path: Path) -> Path:
     return path
 
 
+def prepare_output_dir(path: Path) -> Path:
+    """Create a folder for charts or reports; a file in the way or an unwritable place is a UsageError."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output {str(path)!r} is a file; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"output {str(path)!r} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"output {str(path)!r} is not writable")
+    return path
+
+
 class CellLog:
     """Append-only ``cells.jsonl``: one complete line per cell, flushed and fsynced before returning."""
 

@@ -1,0 +1,157 @@
+"""crossover, plot, report, compare and refine as a user calls them, on synthetic runs with known answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from devbench.cli import main
+from devbench.refine import refine_run
+from devbench.schema import Record
+from devbench.spec import Cell, SweepSpec, TimingPolicy
+from devbench.store import CellLog, load_run, new_meta, write_json
+from devbench.timer import Measurement
+from tests.synthetic import MACHINE
+
+SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
+# CPU time grows as n³, the "GPU" pays a fixed launch cost: they cross at exactly n = 1000.
+MODELS: dict[str, Callable[[int], float]] = {"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-3}
+
+
+def make_run(path: Path, slowdown: float = 1.0, sizes: tuple[int, ...] = SIZES, jitter: float = 0.002) -> Path:
+    """A run directory as devbench writes it: meta.json and cells.jsonl with raw samples."""
+    path.mkdir(parents=True)
+    spec = SweepSpec(ops=("matmul",), sizes=sizes, devices=tuple(MODELS))
+    write_json(path / "meta.json", new_meta(spec.to_dict(), MACHINE, path.name, ["sweep"]))
+    rng = np.random.default_rng(0)
+    log = CellLog(path)
+    for size in sizes:
+        for device, model in MODELS.items():
+            samples = list(model(size) * slowdown * (1 + jitter * rng.standard_normal(20)))
+            q1, med, q3 = np.percentile(samples, [25, 50, 75])
+            log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
+                              mode="eager", sync="scalar", status="ok", n_samples=20, number=1, median_s=med,
+                              q1_s=q1, q3_s=q3, ci_low_s=med * 0.999, ci_high_s=med * 1.001, cold_s=med * 10,
+                              rel_iqr=(q3 - q1) / med, flops=2.0 * size**3, bytes=12.0 * size**2,
+                              gflops=2.0 * size**3 / med / 1e9, gbps=12.0 * size**2 / med / 1e9), samples)
+    return path
+
+
+def test_crossover_table_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "run")
+    assert main(["crossover", str(run)]) == 0
+    assert "GPU:0 faster above n≈1000" in capsys.readouterr().out
+    assert main(["crossover", str(run), "--format", "csv"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert list(table.columns[:11]) == ["op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low",
+                                        "high", "faster_below", "faster_above", "note"]
+    assert table["crossover_size"].iloc[0] == pytest.approx(1000, rel=0.01)
+    assert main(["crossover", str(run), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["faster_below"] == "CPU:0"
+    assert rows[0]["faster_above"] == "GPU:0"
+
+
+def test_crossover_of_a_bare_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "timings.csv"
+    pd.DataFrame(
+        [{"op": "matmul", "size": n, "dtype": "float32", "device": d, "median_s": m(n)}
+         for n in SIZES for d, m in MODELS.items()]
+    ).to_csv(table, index=False)
+    assert main(["crossover", str(table)]) == 0
+    assert "n≈1000" in capsys.readouterr().out
+    pd.DataFrame([{"op": "matmul", "size": 64}]).to_csv(tmp_path / "thin.csv", index=False)
+    assert main(["crossover", str(tmp_path / "thin.csv")]) == 2
+    assert "dtype" in capsys.readouterr().err
+
+
+def test_plot_and_report_write_into_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "run")
+    assert main(["plot", str(run)]) == 0
+    pngs = sorted(p.name for p in (run / "plots").glob("*.png"))
+    assert "crossover-matmul-float32-eager.png" in pngs
+    assert "overview.png" in pngs
+    assert main(["report", str(run)]) == 0
+    report = (run / "report.md").read_text()
+    assert "n≈1000" in report
+    assert "plots/crossover-matmul-float32-eager.png" in report
+    (tmp_path / "afile").write_text("")
+    assert main(["plot", str(run), "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_compare_same_and_slower(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = make_run(tmp_path / "base")
+    same = make_run(tmp_path / "same")
+    slower = make_run(tmp_path / "slower", slowdown=1.2)
+    assert main(["compare", str(base), str(same), "--fail-on-regression"]) == 0
+    assert "SLOWER" not in capsys.readouterr().out
+    assert main(["compare", str(base), str(slower), "--fail-on-regression"]) == 1
+    captured = capsys.readouterr()
+    assert "SLOWER" in captured.out
+    assert "significantly slower" in captured.err
+    assert (slower / "plots" / "compare.png").is_file()
+    assert main(["compare", str(base), str(slower), "--format", "csv"]) == 0  # no gate: exit 0
+    assert main(["compare", str(base), str(slower), "--threshold", "2"]) == 2
+    assert "--threshold '2' must be in [0, 1)" in capsys.readouterr().err
+
+
+@dataclass
+class ModelOutcome:
+    measurement: Measurement[Any]
+    placed_device: str
+    flops: float
+    bytes: float
+
+
+class ModelBackend:
+    """Answers each cell with the synthetic cost model, so refining has a known crossover (n = 1000)."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> ModelOutcome:
+        self.sizes.append(cell.size)
+        t = MODELS[cell.device](cell.size)
+        m: Measurement[Any] = Measurement(cold_s=t, samples=[t, t, t], number=1, warmup_calls=2,
+                                          sync_overhead_s=0.0, stop_reason="converged")
+        return ModelOutcome(m, cell.device, 2.0 * cell.size**3, 12.0 * cell.size**2)
+
+    def classify(self, exc: BaseException) -> tuple[str, str]:
+        return "error", str(exc)
+
+    def release(self) -> None:
+        pass
+
+
+def test_refine_narrows_the_bracket_into_the_same_run(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", jitter=0.0)
+    backend = ModelBackend()
+    outcome = refine_run(run, backend=backend, guard=lambda c: None)
+    assert outcome.converged
+    assert backend.sizes
+    assert all(512 < n < 2048 for n in backend.sizes)
+    loaded = load_run(run)
+    assert set(backend.sizes) <= set(loaded.results["size"])
+    assert len(loaded.results) == 2 * len(SIZES) + len(backend.sizes)
+    from devbench.analysis import crossover_frame
+
+    row = crossover_frame(loaded.results).iloc[0]
+    assert row["crossover_size"] == pytest.approx(1000, rel=0.01)
+    assert json.loads((run / "meta.json").read_text())["refinements"][0]["converged"] is True
+
+
+@pytest.mark.parametrize("command", ["crossover", "plot", "report", "refine"])
+def test_missing_source_is_a_usage_error(tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    assert main([command, str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "nope" in err
