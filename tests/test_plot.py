@@ -270,3 +270,15 @@ def test_slug_and_ratio_text() -> None:
     assert ratio_text(1342.4) == "1342×"
     assert ratio_text(0.4213) == "0.421×"
     assert ratio_text(math.nan) == "–"
+
+
+def test_crowded_size_labels_are_thinned_but_every_size_keeps_a_tick() -> None:
+    from devbench.plot import _spaced_labels
+
+    assert _spaced_labels([32, 64, 128, 256]) == ["32", "64", "128", "256"]
+    labels = _spaced_labels([32, 45, 54, 59, 61, 64, 76, 128, 256])
+    assert len(labels) == 9
+    assert labels[0] == "32"
+    assert labels[-1] == "256"
+    assert "" in labels
+    assert labels[3:5].count("") >= 1  # 59 and 61 cannot both be labelled

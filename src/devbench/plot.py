@@ -96,14 +96,29 @@ def _series_cells(results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _spaced_labels(sizes: list[int], min_gap: float = 0.05) -> list[str]:
+    """Tick labels for sorted sizes, blank where a label would sit within ``min_gap`` of the axis' log span
+    of the previous one (refined sizes crowd together near a crossover)."""
+    span = math.log(sizes[-1] / sizes[0]) if sizes[-1] > sizes[0] else 1.0
+    labels: list[str] = []
+    last: int | None = None
+    for size in sizes:
+        if last is None or math.log(size / last) >= min_gap * span:
+            labels.append(str(size))
+            last = size
+        else:
+            labels.append("")
+    return labels
+
+
 def _size_axis(ax: Axes, sizes: list[int]) -> None:
     """Log x axis labelled with the measured sizes when there are few, so a reader can find each cell."""
     from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
 
     ax.set_xscale("log")
     unique = sorted(set(sizes))
-    if 0 < len(unique) <= 12:
-        ax.set_xticks(unique, [str(s) for s in unique])
+    if 0 < len(unique) <= 24:
+        ax.set_xticks(unique, _spaced_labels(unique))
         ax.xaxis.set_minor_locator(NullLocator())
     else:
         ax.xaxis.set_major_formatter(ScalarFormatter())
