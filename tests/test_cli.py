@@ -82,33 +82,7 @@ def test_unsupported_combination_is_a_row_not_a_crash(tmp_path: Path) -> None:
     assert results.loc["add", "status"] == "ok"
 
 
-BAD_INPUT = [
-    (["sweep", "--sizes", "64..32"], "reversed"),
-    (["sweep", "--sizes", "abc"], "bad size 'abc'"),
-    (["sweep", "--sizes", "0"], "must be positive"),
-    (["sweep", "--ops", "matmull"], "did you mean 'matmul'"),
-    (["sweep", "--dtypes", "float128"], "unknown dtype 'float128'"),
-    (["sweep", "--modes", "graph"], "unknown mode 'graph'"),
-    (["sweep", "--sync", "never"], "unknown sync mode 'never'"),
-    (["sweep", "--max-cell-time", "0"], "--max-cell-time '0' must be a positive"),
-    (["sweep", "--max-cell-time", "soon"], "is not a number"),
-    (["sweep", "--min-samples", "0"], "--min-samples '0' must be at least 1"),
-    (["sweep", "--seed", "x"], "--seed 'x' is not a whole number"),
-    (["sweep", "--devices", "GPU:7"], "device 'GPU:7' does not exist here; available: CPU:0"),
-    (["sweep", "--devices", "tpu:x"], "bad device name"),
-    (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-]
-
-
-@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str) -> None:
-    proc = run_cli(*argv)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("devbench: error: ")
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+# The table of bad inputs lives in tests/test_bad_input.py (the one place for it).
 
 
 def test_out_that_is_a_file_is_refused_before_importing_tensorflow(tmp_path: Path) -> None:

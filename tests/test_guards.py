@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from devbench.guards import MemoryGuard, combine, estimated_bytes
-from devbench.spec import Cell
+from devbench.guards import MemoryGuard, TimeGuard, combine, estimated_bytes, format_seconds
+from devbench.schema import Record
+from devbench.spec import Cell, SweepSpec, TimingPolicy
 
 GIB = 2**30
 
@@ -51,3 +54,105 @@ def test_combine_takes_the_first_objection() -> None:
     guard = combine(lambda c: None, lambda c: "second", lambda c: "third")
     assert guard(cell("add", 64)) == "second"
     assert combine(lambda c: None)(cell("add", 64)) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learning from finished cells: OOM in a series, and the time guard
+
+
+def record(op: str, size: int, median: float = math.nan, *, status: str = "ok", device: str = "CPU:0",
+           dtype: str = "float32") -> Record:
+    return Record(run_id="r", op=op, size=size, dtype=dtype, device=device, mode="eager", sync="scalar",
+                  status=status, median_s=median)
+
+
+def test_after_an_oom_larger_sizes_of_that_series_are_skipped() -> None:
+    guard = MemoryGuard(host_available=lambda: 100 * GIB, device_free=lambda d: None)
+    guard.observe(record("matmul", 4096, status="oom", device="GPU:0"))
+    reason = guard(cell("matmul", 8192, device="GPU:0"))
+    assert reason is not None
+    assert "ran out of memory at n=4096 on GPU:0" in reason
+    assert guard(cell("matmul", 2048, device="GPU:0")) is None  # smaller: still tried
+    assert guard(cell("matmul", 8192, device="CPU:0")) is None  # another device: its own series
+    assert guard(cell("add", 8192, device="GPU:0")) is None
+
+
+def test_time_guard_predicts_from_the_largest_measured_size_by_flops() -> None:
+    guard = TimeGuard(max_call_time=10.0)
+    assert guard.predict(cell("matmul", 4096)) is None  # nothing measured: nothing to predict from
+    assert guard(cell("matmul", 4096)) is None
+    guard.observe(record("matmul", 512, median=0.01))
+    guard.observe(record("matmul", 1024, median=0.05))
+    guard.observe(record("matmul", 256, median=0.001))  # smaller than the reference: ignored
+    guard.observe(record("matmul", 2048, status="error"))  # not ok: ignored
+    prediction = guard.predict(cell("matmul", 4096))
+    assert prediction is not None
+    assert prediction.from_size == 1024
+    assert prediction.flops_ratio == pytest.approx(64.0)  # 2n³ scales by 4³
+    assert prediction.seconds == pytest.approx(3.2)
+    assert guard(cell("matmul", 4096)) is None  # 3.2 s < 10 s
+    reason = guard(cell("matmul", 8192))  # 25.6 s
+    assert reason is not None
+    assert reason.startswith("time guard: predicted 26 s per call, from n=1024")
+    assert "--max-call-time 10 s" in reason
+    # add scales with n², not n³, and its series is separate
+    guard.observe(record("add", 1024, median=0.001))
+    add_prediction = guard.predict(cell("add", 8192))
+    assert add_prediction is not None
+    assert add_prediction.seconds == pytest.approx(0.064)
+    assert guard.predict(cell("matmul", 4096, dtype="float64")) is None
+
+
+def test_time_guard_estimates_whole_cells_for_the_plan() -> None:
+    policy = TimingPolicy(max_cell_time=2.0)
+    guard = TimeGuard(max_call_time=60.0, policy=policy, overhead_s=0.5)
+    assert guard.estimate_cell_seconds(cell("matmul", 64)) == pytest.approx(2.5)  # unknown: budget + overhead
+    guard.observe(record("matmul", 1024, median=0.5))
+    # 4096: 32 s per call; cold 32 + at least 2 warm-up calls and one sample (96 s) beyond the 2 s budget
+    assert guard.estimate_cell_seconds(cell("matmul", 4096)) == pytest.approx(0.5 + 32 + 96)
+    assert guard.estimate_cell_seconds(cell("matmul", 8192)) == 0.0  # to be skipped: costs nothing
+
+
+def test_time_guard_rejects_a_non_positive_limit() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        TimeGuard(max_call_time=0)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.25, "0.25 s"), (45, "45 s"), (90, "1 min 30 s"),
+                                                (120, "2 min"), (7500, "2 h 5 min"), (math.inf, "unknown")])
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_eta_follows_reality() -> None:
+    from devbench.progress import SweepProgress
+    from devbench.runner import CellResult
+
+    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128))
+    clock = FakeClock()
+    progress = SweepProgress(spec, enabled=False, estimate=lambda c: 2.0, clock=clock)
+    assert progress.eta_seconds() == pytest.approx(8.0)  # the plan's estimate before anything ran
+    cells = list(spec.cells())
+    progress.start(cells[0])
+    clock.now += 0.5  # the cell took a quarter of its estimate
+    progress.finish(CellResult(record("add", 16, median=1e-5)))
+    clock.now += 10  # past the recompute interval
+    assert progress.eta_seconds() == pytest.approx(3 * 2.0 * 0.25)
+
+
+def test_progress_of_a_resumed_run_starts_at_the_cells_done() -> None:
+    from devbench.progress import SweepProgress
+
+    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128))
+    done = {c.key() for c in spec.cells() if c.size < 64}
+    progress = SweepProgress(spec, enabled=False, estimate=lambda c: 1.0, done=done)
+    assert progress.progress.tasks[0].completed == 2
+    assert progress.eta_seconds() == pytest.approx(2.0)

@@ -116,3 +116,54 @@ def test_a_guard_skips_a_cell_with_its_reason_and_allocates_nothing() -> None:
     skipped = [r.record for r in results if r.record.status == "skipped"]
     assert [(r.size, r.reason) for r in skipped] == [(256, "memory guard: needs about 44.0 GiB")] * 2
     assert all(c.size != 256 for c in backend.seen)
+
+
+@pytest.mark.tf
+def test_tf_out_of_memory_is_a_status_memory_is_released_and_the_sweep_goes_on(tf: Any) -> None:
+    """The GPU OOM path without a GPU: TF's own ResourceExhaustedError, classified by the real backend."""
+    from devbench.backend import classify
+    from devbench.guards import MemoryGuard
+
+    class OutOfMemory(FakeBackend):
+        def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> FakeOutcome:
+            if cell.size == 128 and cell.device == "CPU:0":
+                self.seen.append(cell)
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, "OOM when allocating tensor with shape[128,128] on /device:GPU:0")
+            return super().run_cell(cell, policy, seed)
+
+        def classify(self, exc: BaseException) -> tuple[str, str]:
+            return classify(exc)
+
+    backend = OutOfMemory()
+    memory = MemoryGuard(host_available=lambda: 2**40, device_free=lambda d: None)
+    results: list[CellResult] = []
+
+    def learn(result: CellResult) -> None:
+        memory.observe(result.record)
+        results.append(result)
+
+    run_sweep(SPEC, backend, "run", on_result=learn, guard=memory)
+    by_cell = {(r.record.size, r.record.device): r.record for r in results}
+    oom = by_cell[(128, "CPU:0")]
+    assert oom.status == "oom"
+    assert oom.reason.startswith("ResourceExhaustedError: OOM when allocating")
+    assert backend.releases == len(backend.seen)  # released after every cell run, the failed one included
+    assert by_cell[(128, "CPU:1")].status == "ok"  # the very next cell runs
+    assert by_cell[(256, "CPU:1")].status == "ok"
+    # the same series at a larger size is not attempted again
+    assert by_cell[(256, "CPU:0")].status == "skipped"
+    assert "ran out of memory at n=128" in by_cell[(256, "CPU:0")].reason
+
+
+def test_host_memory_error_is_oom_too() -> None:
+    """MemoryError (host allocation in numpy) takes the same path when the backend maps it to ``oom``."""
+
+    class HostOOM(FakeBackend):
+        def classify(self, exc: BaseException) -> tuple[str, str]:
+            return ("oom", "MemoryError") if isinstance(exc, MemoryError) else super().classify(exc)
+
+    backend = HostOOM(fail={64: MemoryError()})
+    results = run_sweep(SPEC, backend, "run")
+    assert [r.record.status for r in results] == ["oom", "oom", "ok", "ok", "ok", "ok"]
+    assert backend.releases == 6

@@ -1,14 +1,19 @@
 """The live progress display of a sweep (rich), on stderr so that stdout stays clean for tables.
 
-The ETA is rich's, from cells done per second; cells grow with size and run smallest first, so it is
-optimistic early on and tightens as the sweep goes.
+Cells differ in cost by orders of magnitude (n=64 converges in a tenth of a second, n=8192 spends its whole
+budget after a cold call of seconds), so an ETA from cells per second is useless. Given ``estimate`` (the
+time guard's rough seconds per cell), the ETA is instead the estimated seconds of the cells left, scaled by
+how long the finished cells really took against what was estimated for them: it starts as the plan's rough
+figure and follows reality as cells finish. Without ``estimate`` it is rich's cells-per-second ETA.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Collection
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -37,23 +42,68 @@ def _format_time(seconds: float) -> str:
 class SweepProgress:
     """Context manager with ``start(cell)`` and ``finish(result)`` callbacks for :func:`devbench.sweep.execute`."""
 
+    RECOMPUTE_EVERY_S = 2.0
+    """The estimate of the cells left is recomputed in full at most this often (seconds); in between, each
+    finished cell's own estimate is taken off it. Keeps a sweep of many thousand cells cheap to display."""
+
     def __init__(self, spec: SweepSpec, *, enabled: bool = True, console: Console | None = None,
-                 total: int | None = -1) -> None:
-        """``total`` cells (default: the spec's count; None for an open-ended run such as refining)."""
+                 total: int | None = -1, estimate: Callable[[Cell], float] | None = None,
+                 done: Collection[tuple[Any, ...]] = (), clock: Callable[[], float] = time.monotonic) -> None:
+        """``total`` cells (default: the spec's count; None for an open-ended run such as refining).
+
+        ``estimate`` gives a cell's rough seconds (for the ETA); ``done`` holds the keys of cells already
+        measured (a resumed run), which count as complete from the start.
+        """
         self.enabled = enabled
         self.console = console or Console(stderr=True)
         self.total = spec.n_cells() if total == -1 else total
+        self.estimate = estimate if total == -1 else None
+        self.clock = clock
+        self._left: dict[tuple[Any, ...], Cell] = (
+            {cell.key(): cell for cell in spec.cells() if cell.key() not in done} if self.estimate else {}
+        )
+        self._spent = 0.0
+        """Seconds the finished cells (since this display started) really took."""
+        self._estimated = 0.0
+        """Seconds estimated for those same cells when each started."""
+        self._current: tuple[float, float] | None = None
+        self._left_sum = math.nan
+        self._left_sum_at = -math.inf
+        eta_columns: list[Any] = (
+            [TextColumn("ETA {task.fields[eta]}")] if self.estimate else [TextColumn("ETA"), TimeRemainingColumn()]
+        )
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            *eta_columns,
             console=self.console,
             disable=not enabled,
         )
-        self.task = self.progress.add_task("sweep", total=self.total)
+        completed = sum(1 for cell in spec.cells() if cell.key() in done) if total == -1 and done else 0
+        self.task = self.progress.add_task("sweep", total=self.total, completed=completed, eta="—")
+        if self.estimate:
+            self.progress.update(self.task, eta=self._format_eta(self.eta_seconds()))
+
+    def eta_seconds(self) -> float:
+        """Seconds left: the cells left's estimates, times (real / estimated) seconds of the cells finished."""
+        if self.estimate is None:
+            return math.nan
+        now = self.clock()
+        if math.isnan(self._left_sum) or now - self._left_sum_at >= self.RECOMPUTE_EVERY_S:
+            self._left_sum = sum(self.estimate(cell) for cell in self._left.values())
+            self._left_sum_at = now
+        ratio = self._spent / self._estimated if self._estimated > 0 else 1.0
+        return max(self._left_sum, 0.0) * ratio
+
+    @staticmethod
+    def _format_eta(seconds: float) -> str:
+        from devbench.guards import format_seconds
+
+        if math.isnan(seconds):
+            return "—"
+        return "~" + format_seconds(seconds)
 
     def __enter__(self) -> SweepProgress:
         self.progress.start()
@@ -65,10 +115,22 @@ class SweepProgress:
 
     def start(self, cell: Cell) -> None:
         self.progress.update(self.task, description=cell.label())
+        if self.estimate is not None:
+            self._current = (self.clock(), self.estimate(cell))
 
     def finish(self, result: CellResult) -> None:
         record = result.record
         self.progress.advance(self.task)
+        if self.estimate is not None:
+            cell = self._left.pop(record.key(), None)
+            if self._current is not None:
+                started, estimated = self._current
+                self._spent += self.clock() - started
+                self._estimated += estimated
+                if cell is not None:
+                    self._left_sum -= estimated
+                self._current = None
+            self.progress.update(self.task, eta=self._format_eta(self.eta_seconds()))
         if not self.enabled:
             return
         label = f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}]"

@@ -54,6 +54,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
         reason = f"cut short by the cell time budget: {s.n} sample(s)"
     elif m.stop_reason == "budget":
         reason = f"cut short by the cell time budget after {s.n} samples (rel. IQR {s.rel_iqr:.1%})"
+    reason = "; ".join(part for part in (getattr(outcome, "note", ""), reason) if part)
     return Record(
         run_id=run_id,
         op=cell.op,
@@ -88,6 +89,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
         noisy=s.rel_iqr > NOISY_REL_IQR,
         unsynchronized=cell.sync == "none",
         finished_at=utc_now(),
+        traces=int(getattr(outcome, "traces", 0)),
     )
 
 

@@ -11,25 +11,41 @@ A run directory is self-contained::
       plots/, report.md
 
 Final files are written under a temporary name and renamed, so a reader never sees half a file. No pickle
-anywhere: result files are data, and readers validate what they load.
+anywhere: result files are data, and readers validate what they load (a cells.jsonl line that is not a valid
+record is counted and ignored; a results table with a column of the wrong type is refused with a UsageError).
+
+Crash safety: cells.jsonl is the source of truth. A process killed in the middle of appending (kill -9, OOM
+killer) can leave at most one torn line, at the very end; readers ignore it, :class:`CellLog` never glues a new
+record onto it, and :func:`repair_torn_tail` (run on resume) cuts it off. While a sweep writes a run it holds
+an advisory lock on cells.jsonl (:class:`RunLock`), so a second process cannot resume the same run meanwhile;
+the kernel drops the lock when the process dies, however it dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from devbench.errors import UsageError
-from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, Record
+from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, STATUSES, Record
+
+try:  # POSIX; elsewhere runs are simply not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 META = "meta.json"
 CELLS = "cells.jsonl"
@@ -62,6 +78,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX); silently skipped where directories cannot be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -83,6 +110,15 @@ def check_new_run_dir(path: Path) -> None:
         raise UsageError(f"--out {str(path)!r} is below the file {str(existing)!r}; give a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {str(path)!r} is not writable ({str(existing)!r} denies writing)")
+    # access() says yes to root everywhere, and knows nothing of read-only or pseudo file systems: try it.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".devbench-probe-", dir=existing)
+    except OSError as exc:
+        raise UsageError(
+            f"--out {str(path)!r} is not writable ({str(existing)!r}: {exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def prepare_run_dir(path: Path) -> Path:
@@ -109,48 +145,245 @@ def prepare_output_dir(path: Path) -> Path:
 
 
 class CellLog:
-    """Append-only ``cells.jsonl``: one complete line per cell, flushed and fsynced before returning."""
+    """Append-only ``cells.jsonl``: one complete line per cell, written with one ``write`` and fsynced before
+    returning.
+
+    If the file does not end with a newline (a torn last line, left by a process killed mid-write), the new
+    record starts on a line of its own, so it is never glued to the fragment.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / CELLS
 
     def append(self, record: Record, samples: Sequence[float]) -> None:
-        line = json.dumps({"record": record.as_dict(), "samples": list(samples)}, allow_nan=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = json.dumps({"record": record.as_dict(), "samples": list(samples)}, allow_nan=True) + "\n"
+        data = line.encode("utf-8")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @dataclass
 class CellLogContents:
     records: list[dict[str, Any]] = field(default_factory=list)
+    """Valid records, each normalised to exactly the fields of :class:`Record` with their types."""
     samples: list[list[float]] = field(default_factory=list)
     torn_lines: int = 0
-    """Lines that did not parse (a process killed mid-write leaves at most one, at the end)."""
+    """Lines ignored: torn (a process killed mid-write leaves at most one, at the end) or not a valid record."""
+    torn_tail: int = 0
+    """Bytes after the last newline: a record whose write was cut short (0 when the file ends cleanly)."""
+    problems: list[str] = field(default_factory=list)
+    """One line per ignored line: its number and what is wrong with it."""
+
+
+_RECORD_FIELDS = {name: Record.__dataclass_fields__[name] for name in RESULT_COLUMNS}
+_INT_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("int", int))
+_BOOL_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("bool", bool))
+_STR_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("str", str))
+_FLOAT_FIELDS = tuple(name for name in RESULT_COLUMNS if name not in _INT_FIELDS + _BOOL_FIELDS + _STR_FIELDS)
+_REQUIRED_FIELDS = ("run_id", *IDENTITY, "status")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_record(raw: object) -> dict[str, Any]:
+    """A cells.jsonl record as a dict of exactly the :class:`Record` fields, checked and typed.
+
+    Raises ValueError naming the first field that does not fit. Fields a record lacks get their defaults,
+    except the identity and ``status``, which are required; unknown fields are dropped.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"record is a {type(raw).__name__}, not an object")
+    missing = [name for name in _REQUIRED_FIELDS if name not in raw]
+    if missing:
+        raise ValueError(f"record lacks {', '.join(missing)}")
+    out: dict[str, Any] = {}
+    for name in _STR_FIELDS:
+        value = raw.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be text, found {value!r}")
+        out[name] = value
+    for name in _INT_FIELDS:
+        value = raw.get(name, 0)
+        if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, found {value!r}")
+        out[name] = int(value)
+    for name in _FLOAT_FIELDS:
+        value = raw.get(name)
+        if value is None:
+            value = math.nan
+        if not _is_number(value):
+            raise ValueError(f"{name} must be a number, found {value!r}")
+        out[name] = float(value)
+    for name in _BOOL_FIELDS:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, found {value!r}")
+        out[name] = value
+    if out["size"] < 1:
+        raise ValueError(f"size must be a positive whole number, found {raw['size']!r}")
+    for name in ("op", "dtype", "device", "mode", "sync"):
+        if not out[name]:
+            raise ValueError(f"{name} is empty")
+    if out["status"] not in STATUSES:
+        raise ValueError(f"status {out['status']!r} is not one of {', '.join(STATUSES)}")
+    return out
+
+
+def _validate_samples(raw: object) -> list[float]:
+    if not isinstance(raw, list):
+        raise ValueError(f"samples is a {type(raw).__name__}, not a list")
+    for value in raw:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"samples must be finite seconds >= 0, found {value!r}")
+    return [float(value) for value in raw]
 
 
 def read_cell_log(run_dir: Path) -> CellLogContents:
-    """Read ``cells.jsonl``, ignoring torn or invalid lines (counted in ``torn_lines``)."""
+    """Read ``cells.jsonl``, ignoring torn or invalid lines (counted in ``torn_lines``, explained in
+    ``problems``). Data only: each line is parsed as JSON and checked field by field against the schema."""
     contents = CellLogContents()
     path = run_dir / CELLS
     if not path.exists():
         return contents
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                record, samples = entry["record"], entry["samples"]
-                if not isinstance(record, dict) or not isinstance(samples, list):
-                    raise TypeError("bad entry")
-            except (ValueError, KeyError, TypeError):
-                contents.torn_lines += 1
-                continue
-            contents.records.append(record)
-            contents.samples.append([float(s) for s in samples])
+    data = _read_bytes(path)
+    end = data.rfind(b"\n") + 1
+    contents.torn_tail = len(data) - end
+    lines = data.split(b"\n")
+    for number, raw_line in enumerate(lines, start=1):
+        if not raw_line.strip():
+            continue
+        torn = number == len(lines) and contents.torn_tail > 0
+        try:
+            entry = json.loads(raw_line.decode("utf-8"))
+            if not isinstance(entry, dict) or "record" not in entry or "samples" not in entry:
+                raise ValueError("not an object with 'record' and 'samples'")
+            record = validate_record(entry["record"])
+            samples = _validate_samples(entry["samples"])
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            contents.torn_lines += 1
+            why = "torn last line (no newline: the write was cut short)" if torn else first_line(str(exc))
+            contents.problems.append(f"line {number}: {why}")
+            continue
+        contents.records.append(record)  # (a whole last record that lacks only its newline is kept)
+        contents.samples.append(samples)
     return contents
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line[:limit]
+
+
+def repair_torn_tail(run_dir: Path) -> bytes:
+    """Cut a torn last line off cells.jsonl and return it (b"" when the file ends cleanly).
+
+    Only bytes after the last newline are removed, and those are never a complete record unless its newline
+    alone was lost, in which case the record is kept and only the newline is added.
+    """
+    path = run_dir / CELLS
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    tail = data[end:]
+    if not tail:
+        return b""
+    try:
+        entry = json.loads(tail.decode("utf-8"))
+        validate_record(entry["record"])
+        _validate_samples(entry["samples"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        with open(path, "r+b") as handle:
+            handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tail
+    with open(path, "ab") as handle:  # a whole record that only lacks its newline
+        handle.write(b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return b""
+
+
+class RunLock:
+    """An exclusive advisory lock on a run's cells.jsonl while a process writes the run.
+
+    ``acquire`` raises UsageError when another live process holds it. The kernel releases the lock when the
+    holder dies (also by kill -9 or the OOM killer), so a crashed run can always be resumed.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            fd = os.open(self.run_dir / CELLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write {str(self.run_dir / CELLS)!r}: {exc.strerror or exc}") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise UsageError(
+                    f"run directory {str(self.run_dir)!r} is being written by another devbench process right "
+                    "now; wait for it to finish or stop it first"
+                ) from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_not_locked(run_dir: Path) -> None:
+    """Raise UsageError when another process is writing ``run_dir`` (without creating anything)."""
+    if fcntl is None or not (run_dir / CELLS).exists():
+        return
+    try:
+        fd = os.open(run_dir / CELLS, os.O_RDONLY)
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(run_dir / CELLS)!r}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(
+                f"run directory {str(run_dir)!r} is being written by another devbench process right now; "
+                "wait for it to finish or stop it first"
+            ) from None
+    finally:
+        os.close(fd)
 
 
 def tables_from_log(contents: CellLogContents) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,13 +407,11 @@ def tables_from_log(contents: CellLogContents) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def _typed_results(results: pd.DataFrame) -> pd.DataFrame:
-    ints = ("size", "n_samples", "number", "warmup_calls")
-    bools = ("noisy", "unsynchronized")
-    strings = ("run_id", "op", "dtype", "device", "mode", "sync", "status", "reason", "placed_device",
-               "stop_reason", "finished_at")
+    ints, bools, strings = _INT_FIELDS, _BOOL_FIELDS, _STR_FIELDS  # from the Record's annotations
     out: pd.DataFrame = results.copy()
     for col in ints:
-        out[col] = pd.to_numeric(out[col]).astype("int64")
+        numbers = pd.to_numeric(out[col])
+        out[col] = (numbers if col == "size" else numbers.fillna(0)).astype("int64")
     for col in bools:
         out[col] = out[col].astype(bool)
     for col in strings:
@@ -207,6 +438,7 @@ def write_tables(run_dir: Path, results: pd.DataFrame, samples: pd.DataFrame) ->
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    _fsync_dir(run_dir)
 
 
 def finalize(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -247,8 +479,8 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise UsageError(f"{str(run_dir)!r} is not a devbench run directory (no {META})")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        meta = json.loads(_read_bytes(path).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"{str(path)!r} is corrupt ({exc}); it is not valid JSON") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{str(path)!r} is corrupt: expected a JSON object")
@@ -257,7 +489,45 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         raise UsageError(
             f"{str(run_dir)!r} has schema version {version!r}; this devbench reads version {SCHEMA_VERSION}"
         )
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise UsageError(f"{str(path)!r} is corrupt: {problem}")
     return meta
+
+
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "status": (str,), "command": (str,), "python": (str,), "started_at": (str,),
+    "finished_at": (str, type(None)), "argv": (list,), "spec": (dict,), "machine": (dict,),
+    "guards": (dict,), "resumed": (list,), "refinements": (list,), "calibration": (dict, type(None)),
+    "n_cells": (int,), "error": (str,),
+}
+"""Types of the meta.json fields devbench reads; a field of another type is a corrupt file, not a crash later."""
+
+_MACHINE_DICTS = ("os", "python", "cpu", "memory", "packages", "tensorflow")
+
+
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the structure of a meta.json (None when every known field has its type)."""
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"field {key!r} is {_type_name(value)} ({str(value)[:40]!r})"
+    machine = meta.get("machine") or {}
+    for key in _MACHINE_DICTS:
+        if key in machine and not isinstance(machine[key], dict):
+            return f"field 'machine.{key}' is {_type_name(machine[key])}, not an object"
+    devices = machine.get("devices")
+    if devices is not None and not (isinstance(devices, list) and all(isinstance(d, dict) for d in devices)):
+        return "field 'machine.devices' is not a list of objects"
+    for key in ("resumed", "refinements"):
+        if not all(isinstance(entry, dict) for entry in meta.get(key) or []):
+            return f"field {key!r} is not a list of objects"
+    return None
 
 
 def load_run(run_dir: Path) -> Run:
@@ -271,7 +541,7 @@ def load_run(run_dir: Path) -> Run:
     if contents.records:
         results, samples = tables_from_log(contents)
     elif (run_dir / RESULTS_PARQUET).exists():
-        results = _read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS)
+        results = _typed_results(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS))
         samples_path = run_dir / SAMPLES_PARQUET
         samples = (
             _read_table(samples_path, SAMPLE_COLUMNS)
@@ -283,14 +553,55 @@ def load_run(run_dir: Path) -> Run:
     return Run(path=run_dir, meta=meta, results=results, samples=samples, torn_lines=contents.torn_lines)
 
 
+_TABLE_INTS = {*_INT_FIELDS, "sample"}
+_TABLE_BOOLS = {*_BOOL_FIELDS}
+_TABLE_TEXT = {*_STR_FIELDS}
+
+
 def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """Read a results or samples table written by devbench and check every column's type.
+
+    Untrusted data: a missing column, text in a numeric column, a fractional or non-positive size, a status
+    outside the schema is a UsageError naming the file, the column and the first bad value.
+    """
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        frame: pd.DataFrame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:  # pyarrow and pandas raise many types for a corrupt file
         raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise UsageError(f"{str(path)!r} lacks the columns {', '.join(missing)}")
+    frame = pd.DataFrame(frame[list(required)])
+    for col in required:
+        values = frame[col]
+        if col in _TABLE_TEXT:
+            frame[col] = values.astype(object).where(values.notna(), "").astype(str)
+            continue
+        if col in _TABLE_BOOLS:
+            if not values.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+                bad = values[~values.map(lambda v: isinstance(v, (bool, np.bool_)))].iloc[0]
+                raise UsageError(f"{str(path)!r}: column {col} must hold true/false, found {bad!r}")
+            frame[col] = values.astype(bool)
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        garbage = numbers.isna() & values.notna()
+        if garbage.any() or values.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+            bad = values[garbage].iloc[0] if garbage.any() else values.iloc[0]
+            raise UsageError(f"{str(path)!r}: column {col} must be numeric, found {bad!r}")
+        if col in _TABLE_INTS:
+            low = 1 if col == "size" else 0
+            bad_int = numbers.isna() | (numbers != numbers.round()) | (numbers < low)
+            if bad_int.any():
+                raise UsageError(f"{str(path)!r}: column {col} must hold whole numbers >= {low}, "
+                                 f"found {values[bad_int].iloc[0]!r}")
+            frame[col] = numbers.astype("int64")
+        else:
+            frame[col] = numbers.astype("float64")
+    if "status" in frame.columns:
+        unknown = ~frame["status"].isin(STATUSES)
+        if unknown.any():
+            raise UsageError(f"{str(path)!r}: column status holds {frame['status'][unknown].iloc[0]!r}; "
+                             f"allowed: {', '.join(STATUSES)}")
     return frame
 
 
@@ -335,8 +646,7 @@ def load_any(path: Path) -> Run:
     if frame.empty:
         raise UsageError(f"{str(path)!r} holds no rows")
 
-    ints = ("size", "n_samples", "number", "warmup_calls")
-    bools = ("noisy", "unsynchronized")
+    ints, bools = _INT_FIELDS, _BOOL_FIELDS
     defaults = {"mode": "eager", "status": "ok", "sync": "scalar", "run_id": path.stem}
     text_cols = {f.name for f in fields(Record) if f.type in ("str", str)}
     given = set(frame.columns)
