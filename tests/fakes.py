@@ -36,6 +36,16 @@ class FakeDevice:
             self.now = self.busy_until
         return self.calls
 
+    def loop(self, number: int) -> int:
+        """A block run as one launch (a graph loop): ``launch`` paid once, then ``number`` calls of work."""
+        self.now += self.launch
+        for _ in range(number):
+            self.busy_until = max(self.now, self.busy_until) + next(self._costs)
+        self.calls += number
+        if not self.asynchronous:
+            self.now = self.busy_until
+        return self.calls
+
     def sync(self, output: int) -> None:
         del output
         self.syncs += 1

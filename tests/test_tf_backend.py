@@ -14,6 +14,7 @@ import pytest
 
 from devbench import ops
 from devbench.backend import SYNCS, TFBackend, sync_scalar
+from devbench.devices import canonical
 from devbench.runner import run_cell
 from devbench.spec import Cell, TimingPolicy
 
@@ -137,3 +138,131 @@ def test_output_on_another_device_is_a_fallback(tf: ModuleType, monkeypatch: pyt
     assert result.record.status == "fallback"
     assert result.record.placed_device == "CPU:0"
     assert "CPU:1" in result.record.reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# graph_loop, tracing, transfer
+
+
+@pytest.mark.parametrize("op", list(ops.OPS))
+def test_graph_loop_matches_numpy_and_runs(tf: ModuleType, op: str) -> None:
+    record = _measure(TFBackend(), Cell(size=16, op=op, dtype="float32", device="CPU:1", mode="graph_loop"))
+    assert record.placed_device == "CPU:1"
+    assert record.traces == 1
+
+
+def test_graph_loop_runs_the_op_number_times(tf: ModuleType) -> None:
+    """Every iteration really executes (none is pruned or hoisted out of the loop as loop-invariant)."""
+    from devbench.backend import graph_loop
+
+    counter = tf.Variable(0)
+
+    def count() -> Any:
+        counter.assign_add(1)
+        return tf.identity(counter.read_value())
+
+    loop = graph_loop(count)
+    assert int(loop(tf.constant(7))) == 7
+    assert int(counter.numpy()) == 7
+    assert int(loop(tf.constant(1))) == 8
+    assert loop.experimental_get_tracing_count() == 1  # the block length is a tensor: no retrace
+
+
+def test_graph_loop_computes_every_iteration_of_a_pure_op(tf: ModuleType) -> None:
+    """Nothing hoists the loop-invariant matmul out of the loop: at n=256 (work, not dispatch, dominates) a
+    graph_loop call costs about an eager call, not 1/number of it (margin 3x)."""
+    backend = TFBackend()
+    eager = _measure(backend, Cell(size=256, op="matmul", dtype="float32", device="CPU:0"))
+    looped = _measure(backend, Cell(size=256, op="matmul", dtype="float32", device="CPU:0", mode="graph_loop"))
+    assert looped.number > 1
+    assert looped.median_s > eager.median_s / 3
+
+
+def test_graph_loop_excludes_python_dispatch(tf: ModuleType) -> None:
+    """At a tiny size an eager call is almost all dispatch; inside the graph loop it is not (margin 2x; the
+    real gap is ~5-10x here)."""
+    backend = TFBackend()
+    eager = _measure(backend, Cell(size=16, op="add", dtype="float32", device="CPU:0"))
+    looped = _measure(backend, Cell(size=16, op="add", dtype="float32", device="CPU:0", mode="graph_loop"))
+    assert looped.median_s * 2 < eager.median_s
+
+
+@pytest.mark.parametrize("mode", ["function", "xla", "graph_loop"])
+@pytest.mark.parametrize("op", ["matmul", "dense_step"])
+def test_no_retracing_inside_timed_blocks(tf: ModuleType, op: str, mode: str) -> None:
+    """The trace count after the cold call equals the count after the whole measurement (one trace)."""
+    from devbench.backend import make_dispatch
+    from devbench.timer import measure
+
+    with tf.device("/device:CPU:0"):
+        built = ops.OPS[op].build(32, "float32", np.random.default_rng(0))
+        dispatch = make_dispatch(built.fn, built.args, mode, "scalar", "CPU:0")
+        after_cold: list[int] = []
+        m = measure(dispatch.call, sync_scalar, QUICK, check=lambda _out: after_cold.append(dispatch.traces()),
+                    block=dispatch.block)
+    assert after_cold == [1]
+    assert dispatch.traces() == 1
+    assert len(m.samples) >= 1
+    record = _measure(TFBackend(), Cell(size=32, op=op, dtype="float32", device="CPU:0", mode=mode))
+    assert record.traces == 1
+    assert "retraced" not in record.reason
+
+
+def test_eager_mode_has_no_traces(tf: ModuleType) -> None:
+    assert _measure(TFBackend(), Cell(size=16, op="matmul", dtype="float32", device="CPU:0")).traces == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_transfer_sync_copies_inputs_in_and_results_out(tf: ModuleType, dtype: str, mode: str) -> None:
+    cell = Cell(size=32, op="matmul", dtype=dtype, device="CPU:1", mode=mode, sync="transfer")
+    record = _measure(TFBackend(), cell)
+    assert record.placed_device == "CPU:1"
+    assert record.sync == "transfer"
+
+
+def test_transfer_makes_new_device_tensors_from_host_data_on_every_call(tf: ModuleType) -> None:
+    from devbench.backend import make_dispatch
+
+    seen: list[Any] = []
+    copied_back: list[int] = []
+
+    class Result:
+        """Stands for an output tensor: counts the copies to the host."""
+
+        def numpy(self) -> None:
+            copied_back.append(len(seen))
+
+    def record_inputs(a: Any, b: Any) -> Any:
+        seen.append((a, b))
+        return Result()
+
+    with tf.device("/device:CPU:1"):
+        built = ops.OPS["add"].build(8, "float32", np.random.default_rng(0))
+        dispatch = make_dispatch(record_inputs, built.args, "eager", "transfer", "CPU:1")
+        dispatch.call()
+        dispatch.block(2)
+    assert len(seen) == 3
+    assert copied_back == [1, 2, 3]  # every call's result came back to the host, not just the last one
+    assert all(a is not built.args[0] for a, _ in seen)
+    assert len({id(a) for a, _ in seen}) == 3
+    np.testing.assert_array_equal(seen[-1][0].numpy(), built.args[0].numpy())
+    assert {canonical(a.device) for a, _ in seen} == {"CPU:1"}
+
+
+def test_graph_loop_with_transfer_is_unsupported(tf: ModuleType) -> None:
+    cell = Cell(size=16, op="matmul", dtype="float32", device="CPU:0", mode="graph_loop", sync="transfer")
+    result = run_cell(TFBackend(), "t", cell, QUICK, 0)
+    assert result.record.status == "unsupported"
+    assert "graph_loop" in result.record.reason
+
+
+def test_graph_loop_sync_waits_for_the_work(tf: ModuleType, async_executor: None) -> None:
+    """With the async executor, graph_loop's timing with a scalar sync matches synchronous execution."""
+    backend = TFBackend()
+    policy = TimingPolicy(max_cell_time=1.0, min_samples=3, max_samples=8, warmup_time=0.05)
+    cell = Cell(size=256, op="matmul", dtype="float32", device="CPU:0", mode="graph_loop")
+    asynchronous = _measure(backend, cell, policy).median_s
+    tf.config.experimental.set_synchronous_execution(True)
+    synchronous = _measure(backend, cell, policy).median_s
+    assert 1 / 3 < asynchronous / synchronous < 3

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from devbench.spec import TimingPolicy
-from devbench.timer import SYNC_OVERHEAD_FACTOR, StoppingRule, measure
+from devbench.timer import MAX_CALIBRATION_BLOCKS, SYNC_OVERHEAD_FACTOR, StoppingRule, measure, python_loop
 from tests.fakes import FakeDevice
 
 POLICY = TimingPolicy(max_cell_time=10.0, min_samples=5, max_samples=50, target_rel_iqr=0.05,
@@ -123,3 +123,73 @@ def test_stopping_rule_on_plain_lists() -> None:
     noisy.add(3.0)
     assert noisy.is_finished()
     assert not noisy.converged()
+
+
+def test_a_block_callable_replaces_the_python_loop() -> None:
+    dev = FakeDevice(1e-4, launch=1e-6, asynchronous=False)
+    blocks: list[int] = []
+
+    def block(number: int) -> int:
+        blocks.append(number)
+        return dev.loop(number)
+
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock, block=block)
+    assert blocks == [m.number] * len(m.samples)  # the warm-up estimate was right: no block was discarded
+    assert m.calibration_blocks == 1
+    assert m.output == dev.calls
+    # one launch per block, not one per call
+    assert m.samples == pytest.approx([1e-4 + 1e-6 / m.number] * len(m.samples))
+
+
+def test_a_block_cheaper_per_call_than_one_call_is_recalibrated() -> None:
+    """A graph loop: each warm-up call pays a 100 µs launch, a block pays it once. The estimate from the warm-up
+    (110 µs per call) gives blocks ten times too short; the first block shows it and ``number`` is scaled up."""
+    dev = FakeDevice(1e-5, launch=1e-4, asynchronous=False)
+    m = measure(dev.call, dev.sync, POLICY, clock=dev.clock, block=dev.loop)
+    assert m.calibration_blocks == 2
+    assert m.number * 1e-5 + 1e-4 >= POLICY.min_block_time
+    assert m.samples == pytest.approx([1e-5 + 1e-4 / m.number] * len(m.samples))
+    assert m.number > math.ceil(POLICY.min_block_time / (1e-5 + 1e-4))
+    # the discarded calibration block is not a sample; every call is accounted for
+    assert dev.calls == 1 + m.warmup_calls + 91 + m.number * len(m.samples)
+
+
+def test_recalibration_stops_at_max_number() -> None:
+    dev = FakeDevice(0.0, launch=1e-4, asynchronous=False)  # work is free: no number reaches the target
+    policy = TimingPolicy(max_cell_time=10.0, min_samples=3, max_number=1000)
+    m = measure(dev.call, dev.sync, policy, clock=dev.clock, block=dev.loop)
+    assert m.number == 1000
+    assert m.calibration_blocks <= MAX_CALIBRATION_BLOCKS
+    assert len(m.samples) >= 1
+
+
+def test_default_block_runs_fn_number_times() -> None:
+    calls: list[int] = []
+
+    def fn() -> int:
+        calls.append(len(calls))
+        return len(calls)
+
+    assert python_loop(fn)(3) == 3
+    assert calls == [0, 1, 2]
+
+
+def test_a_block_far_over_the_target_is_recalibrated_down() -> None:
+    """The sync probes hit a busy moment (2 ms each, while a sync after real work is free), so calls look free
+    and ``number`` is estimated at its maximum: the first block lasts 5x the target. It is discarded and
+    ``number`` scaled down to about the target."""
+    dev = FakeDevice(1e-4, asynchronous=False)
+    calls_at_last_sync = [-1]
+
+    def sync(output: int) -> None:
+        dev.sync(output)
+        if dev.calls == calls_at_last_sync[0]:
+            dev.now += 2e-3  # a probe on finished work: slow
+        calls_at_last_sync[0] = dev.calls
+
+    policy = TimingPolicy(max_cell_time=100.0, min_samples=3, max_number=10_000)
+    m = measure(dev.call, sync, policy, clock=dev.clock)
+    target = SYNC_OVERHEAD_FACTOR * 2e-3
+    assert m.calibration_blocks == 2
+    assert target <= m.number * 1e-4 <= 1.2 * target
+    assert m.samples == pytest.approx([1e-4] * len(m.samples))

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from devbench.errors import UsageError
+from devbench.spec import NUMPY_DEVICE
 
 _DEVICE = re.compile(r"(?:^|/)(?:device:)?([A-Za-z_]+)(?::(\d+))?$")
 
@@ -27,6 +28,8 @@ LOGICAL_CPUS_ENV = "DEVBENCH_LOGICAL_CPUS"
 def canonical(name: str) -> str:
     """Canonical ``KIND:INDEX`` for any accepted spelling; raises UsageError for what is not a device."""
     text = name.strip()
+    if text.lower() in ("numpy", NUMPY_DEVICE.lower()):
+        return NUMPY_DEVICE  # the numpy baseline (--baseline numpy): plain numpy on the host
     match = _DEVICE.search(text)
     if not text or not match:
         raise UsageError(f"bad device name {name!r}; write it like CPU:0 or GPU:1")
@@ -47,7 +50,7 @@ def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
         if not raw.strip():
             raise UsageError(f"empty device in {requested!r}; available: {', '.join(available)}")
         name = canonical(raw)
-        if name not in available:
+        if name not in available and name != NUMPY_DEVICE:
             raise UsageError(f"device {raw.strip()!r} does not exist here; available: {', '.join(available)}")
         if name not in chosen:
             chosen.append(name)

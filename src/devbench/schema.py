@@ -58,6 +58,11 @@ class Record:
     noisy: bool = False
     unsynchronized: bool = False
     finished_at: str = ""
+    traces: int = 0
+    """Times the timed tf.function was traced over the cell (modes function, xla, graph_loop; 0 otherwise)."""
+    pct_of_peak: float = math.nan
+    """Per cent of the device's calibrated roofline at this op's arithmetic intensity (see devbench.calibrate);
+    NaN without a calibration."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,8 +18,16 @@ MAX_SIZES = 1000
 """More sizes than this in one sweep is almost certainly a typo (``1..100000:+1``)."""
 
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int32")
-MODES = ("eager", "function", "xla")
-SYNC_MODES = ("scalar", "full", "sync_devices", "none")
+MODES = ("eager", "function", "xla", "graph_loop")
+"""``graph_loop``: a tf.function runs the op ``number`` times in a ``tf.while_loop``, so per-call time excludes
+Python dispatch; eager minus graph_loop is the dispatch overhead."""
+SYNC_MODES = ("scalar", "full", "sync_devices", "none", "transfer")
+"""``transfer``: each call first copies the inputs from host memory to the device and afterwards copies its whole
+result back (``.numpy()``): what a caller holding numpy data pays on every call."""
+TRANSFER_SYNC = "transfer"
+
+NUMPY_DEVICE = "numpy:CPU"
+"""The numpy baseline's pseudo-device (``--baseline numpy``): the same ops in plain numpy on the host."""
 
 _NUMBER = r"(\d+(?:\.\d+)?)([kKmM]?)"
 _SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
@@ -160,22 +168,33 @@ class SweepSpec:
     sync: str = "scalar"
     seed: int = 0
     policy: TimingPolicy = field(default_factory=TimingPolicy)
+    include_transfer: bool = False
+    """Measure every cell twice: with ``sync`` (data resident on the device) and with sync ``transfer``."""
+
+    def syncs(self) -> tuple[str, ...]:
+        """The sync modes every cell is measured with: ``sync``, plus ``transfer`` with ``include_transfer``."""
+        if self.include_transfer and self.sync != TRANSFER_SYNC:
+            return (self.sync, TRANSFER_SYNC)
+        return (self.sync,)
 
     def cells(self) -> Iterator[Cell]:
         cells = [
-            Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=self.sync)
+            Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=sync)
             for op in self.ops
             for size in self.sizes
             for dtype in self.dtypes
             for device in self.devices
             for mode in self.modes
+            for sync in self.syncs()
         ]
         # Smallest first; among equal sizes keep the user's op order, then devices side by side.
         order = {op: i for i, op in enumerate(self.ops)}
-        yield from sorted(cells, key=lambda c: (c.size, order[c.op], c.dtype, c.mode, c.device))
+        sync_order = {sync: i for i, sync in enumerate(self.syncs())}
+        yield from sorted(cells, key=lambda c: (c.size, order[c.op], c.dtype, c.mode, sync_order[c.sync], c.device))
 
     def n_cells(self) -> int:
-        return len(self.ops) * len(self.sizes) * len(self.dtypes) * len(self.devices) * len(self.modes)
+        return (len(self.ops) * len(self.sizes) * len(self.dtypes) * len(self.devices) * len(self.modes)
+                * len(self.syncs()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,4 +211,5 @@ class SweepSpec:
             sync=str(data.get("sync", defaults.sync)),
             seed=int(data.get("seed", defaults.seed)),
             policy=TimingPolicy(**data.get("policy", {})),
+            include_transfer=bool(data.get("include_transfer", defaults.include_transfer)),
         )

@@ -6,10 +6,21 @@ A call to :func:`measure` does, in order (DESIGN.md, "Timing protocol"):
 2. ``check(output)`` on the cold call's result (placement and correctness; it raises to fail the cell);
 3. **warm-up**: synchronized calls until ``warmup_time`` has passed and at least ``min_warmup_calls`` ran;
 4. **calibration** of ``number``, the calls per timed block, so that one sync and two clock reads are at most
-   1 % of a block (a block lasts at least ``max(min_block_time, 100 x sync cost)``);
-5. **samples**: each is ``number`` back-to-back calls then one sync; per-call time = block / number;
+   1 % of a block (a block lasts at least ``max(min_block_time, 100 x sync cost)``). ``number`` is first
+   estimated from the warm-up calls, then checked on a real block: the first block becomes the first sample if
+   it reached the target (and did not overshoot it several times), otherwise ``number`` is rescaled and the
+   block is discarded (at most ``MAX_CALIBRATION_BLOCKS`` tries, never past the budget). The check matters
+   when a block is cheaper per call than a single call, e.g. a graph loop that pays one launch per block but
+   one launch per warm-up call;
+5. **samples**: each is one ``block(number)`` (``number`` back-to-back calls) then one sync; per-call time =
+   block / number;
 6. **stop** when the stopping rule is satisfied, at ``max_samples``, or when the next block would overrun the
    cell's budget (at least one sample is always taken).
+
+``block(number)`` runs the op ``number`` times and returns the last output. By default it is a plain Python
+loop over ``fn``; a caller can pass one that costs less per call than calling ``fn`` (a loop over the
+undecorated op, without ``fn``'s extra frame) or one that runs the whole block inside a compiled graph
+(mode ``graph_loop``, where per-call time then excludes Python dispatch).
 
 With ``sync`` a no-op (the guide's pitfall, sync mode ``none``) the timer still works, it just measures how
 fast work is *enqueued*; ``drain`` is then called once, untimed, at the end so that the queued work does not
@@ -39,6 +50,17 @@ SYNC_OVERHEAD_FACTOR = 100
 
 _ROUNDING = 1e-9
 """Relative slack in time comparisons, so that ten 0.01 s calls count as the 0.1 s they are."""
+
+CALIBRATION_SLACK = 0.1
+"""The first block is accepted as a sample if it lasted at least (1 - this) x the block target; a shorter one
+means the warm-up estimate of ``number`` was off (not just noise), so ``number`` is scaled up and it is redone."""
+
+CALIBRATION_OVERSHOOT = 4.0
+"""A first block of more than one call lasting over this many times the block target also means the estimate
+was off (e.g. a sync probe slowed by another process made calls look free); ``number`` is scaled down."""
+
+MAX_CALIBRATION_BLOCKS = 4
+"""At most this many blocks are spent getting ``number`` right; the last one is kept whatever its length."""
 
 
 class StoppingRule:
@@ -76,6 +98,42 @@ class Measurement(Generic[T]):
     stop_reason: str
     """``converged`` | ``max_samples`` | ``budget`` (cut short by the cell's time budget)."""
     output: T | None = field(default=None, repr=False)
+    calibration_blocks: int = 1
+    """Blocks run to settle ``number``: 1 when the warm-up estimate was right (that block is the first sample);
+    each extra one was too short and discarded."""
+
+
+def python_loop(fn: Callable[[], T]) -> Callable[[int], T]:
+    """The default block: ``number`` calls of ``fn`` in a plain loop; returns the last output."""
+
+    def block(number: int) -> T:
+        output = fn()
+        for _ in range(number - 1):
+            output = fn()
+        return output
+
+    return block
+
+
+def _rescaled(number: int, block_s: float, block_target: float, max_number: int) -> int:
+    """A new ``number`` after a block of ``number`` calls took ``block_s`` s (target ``block_target`` s).
+
+    Aims 10 % over the target so that noise does not make the next try fall short again; stays in
+    [1, max_number] and always changes ``number``.
+    """
+    if block_s <= 0:
+        return max_number
+    wanted = max(1, min(max_number, math.ceil(number * block_target / block_s * 1.1)))
+    if wanted == number:
+        return number + 1 if block_s < block_target else max(1, number - 1)
+    return wanted
+
+
+def _miscalibrated(number: int, block_s: float, block_target: float, max_number: int) -> bool:
+    """Was this first block's ``number`` clearly wrong: too short for the target, or far over it?"""
+    too_short = block_s < block_target * (1 - CALIBRATION_SLACK) and number < max_number
+    too_long = block_s > block_target * CALIBRATION_OVERSHOOT and number > 1
+    return too_short or too_long
 
 
 def _time_sync(sync: Callable[[T], None], output: T, clock: Clock, repeats: int = 5) -> float:
@@ -96,8 +154,14 @@ def measure(
     clock: Clock = time.perf_counter,
     check: Callable[[T], None] | None = None,
     drain: Callable[[T], None] | None = None,
+    block: Callable[[int], T] | None = None,
 ) -> Measurement[T]:
-    """Run the timing protocol on ``fn`` (see the module docstring). Exceptions from ``fn`` propagate."""
+    """Run the timing protocol on ``fn`` (see the module docstring). Exceptions from ``fn`` propagate.
+
+    ``fn`` makes one call (cold call, warm-up); ``block(number)``, if given, makes a timed block of ``number``
+    calls and returns the last output (default: a Python loop over ``fn``).
+    """
+    run_block = block if block is not None else python_loop(fn)
     start = clock()
     output = fn()
     sync(output)
@@ -134,12 +198,20 @@ def measure(
 
     rule = StoppingRule(policy.min_samples, policy.max_samples, policy.target_rel_iqr)
     stop_reason = "budget"
+    calibration_blocks = 0
+    calibrating = True
     while True:
         t0 = clock()
-        for _ in range(number):
-            output = fn()
+        output = run_block(number)
         sync(output)
         block_s = clock() - t0
+        if calibrating:
+            calibration_blocks += 1
+            if (_miscalibrated(number, block_s, block_target, policy.max_number)
+                    and calibration_blocks < MAX_CALIBRATION_BLOCKS and remaining() >= block_s):
+                number = _rescaled(number, block_s, block_target, policy.max_number)
+                continue
+            calibrating = False
         rule.add(block_s / number)
         if rule.converged():
             stop_reason = "converged"
@@ -159,4 +231,5 @@ def measure(
         sync_overhead_s=sync_overhead_s,
         stop_reason=stop_reason,
         output=output,
+        calibration_blocks=calibration_blocks,
     )

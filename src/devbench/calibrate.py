@@ -1,0 +1,442 @@
+"""The machine's limits (roofline): peak arithmetic rate per device and dtype, memory bandwidth per device.
+
+``devbench calibrate`` measures, and a sweep stores in ``meta.json["calibration"]`` (unless
+``--no-calibrate``), for each device:
+
+- **peak FLOP/s per dtype**: the best rate of an n×n GEMM (2n³ FLOPs) over a few sizes, through numpy/OpenBLAS
+  on the host and TensorFlow on each device; the best of them is that device's practical ceiling;
+- **memory bandwidth**: a large copy, bytes read + written per second (numpy ``copyto`` on the host and TF's
+  ``DeepCopy`` on each device; best of them);
+- the **ridge point** peak / bandwidth (FLOP per byte): an op whose arithmetic intensity (its FLOPs over its
+  minimum bytes) is below the ridge is memory-bound on that device, above it compute-bound.
+
+Each result row then gets ``pct_of_peak``: its achieved rate as a per cent of the roofline at its intensity,
+``min(peak, intensity × bandwidth)``, i.e. achieved FLOP/s over peak for a compute-bound op and achieved bytes/s
+over bandwidth for a memory-bound one (:func:`pct_of_peak`).
+
+Sizes adapt to the device so that one calibration stays short (a few seconds per dtype on a small CPU): GEMM
+sizes double from ``START_N`` while the next call is predicted (×8 per doubling) to take at most
+``MAX_GEMM_CALL_S``; the copy moves ``COPY_BYTES_HOST`` (CPU) or ``COPY_BYTES_GPU``. The probes are injectable
+(:func:`calibrate` takes ``gemm`` and ``copy`` callables), so the logic is tested without TensorFlow or noise.
+
+The host is measured once: every ``CPU:k`` (logical CPUs share the same cores and memory) and the numpy
+baseline ``numpy:CPU`` share its entry. Units: FLOP/s, bytes/s, seconds, FLOP per byte.
+
+``meta["calibration"]`` layout (version 1)::
+
+    {"version": 1, "measured_at": "...", "duration_s": 6.1, "dtypes": ["float32"],
+     "devices": {"CPU:0": {"kind": "CPU", "peak_flops": {"float32": 1.9e11},
+                           "peak_source": {"float32": "tensorflow n=2048"},
+                           "peak_by_backend": {"float32": {"numpy": 1.8e11, "tensorflow": 1.9e11}},
+                           "bandwidth": 2.1e10, "bandwidth_source": "numpy 128 MiB",
+                           "bandwidth_by_backend": {"numpy": 2.1e10, "tensorflow": 1.9e10},
+                           "ridge": {"float32": 9.0}}, "numpy:CPU": {...same as CPU:0...}},
+     "numpy_gemm": {"float32": 8.1e10},
+     "measurements": [{"what": "gemm", "backend": "numpy", "device": "host", "dtype": "float32", "n": 2048,
+                       "seconds": 0.21, "rate": 8.1e10, "error": ""}, ...]}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from devbench.spec import NUMPY_DEVICE, TimingPolicy
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from devbench.schema import Record
+    from devbench.spec import SweepSpec
+
+CALIBRATION_VERSION = 1
+
+START_N = 256
+MAX_GEMM_CALL_S = 0.5
+"""Do not try a GEMM size whose single call is predicted to take longer than this (seconds). Generous enough that
+a CPU slowed by another process still reaches the sizes where GEMM efficiency saturates (2048 on a 2-core host)."""
+MAX_N = {"CPU": 4096, "GPU": 32768}
+COPY_BYTES_HOST = 128 * 2**20
+"""Each of the two arrays of the host copy: far beyond any CPU cache, small enough for a few seconds."""
+COPY_BYTES_GPU = 1 * 2**30
+
+PROBE_POLICY = TimingPolicy(max_cell_time=1.0, min_samples=5, max_samples=5, target_rel_iqr=0.5, warmup_time=0.0,
+                            min_warmup_calls=1, min_block_time=0.01)
+"""Short timing for probes: the best of 5 samples (a ceiling wants the fastest run, not the typical one; other
+processes only ever slow a sample down), fewer when a slow GEMM uses up the 1 s budget first."""
+
+HOST = "host"
+
+GemmProbe = Callable[[str, str, str, int], float]
+"""``gemm(backend, device, dtype, n)`` -> best seconds per n×n GEMM (backend ``numpy`` or ``tensorflow``)."""
+CopyProbe = Callable[[str, str, int], float]
+"""``copy(backend, device, n_bytes)`` -> best seconds to copy ``n_bytes`` into another buffer."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    what: str
+    """``gemm`` or ``copy``."""
+    backend: str
+    device: str
+    """A TF device, or ``host`` for numpy."""
+    dtype: str
+    n: int
+    """GEMM size n, or bytes per array for a copy."""
+    seconds: float
+    rate: float
+    """FLOP/s for a GEMM, bytes (read + written)/s for a copy; NaN on error."""
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "backend": self.backend, "device": self.device, "dtype": self.dtype,
+                "n": self.n, "seconds": self.seconds, "rate": self.rate, "error": self.error}
+
+
+def gemm_flops(n: int) -> float:
+    return 2.0 * n**3
+
+
+def _kind(device: str) -> str:
+    return "CPU" if device == NUMPY_DEVICE or device.startswith("CPU:") else device.split(":", 1)[0].upper()
+
+
+def search_gemm(probe: GemmProbe, backend: str, device: str, dtype: str, *, start_n: int = START_N,
+                max_n: int = 4096, max_call_s: float = MAX_GEMM_CALL_S) -> list[ProbeResult]:
+    """GEMMs of doubling size until the next one would take over ``max_call_s`` or exceed ``max_n``.
+
+    Small sizes underuse the cores and large ones are slow to time; the rate saturates in between, and the
+    best rate seen is the ceiling. A probe that raises ends the search for this (backend, device, dtype).
+    """
+    results: list[ProbeResult] = []
+    n = start_n
+    while n <= max_n:
+        try:
+            seconds = probe(backend, device, dtype, n)
+        except Exception as exc:  # unsupported dtype, out of memory: record it and stop
+            results.append(ProbeResult("gemm", backend, device, dtype, n, math.nan, math.nan,
+                                       f"{type(exc).__name__}: {str(exc).strip()[:200]}"))
+            break
+        rate = gemm_flops(n) / seconds if seconds > 0 else math.nan
+        results.append(ProbeResult("gemm", backend, device, dtype, n, seconds, rate))
+        if not seconds > 0 or seconds * 8 > max_call_s:
+            break
+        n *= 2
+    return results
+
+
+def _copy_probe(probe: CopyProbe, backend: str, device: str, n_bytes: int) -> ProbeResult:
+    try:
+        seconds = probe(backend, device, n_bytes)
+    except Exception as exc:
+        return ProbeResult("copy", backend, device, "", n_bytes, math.nan, math.nan,
+                           f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+    return ProbeResult("copy", backend, device, "", n_bytes, seconds, 2.0 * n_bytes / seconds if seconds > 0
+                       else math.nan)
+
+
+def _best(results: Iterable[ProbeResult]) -> ProbeResult | None:
+    usable = [r for r in results if math.isfinite(r.rate) and r.rate > 0]
+    return max(usable, key=lambda r: r.rate) if usable else None
+
+
+def _source(result: ProbeResult) -> str:
+    if result.what == "gemm":
+        return f"{result.backend} n={result.n}"
+    return f"{result.backend} {result.n / 2**20:g} MiB"
+
+
+def calibrate(
+    devices: Sequence[str],
+    dtypes: Sequence[str],
+    *,
+    gemm: GemmProbe,
+    copy: CopyProbe,
+    max_n: Mapping[str, int] | None = None,
+    max_call_s: float = MAX_GEMM_CALL_S,
+    copy_bytes: Mapping[str, int] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    now: Callable[[], str] | None = None,
+) -> dict[str, Any]:
+    """Measure the ceilings of ``devices`` for ``dtypes`` with the given probes; the meta["calibration"] dict.
+
+    The host (``CPU:*`` and ``numpy:CPU``) is probed once, with numpy and with TensorFlow on the first CPU
+    device asked for (``CPU:0`` when only ``numpy:CPU`` is); every other device with TensorFlow.
+    """
+    start = clock()
+    limits = {**MAX_N, **(max_n or {})}
+    copy_sizes = {"CPU": COPY_BYTES_HOST, "GPU": COPY_BYTES_GPU, **(copy_bytes or {})}
+    measurements: list[ProbeResult] = []
+    entries: dict[str, dict[str, Any]] = {}
+
+    def entry(gemms: list[ProbeResult], copies: list[ProbeResult], kind: str) -> dict[str, Any]:
+        peak: dict[str, float] = {}
+        source: dict[str, str] = {}
+        by_backend: dict[str, dict[str, float]] = {}
+        for dtype in dtypes:
+            best = _best(r for r in gemms if r.dtype == dtype)
+            if best is not None:
+                peak[dtype], source[dtype] = best.rate, _source(best)
+            for backend in sorted({r.backend for r in gemms}):
+                best_of_backend = _best(r for r in gemms if r.dtype == dtype and r.backend == backend)
+                if best_of_backend is not None:
+                    by_backend.setdefault(dtype, {})[backend] = best_of_backend.rate
+        best_copy = _best(copies)
+        bandwidth = best_copy.rate if best_copy is not None else math.nan
+        return {
+            "kind": kind,
+            "peak_flops": peak,
+            "peak_source": source,
+            "peak_by_backend": by_backend,
+            "bandwidth": bandwidth,
+            "bandwidth_source": _source(best_copy) if best_copy is not None else "",
+            "bandwidth_by_backend": {r.backend: r.rate for r in copies if math.isfinite(r.rate)},
+            "ridge": {d: p / bandwidth for d, p in peak.items() if math.isfinite(bandwidth) and bandwidth > 0},
+        }
+
+    host_devices = [d for d in devices if _kind(d) == "CPU"]
+    if host_devices:
+        tf_cpu = next((d for d in host_devices if d != NUMPY_DEVICE), "CPU:0")
+        gemms: list[ProbeResult] = []
+        for dtype in dtypes:
+            for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu)):
+                gemms += search_gemm(gemm, backend, device, dtype, max_n=limits["CPU"], max_call_s=max_call_s)
+        copies = [_copy_probe(copy, backend, device, copy_sizes["CPU"])
+                  for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu))]
+        measurements += gemms + copies
+        host = entry(gemms, copies, "CPU")
+        for device in host_devices:
+            entries[device] = host
+    for device in devices:
+        if device in entries:
+            continue
+        kind = _kind(device)
+        gemms = []
+        for dtype in dtypes:
+            gemms += search_gemm(gemm, "tensorflow", device, dtype, max_n=limits.get(kind, limits["GPU"]),
+                                 max_call_s=max_call_s)
+        copies = [_copy_probe(copy, "tensorflow", device, copy_sizes.get(kind, copy_sizes["GPU"]))]
+        measurements += gemms + copies
+        entries[device] = entry(gemms, copies, kind)
+
+    numpy_gemm: dict[str, float] = {}
+    for dtype in dtypes:
+        best = _best(r for r in measurements if r.what == "gemm" and r.backend == "numpy" and r.dtype == dtype)
+        if best is not None:
+            numpy_gemm[dtype] = best.rate
+    if now is None:
+        from devbench.store import utc_now
+
+        now = utc_now
+    return {
+        "version": CALIBRATION_VERSION,
+        "measured_at": now(),
+        "duration_s": clock() - start,
+        "dtypes": list(dtypes),
+        "devices": {d: dict(e) for d, e in entries.items()},
+        "numpy_gemm": numpy_gemm,
+        "measurements": [m.as_dict() for m in measurements],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real probes (import numpy and TensorFlow lazily)
+
+
+def measure_gemm(backend: str, device: str, dtype: str, n: int) -> float:
+    """Best seconds per n×n ``matmul`` through devbench's own backends (same timer, checks and placement)."""
+    from devbench.spec import Cell
+
+    cell = Cell(size=n, op="matmul", dtype=dtype, device=NUMPY_DEVICE if backend == "numpy" else device)
+    runner: Any
+    if backend == "numpy":
+        from devbench.numpy_backend import NumpyBackend
+
+        runner = NumpyBackend()
+    else:
+        from devbench.backend import TFBackend
+
+        runner = TFBackend()
+    outcome = runner.run_cell(cell, PROBE_POLICY, seed=0)
+    return float(min(outcome.measurement.samples))
+
+
+def measure_copy(backend: str, device: str, n_bytes: int) -> float:
+    """Best seconds to copy a float32 array of ``n_bytes`` into another buffer (numpy copyto / TF DeepCopy)."""
+    import numpy as np
+
+    from devbench.timer import measure
+
+    elements = n_bytes // 4
+    if backend == "numpy":
+        src = np.ones(elements, dtype=np.float32)
+        dst = np.empty_like(src)
+
+        def host_copy() -> None:
+            np.copyto(dst, src)
+
+        m = measure(host_copy, lambda _out: None, PROBE_POLICY)
+        return float(min(m.samples))
+    from devbench.backend import sync_scalar
+    from devbench.devices import tensorflow
+
+    tf = tensorflow()
+    with tf.device(f"/device:{device}"):
+        x = tf.identity(tf.ones([elements], dtype=tf.float32))
+        copy_op: Callable[[], Any] = lambda: tf.raw_ops.DeepCopy(x=x)  # noqa: E731
+        try:
+            sync_scalar(copy_op())
+        except Exception:  # no DeepCopy kernel here: negation reads and writes exactly as much
+            copy_op = lambda: tf.math.negative(x)  # noqa: E731
+        m = measure(copy_op, sync_scalar, PROBE_POLICY)
+    return float(min(m.samples))
+
+
+def calibrate_devices(devices: Sequence[str], dtypes: Sequence[str] = ("float32",)) -> dict[str, Any]:
+    """Measure the real ceilings of ``devices`` (TensorFlow device names and/or ``numpy:CPU``)."""
+    return calibrate(devices, dtypes, gemm=measure_gemm, copy=measure_copy)
+
+
+def calibrate_spec(spec: SweepSpec) -> dict[str, Any]:
+    """The calibration a sweep stores in meta.json: its devices and dtypes."""
+    return calibrate_devices(spec.devices, spec.dtypes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Using a calibration
+
+
+def ceiling(calibration: Mapping[str, Any] | None, device: str, dtype: str) -> tuple[float, float]:
+    """(peak FLOP/s, bandwidth bytes/s) of ``device`` at ``dtype``; NaN for what was not calibrated."""
+    if not calibration:
+        return math.nan, math.nan
+    entry = calibration.get("devices", {}).get(device)
+    if entry is None and device.startswith("CPU:"):
+        # A logical CPU not in the calibration shares the host's cores and memory with those that are.
+        entry = next((e for d, e in calibration.get("devices", {}).items() if _kind(d) == "CPU"), None)
+    if entry is None:
+        return math.nan, math.nan
+    peak = entry.get("peak_flops", {}).get(dtype, math.nan)
+    bandwidth = entry.get("bandwidth", math.nan)
+    return (float(peak) if peak is not None else math.nan, float(bandwidth) if bandwidth is not None else math.nan)
+
+
+def roofline(flops: float, nbytes: float, peak: float, bandwidth: float) -> tuple[float, str]:
+    """(attainable FLOP/s, ``compute`` | ``memory``) for an op of ``flops`` and ``nbytes`` per call.
+
+    Attainable = min(peak, intensity × bandwidth) with intensity = flops / nbytes (FLOP per byte): the op is
+    memory-bound when its intensity is below the ridge point peak / bandwidth. NaN and "" when unknown.
+    """
+    if not (math.isfinite(flops) and math.isfinite(nbytes) and flops > 0 and nbytes > 0
+            and math.isfinite(peak) and math.isfinite(bandwidth) and peak > 0 and bandwidth > 0):
+        return math.nan, ""
+    memory_roof = flops / nbytes * bandwidth
+    return (memory_roof, "memory") if memory_roof < peak else (peak, "compute")
+
+
+def pct_of_peak(flops: float, nbytes: float, median_s: float, *, device: str, dtype: str,
+                calibration: Mapping[str, Any] | None) -> float:
+    """Achieved rate as a per cent of the roofline at the op's intensity: FLOP/s over peak when compute-bound,
+    bytes/s over bandwidth when memory-bound (the same number: both are achieved / attainable). NaN when the
+    device or dtype was not calibrated, or the time or work is unknown."""
+    peak, bandwidth = ceiling(calibration, device, dtype)
+    attainable, _bound = roofline(flops, nbytes, peak, bandwidth)
+    if not (math.isfinite(attainable) and math.isfinite(median_s) and median_s > 0):
+        return math.nan
+    return 100.0 * (flops / median_s) / attainable
+
+
+def annotate(record: Record, calibration: Mapping[str, Any] | None) -> Record:
+    """Set ``record.pct_of_peak`` (NaN unless it is ``ok`` and its device and dtype were calibrated)."""
+    if record.status == "ok":
+        record.pct_of_peak = pct_of_peak(record.flops, record.bytes, record.median_s, device=record.device,
+                                         dtype=record.dtype, calibration=calibration)
+    return record
+
+
+def with_pct_of_peak(results: pd.DataFrame, calibration: Mapping[str, Any] | None) -> pd.DataFrame:
+    """A copy of a results table with ``pct_of_peak`` (re)computed from ``calibration`` (e.g. a run's meta)."""
+    out: pd.DataFrame = results.copy()
+    out["pct_of_peak"] = [
+        pct_of_peak(float(r.flops), float(r.bytes), float(r.median_s), device=str(r.device), dtype=str(r.dtype),
+                    calibration=calibration)
+        if r.status == "ok" else math.nan
+        for r in out[["flops", "bytes", "median_s", "device", "dtype", "status"]].itertuples()
+    ]
+    return out
+
+
+def ceilings_frame(calibration: Mapping[str, Any] | None) -> pd.DataFrame:
+    """One row per (device, dtype): ``peak_flops`` (FLOP/s), ``bandwidth`` (bytes/s), ``ridge`` (FLOP/byte),
+    and where each came from; what the throughput chart draws as horizontal lines."""
+    import pandas as pd
+
+    rows = [
+        {
+            "device": device,
+            "dtype": dtype,
+            "peak_flops": entry.get("peak_flops", {}).get(dtype, math.nan),
+            "peak_source": entry.get("peak_source", {}).get(dtype, ""),
+            "bandwidth": entry.get("bandwidth", math.nan),
+            "bandwidth_source": entry.get("bandwidth_source", ""),
+            "ridge": entry.get("ridge", {}).get(dtype, math.nan),
+        }
+        for device, entry in (calibration or {}).get("devices", {}).items()
+        for dtype in (list(entry.get("peak_flops", {})) or [""])
+    ]
+    columns = ["device", "dtype", "peak_flops", "peak_source", "bandwidth", "bandwidth_source", "ridge"]
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=columns)
+    return frame
+
+
+def render_calibration(calibration: Mapping[str, Any]) -> list[str]:
+    """Plain-text lines: per device and dtype the ceiling and its source, the best GEMM of numpy and of TF,
+    the bandwidth and its source, and the ridge point."""
+
+    def gflops(value: Any) -> str:
+        return f"{value / 1e9:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+    lines = [f"{'device':<10} {'dtype':<9} {'peak GFLOP/s':>12}  {'from':<18} {'numpy':>7} {'TF':>7}  "
+             f"{'GB/s':>6}  {'from':<18} {'ridge FLOP/B':>12}"]
+    for device, entry in calibration.get("devices", {}).items():
+        bw = entry.get("bandwidth", math.nan)
+        for dtype in list(entry.get("peak_flops", {})) or ["-"]:
+            peak = entry.get("peak_flops", {}).get(dtype, math.nan)
+            ridge = entry.get("ridge", {}).get(dtype, math.nan)
+            source = entry.get("peak_source", {}).get(dtype, "")
+            backends = entry.get("peak_by_backend", {}).get(dtype, {})
+            lines.append(f"{device:<10} {dtype:<9} {gflops(peak):>12}  {source:<18} "
+                         f"{gflops(backends.get('numpy')):>7} {gflops(backends.get('tensorflow')):>7}  "
+                         f"{bw / 1e9:>6.1f}  {entry.get('bandwidth_source', ''):<18} {ridge:>12.1f}")
+    numpy_gemm = calibration.get("numpy_gemm", {})
+    if numpy_gemm:
+        lines.append("numpy's best GEMM: " + ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s" for d, r in numpy_gemm.items()))
+    errors = [m for m in calibration.get("measurements", []) if m.get("error")]
+    lines.extend(f"not measured: {m['backend']} {m['what']} {m['dtype']} n={m['n']} on {m['device']}: {m['error']}"
+                 for m in errors)
+    lines.append(f"calibration took {calibration.get('duration_s', math.nan):.1f} s")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In a sweep
+
+Calibrator = Callable[["SweepSpec"], dict[str, Any]]
+
+
+def sweep_calibrator(calibrate: bool | Calibrator | None, *, real_backend: bool) -> Calibrator | None:
+    """What a sweep calls at its start to fill meta["calibration"], or None to skip (the key is then null).
+
+    ``calibrate`` None means: calibrate when measuring with the real backends (``real_backend``), not with an
+    injected one (tests); True/False force it; a callable is used as is (tests inject measurements this way).
+    """
+    if calibrate is None:
+        calibrate = real_backend
+    if calibrate is True:
+        return calibrate_spec
+    if calibrate is False:
+        return None
+    return calibrate
