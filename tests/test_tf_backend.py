@@ -266,3 +266,22 @@ def test_graph_loop_sync_waits_for_the_work(tf: ModuleType, async_executor: None
     tf.config.experimental.set_synchronous_execution(True)
     synchronous = _measure(backend, cell, policy).median_s
     assert 1 / 3 < asynchronous / synchronous < 3
+
+
+def test_release_cleans_up_fully_only_where_a_cell_can_leave_state(tf: ModuleType,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import devbench.backend as backend_module
+
+    collections: list[int] = []
+    monkeypatch.setattr(backend_module.gc, "collect", lambda: collections.append(1) or 0)
+    backend = TFBackend()
+    cells = [
+        (Cell(size=16, op="add", dtype="float32", device="CPU:0"), False),  # eager, no Keras: nothing to do
+        (Cell(size=16, op="dense_step", dtype="float32", device="CPU:0"), True),  # Keras model
+        (Cell(size=16, op="add", dtype="float32", device="CPU:0", mode="function"), True),  # traced function
+        (Cell(size=16, op="softmax_xent_grad", dtype="int32", device="CPU:0"), True),  # failed cell
+    ]
+    for cell, expected in cells:
+        collections.clear()
+        run_cell(backend, "t", cell, QUICK, 0)
+        assert bool(collections) == expected, cell  # clear_session collects too: count "any", not how many
