@@ -270,10 +270,15 @@ def test_graph_loop_sync_waits_for_the_work(tf: ModuleType, async_executor: None
 
 def test_release_cleans_up_fully_only_where_a_cell_can_leave_state(tf: ModuleType,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import devbench.backend as backend_module
+    import gc
 
     collections: list[int] = []
-    monkeypatch.setattr(backend_module.gc, "collect", lambda: collections.append(1) or 0)
+
+    def counting_collect(generation: int = 2) -> int:
+        collections.append(generation)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", counting_collect)
     backend = TFBackend()
     cells = [
         (Cell(size=16, op="add", dtype="float32", device="CPU:0"), False),  # eager, no Keras: nothing to do
