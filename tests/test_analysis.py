@@ -529,3 +529,22 @@ def test_load_any_rejects_bad_input_with_one_line(
     with pytest.raises(UsageError, match=message) as info:
         store.load_any(path)
     assert "\n" not in str(info.value)
+
+
+def test_transfer_timings_are_analysed_as_their_own_mode() -> None:
+    """--include-transfer measures each cell twice; the two timings must not be mixed in one curve."""
+    from devbench.analysis import split_mode, transfer_as_mode, winners
+
+    resident = from_model({"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-3},
+                                    [256, 512, 1024, 2048, 4096])
+    moved = resident.copy()
+    moved["sync"] = "transfer"
+    moved.loc[moved["device"] == "GPU:0", "median_s"] *= 8  # the copies cost the GPU: it wins only later
+    both = pd.concat([resident, moved], ignore_index=True)
+    frame = crossover_frame(both).set_index("mode")
+    assert frame.loc["eager", "crossover_size"] == pytest.approx(1000, rel=0.02)
+    assert frame.loc["eager+transfer", "crossover_size"] == pytest.approx(2000, rel=0.02)
+    assert set(winners(both)["mode"]) == {"eager", "eager+transfer"}
+    assert transfer_as_mode(transfer_as_mode(both)).equals(transfer_as_mode(both))
+    assert split_mode("xla+transfer") == ("xla", "transfer")
+    assert split_mode("eager") == ("eager", None)

@@ -122,6 +122,31 @@ def unsynchronized_flags(results: pd.DataFrame) -> pd.Series[bool]:
     return out
 
 
+TRANSFER_SUFFIX = "+transfer"
+
+
+def transfer_as_mode(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows timed with ``sync == "transfer"`` (host→device copies and the full result back inside the timed
+    region) become their own mode, ``eager+transfer`` etc., so they are analysed beside the resident timings
+    of the same cell instead of being mixed with them. Idempotent; other rows are unchanged."""
+    if "sync" not in results.columns or "mode" not in results.columns:
+        return results
+    transfer = (results["sync"].astype(str) == "transfer") & ~results["mode"].astype(str).str.endswith(
+        TRANSFER_SUFFIX)
+    if not transfer.any():
+        return results
+    out = results.copy()
+    out.loc[transfer, "mode"] = out.loc[transfer, "mode"].astype(str) + TRANSFER_SUFFIX
+    return out
+
+
+def split_mode(mode: str) -> tuple[str, str | None]:
+    """(mode, sync override) for an analysis mode: ``eager+transfer`` -> (``eager``, ``transfer``)."""
+    if mode.endswith(TRANSFER_SUFFIX):
+        return mode[: -len(TRANSFER_SUFFIX)], "transfer"
+    return mode, None
+
+
 def ok_cells(results: pd.DataFrame) -> pd.DataFrame:
     """The rows analysis may use: status ok, finite positive median; one per (op, dtype, mode, device, size).
 
@@ -129,7 +154,7 @@ def ok_cells(results: pd.DataFrame) -> pd.DataFrame:
     policies, a synchronized row wins (an unsynchronized one measures launch, not work); among equals the
     last row wins, as in the store.
     """
-    frame = results.copy()
+    frame = transfer_as_mode(results).copy()
     frame["is_noisy"] = noisy_flags(frame)
     frame["is_unsynchronized"] = unsynchronized_flags(frame)
     median = pd.to_numeric(frame["median_s"], errors="coerce")
@@ -424,6 +449,7 @@ def crossover_frame(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         empty: pd.DataFrame = pd.DataFrame(columns=columns)
         return empty
+    results = transfer_as_mode(results)
     cells = ok_cells(results)
     by_group = {key: frame for key, frame in cells.groupby(list(GROUP), sort=False)}
     rows: list[dict[str, Any]] = []

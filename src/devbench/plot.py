@@ -30,6 +30,7 @@ from devbench.analysis import (
     crossover_sentence,
     device_order,
     ok_cells,
+    transfer_as_mode,
     records,
     winners,
 )
@@ -585,7 +586,7 @@ def cold_warm_figure(
 
 def figures(run: Run) -> Iterator[tuple[str, Figure]]:
     """(file stem, Figure) for every chart the run supports, built one at a time."""
-    results = run.results
+    results = transfer_as_mode(run.results)  # transfer timings get charts of their own (mode eager+transfer)
     machine = machine_line(run.meta)
     if results.empty or ok_cells(results).empty:
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from devbench.analysis import RefineCell, Refinement, refine
+from devbench.analysis import RefineCell, Refinement, refine, split_mode
 from devbench.guards import Guard, MemoryGuard
 from devbench.runner import Backend, CellResult, run_cell
 from devbench.spec import Cell, SweepSpec
@@ -44,9 +44,10 @@ def refine_run(
     def measure(cells: list[RefineCell]) -> pd.DataFrame:
         rows = []
         for wanted in cells:
+            mode, sync = split_mode(wanted.mode)  # transfer timings are analysed as mode "eager+transfer"
             for device in wanted.devices:
-                cell = Cell(size=wanted.size, op=wanted.op, dtype=wanted.dtype, device=device, mode=wanted.mode,
-                            sync=spec.sync)
+                cell = Cell(size=wanted.size, op=wanted.op, dtype=wanted.dtype, device=device, mode=mode,
+                            sync=sync or spec.sync)
                 if on_start is not None:
                     on_start(cell)
                 result = run_cell(backend, run.meta.get("run_id", run_dir.name), cell, spec.policy, spec.seed,
