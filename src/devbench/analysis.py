@@ -135,7 +135,7 @@ def transfer_as_mode(results: pd.DataFrame) -> pd.DataFrame:
         TRANSFER_SUFFIX)
     if not transfer.any():
         return results
-    out = results.copy()
+    out: pd.DataFrame = results.copy()
     out.loc[transfer, "mode"] = out.loc[transfer, "mode"].astype(str) + TRANSFER_SUFFIX
     return out
 

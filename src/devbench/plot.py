@@ -30,8 +30,8 @@ from devbench.analysis import (
     crossover_sentence,
     device_order,
     ok_cells,
-    transfer_as_mode,
     records,
+    transfer_as_mode,
     winners,
 )
 from devbench.machine import short_name
