@@ -282,3 +282,20 @@ def test_crowded_size_labels_are_thinned_but_every_size_keeps_a_tick() -> None:
     assert labels[-1] == "256"
     assert "" in labels
     assert labels[3:5].count("") >= 1  # 59 and 61 cannot both be labelled
+
+
+def test_throughput_chart_draws_calibrated_ceilings_once_per_host() -> None:
+    calibration = {"devices": {"CPU:0": {"peak_flops": {"float32": 2.0e11}, "bandwidth": 2.5e10},
+                               "GPU:0": {"peak_flops": {"float32": 5.0e13}, "bandwidth": 3.0e12}}}
+    fig = throughput_figure(two_devices(), KEY, calibration=calibration)
+    assert fig is not None
+    ceilings = {line.get_gid(): np.asarray(line.get_ydata())[0] for line in fig.axes[0].lines
+                if str(line.get_gid()).startswith("ceiling:")}
+    assert ceilings == {"ceiling:CPU:0": pytest.approx(200.0), "ceiling:GPU:0": pytest.approx(50000.0)}
+    memory = throughput_figure(two_devices(op="add"), ("add", "float32", "eager"), calibration=calibration)
+    assert memory is not None
+    assert {line.get_gid(): np.asarray(line.get_ydata())[0] for line in memory.axes[0].lines
+            if str(line.get_gid()).startswith("ceiling:")}["ceiling:CPU:0"] == pytest.approx(25.0)
+    bare = throughput_figure(two_devices(), KEY)
+    assert bare is not None
+    assert not [line for line in bare.axes[0].lines if str(line.get_gid()).startswith("ceiling:")]

@@ -17,7 +17,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -353,11 +353,33 @@ def is_memory_bound(op: str, flops: pd.Series[Any], nbytes: pd.Series[Any]) -> b
     return bool(intensity.size) and float(np.median(intensity)) < MEMORY_BOUND_INTENSITY
 
 
+def _ceilings(ax: Axes, devices: list[str], *, dtype: str, memory: bool, unit: str, colours: dict[str, str],
+              calibration: Mapping[str, Any] | None) -> None:
+    """The calibrated limit of each device as a dotted line: bandwidth for memory-bound ops, else peak."""
+    if not calibration:
+        return
+    from devbench.calibrate import ceiling
+
+    drawn: set[float] = set()
+    for device in devices:
+        peak, bandwidth = ceiling(calibration, device, dtype)
+        limit = (bandwidth if memory else peak) / 1e9
+        if not math.isfinite(limit) or limit <= 0 or round(limit, 6) in drawn:
+            continue  # logical CPUs share one host ceiling: draw it once
+        drawn.add(round(limit, 6))
+        ax.axhline(limit, color=colours.get(device, "grey"), ls=":", lw=1.5, gid=f"ceiling:{device}",
+                   label=f"{device} ceiling {limit:.3g} {unit}")
+
+
 def throughput_figure(
-    results: pd.DataFrame, key: tuple[str, str, str], *, machine: str = "", colours: dict[str, str] | None = None
+    results: pd.DataFrame, key: tuple[str, str, str], *, machine: str = "", colours: dict[str, str] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> Figure | None:
     """GFLOP/s (or GB/s for memory-bound ops) against size per device; None when the table has neither
-    FLOP nor byte counts (a bare table from another tool). Lines carry gid ``throughput:<device>``."""
+    FLOP nor byte counts (a bare table from another tool). Lines carry gid ``throughput:<device>``.
+
+    With a ``calibration`` (meta.json's, from ``devbench calibrate``) each device's ceiling, its peak
+    FLOP/s or its memory bandwidth, is a dotted horizontal line (gid ``ceiling:<device>``)."""
     _matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
@@ -396,6 +418,7 @@ def throughput_figure(
                 gid=f"throughput:{device}",
             )
             _quality_markers(ax, part["size"], part["rate"], part, seen)
+    _ceilings(ax, devices, dtype=dtype, memory=memory, unit=unit, colours=colours, calibration=calibration)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_ylabel(f"throughput ({unit}, from median time)")
@@ -598,7 +621,8 @@ def figures(run: Run) -> Iterator[tuple[str, Figure]]:
             slug("crossover", *key),
             crossover_figure(results, key, machine=machine, crossovers=crossovers, colours=colours),
         )
-        throughput = throughput_figure(results, key, machine=machine, colours=colours)
+        throughput = throughput_figure(results, key, machine=machine, colours=colours,
+                                       calibration=run.meta.get("calibration"))
         if throughput is not None:
             yield slug("throughput", *key), throughput
     yield "overview", overview_figure(results, machine=machine)
