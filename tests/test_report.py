@@ -8,6 +8,7 @@ import pandas as pd
 
 from devbench import store
 from devbench.report import md_cell, render_report, write_report
+from tests import synthetic
 from tests.synthetic import MACHINE, frame, from_model, grid, row, run
 
 
@@ -130,3 +131,23 @@ def test_torn_lines_are_reported(tmp_path: Path) -> None:
 
 def test_md_cell_escapes_table_syntax() -> None:
     assert md_cell("a|b\nc") == "a\\|b c"
+
+
+def test_report_shows_limits_dispatch_gap_and_transfer_cost(tmp_path: Path) -> None:
+    eager = synthetic.from_medians({"CPU:0": {64: 40e-6, 128: 90e-6}})
+    loop = eager.assign(mode="graph_loop", median_s=eager["median_s"] - 25e-6)
+    moved = eager.assign(sync="transfer", median_s=eager["median_s"] * 2)
+    calibration = {"devices": {"CPU:0": {"peak_flops": {"float32": 2e11}, "bandwidth": 2.5e10,
+                                         "ridge": {"float32": 8.0}}}, "duration_s": 3.5}
+    run = synthetic.run(pd.concat([eager, loop, moved], ignore_index=True), meta={"calibration": calibration})
+    text = render_report(run, tmp_path)
+    assert "## Machine limits (calibration)" in text
+    assert "200.0" in text  # GFLOP/s
+    assert "## Dispatch overhead (eager − graph_loop)" in text
+    assert "25 µs (n=64)" in text
+    assert "## Cost of moving data" in text
+    assert "no bus to cross" in text
+    plain = render_report(synthetic.run(eager), tmp_path)
+    assert "Machine limits" not in plain
+    assert "Dispatch overhead" not in plain
+    assert "moving data" not in plain

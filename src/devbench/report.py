@@ -237,6 +237,49 @@ def _warnings_section(run: Run) -> list[str]:
     return [*out, *(body or ["None: every cell is ok, synchronized and quiet.", ""])]
 
 
+def _fidelity_sections(run: Run) -> list[str]:
+    """Machine limits (``devbench calibrate``), dispatch overhead (eager − graph_loop) and the cost of moving
+    data (sync ``transfer``), each only when the run holds what it needs."""
+    from devbench.fidelity import dispatch_gap_by_device, host_only, transfer_overhead
+
+    lines: list[str] = []
+    calibration = run.meta.get("calibration")
+    if calibration:
+        from devbench.calibrate import render_calibration
+
+        lines += ["## Machine limits (calibration)", "",
+                  "Each device's practical ceiling: the best large GEMM per dtype and a large copy. "
+                  "`pct_of_peak` in the results is measured against these.", "", "```",
+                  *render_calibration(calibration), "```", ""]
+    results = run.results
+    gaps = dispatch_gap_by_device(results) if {"mode", "median_s"} <= set(results.columns) else None
+    if gaps is not None and not gaps.empty:
+        lines += ["## Dispatch overhead (eager − graph_loop)", "",
+                  "What Python dispatch costs per call: the eager time minus the time of the same op run "
+                  "`number` times inside one `tf.while_loop`.", ""]
+        lines.append(md_table(
+            ["device", "cells", "gap at smallest n", "median gap"],
+            [[str(r["device"]), str(r["cells"]), f"{format_seconds(r['gap_at_smallest_s'])} (n={r['smallest_size']})",
+              format_seconds(r["median_gap_s"])] for r in records(gaps)],
+        ))
+        lines.append("")
+    overhead = transfer_overhead(results) if "sync" in results.columns else None
+    if overhead is not None and not overhead.empty:
+        lines += ["## Cost of moving data (sync `transfer`)", ""]
+        if host_only(results["device"].astype(str).unique()):
+            lines += ["Every device here is the host CPU: there is no bus to cross, so the transfer timings "
+                      "add only the numpy↔tensor copies, and the crossovers with transfer are the resident "
+                      "ones up to those copies.", ""]
+        lines.append(md_table(
+            ["op", "dtype", "mode", "device", "n", "resident", "with transfer", "ratio"],
+            [[str(r["op"]), str(r["dtype"]), str(r["mode"]), str(r["device"]), str(r["size"]),
+              format_seconds(r["resident_s"]), format_seconds(r["transfer_s"]), f"{r['ratio']:.2f}×"]
+             for r in records(overhead)],
+        ))
+        lines.append("")
+    return lines
+
+
 def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> str:
     """The report's Markdown text. ``charts`` default to the PNGs already in ``run_dir/plots``; links are
     relative to ``run_dir``, so the directory can be moved or published as it is."""
@@ -246,6 +289,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines += _machine_section(run.meta)
     lines += _crossover_section(run.results)
     lines += _winner_section(run.results)
+    lines += _fidelity_sections(run)
     lines += _charts_section(run_dir, charts)
     lines += _warnings_section(run)
     return "\n".join(lines).rstrip() + "\n"
