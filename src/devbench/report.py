@@ -266,7 +266,7 @@ def _fidelity_sections(run: Run) -> list[str]:
     overhead = transfer_overhead(results) if "sync" in results.columns else None
     if overhead is not None and not overhead.empty:
         lines += ["## Cost of moving data (sync `transfer`)", ""]
-        if host_only(results["device"].astype(str).unique()):
+        if host_only(list(results["device"].astype(str).unique())):
             lines += ["Every device here is the host CPU: there is no bus to cross, so the transfer timings "
                       "add only the numpy↔tensor copies, and the crossovers with transfer are the resident "
                       "ones up to those copies.", ""]
