@@ -539,17 +539,9 @@ def _flags(noisy: bool, unsynchronized: bool) -> str:
 
 
 def _json_records(frame: pd.DataFrame) -> str:
-    def clean(value: Any) -> Any:
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, (float, np.floating)):
-            return float(value) if math.isfinite(value) else None
-        return value
+    from devbench.store import json_safe
 
-    records = [{str(k): clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(json_safe(frame.to_dict(orient="records")), indent=2, ensure_ascii=False) + "\n"
 
 
 def _rich_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], width: int) -> str:

@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_float(name: str) -> Any:
+def positive_float(name: str) -> Any:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -44,7 +44,7 @@ def _positive_float(name: str) -> Any:
     return parse
 
 
-def _positive_int(name: str) -> Any:
+def positive_int(name: str) -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -102,16 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "only cells not yet in RUN_DIR/cells.jsonl are measured (only --quiet and --refine "
                        "may be given with it)")
     default_policy = TimingPolicy()
-    sweep.add_argument("--max-cell-time", type=_positive_float("--max-cell-time"),
+    sweep.add_argument("--max-cell-time", type=positive_float("--max-cell-time"),
                        default=default_policy.max_cell_time,
                        help=f"seconds of warm-up and samples per cell (default {default_policy.max_cell_time:g})")
     from devbench.guards import DEFAULT_MAX_CALL_TIME
 
-    sweep.add_argument("--max-call-time", type=_positive_float("--max-call-time"), default=DEFAULT_MAX_CALL_TIME,
+    sweep.add_argument("--max-call-time", type=positive_float("--max-call-time"), default=DEFAULT_MAX_CALL_TIME,
                        help="skip a cell whose single call is predicted (from smaller sizes of the same op, "
                        f"dtype, device and mode, scaled by FLOPs) to take longer (seconds; default "
                        f"{DEFAULT_MAX_CALL_TIME:g})")
-    sweep.add_argument("--min-samples", type=_positive_int("--min-samples"),
+    sweep.add_argument("--min-samples", type=positive_int("--min-samples"),
                        default=default_policy.min_samples,
                        help=f"samples before a cell may stop early (default {default_policy.min_samples})")
     sweep.add_argument("--seed", type=_int("--seed"), default=0, help="seed for input data (default 0)")

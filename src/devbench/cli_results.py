@@ -34,18 +34,10 @@ def _fraction(name: str, low_inclusive: bool) -> Any:
     return parse
 
 
-def _rounds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"--rounds {text!r} is not a whole number") from None
-    if value < 1:
-        raise UsageError(f"--rounds {text!r} must be at least 1")
-    return value
-
-
 def add_parsers(sub: Any) -> None:
     """Register the results subcommands on the main parser's subparsers."""
+    from devbench.cli import positive_int
+
     source_help = "a run directory, or a results table (.csv/.parquet) with op, size, dtype, device, median_s"
 
     crossover = sub.add_parser("crossover", help="where the faster device changes, per op/dtype/mode",
@@ -73,7 +65,8 @@ def add_parsers(sub: Any) -> None:
                             description="Bisect each crossover bracket in log space, measuring the new sizes "
                             "into the same run, until within 5 %% of the size or --rounds are spent.")
     refine.add_argument("run_dir", type=Path, help="a run directory made by 'devbench sweep'")
-    refine.add_argument("--rounds", type=_rounds, default=6, help="bisection rounds at most (default 6)")
+    refine.add_argument("--rounds", type=positive_int("--rounds"), default=6,
+                        help="bisection rounds at most (default 6)")
     refine.add_argument("--quiet", action="store_true", help="no progress, no tables")
     refine.set_defaults(handler=cmd_refine)
 

@@ -50,7 +50,7 @@ from scipy import stats as sps
 
 from devbench.errors import UsageError
 from devbench.stats import NOISY_REL_IQR, rel_iqr
-from devbench.store import Run
+from devbench.store import Run, json_safe
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -352,7 +352,7 @@ class Comparison:
             "only_in_new": [c.as_dict() for c in self.only_in_new],
             "crossovers": None if self.crossovers is None else [c.as_dict() for c in self.crossovers],
         }
-        return _json_safe(data)  # type: ignore[no-any-return]
+        return json_safe(data)  # type: ignore[no-any-return]
 
 
 def has_regression(comparison: Comparison) -> bool:
@@ -887,22 +887,6 @@ def crossover_side_by_side(base: pd.DataFrame, new: pd.DataFrame) -> tuple[Cross
 
 # --------------------------------------------------------------------------------------------------------
 # Rendering
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
 
 
 def _fmt_s(seconds: float) -> str:
