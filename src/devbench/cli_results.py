@@ -105,12 +105,12 @@ def cmd_crossover(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from devbench.publish import PLOTS, output_dir
+    from devbench import plot
+    from devbench.publish import output_dir
     from devbench.store import prepare_output_dir
 
     run = _load(args.source)
-    out = prepare_output_dir(args.out if args.out is not None else output_dir(args.source) / PLOTS)
-    from devbench import plot
+    out = prepare_output_dir(args.out if args.out is not None else output_dir(args.source) / plot.PLOTS_DIR)
 
     charts = plot.write_charts(run, out)
     if not charts:

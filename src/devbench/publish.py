@@ -9,28 +9,15 @@ from pathlib import Path
 
 from devbench.store import Run
 
-PLOTS = "plots"
-REPORT = "report.md"
-
 
 def output_dir(source: Path) -> Path:
     """Where outputs of ``source`` go by default: the run directory itself, or a bare table's folder."""
     return source if source.is_dir() else source.parent
 
 
-def write_charts(run: Run, run_dir: Path) -> list[Path]:
-    from devbench import plot
-
-    return plot.write_charts(run, run_dir / PLOTS)
-
-
-def write_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> Path:
-    from devbench import report
-
-    return report.write_report(run, run_dir, charts)
-
-
 def publish(run: Run, run_dir: Path) -> tuple[list[Path], Path]:
-    """Charts, then the report that embeds them. Returns (chart paths, report path)."""
-    charts = write_charts(run, run_dir)
-    return charts, write_report(run, run_dir, charts)
+    """Charts into ``run_dir/plots``, then the report that embeds them. Returns (chart paths, report path)."""
+    from devbench import plot, report
+
+    charts = plot.write_charts(run, run_dir / plot.PLOTS_DIR)
+    return charts, report.write_report(run, run_dir, charts)
