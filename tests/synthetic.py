@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from devbench.schema import RESULT_COLUMNS, Record
-from devbench.store import Run, _typed_results
+from devbench.schema import results_frame
+from devbench.store import Run
 
 MACHINE: dict[str, Any] = {
     "cpu": {"model": "Synthetic CPU 9000", "logical_cores": 8},
@@ -90,7 +91,7 @@ def row(
 
 def frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A results table with RESULT_COLUMNS and the store's dtypes."""
-    return _typed_results(pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS)))
+    return results_frame(pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS)))
 
 
 def from_medians(medians: Mapping[str, Mapping[int, float]], **kw: Any) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from devbench import session as session_module
 from devbench import sweep as sweep_module
 from devbench.errors import UsageError
 from devbench.guards import MemoryGuard
@@ -22,7 +23,8 @@ from devbench.runner import CellResult
 from devbench.schema import IDENTITY
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.store import CellLog, read_cell_log, write_json
-from devbench.sweep import SweepInterrupted, _Signals, execute, plan_resume, resume
+from devbench.session import Signals as _Signals
+from devbench.sweep import SweepInterrupted, execute, plan_resume, resume
 from tests.test_runner import FakeBackend, FakeOutcome
 
 SPEC = SweepSpec(ops=("matmul", "add"), sizes=(16, 32, 64, 128), devices=("CPU:0", "CPU:1"),
@@ -329,14 +331,14 @@ def test_a_signal_while_the_final_files_are_written_still_stops_with_its_code(tm
         pass
 
     run_dir = tmp_path / "run"
-    real_finalize = sweep_module.__dict__["finalize"]
+    real_finalize = session_module.__dict__["finalize"]
 
     def finalize_with_a_signal(path: Path) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)  # deferred: the write goes on
         return real_finalize(path)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(sweep_module, "finalize", finalize_with_a_signal)
+    mp.setattr(session_module, "finalize", finalize_with_a_signal)
     try:
         with pytest.raises(SweepInterrupted) as info:
             execute(SPEC, run_dir, backend=LastCellSignals(), guard=ROOMY)

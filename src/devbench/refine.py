@@ -1,8 +1,11 @@
 """``devbench refine RUN_DIR`` and ``devbench sweep --refine``: measure extra sizes inside each crossover
 bracket, bisecting in log space, until the bracket is within 5 % of its size or the rounds run out.
 
-The new cells are appended to the run's own cells.jsonl, so the run directory stays the one source of truth;
-the planning and the stopping rule are :func:`devbench.analysis.refine`.
+The new cells go through a :class:`devbench.session.RunSession`, like a sweep's: under the run's lock, into
+its own cells.jsonl (so the run directory stays the one source of truth), with ``pct_of_peak`` from the run's
+calibration, and interruptible without losing a cell. Each cell is measured by the backend of its device (the
+numpy baseline by numpy, TensorFlow devices by TensorFlow). The planning and the stopping rule are
+:func:`devbench.analysis.refine`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ import pandas as pd
 from devbench.analysis import RefineCell, Refinement, refine, split_mode
 from devbench.guards import Guard, MemoryGuard
 from devbench.runner import Backend, CellResult, run_cell
+from devbench.session import RunSession, require_writable_run
 from devbench.spec import Cell, SweepSpec
-from devbench.store import CellLog, finalize, load_run, read_meta, utc_now, write_json
+from devbench.store import tables_from_log, utc_now
 
 DEFAULT_ROUNDS = 6
 REL_TOL = 0.05
+
+
+def refine_command(run_dir: Path) -> str:
+    return f"devbench refine {run_dir}"
 
 
 def refine_run(
@@ -30,45 +38,52 @@ def refine_run(
     guard: Guard | None = None,
     on_start: Callable[[Cell], None] | None = None,
     on_result: Callable[[CellResult], None] | None = None,
+    handle_signals: bool = True,
 ) -> Refinement:
-    """Refine every crossover of the run in ``run_dir``; returns what was measured and whether it converged."""
-    run = load_run(run_dir)
-    spec = SweepSpec.from_dict(run.meta["spec"])
-    if backend is None:
-        from devbench.backend import TFBackend
+    """Refine every crossover of the run in ``run_dir``; returns what was measured and whether it converged.
 
-        backend = TFBackend()
+    Raises UsageError when the run cannot be appended to (missing, corrupt, being written by another process)
+    and :class:`devbench.session.SessionInterrupted` after SIGINT/SIGTERM, with every refined cell saved.
+    """
+    run_dir = Path(run_dir)
+    require_writable_run(run_dir, "refine")
     guard = guard if guard is not None else MemoryGuard()
-    log = CellLog(run_dir)
+    session = RunSession.reopen(run_dir, handle_signals=handle_signals, again=refine_command(run_dir),
+                                keep_status=True)
+    with session:
+        assert session.reopened is not None
+        spec = SweepSpec.from_dict(session.meta["spec"])
+        if backend is None:
+            from devbench.backend import default_backend
 
-    def measure(cells: list[RefineCell]) -> pd.DataFrame:
-        rows = []
-        for wanted in cells:
-            mode, sync = split_mode(wanted.mode)  # transfer timings are analysed as mode "eager+transfer"
-            for device in wanted.devices:
-                cell = Cell(size=wanted.size, op=wanted.op, dtype=wanted.dtype, device=device, mode=mode,
-                            sync=sync or spec.sync)
-                if on_start is not None:
-                    on_start(cell)
-                result = run_cell(backend, run.meta.get("run_id", run_dir.name), cell, spec.policy, spec.seed,
-                                  guard=guard)
-                log.append(result.record, result.samples)
-                if on_result is not None:
-                    on_result(result)
-                rows.append(result.record.as_dict())
-        measured: pd.DataFrame = pd.DataFrame(rows)
-        return measured
+            backend = default_backend()  # routes numpy:CPU to numpy, TF devices to TensorFlow
+        results, _samples = tables_from_log(session.reopened.contents)
+        run_id = str(session.meta.get("run_id") or run_dir.name)
+        active = backend
 
-    try:
-        outcome = refine(run.results, measure, max_rounds=max_rounds, rel_tol=REL_TOL)
-    finally:
-        finalize(run_dir)
-    meta = read_meta(run_dir)
-    meta.setdefault("refinements", []).append({
-        "at": utc_now(),
-        "rounds": outcome.rounds,
-        "converged": outcome.converged,
-        "sizes": sorted({int(c.size) for c in outcome.measured}),
-    })
-    write_json(run_dir / "meta.json", meta)
+        def measure(cells: list[RefineCell]) -> pd.DataFrame:
+            rows = []
+            for wanted in cells:
+                mode, sync = split_mode(wanted.mode)  # transfer timings are analysed as mode "eager+transfer"
+                for device in wanted.devices:
+                    cell = spec.planned_cell(Cell(size=wanted.size, op=wanted.op, dtype=wanted.dtype,
+                                                  device=device, mode=mode, sync=sync or spec.sync))
+                    if on_start is not None:
+                        on_start(cell)
+                    result = run_cell(active, run_id, cell, spec.policy, spec.seed, guard=guard)
+                    session.record(result)
+                    if on_result is not None:
+                        on_result(result)
+                    rows.append(result.record.as_dict())
+            measured: pd.DataFrame = pd.DataFrame(rows)
+            return measured
+
+        outcome = refine(results, measure, max_rounds=max_rounds, rel_tol=REL_TOL)
+        session.update_meta(refinements=[*(session.meta.get("refinements") or []), {
+            "at": utc_now(),
+            "rounds": outcome.rounds,
+            "converged": outcome.converged,
+            "sizes": sorted({int(c.size) for c in outcome.measured}),
+        }])
+        session.complete()
     return outcome

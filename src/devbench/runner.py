@@ -7,14 +7,13 @@ next cell starts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from devbench.schema import Record
+from devbench.schema import Record, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy
-from devbench.stats import NOISY_REL_IQR, summarize
+from devbench.stats import summarize
 from devbench.store import utc_now
 
 
@@ -55,7 +54,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
     elif m.stop_reason == "budget":
         reason = f"cut short by the cell time budget after {s.n} samples (rel. IQR {s.rel_iqr:.1%})"
     reason = "; ".join(part for part in (getattr(outcome, "note", ""), reason) if part)
-    return Record(
+    record = Record(
         run_id=run_id,
         op=cell.op,
         size=cell.size,
@@ -74,28 +73,23 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
         median_s=s.median,
         q1_s=s.q1,
         q3_s=s.q3,
-        iqr_s=s.iqr,
         mean_s=s.mean,
         std_s=s.std,
         min_s=s.min,
         max_s=s.max,
         ci_low_s=s.ci_low,
         ci_high_s=s.ci_high,
-        rel_iqr=s.rel_iqr,
         flops=outcome.flops,
         bytes=outcome.bytes,
-        gflops=outcome.flops / s.median / 1e9 if s.median > 0 else math.nan,
-        gbps=outcome.bytes / s.median / 1e9 if s.median > 0 else math.nan,
-        noisy=s.rel_iqr > NOISY_REL_IQR,
-        unsynchronized=cell.sync == "none",
         finished_at=utc_now(),
         traces=int(getattr(outcome, "traces", 0)),
     )
+    return with_derived(record)
 
 
 def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_device: str = "") -> Record:
     """A row for a cell that was not measured (or whose measurement must not be used)."""
-    return Record(
+    return with_derived(Record(
         run_id=run_id,
         op=cell.op,
         size=cell.size,
@@ -106,9 +100,8 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
         status=status,
         reason=reason,
         placed_device=placed_device,
-        unsynchronized=cell.sync == "none",
         finished_at=utc_now(),
-    )
+    ))
 
 
 def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,

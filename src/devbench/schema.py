@@ -7,8 +7,9 @@ another version with a clear message rather than guessing.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 SCHEMA_VERSION = 1
 
@@ -75,3 +76,143 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("run_id", *IDENTITY, "sample", "number", "per_call_s")
 """samples.parquet: one row per timed block; ``per_call_s`` = block time / ``number``."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Column kinds and frames: every typed results table is built here, from the Record's annotations
+
+
+def _kind_of(annotation: object) -> str:
+    return {"int": "int", "bool": "bool", "str": "text"}.get(
+        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""), "float")
+
+
+COLUMN_KINDS: dict[str, str] = {f.name: _kind_of(f.type) for f in fields(Record)}
+"""``int`` | ``bool`` | ``text`` | ``float`` for every result column, from :class:`Record`'s annotations."""
+
+INT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "int")
+BOOL_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "bool")
+TEXT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "text")
+FLOAT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "float")
+
+DERIVED_COLUMNS = ("iqr_s", "rel_iqr", "noisy", "unsynchronized", "gflops", "gbps")
+"""Columns computed from others (:func:`derive_columns`); a bare table may leave them out."""
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def results_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """A results table with exactly :data:`RESULT_COLUMNS`, each of its schema type (int64, bool, str,
+    float64). Missing columns get the Record's defaults; values must already be of the right kind (readers
+    of untrusted files check them first: :func:`check_table`)."""
+    import pandas as pd
+
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    defaults = Record(run_id="", op="", size=0, dtype="", device="", mode="", sync="", status="").as_dict()
+    out: pd.DataFrame = pd.DataFrame(index=frame.index)
+    for col in RESULT_COLUMNS:
+        values = frame[col] if col in frame.columns else pd.Series(defaults[col], index=frame.index, dtype=object)
+        kind = COLUMN_KINDS[col]
+        if kind == "int":
+            out[col] = pd.to_numeric(values).fillna(0).astype("int64")
+        elif kind == "bool":
+            out[col] = values.fillna(False).astype(bool)
+        elif kind == "text":
+            out[col] = values.astype(object).where(values.notna(), "").astype(str)
+        else:
+            out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+    typed: pd.DataFrame = out.reset_index(drop=True)
+    return typed
+
+
+def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS) -> pd.DataFrame:
+    """``frame`` with the derived ``columns`` (re)computed from the measured ones — the one place these rules
+    live: IQR from the quartiles, rel. IQR over the median, ``noisy`` above :data:`devbench.stats.NOISY_REL_IQR`,
+    ``unsynchronized`` for sync ``none``, GFLOP/s and GB/s from the work per call over the median. Undefined
+    values (no median) are NaN / False."""
+    import numpy as np
+
+    from devbench.stats import NOISY_REL_IQR
+
+    out: pd.DataFrame = frame.copy()
+    wanted = set(columns)
+    median = out["median_s"].astype("float64").where(out["median_s"] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "iqr_s" in wanted:
+            out["iqr_s"] = out["q3_s"] - out["q1_s"]
+        if "rel_iqr" in wanted:
+            out["rel_iqr"] = out["iqr_s"] / median
+        if "noisy" in wanted:
+            out["noisy"] = (out["rel_iqr"] > NOISY_REL_IQR).astype(bool)
+        if "unsynchronized" in wanted:
+            out["unsynchronized"] = (out["sync"] == "none").astype(bool)
+        if "gflops" in wanted:
+            out["gflops"] = out["flops"] / median / 1e9
+        if "gbps" in wanted:
+            out["gbps"] = out["bytes"] / median / 1e9
+    return out
+
+
+def with_derived(record: Record) -> Record:
+    """``record`` with its derived fields computed by :func:`derive_columns` (the runner's rows and the
+    tables read from other tools follow the same rules)."""
+    row = derive_columns(results_frame([record.as_dict()])).iloc[0]
+    for col in DERIVED_COLUMNS:
+        value = row[col]
+        setattr(record, col, bool(value) if COLUMN_KINDS[col] == "bool" else float(value))
+    return record
+
+
+def check_table(frame: pd.DataFrame, source: str, columns: Iterable[str]) -> pd.DataFrame:
+    """Check the ``columns`` of an untrusted table (results or samples, from disk or another tool) against
+    their schema kinds and return them typed; a UsageError names ``source``, the column and the first bad
+    value: text in a numeric column, a fractional or non-positive size, a negative count, a status outside
+    :data:`STATUSES`. Kinds of samples columns not in the Record: ``sample`` int, ``per_call_s`` float."""
+    import numpy as np
+    import pandas as pd
+
+    from devbench.errors import UsageError
+
+    kinds = {**COLUMN_KINDS, "sample": "int", "per_call_s": "float"}
+    out: pd.DataFrame = pd.DataFrame(index=frame.index)
+    for col in columns:
+        values = frame[col]
+        kind = kinds[col]
+        if kind == "text":
+            out[col] = values.astype(object).where(values.notna(), "").astype(str)
+            continue
+        is_bool = values.map(lambda v: isinstance(v, (bool, np.bool_)))
+        if kind == "bool":
+            if values.dtype == object and not is_bool.all():  # text from a CSV: true/false words
+                words = values.astype(str).str.strip().str.lower()
+                known = words.isin(("true", "false", "1", "0", "1.0", "0.0", "yes", "no"))
+                if not known.all():
+                    raise UsageError(f"{source}: column {col} must hold true/false, found {values[~known].iloc[0]!r}")
+                out[col] = words.isin(("true", "1", "1.0", "yes"))
+            elif not is_bool.all() and values.dtype != bool:
+                raise UsageError(f"{source}: column {col} must hold true/false, found {values[~is_bool].iloc[0]!r}")
+            else:
+                out[col] = values.astype(bool)
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        garbage = numbers.isna() & values.notna()
+        if garbage.any() or is_bool.any():
+            bad = values[garbage].iloc[0] if garbage.any() else values[is_bool].iloc[0]
+            raise UsageError(f"{source}: column {col} must be numeric, found {bad!r}")
+        if kind == "int":
+            low = 1 if col == "size" else 0
+            filled = numbers if col == "size" else numbers.fillna(0)
+            bad_int = filled.isna() | (filled != filled.round()) | (filled < low)
+            if bad_int.any():
+                raise UsageError(f"{source}: column {col} must hold whole numbers >= {low}, "
+                                 f"found {values[bad_int].iloc[0]!r}")
+            out[col] = filled.astype("int64")
+        else:
+            out[col] = numbers.astype("float64")
+    if "status" in out.columns:
+        unknown = ~out["status"].isin(STATUSES)
+        if unknown.any():
+            raise UsageError(f"{source}: column status holds {out['status'][unknown].iloc[0]!r}; "
+                             f"allowed: {', '.join(STATUSES)}")
+    return out

@@ -177,24 +177,33 @@ class SweepSpec:
             return (self.sync, TRANSFER_SYNC)
         return (self.sync,)
 
+    def planned_cell(self, cell: Cell) -> Cell:
+        """The cell this sweep measures for ``cell``. The numpy baseline has no modes and no sync (numpy is
+        synchronous and has no ``tf.function``): every mode and sync of it is one measurement, so it is
+        measured once per (op, size, dtype), labelled with the sweep's first mode and its sync, and shown
+        once. Every other cell is itself."""
+        if cell.device != NUMPY_DEVICE:
+            return cell
+        return Cell(size=cell.size, op=cell.op, dtype=cell.dtype, device=cell.device, mode=self.modes[0],
+                    sync=self.sync)
+
     def cells(self) -> Iterator[Cell]:
-        cells = [
-            Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=sync)
+        cells = sorted({
+            self.planned_cell(Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=sync))
             for op in self.ops
             for size in self.sizes
             for dtype in self.dtypes
             for device in self.devices
             for mode in self.modes
             for sync in self.syncs()
-        ]
+        })
         # Smallest first; among equal sizes keep the user's op order, then devices side by side.
         order = {op: i for i, op in enumerate(self.ops)}
         sync_order = {sync: i for i, sync in enumerate(self.syncs())}
         yield from sorted(cells, key=lambda c: (c.size, order[c.op], c.dtype, c.mode, sync_order[c.sync], c.device))
 
     def n_cells(self) -> int:
-        return (len(self.ops) * len(self.sizes) * len(self.dtypes) * len(self.devices) * len(self.modes)
-                * len(self.syncs()))
+        return sum(1 for _ in self.cells())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,8 +39,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from devbench.errors import UsageError
-from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, STATUSES, Record
+from devbench.errors import UsageError, first_line
+from devbench.schema import (
+    BOOL_COLUMNS,
+    DERIVED_COLUMNS,
+    FLOAT_COLUMNS,
+    IDENTITY,
+    INT_COLUMNS,
+    RESULT_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    STATUSES,
+    TEXT_COLUMNS,
+    Record,
+    check_table,
+    derive_columns,
+    results_frame,
+)
 
 try:  # POSIX; elsewhere runs are simply not locked
     import fcntl
@@ -202,11 +217,6 @@ class CellLogContents:
     """One line per ignored line: its number and what is wrong with it."""
 
 
-_RECORD_FIELDS = {name: Record.__dataclass_fields__[name] for name in RESULT_COLUMNS}
-_INT_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("int", int))
-_BOOL_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("bool", bool))
-_STR_FIELDS = tuple(name for name, f in _RECORD_FIELDS.items() if f.type in ("str", str))
-_FLOAT_FIELDS = tuple(name for name in RESULT_COLUMNS if name not in _INT_FIELDS + _BOOL_FIELDS + _STR_FIELDS)
 _REQUIRED_FIELDS = ("run_id", *IDENTITY, "status")
 
 
@@ -226,26 +236,26 @@ def validate_record(raw: object) -> dict[str, Any]:
     if missing:
         raise ValueError(f"record lacks {', '.join(missing)}")
     out: dict[str, Any] = {}
-    for name in _STR_FIELDS:
+    for name in TEXT_COLUMNS:
         value = raw.get(name, "")
         if value is None:
             value = ""
         if not isinstance(value, str):
             raise ValueError(f"{name} must be text, found {value!r}")
         out[name] = value
-    for name in _INT_FIELDS:
+    for name in INT_COLUMNS:
         value = raw.get(name, 0)
         if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
             raise ValueError(f"{name} must be a whole number >= 0, found {value!r}")
         out[name] = int(value)
-    for name in _FLOAT_FIELDS:
+    for name in FLOAT_COLUMNS:
         value = raw.get(name)
         if value is None:
             value = math.nan
         if not _is_number(value):
             raise ValueError(f"{name} must be a number, found {value!r}")
         out[name] = float(value)
-    for name in _BOOL_FIELDS:
+    for name in BOOL_COLUMNS:
         value = raw.get(name, False)
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, found {value!r}")
@@ -305,11 +315,6 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-
-
-def first_line(text: str, limit: int = 200) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return line[:limit]
 
 
 def repair_torn_tail(run_dir: Path) -> bytes:
@@ -418,25 +423,8 @@ def tables_from_log(contents: CellLogContents) -> tuple[pd.DataFrame, pd.DataFra
             {**ident, "sample": n, "number": record.get("number", 0), "per_call_s": s}
             for n, s in enumerate(contents.samples[i])
         )
-    results = pd.DataFrame(records, columns=list(RESULT_COLUMNS))
     samples = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
-    return _typed_results(results), samples
-
-
-def _typed_results(results: pd.DataFrame) -> pd.DataFrame:
-    ints, bools, strings = _INT_FIELDS, _BOOL_FIELDS, _STR_FIELDS  # from the Record's annotations
-    out: pd.DataFrame = results.copy()
-    for col in ints:
-        numbers = pd.to_numeric(out[col])
-        out[col] = (numbers if col == "size" else numbers.fillna(0)).astype("int64")
-    for col in bools:
-        out[col] = out[col].astype(bool)
-    for col in strings:
-        out[col] = out[col].fillna("").astype(str)
-    for col in RESULT_COLUMNS:
-        if col not in ints + bools + strings:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
-    return out
+    return results_frame(records), samples
 
 
 def write_tables(run_dir: Path, results: pd.DataFrame, samples: pd.DataFrame) -> None:
@@ -558,7 +546,7 @@ def load_run(run_dir: Path) -> Run:
     if contents.records:
         results, samples = tables_from_log(contents)
     elif (run_dir / RESULTS_PARQUET).exists():
-        results = _typed_results(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS))
+        results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS))
         samples_path = run_dir / SAMPLES_PARQUET
         samples = (
             _read_table(samples_path, SAMPLE_COLUMNS)
@@ -570,56 +558,23 @@ def load_run(run_dir: Path) -> Run:
     return Run(path=run_dir, meta=meta, results=results, samples=samples, torn_lines=contents.torn_lines)
 
 
-_TABLE_INTS = {*_INT_FIELDS, "sample"}
-_TABLE_BOOLS = {*_BOOL_FIELDS}
-_TABLE_TEXT = {*_STR_FIELDS}
+def _read_frame(path: Path) -> pd.DataFrame:
+    try:
+        frame: pd.DataFrame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # pyarrow and pandas raise many types for a corrupt or empty file
+        raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    return frame
 
 
 def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
-    """Read a results or samples table written by devbench and check every column's type.
-
-    Untrusted data: a missing column, text in a numeric column, a fractional or non-positive size, a status
-    outside the schema is a UsageError naming the file, the column and the first bad value.
-    """
-    try:
-        frame: pd.DataFrame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # pyarrow and pandas raise many types for a corrupt file
-        raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    """Read a results or samples table written by devbench and check every column's type
+    (:func:`devbench.schema.check_table`): untrusted data, refused with a UsageError naming the file, the
+    column and the first bad value."""
+    frame = _read_frame(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise UsageError(f"{str(path)!r} lacks the columns {', '.join(missing)}")
-    frame = pd.DataFrame(frame[list(required)])
-    for col in required:
-        values = frame[col]
-        if col in _TABLE_TEXT:
-            frame[col] = values.astype(object).where(values.notna(), "").astype(str)
-            continue
-        if col in _TABLE_BOOLS:
-            if not values.map(lambda v: isinstance(v, (bool, np.bool_))).all():
-                bad = values[~values.map(lambda v: isinstance(v, (bool, np.bool_)))].iloc[0]
-                raise UsageError(f"{str(path)!r}: column {col} must hold true/false, found {bad!r}")
-            frame[col] = values.astype(bool)
-            continue
-        numbers = pd.to_numeric(values, errors="coerce")
-        garbage = numbers.isna() & values.notna()
-        if garbage.any() or values.map(lambda v: isinstance(v, (bool, np.bool_))).any():
-            bad = values[garbage].iloc[0] if garbage.any() else values.iloc[0]
-            raise UsageError(f"{str(path)!r}: column {col} must be numeric, found {bad!r}")
-        if col in _TABLE_INTS:
-            low = 1 if col == "size" else 0
-            bad_int = numbers.isna() | (numbers != numbers.round()) | (numbers < low)
-            if bad_int.any():
-                raise UsageError(f"{str(path)!r}: column {col} must hold whole numbers >= {low}, "
-                                 f"found {values[bad_int].iloc[0]!r}")
-            frame[col] = numbers.astype("int64")
-        else:
-            frame[col] = numbers.astype("float64")
-    if "status" in frame.columns:
-        unknown = ~frame["status"].isin(STATUSES)
-        if unknown.any():
-            raise UsageError(f"{str(path)!r}: column status holds {frame['status'][unknown].iloc[0]!r}; "
-                             f"allowed: {', '.join(STATUSES)}")
-    return frame
+    return check_table(frame, repr(str(path)), required)
 
 
 def load_any(path: Path) -> Run:
@@ -635,10 +590,6 @@ def load_any(path: Path) -> Run:
     ``meta`` is ``{}`` and the samples table is empty. Device names are taken as written (``CPU:0`` is the
     reference device of the speed-ups).
     """
-    from dataclasses import fields
-
-    from devbench.stats import NOISY_REL_IQR
-
     path = Path(path)
     if not path.exists():
         raise UsageError(
@@ -649,10 +600,7 @@ def load_any(path: Path) -> Run:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise UsageError(f"{str(path)!r} is neither a run directory nor a results table (.csv, .parquet)")
-    try:
-        frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # pyarrow and pandas raise many types for a corrupt or empty file
-        raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    frame = _read_frame(path)
     required = ("op", "size", "dtype", "device", "median_s")
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -662,69 +610,26 @@ def load_any(path: Path) -> Run:
         )
     if frame.empty:
         raise UsageError(f"{str(path)!r} holds no rows")
-
-    ints, bools = _INT_FIELDS, _BOOL_FIELDS
-    defaults = {"mode": "eager", "status": "ok", "sync": "scalar", "run_id": path.stem}
-    text_cols = {f.name for f in fields(Record) if f.type in ("str", str)}
-    given = set(frame.columns)
-    out = pd.DataFrame(index=frame.index)
-    for col in RESULT_COLUMNS:
-        if col in given:
-            out[col] = frame[col]
-        elif col in defaults:
-            out[col] = defaults[col]
-        elif col in ints:
-            out[col] = 0
-        elif col in bools:
-            out[col] = False
-        elif col in text_cols:
-            out[col] = ""
-        else:
-            out[col] = float("nan")
-    for col in text_cols:
-        # An all-empty text column reads back from CSV as float NaN; make it text before anything else.
-        text = out[col].astype(object).where(out[col].notna(), "").astype(str).str.strip()
-        out[col] = text.replace("", defaults[col]) if col in defaults and col != "run_id" else text
-
-    sizes = pd.to_numeric(out["size"], errors="coerce")
-    bad_size = sizes.isna() | (sizes <= 0) | (sizes != sizes.round())
-    if bad_size.any():
-        value = frame["size"][bad_size].iloc[0]
-        raise UsageError(
-            f"{str(path)!r}: column size must hold positive integers (the matrix side n), found {value!r}"
-        )
-    out["size"] = sizes.astype("int64")
-    for col in RESULT_COLUMNS:
-        if col in given and col not in text_cols and col not in bools and col != "size":
-            numbers = pd.to_numeric(out[col], errors="coerce")
-            garbage = numbers.isna() & out[col].notna()
-            if garbage.any():
-                raise UsageError(
-                    f"{str(path)!r}: column {col} must be numeric, found {out[col][garbage].iloc[0]!r}"
-                )
-            out[col] = numbers.fillna(0) if col in ints else numbers
-    for col in bools:
-        if col in given:
-            words = out[col].astype(str).str.strip().str.lower()
-            out[col] = words.isin(("true", "1", "1.0", "yes"))
-
-    if "iqr_s" not in given:
-        out["iqr_s"] = out["q3_s"] - out["q1_s"]
-    if "rel_iqr" not in given:
-        out["rel_iqr"] = out["iqr_s"] / out["median_s"]
-    if "noisy" not in given:
-        out["noisy"] = out["rel_iqr"] > NOISY_REL_IQR
-    if "unsynchronized" not in given:
-        out["unsynchronized"] = out["sync"] == "none"
-    if "gflops" not in given:
-        out["gflops"] = out["flops"] / out["median_s"] / 1e9
-    if "gbps" not in given:
-        out["gbps"] = out["bytes"] / out["median_s"] / 1e9
-
+    given = [col for col in RESULT_COLUMNS if col in frame.columns]
+    if "size" in given:
+        sizes = pd.to_numeric(frame["size"], errors="coerce")
+        bad_size = sizes.isna() | (sizes <= 0) | (sizes != sizes.round())
+        if bad_size.any():
+            raise UsageError(f"{str(path)!r}: column size must hold positive integers (the matrix side n), "
+                             f"found {frame['size'][bad_size].iloc[0]!r}")
+    checked = check_table(frame, repr(str(path)), given)
+    defaults = {"mode": "eager", "status": "ok", "sync": "scalar"}
+    for col in TEXT_COLUMNS:
+        if col in defaults:
+            text = checked[col].str.strip() if col in checked.columns else pd.Series("", index=checked.index)
+            checked[col] = text.where(text != "", defaults[col])
+    checked["run_id"] = checked["run_id"] if "run_id" in given else path.stem
+    out = results_frame(checked)
+    out = derive_columns(out, [col for col in DERIVED_COLUMNS if col not in given])
     out = out[~out.duplicated(subset=list(IDENTITY), keep="last")].reset_index(drop=True)
     return Run(
         path=path,
         meta={},
-        results=_typed_results(out),
+        results=results_frame(out),
         samples=pd.DataFrame(columns=list(SAMPLE_COLUMNS)),
     )

@@ -1,167 +1,45 @@
-"""One sweep, start to finish, into a run directory: meta.json first, each cell appended as it finishes,
-final tables written at the end whatever happens (normal end, error, interruption) — and resumed later.
+"""One sweep, start to finish, into a run directory — and resumed later. The plain functions behind
+``devbench sweep`` (the CLI adds argument parsing and the progress bar).
 
-This is the plain function behind ``devbench sweep``; the CLI adds argument parsing and the progress bar.
+A :class:`Plan` is what is left to measure, worked out before TensorFlow is imported or anything is written;
+:func:`run_plan` measures it through a :class:`devbench.session.RunSession`, the one writer of a run
+directory (lock, cell log, signals, pct_of_peak, final files; refine uses the same session).
 
-Interruption. While a sweep runs, SIGINT (Ctrl-C) and SIGTERM raise :class:`SweepInterrupted` at the next
-Python instruction: the current cell is abandoned (not recorded; a resume measures it), the final tables are
-rebuilt from cells.jsonl, meta.json says ``interrupted``, and the exception (a KeyboardInterrupt) carries the
-exit code, 128 + the signal number (130, 143), and a message telling how to resume. A first signal that
-arrives while a cell is being appended or the final files are being written waits until that write is done.
-A second signal exits at once (``os._exit``): every final file is written to a temporary name and renamed,
-and cells.jsonl is appended one whole line at a time, so whatever is on disk is complete; cells.jsonl stays
-the source of truth for a resume.
+Interruption. SIGINT (Ctrl-C) and SIGTERM abandon the cell being measured (a resume measures it), the final
+tables are rebuilt from cells.jsonl, meta.json says ``interrupted``, and :class:`SweepInterrupted` (a
+KeyboardInterrupt) carries the exit code, 128 + the signal number, and how to resume. See devbench.session.
 
 Resume. :func:`resume` (``devbench sweep --resume RUN_DIR``) reads the spec from meta.json, skips every cell
-already in cells.jsonl (whatever its status), measures the rest into the same log, and rebuilds the same final
-files an uninterrupted run would have. A torn last line of the log is cut off with a warning; a run another
-process is writing is refused; a different machine or TensorFlow is warned about and recorded in meta.json.
+already in cells.jsonl (whatever its status; read under the run's lock), measures the rest into the same log,
+and rebuilds the same final files an uninterrupted run would have. A torn last line of the log is cut off with
+a warning; a run another process is writing is refused; a different machine or TensorFlow is warned about and
+recorded in meta.json.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from devbench.calibrate import Calibrator, annotate, sweep_calibrator
+from devbench.calibrate import Calibrator, sweep_calibrator
 from devbench.errors import UsageError, choose
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine, format_seconds
 from devbench.runner import Backend, CellResult, run_sweep
 from devbench.schema import Record
-from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec
-from devbench.store import (
-    CELLS,
-    META,
-    CellLog,
-    Run,
-    RunLock,
-    check_new_run_dir,
-    check_not_locked,
-    finalize,
-    new_meta,
-    prepare_run_dir,
-    read_cell_log,
-    read_meta,
-    repair_torn_tail,
-    utc_now,
-    write_json,
+from devbench.session import (
+    RunSession,
+    SweepInterrupted,
+    require_writable_run,
+    resume_command,
+    warn_on_stderr,
 )
+from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec
+from devbench.store import META, Run, check_new_run_dir, check_not_locked, read_cell_log, read_meta, utc_now
 
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def resume_command(run_dir: Path) -> str:
-    return f"devbench sweep --resume {run_dir}"
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """A sweep stopped by SIGINT or SIGTERM. Everything measured is on disk; ``run`` is what was saved.
-
-    A KeyboardInterrupt, so that code which handles Ctrl-C handles it. ``exit_code`` is 128 + the signal
-    number (130 for SIGINT, 143 for SIGTERM), what a shell reports for a process the signal ended.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(_signal_name(signum))
-        self.signum = signum
-        self.exit_code = 128 + signum
-        self.run: Run | None = None
-        self.n_planned = 0
-
-    @property
-    def message(self) -> str:
-        """What to tell the user: what was kept, where, and how to go on (two lines, no newline at the end)."""
-        name = _signal_name(self.signum)
-        if self.run is None or self.run.path is None:
-            return f"devbench: interrupted by {name} before anything was measured"
-        kept = len(self.run.results)
-        if self.run.meta.get("status") == "complete":
-            return f"devbench: {name} received; the run was already complete: {self.run.path}"
-        return (f"devbench: interrupted by {name}; {kept} of {self.n_planned} cells are saved in {self.run.path}\n"
-                f"devbench: resume with: {resume_command(self.run.path)}")
-
-
-class _Signals:
-    """Turns SIGINT/SIGTERM into :class:`SweepInterrupted` for the duration of a sweep (main thread only).
-
-    ``deferred()`` marks a critical section (appending a cell, writing the final files): a first signal that
-    arrives inside it is held until it ends (:meth:`check` raises it). A second signal exits the process at
-    once. Handlers in place before (and signals the parent told us to ignore) are restored afterwards.
-    """
-
-    def __init__(self, enabled: bool, run_dir: Path) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.run_dir = run_dir
-        self.received: int | None = None
-        self.pending = False
-        self._depth = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        if self.enabled:
-            for signum in HANDLED_SIGNALS:
-                previous = signal.getsignal(signum)
-                if previous is signal.SIG_IGN:  # e.g. a background job of a non-interactive shell
-                    continue
-                self._previous[signum] = previous
-                signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        del frame
-        if self.received is not None:
-            self._exit_now(signum)
-        self.received = signum
-        if self._depth:
-            self.pending = True
-            return
-        raise SweepInterrupted(signum)
-
-    def _exit_now(self, signum: int) -> None:
-        """Second signal: leave without unwinding. Only complete files are on disk (atomic renames, whole
-        lines appended), so nothing is corrupted; cells.jsonl holds every finished cell."""
-        message = (f"\ndevbench: second {_signal_name(signum)}: exiting at once; the files in {self.run_dir} are "
-                   f"complete and cells.jsonl holds every finished cell\n"
-                   f"devbench: resume with: {resume_command(self.run_dir)}\n")
-        with contextlib.suppress(OSError):
-            if os.isatty(2):
-                os.write(2, b"\x1b[?25h")  # the progress bar hid the cursor
-            os.write(2, message.encode())
-        os._exit(128 + signum)
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-
-    def check(self) -> None:
-        """Raise a signal that arrived during a critical section, once it is over."""
-        if self.pending and not self._depth and self.received is not None:
-            self.pending = False
-            raise SweepInterrupted(self.received)
+__all__ = ["Plan", "SweepInterrupted", "execute", "plan_new", "plan_resume", "resume", "resume_command",
+           "run_plan", "spec_from_meta"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,21 +137,15 @@ def _max_call_time_from_meta(meta: dict[str, Any], run_dir: Path) -> float:
 
 def plan_resume(run_dir: Path) -> Plan:
     """A plan that finishes the run in ``run_dir``. Reads and validates everything without importing
-    TensorFlow; raises UsageError for a missing, empty, corrupt, other-schema or busy run directory."""
+    TensorFlow; raises UsageError for a missing, empty, corrupt, other-schema or busy run directory.
+
+    What is already done is read here for the plan line and the time guard; :func:`run_plan` reads it again
+    under the run's lock, which is what decides (another process may have added cells in between)."""
     run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise UsageError(f"--resume {str(run_dir)!r}: no such run directory")
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {str(run_dir)!r} is not a directory")
-    if not (run_dir / META).exists():
-        raise UsageError(f"--resume {str(run_dir)!r} is not a devbench run directory (no {META})")
+    require_writable_run(run_dir, "--resume")
     meta = read_meta(run_dir)
     spec = spec_from_meta(meta, run_dir)
     time_guard = TimeGuard(_max_call_time_from_meta(meta, run_dir), spec.policy)
-    if not os.access(run_dir, os.W_OK | os.X_OK) or (
-        (run_dir / CELLS).exists() and not os.access(run_dir / CELLS, os.W_OK)
-    ):
-        raise UsageError(f"--resume {str(run_dir)!r} is not writable")
     check_not_locked(run_dir)
     contents = read_cell_log(run_dir)
     prior = [Record(**record) for record in contents.records]
@@ -312,10 +184,6 @@ def machine_changes(before: dict[str, Any], now: dict[str, Any]) -> dict[str, li
     return changes
 
 
-def _warn(message: str) -> None:
-    print(f"devbench: warning: {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Running a plan
 
@@ -329,15 +197,16 @@ def run_plan(
     on_result: Callable[[CellResult], None] | None = None,
     guard: Guard | None = None,
     handle_signals: bool = True,
-    warn: Callable[[str], None] = _warn,
+    warn: Callable[[str], None] = warn_on_stderr,
     calibrate: bool | Calibrator | None = None,
 ) -> Run:
     """Measure every cell of ``plan`` not yet done into its run directory and return the finished run.
 
-    With no ``backend`` the TensorFlow one is used (importing TensorFlow); the spec's devices must exist,
-    and the machine fingerprint includes TF's build and device details. ``guard`` is the memory guard
-    (default :class:`MemoryGuard`); the plan's time guard runs after it. Raises :class:`SweepInterrupted`
-    after SIGINT/SIGTERM (with everything measured saved), UsageError for a busy or unusable directory.
+    With no ``backend`` the default one is used (TensorFlow for its devices, numpy for the baseline); the
+    spec's devices must exist, and the machine fingerprint includes TF's build and device details. ``guard``
+    is the memory guard (default :class:`MemoryGuard`); the plan's time guard runs after it. Raises
+    :class:`SweepInterrupted` after SIGINT/SIGTERM (with everything measured saved), UsageError for a busy or
+    unusable directory.
     """
     from devbench.machine import fingerprint
 
@@ -349,93 +218,57 @@ def run_plan(
 
         infos = discover()
         resolve(",".join(plan.spec.devices), [d.name for d in infos])  # a device that is not here: UsageError
-        backend = default_backend()  # TensorFlow, and numpy for the numpy:CPU baseline
+        backend = default_backend()
         machine = fingerprint(tensorflow_fingerprint(), [d.as_dict() for d in infos])
     else:
         machine = fingerprint()
     memory_guard = guard if guard is not None else MemoryGuard()
-    learners: list[Callable[[Record], None]] = [plan.time_guard.observe]
+    spec = plan.spec
+    if plan.meta is None:
+        session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv,
+                                    extra={"guards": {"max_call_time": plan.time_guard.max_call_time}},
+                                    handle_signals=handle_signals)
+    else:
+        session = RunSession.reopen(plan.run_dir, handle_signals=handle_signals)
+    session.n_planned = spec.n_cells()
+    session.learners.append(plan.time_guard.observe)
     memory_observe = getattr(memory_guard, "observe", None)
     if callable(memory_observe):
-        learners.append(memory_observe)
-        for earlier in plan.prior:  # the time guard learned these when the plan was made
-            memory_observe(earlier)
-    run_dir = plan.run_dir
-    spec = plan.spec
-    lock = RunLock(run_dir)
-    meta: dict[str, Any] = {}
-    status = "interrupted"
-    stop: SweepInterrupted | None = None
-    with _Signals(handle_signals, run_dir) as signals:
-        try:
-            with signals.deferred():
-                meta = _open_run(plan, lock, machine, argv, warn)
-            signals.check()
-            if "calibration" not in meta:
-                meta["calibration"] = calibrator(spec) if calibrator is not None else None
-                write_json(run_dir / META, meta)
-            log = CellLog(run_dir)
+        session.learners.append(memory_observe)
+    with session:
+        if plan.meta is not None:
+            _record_resume(session, plan, machine, argv, warn)
+            for earlier in session.reopened.records if session.reopened else []:
+                for learn in session.learners:
+                    learn(earlier)
+        if "calibration" not in session.meta:
+            session.update_meta(calibration=calibrator(spec) if calibrator is not None else None)
 
-            def save(result: CellResult) -> None:
-                annotate(result.record, meta.get("calibration"))
-                with signals.deferred():
-                    log.append(result.record, result.samples)
-                for learn in learners:
-                    learn(result.record)
-                if on_result is not None:
-                    on_result(result)
-                signals.check()
+        def save(result: CellResult) -> None:
+            session.record(result)
+            if on_result is not None:
+                on_result(result)
 
-            run_sweep(spec, backend, str(meta.get("run_id") or run_dir.name), on_result=save,
-                      on_start=on_start, done=plan.done, guard=combine(memory_guard, plan.time_guard))
-            status = "complete"
-        except KeyboardInterrupt as exc:
-            stop = exc if isinstance(exc, SweepInterrupted) else SweepInterrupted(signal.SIGINT)
-        except BaseException as exc:
-            status = "failed"
-            if meta:
-                meta["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-            raise
-        finally:
-            if meta:
-                with signals.deferred():
-                    results, samples = finalize(run_dir)
-                    meta.update(status=status, finished_at=utc_now(), n_cells=len(results))
-                    write_json(run_dir / META, meta)
-            lock.release()
-        if stop is None and signals.received is not None:
-            stop = SweepInterrupted(signals.received)  # arrived while the final files were written
-    if not meta:  # stopped before the run directory was opened: nothing was written
-        raise stop if stop is not None else AssertionError("a sweep ended without opening its run")
-    run = Run(path=run_dir, meta=meta, results=results, samples=samples)
-    if stop is not None:
-        stop.run = run
-        stop.n_planned = spec.n_cells()
-        raise stop
-    return run
+        run_sweep(spec, backend, str(session.meta.get("run_id") or plan.run_dir.name), on_result=save,
+                  on_start=on_start, done=session.done, guard=combine(memory_guard, plan.time_guard))
+        session.complete()
+    assert session.run is not None
+    return session.run
 
 
-def _open_run(plan: Plan, lock: RunLock, machine: dict[str, Any], argv: Sequence[str],
-              warn: Callable[[str], None]) -> dict[str, Any]:
-    """Create (new run) or reopen (resume) the run directory under the lock; write meta.json as running."""
-    run_dir = plan.run_dir
-    if plan.meta is None:
-        prepare_run_dir(run_dir)
-        lock.acquire()
-        meta = new_meta(plan.spec.to_dict(), machine, run_dir.name, argv)
-        meta["guards"] = {"max_call_time": plan.time_guard.max_call_time}
-        write_json(run_dir / META, meta)
-        return meta
-    lock.acquire()
-    meta = dict(plan.meta)
-    torn = repair_torn_tail(run_dir)
-    if torn:
-        warn(f"cells.jsonl ended in a torn line ({len(torn)} bytes, a write cut short by a crash or kill -9); "
-             "it was cut off and that cell will be measured again")
-    other = [p for p in plan.log_problems if "torn last line" not in p]
+def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], argv: Sequence[str],
+                   warn: Callable[[str], None]) -> None:
+    """Warn about what the reopened log held and whether the machine changed; add a ``resumed`` entry."""
+    reopened = session.reopened
+    assert reopened is not None
+    if reopened.torn:
+        warn(f"cells.jsonl ended in a torn line ({len(reopened.torn)} bytes, a write cut short by a crash or "
+             "kill -9); it was cut off and that cell will be measured again")
+    other = reopened.other_problems
     if other:
         warn(f"cells.jsonl has {len(other)} line(s) that are not valid cell records, ignored "
              f"({'; '.join(other[:3])}{'; ...' if len(other) > 3 else ''})")
+    meta = session.meta
     changes = machine_changes(meta.get("machine") or {}, machine)
     if changes:
         what = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
@@ -446,18 +279,15 @@ def _open_run(plan: Plan, lock: RunLock, machine: dict[str, Any], argv: Sequence
         "at": utc_now(),
         "argv": list(argv),
         "previous_status": meta.get("status"),
-        "cells_before": len(plan.done),
-        "torn_bytes_dropped": len(torn),
+        "cells_before": len(session.done),
+        "torn_bytes_dropped": len(reopened.torn),
         "ignored_lines": len(other),
         "machine_changes": changes,
     }
     if changes:
         entry["machine"] = machine
-    meta["resumed"] = [*(meta.get("resumed") or []), entry]
-    meta.update(status="running", finished_at=None)
     meta.pop("error", None)
-    write_json(run_dir / META, meta)
-    return meta
+    session.update_meta(resumed=[*(meta.get("resumed") or []), entry], status="running", finished_at=None)
 
 
 def execute(
@@ -496,7 +326,7 @@ def resume(
     on_result: Callable[[CellResult], None] | None = None,
     guard: Guard | None = None,
     handle_signals: bool = True,
-    warn: Callable[[str], None] = _warn,
+    warn: Callable[[str], None] = warn_on_stderr,
 ) -> Run:
     """Finish an interrupted or crashed run: the spec from its meta.json, only the cells not yet in its log."""
     return run_plan(plan_resume(Path(run_dir)), argv=argv, backend=backend, on_start=on_start,
