@@ -13,8 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from devbench.schema import RESULT_COLUMNS, Record
-from devbench.schema import results_frame
+from devbench.schema import RESULT_COLUMNS, Record, results_frame
 from devbench.store import Run
 
 MACHINE: dict[str, Any] = {

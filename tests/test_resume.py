@@ -21,9 +21,9 @@ from devbench.errors import UsageError
 from devbench.guards import MemoryGuard
 from devbench.runner import CellResult
 from devbench.schema import IDENTITY
+from devbench.session import Signals as _Signals
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.store import CellLog, read_cell_log, write_json
-from devbench.session import Signals as _Signals
 from devbench.sweep import SweepInterrupted, execute, plan_resume, resume
 from tests.test_runner import FakeBackend, FakeOutcome
 
