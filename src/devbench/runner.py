@@ -1,18 +1,20 @@
-"""SweepSpec -> Records: run every cell, smallest first; a failing cell becomes a status, never a crash.
+"""SweepSpec -> visit records: visit every cell round after round; a failing cell becomes a status, never a
+crash.
 
-The runner knows nothing about TensorFlow: it drives a :class:`Backend` (the TF one in backend.py, a fake in
-tests) and hands each finished cell to ``on_result`` at once, so the store can append it to disk before the
-next cell starts.
+The runner knows nothing about TensorFlow: it drives a :class:`Backend` (devbench.backends; a fake in tests)
+and hands each finished visit to ``on_result`` at once, so the session can append it to disk before the next
+visit starts. A cell's row in the results table is made from all its visits (devbench.store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import math
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from devbench.schema import Record, with_derived
-from devbench.spec import Cell, SweepSpec, TimingPolicy
+from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
 from devbench.stats import summarize
 from devbench.store import utc_now
 
@@ -40,8 +42,11 @@ class Backend(Protocol):
 
 @dataclass
 class CellResult:
+    """One finished visit of a cell: its record (statistics over this visit's samples) and samples."""
+
     record: Record
     samples: list[float] = field(default_factory=list)
+    round: int = 1
 
 
 def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
@@ -105,23 +110,66 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
 
 
 def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,
-             guard: Callable[[Cell], str | None] | None = None) -> CellResult:
-    """Measure one cell; any exception becomes a status row (KeyboardInterrupt and SystemExit propagate).
+             guard: Callable[[Cell], str | None] | None = None, round_: int = 1) -> CellResult:
+    """Measure one visit of a cell; any exception becomes a status row (KeyboardInterrupt and SystemExit
+    propagate).
 
-    ``guard`` may veto the cell before anything is allocated: its reason makes the row ``skipped``.
+    ``guard`` may veto the cell before anything is allocated: its reason makes the row ``skipped``. Only the
+    first visit's cold call is the cell's ``cold_s``: a later visit's first call finds kernels loaded and
+    functions traced, so it is not a cold call (it is part of that visit's warm-up).
     """
     reason = guard(cell) if guard is not None else None
     if reason is not None:
-        return CellResult(status_record(run_id, cell, "skipped", reason))
+        return CellResult(status_record(run_id, cell, "skipped", reason), round=round_)
     try:
         outcome = backend.run_cell(cell, policy, seed)
     except Exception as exc:
         status, reason = backend.classify(exc)
         placed = getattr(exc, "placed_device", "")
-        return CellResult(status_record(run_id, cell, status, reason, placed))
+        return CellResult(status_record(run_id, cell, status, reason, placed), round=round_)
     finally:
         backend.release()
-    return CellResult(measured_record(run_id, cell, outcome), list(outcome.measurement.samples))
+    record = measured_record(run_id, cell, outcome)
+    if round_ > 1:
+        record.cold_s = math.nan
+    return CellResult(record, list(outcome.measurement.samples), round=round_)
+
+
+def run_visits(
+    visits: Sequence[Visit],
+    backend: Backend,
+    run_id: str,
+    policy: TimingPolicy,
+    seed: int,
+    *,
+    on_result: Callable[[CellResult], None] | None = None,
+    on_start: Callable[[Cell], None] | None = None,
+    done: Collection[tuple[Any, ...]] = (),
+    settled: Collection[tuple[Any, ...]] = (),
+    guard: Callable[[Cell], str | None] | None = None,
+) -> list[CellResult]:
+    """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
+    one visit: :meth:`TimingPolicy.per_visit`).
+
+    A cell is visited again only while all its visits were ``ok``: once one was not (unsupported, skipped,
+    out of memory, …) its later visits would fail the same way, so the cell is settled (``settled`` holds the
+    keys of cells settled before this call).
+    """
+    results: list[CellResult] = []
+    stopped = set(settled)
+    for visit in visits:
+        cell = visit.cell
+        if visit.key() in done or cell.key() in stopped:
+            continue
+        if on_start is not None:
+            on_start(cell)
+        result = run_cell(backend, run_id, cell, policy, seed, guard=guard, round_=visit.round)
+        if result.record.status != "ok":
+            stopped.add(cell.key())
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
 
 
 def run_sweep(
@@ -132,17 +180,9 @@ def run_sweep(
     on_result: Callable[[CellResult], None] | None = None,
     on_start: Callable[[Cell], None] | None = None,
     done: Collection[tuple[Any, ...]] = (),
+    settled: Collection[tuple[Any, ...]] = (),
     guard: Callable[[Cell], str | None] | None = None,
 ) -> list[CellResult]:
-    """Run every cell of ``spec`` not already in ``done`` (a collection of ``Cell.key()``), smallest first."""
-    results: list[CellResult] = []
-    for cell in spec.cells():
-        if cell.key() in done:
-            continue
-        if on_start is not None:
-            on_start(cell)
-        result = run_cell(backend, run_id, cell, spec.policy, spec.seed, guard=guard)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+    """Make every visit of ``spec`` (:meth:`SweepSpec.visits`) not already ``done``; see :func:`run_visits`."""
+    return run_visits(spec.visits(), backend, run_id, spec.policy.per_visit(spec.rounds), spec.seed,
+                      on_result=on_result, on_start=on_start, done=done, settled=settled, guard=guard)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from devbench.errors import UsageError
@@ -28,6 +28,9 @@ TRANSFER_SYNC = "transfer"
 
 NUMPY_DEVICE = "numpy:CPU"
 """The numpy baseline's pseudo-device (``--baseline numpy``): the same ops in plain numpy on the host."""
+
+DEFAULT_ROUNDS = 5
+"""Visits of every cell in a sweep (``--rounds``); see :meth:`SweepSpec.visits` and the README's "Rounds"."""
 
 _NUMBER = r"(\d+(?:\.\d+)?)([kKmM]?)"
 _SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
@@ -120,6 +123,19 @@ class TimingPolicy:
     """A sample's block of ``number`` calls lasts at least this long (and at least 100x the sync cost)."""
     max_number: int = 10_000
 
+    def per_visit(self, rounds: int) -> TimingPolicy:
+        """The policy of one of ``rounds`` visits to a cell: the cell's time budget, its warm-up and its sample
+        counts are shared by its visits (at least 2 samples a visit, so each round has a spread of its own)."""
+        if rounds <= 1:
+            return self
+        return replace(
+            self,
+            max_cell_time=self.max_cell_time / rounds,
+            warmup_time=self.warmup_time / rounds,
+            min_samples=max(2, math.ceil(self.min_samples / rounds)),
+            max_samples=max(2, math.ceil(self.max_samples / rounds)),
+        )
+
     def validate(self) -> TimingPolicy:
         if not self.max_cell_time > 0:
             raise UsageError(f"--max-cell-time must be positive seconds, got {self.max_cell_time!r}")
@@ -157,6 +173,17 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Visit:
+    """One visit to a cell: round ``round`` (1-based) of the sweep's ``rounds``."""
+
+    cell: Cell
+    round: int
+
+    def key(self) -> tuple[tuple[str, int, str, str, str, str], int]:
+        return (self.cell.key(), self.round)
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: the cross product of ops × sizes × dtypes × devices × modes, and how to time it."""
 
@@ -170,6 +197,8 @@ class SweepSpec:
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     include_transfer: bool = False
     """Measure every cell twice: with ``sync`` (data resident on the device) and with sync ``transfer``."""
+    rounds: int = DEFAULT_ROUNDS
+    """How many times every cell is visited, interleaved with the others (see :meth:`visits`)."""
 
     def syncs(self) -> tuple[str, ...]:
         """The sync modes every cell is measured with: ``sync``, plus ``transfer`` with ``include_transfer``."""
@@ -205,6 +234,28 @@ class SweepSpec:
     def n_cells(self) -> int:
         return sum(1 for _ in self.cells())
 
+    def visits(self) -> list[Visit]:
+        """Every visit of the sweep, in the order they are made.
+
+        Round after round, each round visits every cell once, sizes ascending (so the guards learn from the
+        smaller sizes first). The cells that differ only in device (an (op, size, dtype, mode, sync), with
+        the numpy baseline joining the first mode's) are visited back to back, in an order that rotates from
+        round to round: whatever the machine drifts by between rounds, it hits every device alike, and the
+        devices' ratio within a round is free of it.
+        """
+        groups: dict[tuple[Any, ...], list[Cell]] = {}
+        for cell in self.cells():  # already sorted: size, op, dtype, mode, sync, device
+            groups.setdefault((cell.size, cell.op, cell.dtype, cell.mode, cell.sync), []).append(cell)
+        plan: list[Visit] = []
+        for round_ in range(1, self.rounds + 1):
+            for cells in groups.values():
+                shift = (round_ - 1) % len(cells)
+                plan.extend(Visit(cell, round_) for cell in cells[shift:] + cells[:shift])
+        return plan
+
+    def n_visits(self) -> int:
+        return self.n_cells() * self.rounds
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -221,4 +272,5 @@ class SweepSpec:
             seed=int(data.get("seed", defaults.seed)),
             policy=TimingPolicy(**data.get("policy", {})),
             include_transfer=bool(data.get("include_transfer", defaults.include_transfer)),
+            rounds=int(data.get("rounds", 1)),  # runs from before rounds were visited once
         )
