@@ -112,6 +112,7 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["refine", "{good}", "--rounds", "0"], "--rounds '0' must be at least 1"),
     (["plot", "{good}", "--out", "{file}"], "'{file}' is a file"),
     (["calibrate", "--dtypes", "float128"], "unknown dtype 'float128'"),
+    (["calibrate", "--devices", "tpu:x"], "bad device name 'tpu:x'"),
 ]
 
 SUBPROCESS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -28,6 +29,16 @@ def test_help_and_version_do_not_import_tensorflow() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           env={"PYTHONPATH": SRC, "PATH": ""})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_subcommand_dispatches_through_a_handler() -> None:
+    from devbench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"sweep", "devices", "ops", "calibrate", "crossover", "plot", "report", "refine",
+                                "compare"}
+    for name, parser in sub.choices.items():
+        assert callable(parser.get_default("handler")), name
 
 
 def test_ops_lists_every_op_with_what_n_means() -> None:

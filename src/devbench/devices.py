@@ -38,12 +38,31 @@ def canonical(name: str) -> str:
     return f"{kind}:{index}"
 
 
+DEFAULT_KEYWORDS = ("", "default")
+"""A device list that means the default devices: CPU:0 plus every GPU."""
+ALL_KEYWORD = "all"
+"""A device list that means every device TensorFlow sees."""
+
+
+def check_names(requested: str | None) -> None:
+    """Check the spelling of a ``--devices`` list without TensorFlow; raises UsageError for a bad name.
+
+    The one syntax check of a device list (sweep, calibrate, the pytest plugin's ``--devbench-devices``), run
+    before TensorFlow is imported so a typo costs no TF start-up. Whether the devices exist is for
+    :func:`resolve`, once TF lists them.
+    """
+    if requested is None or requested.strip().lower() in (*DEFAULT_KEYWORDS, ALL_KEYWORD):
+        return
+    for name in requested.split(","):
+        canonical(name)
+
+
 def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
     """The devices to sweep: the default (CPU:0 plus every GPU) or the user's comma list, validated."""
-    if requested is None or requested.strip().lower() in ("", "default"):
+    if requested is None or requested.strip().lower() in DEFAULT_KEYWORDS:
         default = ["CPU:0", *[d for d in available if d.startswith("GPU:")]]
         return tuple(d for d in default if d in available)
-    if requested.strip().lower() == "all":
+    if requested.strip().lower() == ALL_KEYWORD:
         return tuple(available)
     chosen: list[str] = []
     for raw in requested.split(","):

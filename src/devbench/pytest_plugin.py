@@ -107,15 +107,9 @@ def parse_options(*, ops: str, sizes: str, dtypes: str, modes: str = "eager",
         except UsageError as exc:
             raise pytest.UsageError(f"{option}: {exc}") from exc
 
-    def check_device_names() -> None:
-        from devbench.devices import canonical
+    from devbench.devices import check_names
 
-        if devices is None or devices.strip().lower() in ("", "all", "default"):
-            return
-        for name in devices.split(","):
-            canonical(name)
-
-    parse("--devbench-devices", check_device_names)  # existence is checked once TF is up (resolve_devices)
+    parse("--devbench-devices", lambda: check_names(devices))  # existence is checked once TF is up (resolve_devices)
     return BenchOptions(
         ops=parse("--devbench-ops", lambda: choose_list("op", ops, OPS)),
         sizes=parse("--devbench-sizes", lambda: parse_sizes(sizes)),

@@ -1,0 +1,204 @@
+"""``devbench sweep``: measure a new run, or finish one with ``--resume``.
+
+Every option that can be checked without TensorFlow is checked first (:func:`validate_without_tf`), so a typo
+costs a fraction of a second, not the seconds TensorFlow takes to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from devbench.cli.options import (
+    Subcommands,
+    UsageParser,
+    add_command,
+    add_devices_option,
+    add_dtypes_option,
+    integer,
+    positive_float,
+    positive_int,
+)
+from devbench.errors import UsageError, choose, choose_list
+from devbench.spec import DTYPES, MODES, SIZE_GRAMMAR_HELP, SYNC_MODES, SweepSpec, TimingPolicy, parse_sizes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from devbench.sweep import Plan
+
+DEFAULT_SIZES = "64..4096"
+
+RESUME_COMPATIBLE = ("--resume", "--quiet", "--refine")
+"""Sweep options that may be given with --resume; every other one would change the plan stored in the run."""
+
+
+def register(sub: Subcommands[UsageParser]) -> None:
+    from devbench.guards import DEFAULT_MAX_CALL_TIME
+    from devbench.ops import DEFAULT_OPS
+
+    sweep = add_command(
+        sub, "sweep", cmd_sweep,
+        help="measure ops × sizes × dtypes × devices × modes into a run directory",
+        description="Measure every op × size × dtype × device × mode cell. Each cell: a cold first call "
+        "timed on its own, placement and correctness checks, warm-up, then calibrated blocks of calls "
+        "each ended by one sync. Results land in a run directory under results/ (or --out).",
+    )
+    sweep.add_argument("--sizes", default=DEFAULT_SIZES, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
+                       + SIZE_GRAMMAR_HELP)
+    sweep.add_argument("--ops", default=",".join(DEFAULT_OPS), help="comma list of ops (default: all; "
+                       "see 'devbench ops')")
+    add_dtypes_option(sweep)
+    add_devices_option(sweep, "CPU:0 and every GPU; see 'devbench devices'")
+    sweep.add_argument("--modes", default="eager", help=f"comma list of {', '.join(MODES)} (default eager)")
+    sweep.add_argument("--sync", default="scalar", help=f"how to wait for the device: {', '.join(SYNC_MODES)} "
+                       "(default scalar: .numpy() on one element; none reproduces the guide's pitfall)")
+    sweep.add_argument("--out", type=Path, default=None, help="run directory (default results/<UTC time>-<host>)")
+    sweep.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                       help="finish an interrupted or crashed run: its plan is read from RUN_DIR/meta.json and "
+                       "only cells not yet in RUN_DIR/cells.jsonl are measured (only --quiet and --refine "
+                       "may be given with it)")
+    default_policy = TimingPolicy()
+    sweep.add_argument("--max-cell-time", type=positive_float("--max-cell-time"),
+                       default=default_policy.max_cell_time,
+                       help=f"seconds of warm-up and samples per cell (default {default_policy.max_cell_time:g})")
+    sweep.add_argument("--max-call-time", type=positive_float("--max-call-time"), default=DEFAULT_MAX_CALL_TIME,
+                       help="skip a cell whose single call is predicted (from smaller sizes of the same op, "
+                       f"dtype, device and mode, scaled by FLOPs) to take longer (seconds; default "
+                       f"{DEFAULT_MAX_CALL_TIME:g})")
+    sweep.add_argument("--min-samples", type=positive_int("--min-samples"),
+                       default=default_policy.min_samples,
+                       help=f"samples before a cell may stop early (default {default_policy.min_samples})")
+    sweep.add_argument("--seed", type=integer("--seed"), default=0, help="seed for input data (default 0)")
+    sweep.add_argument("--baseline", choices=["numpy"], default=None,
+                       help="also run every op in plain numpy on the host, as device numpy:CPU (same timer)")
+    sweep.add_argument("--include-transfer", action="store_true",
+                       help="measure every cell a second time with sync 'transfer': each call also copies its "
+                       "inputs from host memory to the device and the whole result back")
+    sweep.add_argument("--no-calibrate", action="store_true",
+                       help="skip measuring the machine's peak FLOP/s and bandwidth at the start "
+                       "(then pct_of_peak is empty)")
+    sweep.add_argument("--refine", action="store_true", help="after the sweep, measure extra sizes inside "
+                       "each crossover bracket until it is within 5 %% (see 'devbench refine')")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
+
+
+def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> SweepSpec:
+    """The sweep the options ask for, its devices resolved against those TensorFlow sees."""
+    from dataclasses import replace
+
+    from devbench.devices import resolve
+    from devbench.ops import OPS
+    from devbench.spec import NUMPY_DEVICE
+
+    policy = TimingPolicy(
+        max_cell_time=args.max_cell_time,
+        min_samples=args.min_samples,
+        max_samples=max(TimingPolicy().max_samples, args.min_samples),
+    ).validate()
+    spec = SweepSpec(
+        ops=choose_list("op", args.ops, OPS),
+        sizes=parse_sizes(args.sizes),
+        dtypes=choose_list("dtype", args.dtypes, DTYPES),
+        devices=resolve(args.devices, available_devices),
+        modes=choose_list("mode", args.modes, MODES),
+        sync=choose("sync mode", args.sync, SYNC_MODES),
+        seed=args.seed,
+        policy=policy,
+        include_transfer=bool(getattr(args, "include_transfer", False)),
+    )
+    if getattr(args, "baseline", None) == "numpy" and NUMPY_DEVICE not in spec.devices:
+        spec = replace(spec, devices=(*spec.devices, NUMPY_DEVICE))
+    return spec
+
+
+def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> Plan | None:
+    """Check every option that does not need TensorFlow, before paying seconds to import it.
+
+    ``argv`` is the command line as typed (``sweep`` first). With ``--resume`` returns the resume plan (the
+    run directory read and validated), else None.
+    """
+    if args.resume is not None:
+        given = [token.split("=", 1)[0] for token in argv[1:] if token.startswith("--")]
+        clashing = [t for t in given if not any(option.startswith(t) for option in RESUME_COMPATIBLE)]
+        if clashing:
+            raise UsageError(f"{clashing[0]} cannot be combined with --resume: a resumed run keeps the plan stored "
+                             f"in {str(args.resume / 'meta.json')!r} (only --quiet and --refine may be added)")
+        from devbench.sweep import plan_resume
+
+        return plan_resume(args.resume)
+
+    from devbench.devices import check_names
+    from devbench.ops import OPS
+    from devbench.store import check_new_run_dir
+
+    parse_sizes(args.sizes)
+    choose_list("op", args.ops, OPS)
+    choose_list("dtype", args.dtypes, DTYPES)
+    choose_list("mode", args.modes, MODES)
+    choose("sync mode", args.sync, SYNC_MODES)
+    check_names(args.devices)
+    if args.out is not None:
+        check_new_run_dir(args.out)
+    return None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    argv: Sequence[str] = args.argv
+    plan = validate_without_tf(args, argv)
+    from devbench.devices import discover, resolve
+    from devbench.sweep import plan_new, run_plan
+
+    devices = [d.name for d in discover()]
+    if plan is None:
+        from devbench.store import default_run_dir
+
+        spec = spec_from_args(args, devices)
+        run_dir = args.out if args.out is not None else default_run_dir()
+        plan = plan_new(spec, run_dir, max_call_time=args.max_call_time)
+    else:
+        try:
+            resolve(",".join(plan.spec.devices), devices)
+        except UsageError as exc:
+            raise UsageError(f"cannot resume {str(plan.run_dir)!r} here: {exc}") from None
+    spec, run_dir = plan.spec, plan.run_dir
+    from devbench.progress import SweepProgress
+
+    if not args.quiet:
+        print(plan.describe(), file=sys.stderr, flush=True)
+    # SIGINT/SIGTERM raise SweepInterrupted (a KeyboardInterrupt) once what was measured is saved; main()
+    # prints how to resume and exits 130/143.
+    with SweepProgress(spec, enabled=not args.quiet, estimate=plan.time_guard.estimate_cell_seconds,
+                       done=plan.done) as progress:
+        run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
+                       calibrate=False if getattr(args, "no_calibrate", False) else None)
+    if args.refine:
+        from devbench.refine import refine_run
+        from devbench.store import load_run
+
+        with SweepProgress(spec, enabled=not args.quiet, total=None) as progress:
+            refine_run(run_dir, on_start=progress.start, on_result=progress.finish)
+        run = load_run(run_dir)
+    from devbench.publish import publish
+
+    charts, report = publish(run, run_dir)
+    if not args.quiet:
+        from devbench.analysis import crossover_frame, render_crossovers, render_winners, winners
+
+        sys.stdout.write(render_winners(winners(run.results)))
+        print_not_measured(run.results)
+        sys.stdout.write(render_crossovers(crossover_frame(run.results)))
+        print(f"charts: {len(charts)} in {run_dir / 'plots'}; report: {report}")
+    print(f"results: {run_dir}")
+    return 0
+
+
+def print_not_measured(results: pd.DataFrame) -> None:
+    """One line counting the cells that have no time (skipped, failed, unsupported), if there are any."""
+    failed = results[results["status"] != "ok"]
+    if not failed.empty:
+        counts = ", ".join(f"{n} {status}" for status, n in failed["status"].value_counts().items())
+        print(f"cells not measured: {counts} (reasons in results.csv and report.md)")
