@@ -27,7 +27,7 @@ BAD_RUNS = [
     ("{missing}", "{missing}' does not exist"),
     ("{empty}", "{empty}' is not a devbench run directory (no meta.json)"),
     ("{corrupt}", "{corrupt}/meta.json' is corrupt"),
-    ("{schema}", "{schema}' has schema version 99; this devbench reads version 1"),
+    ("{schema}", "{schema}' has schema version 99; this devbench reads versions 1 and 2"),
     ("{badmeta}", "{badmeta}/meta.json' is corrupt: field 'machine' is text"),
     ("{badresults}", "cannot read '{badresults}/results.parquet'"),
     ("{badcolumn}", "{badcolumn}/results.parquet': column median_s must be numeric, found 'fast'"),
@@ -120,7 +120,7 @@ SUBPROCESS = [
     (["sweep", "--ops", "matmull"], "unknown op 'matmull' (did you mean 'matmul'?)"),
     (["sweep", "--max-call-time", "0"], "--max-call-time '0' must be a positive"),
     (["sweep", "--resume", "{corrupt}"], "{corrupt}/meta.json' is corrupt"),
-    (["crossover", "{schema}"], "{schema}' has schema version 99; this devbench reads version 1"),
+    (["crossover", "{schema}"], "{schema}' has schema version 99; this devbench reads versions 1 and 2"),
     (["compare", "{badresults}", "{good}"], "cannot read '{badresults}/results.parquet'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]

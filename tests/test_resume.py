@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from devbench.sweep import SweepInterrupted, execute, plan_resume, resume
 from tests.test_runner import FakeBackend, FakeOutcome
 
 SPEC = SweepSpec(ops=("matmul", "add"), sizes=(16, 32, 64, 128), devices=("CPU:0", "CPU:1"),
-                 policy=TimingPolicy(max_cell_time=0.1))
+                 policy=TimingPolicy(max_cell_time=0.1), rounds=1)
+"""One round: these tests are about cells surviving signals and resumes (tests/test_rounds.py: visits)."""
 N_CELLS = 16
 ROOMY = MemoryGuard(host_available=lambda: 2**40, device_free=lambda d: None)
 
@@ -210,7 +212,7 @@ def test_a_bug_marks_the_run_failed_keeps_its_traceback_and_stays_resumable(tmp_
 
 def test_the_time_guard_skips_predicted_slow_calls_and_learns_across_a_resume(tmp_path: Path) -> None:
     # FakeBackend: per-call time = n µs. From n=32, add (n²) predicts 128 µs at 64 and matmul (n³) 256 µs.
-    spec = SweepSpec(ops=("add", "matmul"), sizes=(32, 64, 128))
+    spec = SweepSpec(ops=("add", "matmul"), sizes=(32, 64, 128), rounds=1)
     run_dir = tmp_path / "run"
     with pytest.raises(SweepInterrupted):  # add32, matmul32 measured; stopped in add64
         execute(spec, run_dir, backend=SignalAt(3), guard=ROOMY, max_call_time=2e-4)
@@ -218,7 +220,7 @@ def test_the_time_guard_skips_predicted_slow_calls_and_learns_across_a_resume(tm
     assert meta["guards"] == {"max_call_time": 2e-4}
     plan = plan_resume(run_dir)
     assert plan.time_guard.max_call_time == 2e-4
-    assert "3 predicted over --max-call-time" in plan.describe()  # matmul 64, 128 and add 128, from n=32
+    assert "3 cells predicted over --max-call-time" in plan.describe()  # matmul 64, 128 and add 128, from n=32
     backend = FakeBackend()
     run = resume(run_dir, backend=backend, guard=ROOMY)
     assert [(c.op, c.size) for c in backend.seen] == [("add", 64)]
@@ -235,8 +237,12 @@ def test_the_time_guard_skips_predicted_slow_calls_and_learns_across_a_resume(tm
 def test_plan_describes_cells_and_a_rough_estimate(tmp_path: Path) -> None:
     plan = sweep_module.plan_new(SPEC, tmp_path / "new")
     text = plan.describe()
-    assert text.startswith("plan: 16 cells, rough estimate 9.6 s (per cell: 0.1 s budget, ~0.5 s set-up")
+    assert text.startswith("plan: 16 cells × 1 round (one round cannot see drift between rounds: intervals will "
+                           "be empty), rough estimate 9.6 s (per cell: 0.1 s budget shared by its visits, ~0.5 s "
+                           "set-up")
     assert "\n" not in text
+    five = sweep_module.plan_new(replace(SPEC, rounds=5), tmp_path / "five").describe()
+    assert five.startswith("plan: 16 cells × 5 rounds, rough estimate")
 
 
 @pytest.mark.parametrize(("setup", "message"), [
@@ -333,9 +339,9 @@ def test_a_signal_while_the_final_files_are_written_still_stops_with_its_code(tm
     run_dir = tmp_path / "run"
     real_finalize = session_module.__dict__["finalize"]
 
-    def finalize_with_a_signal(path: Path) -> Any:
+    def finalize_with_a_signal(path: Path, meta: Any) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)  # deferred: the write goes on
-        return real_finalize(path)
+        return real_finalize(path, meta)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(session_module, "finalize", finalize_with_a_signal)

@@ -93,7 +93,7 @@ def test_refine_is_refused_while_another_process_writes_the_run(tmp_path: Path) 
 def test_a_stale_resume_plan_does_not_measure_cells_again(tmp_path: Path) -> None:
     """Two resumes that both planned before either took the lock: the second must see, under the lock, what
     the first measured, instead of measuring its stale plan's cells a second time."""
-    spec = SweepSpec(ops=("matmul",), sizes=(16, 32, 64), devices=("CPU:0",), policy=FAST)
+    spec = SweepSpec(ops=("matmul",), sizes=(16, 32, 64), devices=("CPU:0",), policy=FAST, rounds=1)
     run_dir = tmp_path / "run"
     execute(spec, run_dir, backend=FakeBackend(fail={}), guard=ROOMY, calibrate=False)
     lines = (run_dir / "cells.jsonl").read_bytes().splitlines(keepends=True)
@@ -128,7 +128,7 @@ def test_the_numpy_baseline_is_planned_once_whatever_the_modes_and_syncs() -> No
 
 def test_a_sweep_with_the_baseline_measures_it_once(tmp_path: Path) -> None:
     spec = SweepSpec(ops=("add",), sizes=(16,), devices=("CPU:0", NUMPY_DEVICE), modes=("eager", "function"),
-                     policy=FAST)
+                     policy=FAST, rounds=1)
     backend = FakeBackend()
     run = execute(spec, tmp_path / "run", backend=backend, guard=ROOMY, calibrate=False)
     assert [c.device for c in backend.seen].count(NUMPY_DEVICE) == 1

@@ -17,10 +17,11 @@ import pandas as pd
 
 from devbench.analysis import RefineCell, Refinement, refine, split_mode
 from devbench.guards import Guard, MemoryGuard
-from devbench.runner import Backend, CellResult, run_cell
+from devbench.runner import Backend, CellResult, run_visits
+from devbench.schema import IDENTITY
 from devbench.session import RunSession, require_writable_run
-from devbench.spec import Cell, SweepSpec
-from devbench.store import tables_from_log, utc_now
+from devbench.spec import Cell, SweepSpec, interleaved_visits
+from devbench.store import read_cell_log, tables_from_log, utc_now
 
 DEFAULT_ROUNDS = 6
 REL_TOL = 0.05
@@ -57,26 +58,30 @@ def refine_run(
             from devbench.backend import default_backend
 
             backend = default_backend()  # routes numpy:CPU to numpy, TF devices to TensorFlow
-        results, _samples = tables_from_log(session.reopened.contents)
+        active: Backend = backend
+        results, _samples = tables_from_log(session.reopened.contents, session.meta)
         run_id = str(session.meta.get("run_id") or run_dir.name)
-        active = backend
 
         def measure(cells: list[RefineCell]) -> pd.DataFrame:
-            rows = []
-            for wanted in cells:
-                mode, sync = split_mode(wanted.mode)  # transfer timings are analysed as mode "eager+transfer"
-                for device in wanted.devices:
-                    cell = spec.planned_cell(Cell(size=wanted.size, op=wanted.op, dtype=wanted.dtype,
-                                                  device=device, mode=mode, sync=sync or spec.sync))
-                    if on_start is not None:
-                        on_start(cell)
-                    result = run_cell(active, run_id, cell, spec.policy, spec.seed, guard=guard)
-                    session.record(result)
-                    if on_result is not None:
-                        on_result(result)
-                    rows.append(result.record.as_dict())
-            measured: pd.DataFrame = pd.DataFrame(rows)
-            return measured
+            """Visit the new cells as a sweep visits its own: ``spec.rounds`` rounds, each device of a size
+            back to back in a rotating order, under the per-visit policy; return their cells' rows."""
+            wanted = [spec.planned_cell(Cell(size=c.size, op=c.op, dtype=c.dtype, device=device,
+                                             mode=split_mode(c.mode)[0], sync=split_mode(c.mode)[1] or spec.sync))
+                      for c in cells for device in c.devices]
+            visits = interleaved_visits(list(dict.fromkeys(wanted)), spec.rounds)
+
+            def save(result: CellResult) -> None:
+                session.record(result)
+                if on_result is not None:
+                    on_result(result)
+
+            run_visits(visits, active, run_id, spec.policy.per_visit(spec.rounds), spec.seed, on_result=save,
+                       on_start=on_start, guard=guard)
+            measured, _ = tables_from_log(read_cell_log(run_dir), session.meta)
+            keys = {cell.key() for cell in wanted}
+            rows: pd.DataFrame = measured[[key in keys for key in measured[list(IDENTITY)].itertuples(index=False,
+                                                                                                      name=None)]]
+            return rows
 
         outcome = refine(results, measure, max_rounds=max_rounds, rel_tol=REL_TOL)
         session.update_meta(refinements=[*(session.meta.get("refinements") or []), {

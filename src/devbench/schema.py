@@ -1,4 +1,4 @@
-"""The public result schema (version 1): one flat row per cell, plus a long table of raw samples.
+"""The public result schema (version 2): one flat row per cell, plus a long table of raw samples.
 
 Bump ``SCHEMA_VERSION`` whenever a column is renamed, removed or changes meaning; readers refuse files of
 another version with a clear message rather than guessing.
@@ -11,7 +11,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: rounds. Each cells.jsonl line is one visit (``round``); result rows gained ``n_rounds``,
+``between_round_rel``, ``ci_reason``, ``incomplete``; samples gained ``round``."""
+
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Version 1 runs read as runs of one round: every line is the one visit of its cell."""
 
 STATUSES = ("ok", "unsupported", "fallback", "wrong", "oom", "skipped", "error")
 """``ok`` measured; ``unsupported`` TF cannot run this op/dtype/device; ``fallback`` the output landed on
@@ -64,6 +69,14 @@ class Record:
     pct_of_peak: float = math.nan
     """Per cent of the device's calibrated roofline at this op's arithmetic intensity (see devbench.calibrate);
     NaN without a calibration."""
+    n_rounds: int = 0
+    """Visits whose samples are in this row (rounds: devbench.spec.SweepSpec.visits)."""
+    between_round_rel: float = math.nan
+    """(largest - smallest round median) / median: how far the visits disagreed; NaN with one round."""
+    ci_reason: str = ""
+    """Why ``ci_low_s``/``ci_high_s`` are NaN (too few rounds to see drift), or empty."""
+    incomplete: bool = False
+    """Fewer ok visits than the sweep planned (an interrupted run): its interval sees fewer rounds."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,8 +87,9 @@ class Record:
 
 RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
 
-SAMPLE_COLUMNS: tuple[str, ...] = ("run_id", *IDENTITY, "sample", "number", "per_call_s")
-"""samples.parquet: one row per timed block; ``per_call_s`` = block time / ``number``."""
+SAMPLE_COLUMNS: tuple[str, ...] = ("run_id", *IDENTITY, "round", "sample", "number", "per_call_s")
+"""samples.parquet: one row per timed block; ``round`` the visit it was taken in (1-based), ``sample`` its
+index within that visit, ``per_call_s`` = block time / ``number``."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,7 +188,7 @@ def check_table(frame: pd.DataFrame, source: str, columns: Iterable[str]) -> pd.
 
     from devbench.errors import UsageError
 
-    kinds = {**COLUMN_KINDS, "sample": "int", "per_call_s": "float"}
+    kinds = {**COLUMN_KINDS, "round": "int", "sample": "int", "per_call_s": "float"}
     out: pd.DataFrame = pd.DataFrame(index=frame.index)
     for col in columns:
         values = frame[col]
@@ -201,8 +215,8 @@ def check_table(frame: pd.DataFrame, source: str, columns: Iterable[str]) -> pd.
             bad = values[garbage].iloc[0] if garbage.any() else values[is_bool].iloc[0]
             raise UsageError(f"{source}: column {col} must be numeric, found {bad!r}")
         if kind == "int":
-            low = 1 if col == "size" else 0
-            filled = numbers if col == "size" else numbers.fillna(0)
+            low = 1 if col in ("size", "round") else 0
+            filled = numbers if col in ("size", "round") else numbers.fillna(0)
             bad_int = filled.isna() | (filled != filled.round()) | (filled < low)
             if bad_int.any():
                 raise UsageError(f"{source}: column {col} must hold whole numbers >= {low}, "

@@ -81,6 +81,9 @@ class SessionInterrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum
         self.run: Run | None = None
         self.n_planned = 0
+        """Cells the run plans (for the interruption message; 0: not said)."""
+        self.n_visits_planned = 0
+        self.n_visits_saved = 0
         self.again = again
         """The command that carries on from here (empty: ``devbench sweep --resume RUN``)."""
 
@@ -94,7 +97,9 @@ class SessionInterrupted(KeyboardInterrupt):
         if self.run.meta.get("status") == "complete" and not self.again:
             return f"devbench: {name} received; the run was already complete: {self.run.path}"
         of = f" of {self.n_planned}" if self.n_planned else ""
-        return (f"devbench: interrupted by {name}; {kept}{of} cells are saved in {self.run.path}\n"
+        visits = (f" ({self.n_visits_saved} of {self.n_visits_planned} visits)"
+                  if self.n_visits_planned > self.n_planned else "")
+        return (f"devbench: interrupted by {name}; {kept}{of} cells{visits} are saved in {self.run.path}\n"
                 f"devbench: {'go on' if self.again else 'resume'} with: "
                 f"{self.again or resume_command(self.run.path)}")
 
@@ -185,6 +190,17 @@ class Reopened:
         return [Record(**record) for record in self.contents.records]
 
     @property
+    def visits_done(self) -> frozenset[tuple[Any, ...]]:
+        """``Visit.key()`` of every visit in the log."""
+        return frozenset((Record(**r).key(), round_) for r, round_ in zip(self.contents.records,
+                                                                             self.contents.rounds, strict=True))
+
+    @property
+    def settled(self) -> frozenset[tuple[Any, ...]]:
+        """Cells not to visit again: one of their visits was not ``ok`` (see devbench.runner.run_visits)."""
+        return frozenset(Record(**r).key() for r in self.contents.records if r.get("status") != "ok")
+
+    @property
     def other_problems(self) -> list[str]:
         return [p for p in self.contents.problems if "torn last line" not in p]
 
@@ -215,13 +231,18 @@ class RunSession:
         self.meta: dict[str, Any] = {}
         self.reopened: Reopened | None = None
         self.done: frozenset[tuple[Any, ...]] = frozenset()
-        """``Record.key()`` of every cell already in cells.jsonl when the lock was taken."""
+        """``Visit.key()`` of every visit already in cells.jsonl when the lock was taken."""
+        self.settled: frozenset[tuple[Any, ...]] = frozenset()
+        """``Cell.key()`` of the cells in the log that are not to be visited again."""
         self.learners: list[Callable[[Record], None]] = []
         """Called with every recorded result's record (the guards learn from them)."""
         self.run: Run | None = None
         self.n_planned = 0
+        """Cells the run plans (for the interruption message; 0: not said)."""
+        self.n_visits_planned = 0
         self._complete = False
         self._status_before = "running"
+        self._recorded = 0
         self._log = CellLog(self.run_dir)
 
     # -- opening
@@ -272,7 +293,8 @@ class RunSession:
         torn = repair_torn_tail(self.run_dir)
         contents = read_cell_log(self.run_dir)
         self.reopened = Reopened(contents=contents, torn=torn)
-        self.done = frozenset(record.key() for record in self.reopened.records)
+        self.done = self.reopened.visits_done
+        self.settled = self.reopened.settled
 
     # -- writing
 
@@ -288,7 +310,8 @@ class RunSession:
         learners see it. A signal that arrived while writing is raised after the write."""
         annotate(result.record, self.meta.get("calibration"))
         with self.signals.deferred():
-            self._log.append(result.record, result.samples)
+            self._log.append(result.record, result.samples, result.round)
+            self._recorded += 1
         for learn in self.learners:
             learn(result.record)
         self.signals.check()
@@ -316,7 +339,7 @@ class RunSession:
             status = "interrupted"  # left without complete(): cells are still missing
         try:
             with self.signals.deferred():
-                results, samples = finalize(self.run_dir)
+                results, samples = finalize(self.run_dir, self.meta)
                 if self.keep_status:  # a refine adds cells to a run; its plan's state is unchanged
                     status = self._status_before
                 self.meta.update(status=status, finished_at=utc_now(), n_cells=len(results))
@@ -332,6 +355,8 @@ class RunSession:
         if stop is not None:
             stop.run = self.run
             stop.n_planned = self.n_planned
+            stop.n_visits_planned = self.n_visits_planned
+            stop.n_visits_saved = len(self.done) + self._recorded
             if stop is not exc:
                 raise stop from None
             return  # the original SessionInterrupted propagates, now carrying the run

@@ -183,6 +183,26 @@ class Visit:
         return (self.cell.key(), self.round)
 
 
+def interleaved_visits(cells: list[Cell], rounds: int) -> list[Visit]:
+    """``rounds`` visits of every cell of ``cells`` (in their order), in the order they are made.
+
+    Round after round, each round visits every cell once, in the given order (a sweep's: sizes ascending, so
+    the guards learn from the smaller sizes first). Cells that differ only in device (one op, size, dtype,
+    mode and sync; the numpy baseline joins its first mode's) are visited back to back, in an order that
+    rotates from round to round: whatever the machine drifts by between rounds hits every device alike, and
+    the devices' ratio within a round is free of it.
+    """
+    groups: dict[tuple[Any, ...], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.size, cell.op, cell.dtype, cell.mode, cell.sync), []).append(cell)
+    plan: list[Visit] = []
+    for round_ in range(1, rounds + 1):
+        for group in groups.values():
+            shift = (round_ - 1) % len(group)
+            plan.extend(Visit(cell, round_) for cell in group[shift:] + group[:shift])
+    return plan
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: the cross product of ops × sizes × dtypes × devices × modes, and how to time it."""
@@ -235,23 +255,8 @@ class SweepSpec:
         return sum(1 for _ in self.cells())
 
     def visits(self) -> list[Visit]:
-        """Every visit of the sweep, in the order they are made.
-
-        Round after round, each round visits every cell once, sizes ascending (so the guards learn from the
-        smaller sizes first). The cells that differ only in device (an (op, size, dtype, mode, sync), with
-        the numpy baseline joining the first mode's) are visited back to back, in an order that rotates from
-        round to round: whatever the machine drifts by between rounds, it hits every device alike, and the
-        devices' ratio within a round is free of it.
-        """
-        groups: dict[tuple[Any, ...], list[Cell]] = {}
-        for cell in self.cells():  # already sorted: size, op, dtype, mode, sync, device
-            groups.setdefault((cell.size, cell.op, cell.dtype, cell.mode, cell.sync), []).append(cell)
-        plan: list[Visit] = []
-        for round_ in range(1, self.rounds + 1):
-            for cells in groups.values():
-                shift = (round_ - 1) % len(cells)
-                plan.extend(Visit(cell, round_) for cell in cells[shift:] + cells[:shift])
-        return plan
+        """Every visit of the sweep, in the order they are made: :func:`interleaved_visits` of its cells."""
+        return interleaved_visits(list(self.cells()), self.rounds)
 
     def n_visits(self) -> int:
         return self.n_cells() * self.rounds

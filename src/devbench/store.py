@@ -46,6 +46,7 @@ from devbench.schema import (
     FLOAT_COLUMNS,
     IDENTITY,
     INT_COLUMNS,
+    READABLE_SCHEMA_VERSIONS,
     RESULT_COLUMNS,
     SAMPLE_COLUMNS,
     SCHEMA_VERSION,
@@ -56,6 +57,8 @@ from devbench.schema import (
     derive_columns,
     results_frame,
 )
+from devbench.visits import LoggedVisit, cell_row, latest_visits
+from devbench.visits import sample_rows as sample_rows_of
 
 try:  # POSIX; elsewhere runs are simply not locked
     import fcntl
@@ -177,7 +180,7 @@ def prepare_output_dir(path: Path) -> Path:
 
 
 class CellLog:
-    """Append-only ``cells.jsonl``: one complete line per cell, written with one ``write`` and fsynced before
+    """Append-only ``cells.jsonl``: one complete line per visit of a cell, written with one ``write`` and fsynced before
     returning.
 
     If the file does not end with a newline (a torn last line, left by a process killed mid-write), the new
@@ -187,8 +190,10 @@ class CellLog:
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / CELLS
 
-    def append(self, record: Record, samples: Sequence[float]) -> None:
-        line = json.dumps({"record": record.as_dict(), "samples": list(samples)}, allow_nan=True) + "\n"
+    def append(self, record: Record, samples: Sequence[float], round_: int = 1) -> None:
+        """Append one visit: its record, its samples and its round (1-based)."""
+        line = json.dumps({"round": round_, "record": record.as_dict(), "samples": list(samples)},
+                          allow_nan=True) + "\n"
         data = line.encode("utf-8")
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -209,6 +214,8 @@ class CellLogContents:
     records: list[dict[str, Any]] = field(default_factory=list)
     """Valid records, each normalised to exactly the fields of :class:`Record` with their types."""
     samples: list[list[float]] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+    """The round of each record (1 for lines of schema version 1, which had one visit per cell)."""
     torn_lines: int = 0
     """Lines ignored: torn (a process killed mid-write leaves at most one, at the end) or not a valid record."""
     torn_tail: int = 0
@@ -300,6 +307,9 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
                 raise ValueError("not an object with 'record' and 'samples'")
             record = validate_record(entry["record"])
             samples = _validate_samples(entry["samples"])
+            round_ = entry.get("round", 1)
+            if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
+                raise ValueError(f"round must be a whole number >= 1, found {round_!r}")
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             contents.torn_lines += 1
             why = "torn last line (no newline: the write was cut short)" if torn else first_line(str(exc))
@@ -307,6 +317,7 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
             continue
         contents.records.append(record)  # (a whole last record that lacks only its newline is kept)
         contents.samples.append(samples)
+        contents.rounds.append(round_)
     return contents
 
 
@@ -408,23 +419,33 @@ def check_not_locked(run_dir: Path) -> None:
         os.close(fd)
 
 
-def tables_from_log(contents: CellLogContents) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Build the results and samples tables from the cell log. A cell measured twice keeps its last entry."""
-    latest: dict[tuple[Any, ...], int] = {}
-    for index, record in enumerate(contents.records):
-        latest[tuple(record.get(name) for name in IDENTITY)] = index
-    kept = sorted(latest.values())
-    records = [contents.records[i] for i in kept]
+def logged_visits(contents: CellLogContents) -> list[LoggedVisit]:
+    return [LoggedVisit(record, samples, round_)
+            for record, samples, round_ in zip(contents.records, contents.samples, contents.rounds, strict=True)]
+
+
+def tables_from_log(contents: CellLogContents, meta: Mapping[str, Any] | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build the results and samples tables from the cell log: one row per cell from all its visits
+    (:func:`devbench.visits.cell_row`; a visit logged twice keeps its last line). ``meta`` gives the rounds
+    the sweep planned (``incomplete``) and the calibration (``pct_of_peak`` of the pooled median)."""
+    from devbench.calibrate import with_pct_of_peak
+
+    meta = meta or {}
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    planned = spec.get("rounds", 1) if isinstance(spec, dict) else 1
+    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) and planned > 0 else 1
+    rows: list[dict[str, Any]] = []
     sample_rows: list[dict[str, Any]] = []
-    for i in kept:
-        record = contents.records[i]
-        ident = {name: record.get(name) for name in ("run_id", *IDENTITY)}
-        sample_rows.extend(
-            {**ident, "sample": n, "number": record.get("number", 0), "per_call_s": s}
-            for n, s in enumerate(contents.samples[i])
-        )
+    for visits in latest_visits(logged_visits(contents)).values():
+        row = cell_row(visits, planned)
+        rows.append(row)
+        sample_rows.extend(sample_rows_of(row, visits if row.get("n_rounds") else visits[:1]))
     samples = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
-    return results_frame(records), samples
+    results = derive_columns(results_frame(rows))
+    if meta.get("calibration"):
+        results = with_pct_of_peak(results, meta.get("calibration"))
+    return results, samples
 
 
 def write_tables(run_dir: Path, results: pd.DataFrame, samples: pd.DataFrame) -> None:
@@ -446,9 +467,10 @@ def write_tables(run_dir: Path, results: pd.DataFrame, samples: pd.DataFrame) ->
     _fsync_dir(run_dir)
 
 
-def finalize(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(Re)build the final tables from cells.jsonl; safe to call any number of times."""
-    results, samples = tables_from_log(read_cell_log(run_dir))
+def finalize(run_dir: Path, meta: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Re)build the final tables from cells.jsonl (``meta``: the run's meta.json, as for
+    :func:`tables_from_log`); safe to call any number of times."""
+    results, samples = tables_from_log(read_cell_log(run_dir), meta)
     write_tables(run_dir, results, samples)
     return results, samples
 
@@ -490,10 +512,9 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise UsageError(f"{str(path)!r} is corrupt: expected a JSON object")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UsageError(
-            f"{str(run_dir)!r} has schema version {version!r}; this devbench reads version {SCHEMA_VERSION}"
-        )
+    if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
+        raise UsageError(f"{str(run_dir)!r} has schema version {version!r}; this devbench reads versions {readable}")
     problem = _meta_problem(meta)
     if problem is not None:
         raise UsageError(f"{str(path)!r} is corrupt: {problem}")
@@ -544,12 +565,12 @@ def load_run(run_dir: Path) -> Run:
     meta = read_meta(run_dir)
     contents = read_cell_log(run_dir)
     if contents.records:
-        results, samples = tables_from_log(contents)
+        results, samples = tables_from_log(contents, meta)
     elif (run_dir / RESULTS_PARQUET).exists():
-        results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS))
+        results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS, ROUND_COLUMNS))
         samples_path = run_dir / SAMPLES_PARQUET
         samples = (
-            _read_table(samples_path, SAMPLE_COLUMNS)
+            _read_table(samples_path, SAMPLE_COLUMNS, ("round",))
             if samples_path.exists()
             else pd.DataFrame(columns=list(SAMPLE_COLUMNS))
         )
@@ -566,11 +587,19 @@ def _read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
+ROUND_COLUMNS = ("n_rounds", "between_round_rel", "ci_reason", "incomplete")
+"""Result columns added with rounds (schema version 2): a version 1 table lacks them (and samples ``round``)."""
+
+
+def _read_table(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> pd.DataFrame:
     """Read a results or samples table written by devbench and check every column's type
     (:func:`devbench.schema.check_table`): untrusted data, refused with a UsageError naming the file, the
-    column and the first bad value."""
+    column and the first bad value. ``optional`` columns (newer than schema version 1) may be missing: a
+    missing ``round`` is 1, the others get their defaults."""
     frame = _read_frame(path)
+    if "round" in optional and "round" not in frame.columns:
+        frame = frame.assign(round=1)
+    required = [c for c in required if c in frame.columns or c not in optional]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise UsageError(f"{str(path)!r} lacks the columns {', '.join(missing)}")

@@ -29,13 +29,14 @@ from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard
 from devbench.runner import Backend, CellResult, run_sweep
 from devbench.schema import Record
 from devbench.session import (
+    Reopened,
     RunSession,
     SweepInterrupted,
     require_writable_run,
     resume_command,
     warn_on_stderr,
 )
-from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec
+from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, Visit
 from devbench.store import META, Run, check_new_run_dir, check_not_locked, read_cell_log, read_meta, utc_now
 
 __all__ = ["Plan", "SweepInterrupted", "execute", "plan_new", "plan_resume", "resume", "resume_command",
@@ -56,7 +57,9 @@ class Plan:
     meta: dict[str, Any] | None = None
     """The run's meta.json when resuming; None for a new run."""
     done: frozenset[tuple[Any, ...]] = frozenset()
-    """``Cell.key()`` of every cell already in cells.jsonl."""
+    """``Visit.key()`` of every visit already in cells.jsonl."""
+    settled: frozenset[tuple[Any, ...]] = frozenset()
+    """``Cell.key()`` of cells not to visit again (a visit was not ok)."""
     prior: list[Record] = field(default_factory=list)
     """The records already in cells.jsonl (guards learn from them)."""
     log_problems: list[str] = field(default_factory=list)
@@ -66,33 +69,48 @@ class Plan:
     def resuming(self) -> bool:
         return self.meta is not None
 
+    def visits_left(self) -> list[Visit]:
+        return [v for v in self.spec.visits() if v.key() not in self.done and v.cell.key() not in self.settled]
+
     def cells_left(self) -> list[Cell]:
-        return [cell for cell in self.spec.cells() if cell.key() not in self.done]
+        """Cells with a visit still to make."""
+        return list(dict.fromkeys(visit.cell for visit in self.visits_left()))
 
     def describe(self) -> str:
-        """One line for stderr before the sweep starts: how many cells, and a rough time estimate."""
-        left = self.cells_left()
-        total = self.spec.n_cells()
-        estimates = [self.time_guard.estimate_cell_seconds(cell) for cell in left]
-        skips = sum(1 for cell in left if self.time_guard(cell) is not None)
-        head = (f"plan: {len(left)} of {total} cells left ({total - len(left)} already measured)"
-                if self.resuming else f"plan: {total} cell{'s' if total != 1 else ''}")
+        """One line for stderr before the sweep starts: how many cells and visits, and a rough time estimate."""
+        left = self.visits_left()
+        spec = self.spec
+        total = spec.n_visits()
+        estimates = [self.time_guard.estimate_cell_seconds(visit.cell) for visit in left]
+        skips = len({visit.cell for visit in left if self.time_guard(visit.cell) is not None})
+        rounds = f"{spec.rounds} round{'s' if spec.rounds != 1 else ''}"
+        cells = f"{spec.n_cells()} cell{'s' if spec.n_cells() != 1 else ''}"
+        head = (f"plan: {len(left)} of {total} visits left ({cells} × {rounds})" if self.resuming
+                else f"plan: {cells} × {rounds}")
+        if spec.rounds == 1:
+            head += " (one round cannot see drift between rounds: intervals will be empty)"
         if not left:
             return f"{head}; nothing left to measure"
-        budget = format_seconds(self.spec.policy.max_cell_time)
+        budget = format_seconds(spec.policy.max_cell_time)
         overhead = format_seconds(self.time_guard.overhead_s)
         notes = [f"rough estimate {format_seconds(sum(estimates))}",
-                 f"per cell: {budget} budget, ~{overhead} set-up and clean-up, its cold call; "
-                 "early convergence takes less, slow calls more"]
+                 f"per cell: {budget} budget shared by its visits, ~{overhead} set-up and clean-up a visit, its "
+                 "cold call; early convergence takes less, slow calls more"]
         if skips:
-            notes.append(f"{skips} predicted over --max-call-time {format_seconds(self.time_guard.max_call_time)}")
+            notes.append(f"{skips} cells predicted over --max-call-time "
+                         f"{format_seconds(self.time_guard.max_call_time)}")
         return f"{head}, {notes[0]} ({'; '.join(notes[1:])})"
+
+
+def visit_guard(spec: SweepSpec, max_call_time: float) -> TimeGuard:
+    """The time guard of a sweep: it predicts single calls, and estimates a visit (the per-visit policy)."""
+    return TimeGuard(max_call_time, spec.policy.per_visit(spec.rounds))
 
 
 def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME) -> Plan:
     """A plan for a new run into ``run_dir``; checks that the directory can be created (creates nothing)."""
     check_new_run_dir(run_dir)
-    return Plan(spec=spec, run_dir=run_dir, time_guard=TimeGuard(max_call_time, spec.policy))
+    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time))
 
 
 def spec_from_meta(meta: dict[str, Any], run_dir: Path) -> SweepSpec:
@@ -145,15 +163,15 @@ def plan_resume(run_dir: Path) -> Plan:
     require_writable_run(run_dir, "--resume")
     meta = read_meta(run_dir)
     spec = spec_from_meta(meta, run_dir)
-    time_guard = TimeGuard(_max_call_time_from_meta(meta, run_dir), spec.policy)
+    time_guard = visit_guard(spec, _max_call_time_from_meta(meta, run_dir))
     check_not_locked(run_dir)
     contents = read_cell_log(run_dir)
-    prior = [Record(**record) for record in contents.records]
+    logged = Reopened(contents=contents, torn=b"")
+    prior = logged.records
     for record in prior:
         time_guard.observe(record)
-    return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta,
-                done=frozenset(record.key() for record in prior), prior=prior,
-                log_problems=list(contents.problems))
+    return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta, done=logged.visits_done,
+                settled=logged.settled, prior=prior, log_problems=list(contents.problems))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,6 +249,7 @@ def run_plan(
     else:
         session = RunSession.reopen(plan.run_dir, handle_signals=handle_signals)
     session.n_planned = spec.n_cells()
+    session.n_visits_planned = spec.n_visits()
     session.learners.append(plan.time_guard.observe)
     memory_observe = getattr(memory_guard, "observe", None)
     if callable(memory_observe):
@@ -250,7 +269,8 @@ def run_plan(
                 on_result(result)
 
         run_sweep(spec, backend, str(session.meta.get("run_id") or plan.run_dir.name), on_result=save,
-                  on_start=on_start, done=session.done, guard=combine(memory_guard, plan.time_guard))
+                  on_start=on_start, done=session.done, settled=session.settled,
+                  guard=combine(memory_guard, plan.time_guard))
         session.complete()
     assert session.run is not None
     return session.run
