@@ -47,10 +47,11 @@ def register(sub: Subcommands[UsageParser]) -> None:
 
     refine = add_command(sub, "refine", cmd_refine, help="measure extra sizes inside each crossover bracket",
                          description="Bisect each crossover bracket in log space, measuring the new sizes "
-                         "into the same run, until within 5 %% of the size or --rounds are spent.")
+                         "into the same run (each new size visited as the sweep's --rounds), until within 5 %% of "
+                         "the size or --steps are spent.")
     refine.add_argument("run_dir", type=Path, help="a run directory made by 'devbench sweep'")
-    refine.add_argument("--rounds", type=positive_int("--rounds"), default=6,
-                        help="bisection rounds at most (default 6)")
+    refine.add_argument("--steps", type=positive_int("--steps"), default=6,
+                        help="bisection steps at most (default 6)")
     refine.add_argument("--quiet", action="store_true", help="no progress, no tables")
 
     compare = add_command(sub, "compare", cmd_compare, help="compare two runs cell by cell, with statistics",
@@ -116,11 +117,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from devbench.publish import publish
     from devbench.refine import refine_run
 
-    outcome = refine_run(args.run_dir, max_rounds=args.rounds)
+    outcome = refine_run(args.run_dir, max_rounds=args.steps)
     run = load_run(args.run_dir)
     publish(run, args.run_dir)
     if not args.quiet:
-        state = "converged" if outcome.converged else f"stopped after {outcome.rounds} rounds (budget spent)"
+        state = "converged" if outcome.converged else f"stopped after {outcome.rounds} steps (budget spent)"
         print(f"refine: measured {len(outcome.measured)} extra sizes; {state}")
         sys.stdout.write(render_crossovers(crossover_frame(run.results)))
     print(f"results: {args.run_dir}")

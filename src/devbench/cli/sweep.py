@@ -23,7 +23,16 @@ from devbench.cli.options import (
     positive_int,
 )
 from devbench.errors import UsageError, choose, choose_list
-from devbench.spec import DTYPES, MODES, SIZE_GRAMMAR_HELP, SYNC_MODES, SweepSpec, TimingPolicy, parse_sizes
+from devbench.spec import (
+    DEFAULT_ROUNDS,
+    DTYPES,
+    MODES,
+    SIZE_GRAMMAR_HELP,
+    SYNC_MODES,
+    SweepSpec,
+    TimingPolicy,
+    parse_sizes,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +73,8 @@ def register(sub: Subcommands[UsageParser]) -> None:
     default_policy = TimingPolicy()
     sweep.add_argument("--max-cell-time", type=positive_float("--max-cell-time"),
                        default=default_policy.max_cell_time,
-                       help=f"seconds of warm-up and samples per cell (default {default_policy.max_cell_time:g})")
+                       help="seconds of warm-up and samples per cell, shared by its --rounds visits "
+                       f"(default {default_policy.max_cell_time:g})")
     sweep.add_argument("--max-call-time", type=positive_float("--max-call-time"), default=DEFAULT_MAX_CALL_TIME,
                        help="skip a cell whose single call is predicted (from smaller sizes of the same op, "
                        f"dtype, device and mode, scaled by FLOPs) to take longer (seconds; default "
@@ -72,6 +82,10 @@ def register(sub: Subcommands[UsageParser]) -> None:
     sweep.add_argument("--min-samples", type=positive_int("--min-samples"),
                        default=default_policy.min_samples,
                        help=f"samples before a cell may stop early (default {default_policy.min_samples})")
+    sweep.add_argument("--rounds", type=positive_int("--rounds"), default=DEFAULT_ROUNDS,
+                       help="visit every cell this many times, interleaved with the others, so that drift of "
+                       "the machine shows in each cell's interval instead of passing for a difference "
+                       f"(default {DEFAULT_ROUNDS}; 1 cannot see drift; the cell budget is shared by its visits)")
     sweep.add_argument("--seed", type=integer("--seed"), default=0, help="seed for input data (default 0)")
     sweep.add_argument("--baseline", choices=["numpy"], default=None,
                        help="also run every op in plain numpy on the host, as device numpy:CPU (same timer)")
@@ -109,6 +123,7 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
         seed=args.seed,
         policy=policy,
         include_transfer=bool(getattr(args, "include_transfer", False)),
+        rounds=args.rounds,
     )
     if getattr(args, "baseline", None) == "numpy" and NUMPY_DEVICE not in spec.devices:
         spec = replace(spec, devices=(*spec.devices, NUMPY_DEVICE))
