@@ -53,3 +53,13 @@ def choose_list(kind: str, text: str, allowed: Iterable[str]) -> tuple[str, ...]
         raise UsageError(f"empty {kind} in {text!r}; give a comma-separated list of: {', '.join(allowed)}")
     chosen = [choose(kind, item, allowed) for item in items]
     return tuple(dict.fromkeys(chosen))
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    """The first non-blank line of ``text``, stripped and cut to ``limit`` characters: a reason for one table cell.
+
+    Framework errors carry pages of context (TF appends the whole op stack); a row keeps the line that names
+    what went wrong.
+    """
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line[:limit]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from devbench.analysis import RefineCell, Refinement, refine, split_mode
+from devbench.backends.base import Backend
 from devbench.guards import Guard, MemoryGuard
-from devbench.runner import Backend, CellResult, run_cell
+from devbench.runner import CellResult, run_cell
 from devbench.spec import Cell, SweepSpec
 from devbench.store import CellLog, finalize, load_run, read_meta, utc_now, write_json
 
@@ -35,7 +36,7 @@ def refine_run(
     run = load_run(run_dir)
     spec = SweepSpec.from_dict(run.meta["spec"])
     if backend is None:
-        from devbench.backend import TFBackend
+        from devbench.backends.tf import TFBackend
 
         backend = TFBackend()
     guard = guard if guard is not None else MemoryGuard()

@@ -1,6 +1,6 @@
 """SweepSpec -> Records: run every cell, smallest first; a failing cell becomes a status, never a crash.
 
-The runner knows nothing about TensorFlow: it drives a :class:`Backend` (the TF one in backend.py, a fake in
+The runner knows nothing about TensorFlow: it drives a :class:`Backend` (:mod:`devbench.backends`, a fake in
 tests) and hands each finished cell to ``on_result`` at once, so the store can append it to disk before the
 next cell starts.
 """
@@ -10,33 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from devbench.backends.base import Backend, Outcome
 from devbench.schema import Record
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.stats import NOISY_REL_IQR, summarize
 from devbench.store import utc_now
-
-
-class Outcome(Protocol):
-    """What a backend returns for a measured cell (backend.CellOutcome)."""
-
-    @property
-    def placed_device(self) -> str: ...
-    @property
-    def flops(self) -> float: ...
-    @property
-    def bytes(self) -> float: ...
-    @property
-    def measurement(self) -> Any: ...
-
-
-class Backend(Protocol):
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> Outcome: ...
-
-    def classify(self, exc: BaseException) -> tuple[str, str]: ...
-
-    def release(self) -> None: ...
 
 
 @dataclass
