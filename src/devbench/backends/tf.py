@@ -25,7 +25,7 @@ from devbench.backends.base import (
     python_loop,
 )
 from devbench.devices import canonical, tensorflow
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef
+from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
 from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
 from devbench.timer import Clock, measure
 
@@ -68,8 +68,7 @@ def build_tf(op: OpDef, n: int, dtype: str, seed: int) -> BuiltOp:
     expression = op.tf(tensorflow(), params)
 
     def reference() -> list[np.ndarray]:
-        output = op.numpy(*[_host(t) for t in (*args, *params)])
-        return [np.asarray(o, dtype=np.float64) for o in (output if isinstance(output, tuple) else (output,))]
+        return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[_host(t) for t in (*args, *params)]))]
 
     return BuiltOp(fn=expression.fn, args=args, reference=reference, variables=expression.state)
 
