@@ -23,7 +23,7 @@ from devbench.ops import OPS
 from devbench.pytest_plugin import BenchCase, BenchOptions, Rounds, bench_cases, parse_options, resolve_devices
 
 if TYPE_CHECKING:
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
 
 DEFAULT_SIZES = "64..256"
 DEFAULT_DTYPES = "float32"
@@ -96,7 +96,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def devbench_backend() -> TFBackend:
     """One backend for the session: it remembers which (op, dtype, device, mode) passed the numpy check."""
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
 
     return TFBackend()
 

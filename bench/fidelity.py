@@ -24,9 +24,7 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
-from devbench.backend import TFBackend, sync_scalar
+from devbench.backends.tf import TFBackend, build_tf, sync_scalar
 from devbench.devices import tensorflow
 from devbench.fidelity import FidelityPair, summarize_fidelity
 from devbench.ops import OPS
@@ -61,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in parse_sizes(args.sizes):
         cell = Cell(size=n, op="matmul", dtype="float32", device=args.device)
         with tf.device(f"/device:{args.device}"):
-            a, b = OPS["matmul"].build(n, "float32", np.random.default_rng(args.seed)).args
+            a, b = build_tf(OPS["matmul"], n, "float32", args.seed).args
             sync_scalar(tf.linalg.matmul(a, b))  # the bare side's cold call, not timed
         rounds = args.rounds if args.rounds is not None else (15 if n < 512 else 7)
         number, samples = 0, 0

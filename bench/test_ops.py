@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from devbench.backend import TFBackend
+from devbench.backends.tf import TFBackend
 from devbench.pytest_plugin import BenchCase, Rounds, run_case
 
 

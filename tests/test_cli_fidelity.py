@@ -23,8 +23,13 @@ def test_calibrate_prints_the_ceilings_as_json() -> None:
     assert host["peak_flops"]["float32"] > 0
     assert host["bandwidth"] > 0
     assert host["ridge"]["float32"] == pytest.approx(host["peak_flops"]["float32"] / host["bandwidth"])
-    assert cal["numpy_gemm"]["float32"] > 0
-    assert host["peak_flops"]["float32"] >= cal["numpy_gemm"]["float32"]  # the best of numpy and TF
+    # the host's ceiling is the better of its two real backends, and the source names the winner
+    by_backend = host["peak_by_backend"]["float32"]
+    assert set(by_backend) == {"numpy", "tensorflow"}
+    winner = max(by_backend, key=by_backend.get)
+    assert host["peak_flops"]["float32"] == by_backend[winner]
+    assert host["peak_source"]["float32"].startswith(f"{winner} n=")
+    assert cal["numpy_gemm"]["float32"] == by_backend["numpy"]
 
 
 def test_sweep_with_baseline_transfer_graph_loop_and_calibration(tmp_path: Path) -> None:

@@ -4,13 +4,13 @@ the next cell's result (variables, tensors it allocated, tf.function traces)."""
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pytest
 
-from devbench.ops import OPS, BuiltOp, OpDef
+from devbench.ops import OPS, Expression, OpDef
 from devbench.runner import run_cell
 from devbench.spec import Cell, TimingPolicy
 
@@ -23,11 +23,9 @@ EXPLODE_AT_CALL = 5
 """The exploding op passes its cold call and the correctness check, then raises during warm-up."""
 
 
-def _explode_op(tf: ModuleType, handles: dict[str, Any]) -> OpDef:
-    def build(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-        a = tf.constant(rng.uniform(-1, 1, (n, n)), dtype=tf.float32)
-        b = tf.constant(rng.uniform(-1, 1, (n, n)), dtype=tf.float32)
-        state = tf.Variable(tf.zeros((n, n)))  # a variable, like Keras layers create
+def _explode_op(handles: dict[str, Any]) -> OpDef:
+    def expression(tf: Any, params: tuple[Any, ...]) -> Expression:
+        held: dict[str, Any] = {}
         hogs: list[Any] = []
         calls = [0]
 
@@ -37,31 +35,30 @@ def _explode_op(tf: ModuleType, handles: dict[str, Any]) -> OpDef:
         traced = tf.function(add)  # a trace cache that must not outlive the cell
 
         def fn(x: Any, y: Any) -> Any:
+            n = int(x.shape[0])
+            if "variable" not in held:
+                held["variable"] = tf.Variable(tf.zeros_like(x))  # a variable, like Keras layers create
+                if n > 16:
+                    handles["variable"] = weakref.ref(held["variable"])
+                    handles["hogs"] = hogs
             calls[0] += 1
             hogs.append(tf.random.uniform((HOG, HOG)))  # memory that is only freed if the cell is
-            state.assign_add(x)
+            held["variable"].assign_add(x)
             if n > 16 and calls[0] >= EXPLODE_AT_CALL:
                 raise RuntimeError(f"exploded at call {calls[0]} holding {len(hogs)} tensors")
             return traced(x, y)
 
-        if n > 16:
-            handles["variable"] = weakref.ref(state)
-            handles["hogs"] = hogs
-        a_host, b_host = a.numpy().astype(np.float64), b.numpy().astype(np.float64)
-        return BuiltOp(fn=fn, args=(a, b), reference=lambda: [a_host + b_host], variables=state)
+        return Expression(fn, state=held)
 
-    return OpDef(name="explode", n_means="n×n", summary="allocates, then raises mid-measurement",
-                 flops=lambda n: 1.0 * n * n, bytes=lambda n, s: 3.0 * n * n * s,
-                 working_set=lambda n, s: 3.0 * n * n * s, build=build, flops_formula="n²",
-                 dtypes=("float32",))
+    return replace(OPS["add"], name="explode", summary="allocates, then raises mid-measurement", tf=expression)
 
 
 def test_a_failing_cell_between_two_identical_cells_leaves_their_medians_consistent(
         tf: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
 
     handles: dict[str, Any] = {}
-    monkeypatch.setitem(OPS, "explode", _explode_op(tf, handles))
+    monkeypatch.setitem(OPS, "explode", _explode_op(handles))
     backend = TFBackend()
     policy = TimingPolicy(max_cell_time=0.3)
     add = Cell(size=256, op="add", dtype="float32", device="CPU:0")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from devbench import ops
-from devbench.backend import RoutingBackend
+from devbench.backends import RoutingBackend
+from devbench.backends.numpy import NumpyBackend, build_numpy
 from devbench.devices import canonical, resolve
 from devbench.errors import UsageError
 from devbench.guards import MemoryGuard
-from devbench.numpy_backend import NumpyBackend, build_numpy
 from devbench.runner import run_cell
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 
@@ -71,17 +71,20 @@ def test_routing_sends_numpy_cells_to_numpy_without_starting_tensorflow() -> Non
     backend = RoutingBackend()
     record = run_cell(backend, "t", Cell(size=16, op="matmul", dtype="float32", device=NUMPY_DEVICE), QUICK, 0).record
     assert record.status == "ok"
-    assert backend._tf is None
+    assert backend.created == ("devbench.backends.numpy:NumpyBackend",)
     bad = run_cell(backend, "t", Cell(size=16, op="matmul", dtype="bfloat16", device=NUMPY_DEVICE), QUICK, 0).record
     assert bad.status == "unsupported"
 
 
 def test_same_seed_same_inputs_as_tensorflow_builders() -> None:
-    """The numpy draws follow ops._random, so both backends time the same numbers."""
-    built = build_numpy("matmul", 8, "float64", np.random.default_rng(3))
+    """numpy computes on the op's own seeded host inputs, as every backend does (dense_step's W and b too)."""
+    for op in ("matmul", "dense_step"):
+        built = build_numpy(op, 8, "float64", 3)
+        inputs = ops.OPS[op].host_inputs(8, "float64", 3)
+        for got, want in zip((*built.args, *built.params), (*inputs.args, *inputs.params), strict=True):
+            np.testing.assert_array_equal(got, want)
     rng = np.random.default_rng(3)
-    np.testing.assert_array_equal(built.args[0], ops._random(rng, (8, 8), "float64"))
-    np.testing.assert_array_equal(built.args[1], ops._random(rng, (8, 8), "float64"))
+    np.testing.assert_array_equal(build_numpy("matmul", 8, "float64", 3).args[0], rng.uniform(-1, 1, (8, 8)))
 
 
 def _tf_output(tf: ModuleType, op: str, args: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...]
@@ -116,8 +119,8 @@ def _tf_output(tf: ModuleType, op: str, args: tuple[np.ndarray, ...], params: tu
 @pytest.mark.tf
 @pytest.mark.parametrize("op", list(ops.OPS))
 def test_numpy_ops_agree_with_tensorflow(tf: ModuleType, op: str) -> None:
-    built = build_numpy(op, 12, "float64", np.random.default_rng(5))
-    got = built.fn(*built.args)
+    built = build_numpy(op, 12, "float64", 5)
+    got = built.fn(*built.args, *built.params)
     got_leaves = list(got) if isinstance(got, tuple) else [got]
     with tf.device("/device:CPU:0"):
         want = _tf_output(tf, op, built.args, built.params)
@@ -132,7 +135,7 @@ def test_numpy_backend_does_not_import_tensorflow() -> None:
 
     from tests.cli_helpers import SRC
 
-    code = ("import sys\nfrom devbench.backend import RoutingBackend\nfrom devbench.runner import run_cell\n"
+    code = ("import sys\nfrom devbench.backends import RoutingBackend\nfrom devbench.runner import run_cell\n"
             "from devbench.spec import Cell, TimingPolicy\n"
             "r = run_cell(RoutingBackend(), 't', Cell(16, 'matmul', 'float32', 'numpy:CPU'), "
             "TimingPolicy(max_cell_time=0.05), 0)\n"

@@ -260,7 +260,7 @@ class FakeBenchmark:
 
 @pytest.mark.tf
 def test_a_case_runs_on_its_device_with_the_sweep_protocol(tf: ModuleType) -> None:
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
 
     benchmark = FakeBenchmark()
     run_case(benchmark, BenchCase("matmul", 16, "float32", "CPU:1"), TFBackend(), Rounds(max_time=0.05,
@@ -279,7 +279,7 @@ def test_a_case_runs_on_its_device_with_the_sweep_protocol(tf: ModuleType) -> No
 
 @pytest.mark.tf
 def test_a_combination_the_op_cannot_run_is_skipped_with_the_reason(tf: ModuleType) -> None:
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
 
     with pytest.raises(pytest.skip.Exception, match="unsupported: a training step needs a floating-point dtype"):
         run_case(FakeBenchmark(), BenchCase("dense_step", 16, "int32", "CPU:0"), TFBackend())

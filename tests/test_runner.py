@@ -1,4 +1,7 @@
-"""The runner with a fake backend: order, failures become statuses, results handed over as they finish."""
+"""The runner with a fake backend: order, failures become statuses, results handed over as they finish.
+
+The fake only measures; its failures are classified by the real shared rules (``backends.base.classify``) or,
+for TensorFlow's errors, by the real ``backends.tf.classify``."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from devbench.backends.base import CellFailure, UnsupportedCombination, classify
 from devbench.runner import CellResult, run_sweep
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.timer import Measurement
@@ -18,10 +22,6 @@ class FakeOutcome:
     placed_device: str
     flops: float
     bytes: float
-
-
-class Unsupported(Exception):
-    pass
 
 
 class FakeBackend:
@@ -41,13 +41,14 @@ class FakeBackend:
         return FakeOutcome(m, cell.device, flops=2.0 * cell.size**3, bytes=12.0 * cell.size**2)
 
     def classify(self, exc: BaseException) -> tuple[str, str]:
-        return ("unsupported" if isinstance(exc, Unsupported) else "error", str(exc))
+        return classify(exc)
 
     def release(self) -> None:
         self.releases += 1
 
 
-SPEC = SweepSpec(ops=("matmul",), sizes=(256, 64, 128), devices=("CPU:0", "CPU:1"))
+SPEC = SweepSpec(ops=("matmul",), sizes=(256, 64, 128), devices=("CPU:0", "CPU:1"), rounds=1)
+"""One round: visits of many rounds are tests/test_rounds.py's."""
 
 
 def test_every_cell_smallest_first_with_stats_and_throughput() -> None:
@@ -68,12 +69,14 @@ def test_every_cell_smallest_first_with_stats_and_throughput() -> None:
 
 
 def test_a_failing_cell_becomes_a_status_and_the_sweep_goes_on() -> None:
-    backend = FakeBackend(fail={128: Unsupported("no int32 kernel"), 64: RuntimeError("boom")})
+    backend = FakeBackend(fail={128: UnsupportedCombination("no int32 kernel\nmore context"),
+                                64: RuntimeError("boom")})
     results = run_sweep(SPEC, backend, "run")
     statuses = [(r.record.size, r.record.status) for r in results]
     assert statuses == [(64, "error"), (64, "error"), (128, "unsupported"), (128, "unsupported"),
                         (256, "ok"), (256, "ok")]
-    assert results[2].record.reason == "no int32 kernel"
+    assert results[2].record.reason == "no int32 kernel"  # the first line only
+    assert results[0].record.reason == "RuntimeError: boom"
     assert results[2].samples == []
     assert backend.releases == 6
 
@@ -88,7 +91,7 @@ def test_keyboard_interrupt_is_not_swallowed() -> None:
 
 def test_done_cells_are_skipped() -> None:
     backend = FakeBackend()
-    done = {c.key() for c in SPEC.cells() if c.size == 64}
+    done = {v.key() for v in SPEC.visits() if v.cell.size == 64}
     results = run_sweep(SPEC, backend, "run", done=done)
     assert [r.record.size for r in results] == [128, 128, 256, 256]
 
@@ -101,7 +104,7 @@ def test_a_budget_cut_is_explained_in_the_reason() -> None:
             outcome.measurement.stop_reason = "budget"
             return outcome
 
-    results = run_sweep(SweepSpec(ops=("matmul",), sizes=(64,)), Slow(), "run")
+    results = run_sweep(SweepSpec(ops=("matmul",), sizes=(64,), rounds=1), Slow(), "run")
     assert results[0].record.status == "ok"
     assert "cut short by the cell time budget" in results[0].record.reason
 
@@ -121,7 +124,7 @@ def test_a_guard_skips_a_cell_with_its_reason_and_allocates_nothing() -> None:
 @pytest.mark.tf
 def test_tf_out_of_memory_is_a_status_memory_is_released_and_the_sweep_goes_on(tf: Any) -> None:
     """The GPU OOM path without a GPU: TF's own ResourceExhaustedError, classified by the real backend."""
-    from devbench.backend import classify
+    from devbench.backends.tf import classify as tf_classify
     from devbench.guards import MemoryGuard
 
     class OutOfMemory(FakeBackend):
@@ -133,7 +136,7 @@ def test_tf_out_of_memory_is_a_status_memory_is_released_and_the_sweep_goes_on(t
             return super().run_cell(cell, policy, seed)
 
         def classify(self, exc: BaseException) -> tuple[str, str]:
-            return classify(exc)
+            return tf_classify(exc)
 
     backend = OutOfMemory()
     memory = MemoryGuard(host_available=lambda: 2**40, device_free=lambda d: None)
@@ -157,13 +160,16 @@ def test_tf_out_of_memory_is_a_status_memory_is_released_and_the_sweep_goes_on(t
 
 
 def test_host_memory_error_is_oom_too() -> None:
-    """MemoryError (host allocation in numpy) takes the same path when the backend maps it to ``oom``."""
-
-    class HostOOM(FakeBackend):
-        def classify(self, exc: BaseException) -> tuple[str, str]:
-            return ("oom", "MemoryError") if isinstance(exc, MemoryError) else super().classify(exc)
-
-    backend = HostOOM(fail={64: MemoryError()})
+    """MemoryError (a host allocation in numpy) is ``oom`` by the shared rules every backend uses."""
+    backend = FakeBackend(fail={64: MemoryError("cannot allocate 8 GiB")})
     results = run_sweep(SPEC, backend, "run")
     assert [r.record.status for r in results] == ["oom", "oom", "ok", "ok", "ok", "ok"]
+    assert results[0].record.reason == "MemoryError: cannot allocate 8 GiB"
     assert backend.releases == 6
+
+
+def test_a_failed_check_keeps_its_status_reason_and_placement() -> None:
+    failure = CellFailure("fallback", "output placed on CPU:0, not on the requested GPU:0", "CPU:0")
+    results = run_sweep(SPEC, FakeBackend(fail={64: failure}), "run")
+    assert (results[0].record.status, results[0].record.placed_device) == ("fallback", "CPU:0")
+    assert results[0].record.reason == failure.reason

@@ -5,6 +5,7 @@ No absolute times are asserted: only ratios with generous margins, signs and str
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import ModuleType
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from devbench import ops
-from devbench.backend import SYNCS, TFBackend, sync_scalar
+from devbench.backends.tf import SYNCS, TFBackend, build_tf, placed_leaves, sync_scalar
 from devbench.devices import canonical
 from devbench.runner import run_cell
 from devbench.spec import Cell, TimingPolicy
@@ -108,32 +109,25 @@ def test_seed_question_gradient(tf: ModuleType) -> None:
 
 
 def test_a_result_off_the_reference_is_wrong(tf: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = ops.OPS["add"]
+    def reference_off_by_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        off: np.ndarray = np.add(a, b) + 1
+        return off
 
-    def build_off_by_one(n: int, dtype: str, rng: np.random.Generator) -> ops.BuiltOp:
-        built = original.build(n, dtype, rng)
-        reference = built.reference
-        return ops.BuiltOp(fn=built.fn, args=built.args, reference=lambda: [r + 1 for r in reference()])
-
-    monkeypatch.setitem(ops.OPS, "add", ops.OpDef(**{**original.__dict__, "build": build_off_by_one}))
+    monkeypatch.setitem(ops.OPS, "add", dataclasses.replace(ops.OPS["add"], numpy=reference_off_by_one))
     result = run_cell(TFBackend(), "t", Cell(size=64, op="add", dtype="float32", device="CPU:0"), QUICK, 0)
     assert result.record.status == "wrong"
     assert "reference" in result.record.reason
 
 
 def test_output_on_another_device_is_a_fallback(tf: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = ops.OPS["add"]
-
-    def build_escaping(n: int, dtype: str, rng: np.random.Generator) -> ops.BuiltOp:
-        built = original.build(n, dtype, rng)
-
+    def escaping(tf: Any, params: tuple[Any, ...]) -> ops.Expression:
         def add_then_move(a: Any, b: Any) -> Any:
             with tf.device("/device:CPU:0"):
-                return tf.identity(built.fn(a, b))
+                return tf.identity(tf.math.add(a, b))
 
-        return ops.BuiltOp(fn=add_then_move, args=built.args, reference=built.reference)
+        return ops.Expression(add_then_move)
 
-    monkeypatch.setitem(ops.OPS, "add", ops.OpDef(**{**original.__dict__, "build": build_escaping}))
+    monkeypatch.setitem(ops.OPS, "add", dataclasses.replace(ops.OPS["add"], tf=escaping))
     result = run_cell(TFBackend(), "t", Cell(size=64, op="add", dtype="float32", device="CPU:1"), QUICK, 0)
     assert result.record.status == "fallback"
     assert result.record.placed_device == "CPU:0"
@@ -153,7 +147,7 @@ def test_graph_loop_matches_numpy_and_runs(tf: ModuleType, op: str) -> None:
 
 def test_graph_loop_runs_the_op_number_times(tf: ModuleType) -> None:
     """Every iteration really executes (none is pruned or hoisted out of the loop as loop-invariant)."""
-    from devbench.backend import graph_loop
+    from devbench.backends.tf import graph_loop
 
     counter = tf.Variable(0)
 
@@ -191,11 +185,11 @@ def test_graph_loop_excludes_python_dispatch(tf: ModuleType) -> None:
 @pytest.mark.parametrize("op", ["matmul", "dense_step"])
 def test_no_retracing_inside_timed_blocks(tf: ModuleType, op: str, mode: str) -> None:
     """The trace count after the cold call equals the count after the whole measurement (one trace)."""
-    from devbench.backend import make_dispatch
+    from devbench.backends.tf import make_dispatch
     from devbench.timer import measure
 
     with tf.device("/device:CPU:0"):
-        built = ops.OPS[op].build(32, "float32", np.random.default_rng(0))
+        built = build_tf(ops.OPS[op], 32, "float32", 0)
         dispatch = make_dispatch(built.fn, built.args, mode, "scalar", "CPU:0")
         after_cold: list[int] = []
         m = measure(dispatch.call, sync_scalar, QUICK, check=lambda _out: after_cold.append(dispatch.traces()),
@@ -222,7 +216,7 @@ def test_transfer_sync_copies_inputs_in_and_results_out(tf: ModuleType, dtype: s
 
 
 def test_transfer_makes_new_device_tensors_from_host_data_on_every_call(tf: ModuleType) -> None:
-    from devbench.backend import make_dispatch
+    from devbench.backends.tf import make_dispatch
 
     seen: list[Any] = []
     copied_back: list[int] = []
@@ -238,7 +232,7 @@ def test_transfer_makes_new_device_tensors_from_host_data_on_every_call(tf: Modu
         return Result()
 
     with tf.device("/device:CPU:1"):
-        built = ops.OPS["add"].build(8, "float32", np.random.default_rng(0))
+        built = build_tf(ops.OPS["add"], 8, "float32", 0)
         dispatch = make_dispatch(record_inputs, built.args, "eager", "transfer", "CPU:1")
         dispatch.call()
         dispatch.block(2)
@@ -290,3 +284,37 @@ def test_release_cleans_up_fully_only_where_a_cell_can_leave_state(tf: ModuleTyp
         collections.clear()
         run_cell(backend, "t", cell, QUICK, 0)
         assert bool(collections) == expected, cell  # clear_session collects too: count "any", not how many
+
+
+# ---------------------------------------------------------------------------------------------------------
+# backing_device, and every framework on the same inputs
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph_loop"])
+def test_placement_reads_backing_device_and_on_cpu_it_equals_device(tf: ModuleType, mode: str) -> None:
+    """int32 ``add`` keeps GPU kernels' data in host memory; on a CPU, eager, both names agree, and both are read.
+    (In a tf.function TF backs int32 results with CPU:0's memory even on CPU:1: still host memory, still ok.)"""
+    with tf.device("/device:CPU:1"):
+        built = build_tf(ops.OPS["reduce_sum"], 8, "int32", 0)
+        output = built.fn(*built.args)
+    assert output.backing_device.endswith("CPU:1")
+    assert placed_leaves(output) == [("CPU:1", "CPU:1")]
+    record = _measure(TFBackend(), Cell(size=16, op="add", dtype="int32", device="CPU:1", mode=mode))
+    assert record.status == "ok", record.reason
+    assert record.placed_device == "CPU:1"
+
+
+def test_dense_step_uses_the_host_kernel_and_bias_of_the_op_inputs(tf: ModuleType) -> None:
+    """The Keras layer computes with the op's own W and b (not Keras' initializer), so numpy and TF agree."""
+    from devbench.backends.numpy import build_numpy
+
+    with tf.device("/device:CPU:0"):
+        built = build_tf(ops.OPS["dense_step"], 12, "float64", 7)
+        got = [leaf.numpy() for leaf in built.fn(*built.args)]
+    kernel, bias = (v.numpy() for v in built.variables.trainable_variables)
+    inputs = ops.OPS["dense_step"].host_inputs(12, "float64", 7)
+    np.testing.assert_array_equal(kernel, inputs.params[0])
+    np.testing.assert_array_equal(bias, inputs.params[1])
+    numpy_op = build_numpy("dense_step", 12, "float64", 7)
+    for tf_leaf, numpy_leaf in zip(got, numpy_op.fn(*numpy_op.args, *numpy_op.params), strict=True):
+        assert ops.relative_error(tf_leaf, numpy_leaf) <= ops.TOLERANCE["float64"]

@@ -253,11 +253,11 @@ def measure_gemm(backend: str, device: str, dtype: str, n: int) -> float:
     cell = Cell(size=n, op="matmul", dtype=dtype, device=NUMPY_DEVICE if backend == "numpy" else device)
     runner: Any
     if backend == "numpy":
-        from devbench.numpy_backend import NumpyBackend
+        from devbench.backends.numpy import NumpyBackend
 
         runner = NumpyBackend()
     else:
-        from devbench.backend import TFBackend
+        from devbench.backends.tf import TFBackend
 
         runner = TFBackend()
     outcome = runner.run_cell(cell, PROBE_POLICY, seed=0)
@@ -280,7 +280,7 @@ def measure_copy(backend: str, device: str, n_bytes: int) -> float:
 
         m = measure(host_copy, lambda _out: None, PROBE_POLICY)
         return float(min(m.samples))
-    from devbench.backend import sync_scalar
+    from devbench.backends.tf import sync_scalar
     from devbench.devices import tensorflow
 
     tf = tensorflow()

@@ -56,7 +56,10 @@ def choose_list(kind: str, text: str, allowed: Iterable[str]) -> tuple[str, ...]
 
 
 def first_line(text: str, limit: int = 300) -> str:
-    """The first non-blank line of ``text``, stripped and cut to ``limit`` characters: what a one-line
-    message (a row's reason, an error) keeps of a long exception text."""
+    """The first non-blank line of ``text``, stripped and cut to ``limit`` characters: a reason for one table cell.
+
+    Framework errors carry pages of context (TF appends the whole op stack); a row keeps the line that names
+    what went wrong.
+    """
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
     return line[:limit]

@@ -1,7 +1,13 @@
-"""The op registry: name -> how to build it at size n and dtype, its work per call, and a numpy reference.
+"""The op registry: everything about an op in one :class:`OpDef` entry of :data:`OPS`.
 
-Metadata (names, what n means, FLOP and byte counts) is plain Python so that ``devbench ops`` answers without
-importing TensorFlow; each builder imports TensorFlow itself and must be called inside ``tf.device(...)``.
+An entry holds the op's work per call (FLOP and byte counts, working set, memory- or compute-bound), its seeded
+host input data (the same numbers for every backend), its numpy implementation (the float64 reference *and* the
+``numpy:CPU`` baseline) and one expression per framework (``tf``: a function that gets the ``tensorflow`` module).
+Adding an op is one new entry here; adding a framework is one backend module in :mod:`devbench.backends` plus
+one expression field per op.
+
+Nothing here imports TensorFlow at module load, so ``devbench ops`` answers at once; the TF expressions get the
+module passed in by :mod:`devbench.backends.tf`.
 
 FLOPs and bytes are per call, counted the usual way (a multiply-add is 2 FLOPs; bytes = inputs read +
 outputs written once, the minimum traffic, not what caches actually do). They let a result say how fast, in
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,22 +35,31 @@ ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int32": 4}
 
 
 class UnsupportedCombination(Exception):
-    """The op cannot run at this dtype, for a reason TF does not raise itself (e.g. no gradient of ints)."""
+    """The op cannot run at this dtype, for a reason the framework does not raise itself (no gradient of ints)."""
 
 
-@dataclass
-class BuiltOp:
-    """An op ready to time: ``fn(*args)`` computes on the device; ``reference()`` gives float64 expectations.
+@dataclass(frozen=True)
+class HostInputs:
+    """An op's input data on the host, in float64 (rounded to the cell's dtype by each backend).
 
-    ``reference`` returns one array per leaf of ``fn``'s output (in ``tf.nest.flatten`` order), computed in
-    numpy float64 from the very values the device holds (after rounding to the dtype), so only the
-    computation's own error is measured. ``variables`` keeps Keras state alive for as long as the op is used.
+    ``args`` are what the timed call takes; ``params`` is state the op closes over (``dense_step``: the Dense
+    layer's kernel and bias), set to these very numbers in every framework.
     """
 
+    args: tuple[np.ndarray, ...]
+    params: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A framework's version of an op: ``fn(*args)`` on the device; ``state`` keeps e.g. a Keras model alive."""
+
     fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    reference: Callable[[], list[np.ndarray]]
-    variables: Any = None
+    state: Any = None
+
+
+TFExpression = Callable[[Any, tuple[Any, ...]], Expression]
+"""``tf(tf_module, params)`` -> the op's TensorFlow expression; ``params`` are device tensors of the dtype."""
 
 
 @dataclass(frozen=True)
@@ -53,49 +68,89 @@ class OpDef:
     n_means: str
     summary: str
     flops: Callable[[int], float]
+    flops_formula: str
     bytes: Callable[[int, int], float]
     """Minimum bytes moved per call, given n and the dtype's item size."""
     working_set: Callable[[int, int], float]
     """Bytes held at once (inputs, outputs, temporaries), for the memory guard."""
-    build: Callable[[int, str, np.random.Generator], BuiltOp]
-    flops_formula: str
-    dtypes: tuple[str, ...] = DTYPES
+    bound: Literal["memory", "compute"]
+    """Which roofline ceiling limits the op at large n: memory bandwidth or arithmetic."""
+    inputs: Callable[[int, str, np.random.Generator], HostInputs]
+    """Seeded host data at size n (float64; never zeros; small integers where int32 must not overflow)."""
+    numpy: Callable[..., Any]
+    """``numpy(*args, *params)`` in the inputs' dtype: the numpy baseline, and in float64 the reference.
+    Returns one array or a tuple of arrays (the leaves, in the framework's output order)."""
+    tf: TFExpression
+    needs_float: str = ""
+    """Non-empty for ops without integer versions (gradients): names what needs a floating-point dtype."""
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return FLOAT_DTYPES if self.needs_float else DTYPES
+
+    def require_dtype(self, dtype: str) -> None:
+        """Raise UnsupportedCombination for a dtype this op has no version of (the same rule in every backend)."""
+        if dtype not in self.dtypes:
+            raise UnsupportedCombination(f"{self.needs_float} needs a floating-point dtype, not {dtype}")
+
+    def host_inputs(self, n: int, dtype: str, seed: int) -> HostInputs:
+        """The op's input data for a cell: seeded, so every backend computes on the same numbers."""
+        self.require_dtype(dtype)
+        return self.inputs(n, dtype, np.random.default_rng(seed))
+
+
+def leaves_of(output: Any) -> list[np.ndarray]:
+    """A numpy implementation's output as a list of arrays (one per leaf)."""
+    return [np.asarray(o) for o in output] if isinstance(output, tuple) else [np.asarray(output)]
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers shared by the builders
-
-
-def _on_device(array: np.ndarray, dtype: str) -> Any:
-    """A tensor of ``dtype`` on the current device scope, made from host data (cast happens on the device)."""
-    import tensorflow as tf
-
-    host_dtype = np.int32 if dtype == "int32" else (np.float64 if dtype == "float64" else np.float32)
-    return tf.cast(tf.identity(tf.constant(array.astype(host_dtype))), getattr(tf, dtype))
-
-
-def _host(tensor: Any) -> np.ndarray:
-    host: np.ndarray = np.asarray(tensor.numpy(), dtype=np.float64)
-    return host
+# Input data
 
 
 def _random(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
-    """Seeded data, never zeros; small integers for int32 so sums cannot overflow."""
+    """Seeded uniform data in [-1, 1], or for int32 small integers in [-3, 3] (their sums cannot overflow)."""
     if dtype == "int32":
         return rng.integers(-3, 4, size=tuple(shape)).astype(np.float64)
     return rng.uniform(-1.0, 1.0, size=tuple(shape))
 
 
+def _two_squares(n: int, dtype: str, rng: np.random.Generator) -> HostInputs:
+    return HostInputs((_random(rng, (n, n), dtype), _random(rng, (n, n), dtype)))
+
+
+def _one_square(n: int, dtype: str, rng: np.random.Generator) -> HostInputs:
+    return HostInputs((_random(rng, (n, n), dtype),))
+
+
+def _conv2d_inputs(n: int, dtype: str, rng: np.random.Generator) -> HostInputs:
+    return HostInputs((_random(rng, (1, n, n, CONV_CHANNELS), dtype),
+                       _random(rng, (CONV_KERNEL, CONV_KERNEL, CONV_CHANNELS, CONV_CHANNELS), dtype)))
+
+
+def _xent_inputs(n: int, dtype: str, rng: np.random.Generator) -> HostInputs:
+    """One-hot labels p and probabilities q bounded away from 0, so Keras' clipping (epsilon 1e-7) never engages."""
+    q = rng.uniform(0.5, 1.5, size=(n, n))
+    q /= q.sum(axis=1, keepdims=True)
+    p = np.zeros((n, n))
+    p[np.arange(n), rng.integers(0, n, size=n)] = 1.0
+    return HostInputs((p, q))
+
+
+def _dense_step_inputs(n: int, dtype: str, rng: np.random.Generator) -> HostInputs:
+    """Batch x, target y, and the layer's kernel (Keras' glorot_uniform range) and zero bias."""
+    x, y = _random(rng, (n, n), dtype), _random(rng, (n, n), dtype)
+    limit = np.sqrt(6.0 / (n + n))
+    return HostInputs((x, y), (rng.uniform(-limit, limit, size=(n, n)), np.zeros(n)))
+
+
 # ---------------------------------------------------------------------------------------------------------
-# Builders
+# numpy implementations (in the inputs' dtype; in float64 they are the references)
 
 
-def _build_matmul(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    import tensorflow as tf
-
-    a = _on_device(_random(rng, (n, n), dtype), dtype)
-    b = _on_device(_random(rng, (n, n), dtype), dtype)
-    return BuiltOp(fn=tf.linalg.matmul, args=(a, b), reference=lambda: [_host(a) @ _host(b)])
+def reduce_rows_numpy(a: np.ndarray) -> np.ndarray:
+    out: np.ndarray = a.sum(axis=1, dtype=a.dtype)
+    return out
 
 
 def conv2d_numpy(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -112,11 +167,12 @@ def conv2d_numpy(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-_conv2d_reference = conv2d_numpy
-
-
 def xent_grad_numpy(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """d/dq of sum(categorical_crossentropy(p, q, from_logits=False)), analytically (see softmax_xent_grad)."""
+    """d/dq of sum(categorical_crossentropy(p, q, from_logits=False)), analytically.
+
+    Keras normalizes q/sum(q) before the log, so dL/dq_i = -p_i/q_i + sum(p)/sum(q) per row: for q = [.8, .1, .1]
+    and p = [1, 0, 0] that is [-0.25, 1, 1], not the naive [-1.25, 0, 0].
+    """
     grad: np.ndarray = -p / q + p.sum(axis=1, keepdims=True) / q.sum(axis=1, keepdims=True)
     return grad
 
@@ -125,7 +181,8 @@ def dense_step_numpy(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loss, kernel gradient and bias gradient of ``dense_step`` (mean squared error + L2·sum(W²)), analytically.
 
-    Same outputs as the Keras step under GradientTape: ``(total, dL/dW, dL/db)``.
+    Same outputs as the Keras step under GradientTape: ``(total, dL/dW, dL/db)``. No autodiff and no forward
+    pass that is not needed, so numpy does less work than TF's GradientTape; that is part of what it shows.
     """
     pred = x @ w + b
     diff = pred - y
@@ -136,89 +193,58 @@ def dense_step_numpy(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray
     return np.asarray(total), kernel_grad, bias_grad
 
 
-def _build_conv2d(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    import tensorflow as tf
-
-    x = _on_device(_random(rng, (1, n, n, CONV_CHANNELS), dtype), dtype)
-    w = _on_device(_random(rng, (CONV_KERNEL, CONV_KERNEL, CONV_CHANNELS, CONV_CHANNELS), dtype), dtype)
-
-    def conv(x: Any, w: Any) -> Any:
-        return tf.nn.conv2d(x, w, strides=1, padding="SAME")
-
-    return BuiltOp(fn=conv, args=(x, w), reference=lambda: [_conv2d_reference(_host(x), _host(w))])
+# ---------------------------------------------------------------------------------------------------------
+# TensorFlow expressions (``tf`` is the tensorflow module, passed in so this module never imports it)
 
 
-def _build_add(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    import tensorflow as tf
-
-    a = _on_device(_random(rng, (n, n), dtype), dtype)
-    b = _on_device(_random(rng, (n, n), dtype), dtype)
-    return BuiltOp(fn=tf.math.add, args=(a, b), reference=lambda: [_host(a) + _host(b)])
+def _tf_matmul(tf: Any, params: tuple[Any, ...]) -> Expression:
+    return Expression(tf.linalg.matmul)
 
 
-def _build_reduce_sum(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    import tensorflow as tf
+def _tf_add(tf: Any, params: tuple[Any, ...]) -> Expression:
+    return Expression(tf.math.add)
 
-    a = _on_device(_random(rng, (n, n), dtype), dtype)
 
+def _tf_reduce_sum(tf: Any, params: tuple[Any, ...]) -> Expression:
     def reduce_rows(a: Any) -> Any:
         return tf.math.reduce_sum(a, axis=1)
 
-    return BuiltOp(fn=reduce_rows, args=(a,), reference=lambda: [_host(a).sum(axis=1)])
+    return Expression(reduce_rows)
 
 
-def _require_float(dtype: str, why: str) -> None:
-    if dtype not in FLOAT_DTYPES:
-        raise UnsupportedCombination(f"{why} needs a floating-point dtype, not {dtype}")
+def _tf_conv2d(tf: Any, params: tuple[Any, ...]) -> Expression:
+    def conv(x: Any, w: Any) -> Any:
+        return tf.nn.conv2d(x, w, strides=1, padding="SAME")
+
+    return Expression(conv)
 
 
-def _build_softmax_xent_grad(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    """d/dq of Keras categorical cross-entropy with from_logits=False (the seed's third question).
-
-    Keras normalizes q/sum(q) before the log, so dL/dq_i = -p_i/q_i + sum(p)/sum(q) per row: for q = [.8, .1, .1]
-    and p = [1, 0, 0] that is [-0.25, 1, 1], not the naive [-1.25, 0, 0].
-    """
-    import tensorflow as tf
-
-    _require_float(dtype, "a gradient")
-    # Probabilities bounded away from 0 so that Keras' clipping (epsilon 1e-7) never engages.
-    q_host = rng.uniform(0.5, 1.5, size=(n, n))
-    q_host /= q_host.sum(axis=1, keepdims=True)
-    p_host = np.zeros((n, n))
-    p_host[np.arange(n), rng.integers(0, n, size=n)] = 1.0
-    q = _on_device(q_host, dtype)
-    p = _on_device(p_host, dtype)
-
+def _tf_xent_grad(tf: Any, params: tuple[Any, ...]) -> Expression:
     def xent_grad(p: Any, q: Any) -> Any:
         with tf.GradientTape() as tape:
             tape.watch(q)
             loss = tf.reduce_sum(tf.keras.losses.categorical_crossentropy(p, q, from_logits=False))
         return tape.gradient(loss, q)
 
-    def reference() -> list[np.ndarray]:
-        return [xent_grad_numpy(_host(p), _host(q))]
-
-    return BuiltOp(fn=xent_grad, args=(p, q), reference=reference)
+    return Expression(xent_grad)
 
 
-def _build_dense_step(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
-    """One training step's gradients of Dense(n) with an L2 kernel regularizer (the seed's second question).
+def _tf_dense_step(tf: Any, params: tuple[Any, ...]) -> Expression:
+    """One training step's gradients of Dense(n) with an L2 kernel regularizer, kernel and bias set to ``params``.
 
     ``model.losses`` is read *inside* the tape: Keras recomputes the regularization term when the property is
     read, so its gradient (2·L2·W) flows into the kernel's gradient.
     """
-    import tensorflow as tf
-
-    _require_float(dtype, "a training step")
-    x = _on_device(_random(rng, (n, n), dtype), dtype)
-    y = _on_device(_random(rng, (n, n), dtype), dtype)
-    model = tf.keras.Sequential(
-        [
-            tf.keras.Input(shape=(n,), dtype=dtype),
-            tf.keras.layers.Dense(n, kernel_regularizer=tf.keras.regularizers.L2(L2), dtype=dtype),
-        ]
-    )
+    kernel, bias = params
+    n = int(kernel.shape[0])
+    dtype = kernel.dtype.name
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=(n,), dtype=dtype),
+        tf.keras.layers.Dense(n, kernel_regularizer=tf.keras.regularizers.L2(L2), dtype=dtype),
+    ])
     layer = model.layers[0]
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
     variables = model.trainable_variables
 
     def step(x: Any, y: Any) -> Any:
@@ -229,12 +255,7 @@ def _build_dense_step(n: int, dtype: str, rng: np.random.Generator) -> BuiltOp:
         kernel_grad, bias_grad = tape.gradient(total, variables)
         return total, kernel_grad, bias_grad
 
-    def reference() -> list[np.ndarray]:
-        w = np.asarray(layer.kernel.numpy(), dtype=np.float64)
-        b = np.asarray(layer.bias.numpy(), dtype=np.float64)
-        return list(dense_step_numpy(_host(x), _host(y), w, b))
-
-    return BuiltOp(fn=step, args=(x, y), reference=reference, variables=model)
+    return Expression(step, state=model)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -251,7 +272,10 @@ OPS: dict[str, OpDef] = {
             flops_formula="2n³",
             bytes=lambda n, s: 3.0 * n * n * s,
             working_set=lambda n, s: 4.0 * n * n * s,
-            build=_build_matmul,
+            bound="compute",
+            inputs=_two_squares,
+            numpy=np.matmul,  # BLAS for float32/float64; numpy's own loops for float16 and int32
+            tf=_tf_matmul,
         ),
         OpDef(
             name="conv2d",
@@ -264,7 +288,10 @@ OPS: dict[str, OpDef] = {
             # Input and output, plus the im2col workspace of CPU kernels (k² copies of the input): a 4096²
             # conv2d peaked near 11 GiB here and 8192² was OOM-killed at 24 GiB.
             working_set=lambda n, s: (2.0 + CONV_KERNEL**2) * n * n * CONV_CHANNELS * s,
-            build=_build_conv2d,
+            bound="compute",
+            inputs=_conv2d_inputs,
+            numpy=conv2d_numpy,
+            tf=_tf_conv2d,
         ),
         OpDef(
             name="add",
@@ -274,7 +301,10 @@ OPS: dict[str, OpDef] = {
             flops_formula="n²",
             bytes=lambda n, s: 3.0 * n * n * s,
             working_set=lambda n, s: 3.0 * n * n * s,
-            build=_build_add,
+            bound="memory",
+            inputs=_two_squares,
+            numpy=np.add,
+            tf=_tf_add,
         ),
         OpDef(
             name="reduce_sum",
@@ -284,7 +314,10 @@ OPS: dict[str, OpDef] = {
             flops_formula="n²",
             bytes=lambda n, s: (n * n + n) * float(s),
             working_set=lambda n, s: (n * n + n) * float(s),
-            build=_build_reduce_sum,
+            bound="memory",
+            inputs=_one_square,
+            numpy=reduce_rows_numpy,
+            tf=_tf_reduce_sum,
         ),
         OpDef(
             name="softmax_xent_grad",
@@ -295,8 +328,11 @@ OPS: dict[str, OpDef] = {
             flops_formula="≈10n²",
             bytes=lambda n, s: 3.0 * n * n * s,
             working_set=lambda n, s: 8.0 * n * n * s,
-            build=_build_softmax_xent_grad,
-            dtypes=FLOAT_DTYPES,
+            bound="memory",
+            inputs=_xent_inputs,
+            numpy=xent_grad_numpy,
+            tf=_tf_xent_grad,
+            needs_float="a gradient",
         ),
         OpDef(
             name="dense_step",
@@ -307,13 +343,17 @@ OPS: dict[str, OpDef] = {
             flops_formula="4n³ + O(n²)",
             bytes=lambda n, s: 6.0 * n * n * s,
             working_set=lambda n, s: 8.0 * n * n * s,
-            build=_build_dense_step,
-            dtypes=FLOAT_DTYPES,
+            bound="compute",
+            inputs=_dense_step_inputs,
+            numpy=dense_step_numpy,
+            tf=_tf_dense_step,
+            needs_float="a training step",
         ),
     )
 }
 
 DEFAULT_OPS = tuple(OPS)
+
 
 TOLERANCE = {"float16": 2e-2, "bfloat16": 8e-2, "float32": 1e-4, "float64": 1e-7, "int32": 0.0}
 """Relative error allowed against the float64 reference, as max|out - ref| / max|ref|.

@@ -31,7 +31,7 @@ import pytest
 from devbench.errors import UsageError
 
 if TYPE_CHECKING:
-    from devbench.backend import TFBackend
+    from devbench.backends.tf import TFBackend
     from devbench.spec import TimingPolicy
 
 SYNC = "scalar"
@@ -232,11 +232,10 @@ def run_case(benchmark: Benchmark, case: BenchCase, backend: TFBackend, rounds: 
     (output not on the requested device) and ``wrong`` (off the numpy reference) fail the test, since their
     numbers would mislead; anything else is a bug and propagates.
     """
-    import numpy as np
 
     from devbench import __version__
-    from devbench.backend import SYNCS, CellFailure, classify, wrap_mode
-    from devbench.devices import canonical, tensorflow
+    from devbench.backends.tf import SYNCS, build_tf, classify, placed_leaves, placement_failure, wrap_mode
+    from devbench.devices import tensorflow
     from devbench.guards import MemoryGuard
     from devbench.ops import ITEMSIZE, OPS
     from devbench.spec import Cell
@@ -257,17 +256,17 @@ def run_case(benchmark: Benchmark, case: BenchCase, backend: TFBackend, rounds: 
     placed: list[str] = []
 
     def check_placement(output: Any) -> None:
-        devices = sorted({canonical(leaf.device) for leaf in tf.nest.flatten(output) if hasattr(leaf, "device")})
-        placed.extend(devices)
-        if devices != [case.device]:
-            raise CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested "
-                              f"{case.device}", ", ".join(devices))
+        leaves = placed_leaves(output)
+        placed.extend(sorted({device for device, _ in leaves}))
+        failure = placement_failure(case.device, leaves)
+        if failure is not None:
+            raise failure
 
     try:
         with tf.device(f"/device:{case.device}"):
             try:
                 backend.check_correctness(cell, seed)
-                built = op.build(case.size, case.dtype, np.random.default_rng(seed))
+                built = build_tf(op, case.size, case.dtype, seed)
                 fn = wrap_mode(built.fn, case.mode)
                 args = built.args
 

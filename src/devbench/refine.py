@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from devbench.analysis import RefineCell, Refinement, refine, split_mode
+from devbench.backends.base import Backend
 from devbench.guards import Guard, MemoryGuard
-from devbench.runner import Backend, CellResult, run_visits
+from devbench.runner import CellResult, run_visits
 from devbench.schema import IDENTITY
 from devbench.session import RunSession, require_writable_run
 from devbench.spec import Cell, SweepSpec, interleaved_visits
@@ -55,7 +56,7 @@ def refine_run(
         assert session.reopened is not None
         spec = SweepSpec.from_dict(session.meta["spec"])
         if backend is None:
-            from devbench.backend import default_backend
+            from devbench.backends import default_backend
 
             backend = default_backend()  # routes numpy:CPU to numpy, TF devices to TensorFlow
         active: Backend = backend

@@ -11,33 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from devbench.backends.base import Backend, Outcome
 from devbench.schema import Record, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
 from devbench.stats import summarize
 from devbench.store import utc_now
-
-
-class Outcome(Protocol):
-    """What a backend returns for a measured cell (backend.CellOutcome)."""
-
-    @property
-    def placed_device(self) -> str: ...
-    @property
-    def flops(self) -> float: ...
-    @property
-    def bytes(self) -> float: ...
-    @property
-    def measurement(self) -> Any: ...
-
-
-class Backend(Protocol):
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> Outcome: ...
-
-    def classify(self, exc: BaseException) -> tuple[str, str]: ...
-
-    def release(self) -> None: ...
 
 
 @dataclass

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devbench.backends.base import Backend
 from devbench.calibrate import Calibrator, sweep_calibrator
 from devbench.errors import UsageError, choose
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine, format_seconds
-from devbench.runner import Backend, CellResult, run_sweep
+from devbench.runner import CellResult, run_sweep
 from devbench.schema import Record
 from devbench.session import (
     Reopened,
@@ -231,7 +232,7 @@ def run_plan(
     # The roofline (devbench.calibrate) goes into meta["calibration"] at the start; each row's pct_of_peak uses it.
     calibrator = sweep_calibrator(calibrate, real_backend=backend is None)
     if backend is None:
-        from devbench.backend import default_backend
+        from devbench.backends import default_backend
         from devbench.devices import discover, resolve, tensorflow_fingerprint
 
         infos = discover()

@@ -37,7 +37,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from devbench.spec import TimingPolicy
 from devbench.stats import rel_iqr
@@ -103,13 +103,17 @@ class Measurement(Generic[T]):
     each extra one was too short and discarded."""
 
 
-def python_loop(fn: Callable[[], T]) -> Callable[[int], T]:
-    """The default block: ``number`` calls of ``fn`` in a plain loop; returns the last output."""
+def python_loop(fn: Callable[..., T], *args: Any) -> Callable[[int], T]:
+    """The one loop that calls an op ``number`` times: ``fn(*args)`` back to back; returns the last output.
+
+    The timer's default block, and every backend's block outside a graph loop. ``args`` are passed straight to
+    ``fn`` (not through a closure) so that each call costs one Python frame, the op's own.
+    """
 
     def block(number: int) -> T:
-        output = fn()
+        output = fn(*args)
         for _ in range(number - 1):
-            output = fn()
+            output = fn(*args)
         return output
 
     return block

@@ -1,48 +1,76 @@
 """The TensorFlow backend: build a cell's op on its device, pick the sync, run the timer, check the result.
 
-This is the one place (with devices.py and ops.py) that talks to TensorFlow. The runner sees only
-:class:`CellOutcome` or an exception, which :func:`classify` turns into a row's status.
-
-:func:`default_backend` is what a sweep uses: TensorFlow for real devices, numpy for the ``numpy:CPU``
-baseline (:mod:`devbench.numpy_backend`), chosen per cell by its device.
+This is the one place (with devices.py) that talks to TensorFlow; each op's TF expression lives with the op
+(``OpDef.tf`` in :mod:`devbench.ops`) and gets the module from here. The runner sees only
+:class:`~devbench.backends.base.CellOutcome` or an exception, which :func:`classify` turns into a row's status.
+TensorFlow is imported on first use (:func:`devbench.devices.tensorflow`), not when this module is.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from devbench.backends.base import (
+    CellFailure,
+    CellOutcome,
+    UnsupportedCombination,
+    check_against_reference,
+    classify_common,
+    error_reason,
+    python_loop,
+)
 from devbench.devices import canonical, tensorflow
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, TOLERANCE, UnsupportedCombination, relative_error
-from devbench.spec import NUMPY_DEVICE, TRANSFER_SYNC, Cell, TimingPolicy
-from devbench.timer import Clock, Measurement, measure, python_loop
+from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
+from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
+from devbench.timer import Clock, measure
 
-
-class CellFailure(Exception):
-    """A cell that ran but must not be reported as ``ok`` (placement or correctness check failed)."""
-
-    def __init__(self, status: str, reason: str, placed_device: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.placed_device = placed_device
+# ---------------------------------------------------------------------------------------------------------
+# Building an op on the device
 
 
 @dataclass
-class CellOutcome:
-    measurement: Measurement[Any]
-    placed_device: str
-    flops: float
-    bytes: float
-    traces: int = 0
-    """How many times the timed tf.function was traced over the whole cell (0 in eager mode and for numpy).
-    The cold call traces once; a larger count means retracing, and ``note`` says it happened while timing."""
-    note: str = ""
-    """A remark for the row's ``reason`` on an ``ok`` cell."""
+class BuiltOp:
+    """An op ready to time: ``fn(*args)`` computes on the device; ``reference()`` gives float64 expectations.
+
+    ``reference`` returns one array per leaf of ``fn``'s output (in ``tf.nest.flatten`` order), computed by the
+    op's numpy implementation in float64 from the very values the device holds (after rounding to the dtype),
+    so only the computation's own error is measured. ``variables`` keeps Keras state alive while the op is used.
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    reference: Callable[[], list[np.ndarray]]
+    variables: Any = None
+
+
+def _on_device(array: np.ndarray, dtype: str) -> Any:
+    """A tensor of ``dtype`` on the current device scope, made from host data (cast happens on the device)."""
+    tf = tensorflow()
+    host_dtype = np.int32 if dtype == "int32" else (np.float64 if dtype == "float64" else np.float32)
+    return tf.cast(tf.identity(tf.constant(array.astype(host_dtype))), getattr(tf, dtype))
+
+
+def _host(tensor: Any) -> np.ndarray:
+    host: np.ndarray = np.asarray(tensor.numpy(), dtype=np.float64)
+    return host
+
+
+def build_tf(op: OpDef, n: int, dtype: str, seed: int) -> BuiltOp:
+    """``op`` at size ``n`` and ``dtype`` on its seeded host inputs. Call inside ``tf.device(...)``."""
+    inputs = op.host_inputs(n, dtype, seed)
+    args = tuple(_on_device(a, dtype) for a in inputs.args)
+    params = tuple(_on_device(p, dtype) for p in inputs.params)
+    expression = op.tf(tensorflow(), params)
+
+    def reference() -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[_host(t) for t in (*args, *params)]))]
+
+    return BuiltOp(fn=expression.fn, args=args, reference=reference, variables=expression.state)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -197,15 +225,46 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
 
         return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer), traced=traced)
 
-    def block(number: int) -> Any:
-        output = wrapped(*args)
-        for _ in range(number - 1):
-            output = wrapped(*args)
-        return output
-
-    return Dispatch(call=lambda: wrapped(*args), block=block, traced=traced)
+    return Dispatch(call=lambda: wrapped(*args), block=python_loop(wrapped, *args), traced=traced)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Placement
+
+
+def _memory_of(device: str) -> str:
+    """Which memory a device's tensors live in: one host memory for every CPU device, its own for the others."""
+    return "host" if device.startswith("CPU:") else device
+
+
+def placement_failure(requested: str, leaves: Sequence[tuple[str, str]]) -> CellFailure | None:
+    """A ``fallback`` failure unless every output leaf is on ``requested``, in name and in memory.
+
+    ``leaves`` holds each output leaf's canonical (``device``, ``backing_device``). Some kernels registered for
+    a GPU keep their data in host memory (int32 ``add`` and ``reduce_sum``, and int32 results of a
+    tf.function): ``device`` then says GPU:0 while ``backing_device`` says CPU:0, and the work ran on the host.
+    Such a cell is reported as a fallback too. Every ``CPU:*`` device is the same host memory, so a CPU:1 tensor
+    backed by CPU:0 (what TF does with int32 function results) is where it was asked to be.
+    """
+    devices = sorted({device for device, _ in leaves})
+    if devices != [requested]:
+        return CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested {requested}",
+                           ", ".join(devices))
+    backing = sorted({memory for _, memory in leaves if _memory_of(memory) != _memory_of(requested)})
+    if backing:
+        where = ", ".join(backing)
+        return CellFailure(
+            "fallback",
+            f"output is on {requested} in name but its memory is on {where} (a host-memory kernel): "
+            "the work ran there",
+            where,
+        )
+    return None
+
+
+def placed_leaves(output: Any) -> list[tuple[str, str]]:
+    """Canonical (``device``, ``backing_device``) of each output leaf, for :func:`placement_failure`."""
+    return [(canonical(leaf.device), canonical(leaf.backing_device)) for leaf in _leaves(output)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,28 +284,21 @@ _UNSUPPORTED_HINTS = (
 )
 
 
-def first_line(text: str, limit: int = 300) -> str:
-    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    return line[:limit]
-
-
 def classify(exc: BaseException) -> tuple[str, str]:
-    """(status, reason) for an exception raised while running a cell."""
+    """(status, reason) for an exception raised while running a cell: the shared rules, then TensorFlow's."""
+    common = classify_common(exc)
+    if common is not None:
+        return common
     tf = tensorflow()
-    message = first_line(getattr(exc, "message", None) or str(exc)) or type(exc).__name__
-    if isinstance(exc, CellFailure):
-        return exc.status, exc.reason
-    if isinstance(exc, UnsupportedCombination):
-        return "unsupported", message
-    if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)):
-        return "oom", f"{type(exc).__name__}: {message}"
+    if isinstance(exc, tf.errors.ResourceExhaustedError):
+        return "oom", error_reason(exc)
     if isinstance(exc, (tf.errors.NotFoundError, tf.errors.UnimplementedError)):
-        return "unsupported", f"{type(exc).__name__}: {message}"
+        return "unsupported", error_reason(exc)
     if isinstance(exc, (tf.errors.InvalidArgumentError, TypeError, ValueError)) and any(
         hint in str(exc).lower() for hint in _UNSUPPORTED_HINTS
     ):
-        return "unsupported", f"{type(exc).__name__}: {message}"
-    return "error", f"{type(exc).__name__}: {message}"
+        return "unsupported", error_reason(exc)
+    return "error", error_reason(exc)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,47 +327,29 @@ class TFBackend:
             raise failure
 
     def _run_check(self, cell: Cell, seed: int) -> CellFailure | None:
-        op = OPS[cell.op]
-        rng = np.random.default_rng(seed)
         with self.tf.device(self._tf_device(cell.device)):
-            built = op.build(CHECK_SIZE, cell.dtype, rng)
+            built = build_tf(OPS[cell.op], CHECK_SIZE, cell.dtype, seed)
             output = wrap_mode(built.fn, cell.mode)(*built.args)
             leaves = [np.asarray(leaf.numpy()).astype(np.float64) for leaf in _leaves(output)]
-        expected = built.reference()
-        tolerance = TOLERANCE[cell.dtype]
-        if len(leaves) != len(expected):
-            return CellFailure("wrong", f"{len(leaves)} outputs where the reference has {len(expected)}")
-        for i, (got, want) in enumerate(zip(leaves, expected, strict=True)):
-            err = relative_error(got, want)
-            if not err <= tolerance:
-                return CellFailure(
-                    "wrong",
-                    f"output {i} at n={CHECK_SIZE} is off the numpy float64 reference by {err:.3g} "
-                    f"(relative; {cell.dtype} allows {tolerance:g})",
-                )
-        return None
+        return check_against_reference(leaves, built.reference(), cell.dtype)
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
         op = OPS[cell.op]
         # Until this cell is known to have left nothing but refcounted tensors, release() cleans up fully.
         self._needs_cleanup = True
         self.check_correctness(cell, seed)
-        rng = np.random.default_rng(seed)
         placed: list[str] = []
 
         def check_placement(output: Any) -> None:
-            devices = sorted({canonical(leaf.device) for leaf in _leaves(output)})
-            placed.extend(devices)
-            if devices != [cell.device]:
-                raise CellFailure(
-                    "fallback",
-                    f"output placed on {', '.join(devices)}, not on the requested {cell.device}",
-                    ", ".join(devices),
-                )
+            leaves = placed_leaves(output)
+            placed.extend(sorted({device for device, _ in leaves}))
+            failure = placement_failure(cell.device, leaves)
+            if failure is not None:
+                raise failure
 
         traces_after_cold: list[int] = []
         with self.tf.device(self._tf_device(cell.device)):
-            built = op.build(cell.size, cell.dtype, rng)
+            built = build_tf(op, cell.size, cell.dtype, seed)
             dispatch = make_dispatch(built.fn, built.args, cell.mode, cell.sync, cell.device)
 
             def check(output: Any) -> None:
@@ -357,47 +391,3 @@ class TFBackend:
         self.tf.keras.backend.clear_session()
         gc.collect()
         self._needs_cleanup = False
-
-
-class RoutingBackend:
-    """Sends each cell to the backend for its device: ``numpy:CPU`` to numpy, everything else to TensorFlow.
-
-    Both are created on first use, so a numpy-only sweep never imports TensorFlow.
-    """
-
-    def __init__(self, tf_backend: Any = None, numpy_backend: Any = None, clock: Clock | None = None) -> None:
-        self._tf = tf_backend
-        self._numpy = numpy_backend
-        self._clock = clock
-        self._last: Any = None
-
-    def backend_for(self, cell: Cell) -> Any:
-        if cell.device == NUMPY_DEVICE:
-            if self._numpy is None:
-                from devbench.numpy_backend import NumpyBackend
-
-                self._numpy = NumpyBackend(clock=self._clock)
-            return self._numpy
-        if self._tf is None:
-            self._tf = TFBackend(clock=self._clock)
-        return self._tf
-
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
-        self._last = self.backend_for(cell)
-        outcome: CellOutcome = self._last.run_cell(cell, policy, seed)
-        return outcome
-
-    def classify(self, exc: BaseException) -> tuple[str, str]:
-        if self._last is None:
-            return "error", f"{type(exc).__name__}: {first_line(str(exc))}"
-        result: tuple[str, str] = self._last.classify(exc)
-        return result
-
-    def release(self) -> None:
-        if self._last is not None:
-            self._last.release()
-
-
-def default_backend(clock: Clock | None = None) -> RoutingBackend:
-    """The backend a sweep uses: TensorFlow for its devices, numpy for the ``numpy:CPU`` baseline."""
-    return RoutingBackend(clock=clock)

@@ -1,0 +1,96 @@
+"""Backends: one module per framework, and the router that sends each cell to the backend of its device.
+
+:data:`ROUTES` maps a device name to the backend class that runs it, as ``"module:Class"`` strings, so a
+backend's module (and its framework) is imported only when a cell of its device runs: a numpy-only sweep never
+imports TensorFlow. Adding a framework is one module here (a class with ``run_cell``, ``classify`` and
+``release``, see :class:`~devbench.backends.base.Backend`), one route below, and its expression per op in
+:mod:`devbench.ops`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devbench.backends.base import Backend, CellOutcome, classify
+from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
+from devbench.timer import Clock
+
+
+@dataclass(frozen=True)
+class Route:
+    """Cells whose device name ``matches`` run on ``target`` (``"module:Class"``, made with ``clock=``)."""
+
+    matches: Callable[[str], bool]
+    target: str
+
+
+def _is_tensorflow_device(device: str) -> bool:
+    """TensorFlow's own names carry no framework prefix: ``CPU:0``, ``GPU:1``."""
+    kind, _, index = device.partition(":")
+    return kind.isalpha() and kind.isupper() and index.isdigit()
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(lambda device: device == NUMPY_DEVICE, "devbench.backends.numpy:NumpyBackend"),
+    Route(_is_tensorflow_device, "devbench.backends.tf:TFBackend"),
+)
+"""First match wins. A new framework adds a line, e.g. ``Route(lambda d: d.startswith("jax:"), ...)``."""
+
+
+def target_for(device: str) -> str:
+    """The ``"module:Class"`` that runs cells of ``device``; ValueError for a name no backend claims."""
+    for route in ROUTES:
+        if route.matches(device):
+            return route.target
+    raise ValueError(f"no backend runs device {device!r}")
+
+
+def _create(target: str, clock: Clock | None) -> Backend:
+    module, _, name = target.partition(":")
+    backend: Backend = getattr(importlib.import_module(module), name)(clock=clock)
+    return backend
+
+
+class RoutingBackend:
+    """Sends each cell to the backend for its device, creating each backend on first use.
+
+    ``backends`` pre-seeds instances by target (tests inject fakes that way).
+    """
+
+    def __init__(self, clock: Clock | None = None, backends: dict[str, Backend] | None = None) -> None:
+        self._clock = clock
+        self._backends: dict[str, Backend] = dict(backends or {})
+        self._last: Backend | None = None
+
+    @property
+    def created(self) -> tuple[str, ...]:
+        """The targets created or injected so far, in order."""
+        return tuple(self._backends)
+
+    def backend_for(self, cell: Cell) -> Backend:
+        target = target_for(cell.device)
+        if target not in self._backends:
+            self._backends[target] = _create(target, self._clock)
+        return self._backends[target]
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
+        self._last = self.backend_for(cell)
+        outcome: CellOutcome = self._last.run_cell(cell, policy, seed)  # type: ignore[assignment]
+        return outcome
+
+    def classify(self, exc: BaseException) -> tuple[str, str]:
+        return self._last.classify(exc) if self._last is not None else classify(exc)
+
+    def release(self) -> None:
+        if self._last is not None:
+            self._last.release()
+
+
+def default_backend(clock: Clock | None = None) -> RoutingBackend:
+    """The backend a sweep uses: TensorFlow for its devices, numpy for the ``numpy:CPU`` baseline."""
+    return RoutingBackend(clock=clock)
+
+
+__all__ = ["ROUTES", "Route", "RoutingBackend", "default_backend", "target_for"]

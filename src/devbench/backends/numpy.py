@@ -1,0 +1,119 @@
+"""The numpy baseline (``--baseline numpy``): the same ops in plain numpy on the host, device ``numpy:CPU``.
+
+It answers "what does the framework's dispatch cost me at small sizes?" and gives the crossover analysis a real
+second curve on a machine without a GPU. Cells are measured with the same timer and policy as framework
+cells, from the same seeded input data (:meth:`devbench.ops.OpDef.host_inputs`), with each op's
+``OpDef.numpy`` implementation: the very function that, in float64, is the reference of every backend.
+
+``bfloat16`` is ``unsupported`` (numpy has no bfloat16 arithmetic), as are gradients of int32 (as in TF).
+numpy is synchronous: every sync mode, ``transfer`` included, is a no-op here (the data already is in host
+memory); the row keeps the sync asked for, and its ``reason`` says so.
+
+No framework is imported here.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from devbench.backends.base import (
+    CellFailure,
+    CellOutcome,
+    UnsupportedCombination,
+    check_against_reference,
+    classify,
+    python_loop,
+)
+from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, leaves_of
+from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
+from devbench.timer import Clock, measure
+
+NUMPY_DTYPES: dict[str, Any] = {"float16": np.float16, "float32": np.float32, "float64": np.float64,
+                                "int32": np.int32}
+
+SYNC_NOTE = "numpy is synchronous: sync {sync!r} is a no-op here"
+
+
+@dataclass
+class NumpyOp:
+    """``fn(*args)`` computes in the cell's dtype; ``reference()`` is the float64 result from the same inputs."""
+
+    fn: Callable[..., Any]
+    args: tuple[np.ndarray, ...]
+    params: tuple[np.ndarray, ...]
+    """Model state the op closes over (``dense_step``: kernel and bias), in the cell's dtype."""
+
+    def reference(self) -> list[np.ndarray]:
+        as_f64 = [np.asarray(a, dtype=np.float64) for a in (*self.args, *self.params)]
+        return leaves_of(self.fn(*as_f64))
+
+
+def _as(array: np.ndarray, dtype: str) -> np.ndarray:
+    return np.ascontiguousarray(array.astype(NUMPY_DTYPES[dtype]))
+
+
+def build_numpy(op: str, n: int, dtype: str, seed: int) -> NumpyOp:
+    """``op`` at size ``n`` in numpy, on the op's seeded inputs; raises UnsupportedCombination where there is none."""
+    if dtype not in NUMPY_DTYPES:
+        raise UnsupportedCombination(f"numpy has no {dtype} arithmetic")
+    definition = OPS[op]
+    inputs = definition.host_inputs(n, dtype, seed)
+    return NumpyOp(fn=definition.numpy, args=tuple(_as(a, dtype) for a in inputs.args),
+                   params=tuple(_as(p, dtype) for p in inputs.params))
+
+
+def _no_sync(output: Any) -> None:
+    del output
+
+
+class NumpyBackend:
+    """Runs cells of the pseudo-device ``numpy:CPU``. Checks each (op, dtype) once against float64."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock
+        self._checked: dict[tuple[str, str], CellFailure | None] = {}
+
+    def check_correctness(self, cell: Cell, seed: int) -> None:
+        key = (cell.op, cell.dtype)
+        if key not in self._checked:
+            built = build_numpy(cell.op, CHECK_SIZE, cell.dtype, seed)
+            got = leaves_of(built.fn(*built.args, *built.params))
+            self._checked[key] = check_against_reference(got, built.reference(), cell.dtype, who="numpy")
+        failure = self._checked[key]
+        if failure is not None:
+            raise failure
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
+        if cell.device != NUMPY_DEVICE:
+            raise ValueError(f"the numpy backend runs {NUMPY_DEVICE} cells, not {cell.device}")
+        self.check_correctness(cell, seed)
+        built = build_numpy(cell.op, cell.size, cell.dtype, seed)
+        call_args = (*built.args, *built.params)
+        kwargs: dict[str, Any] = {"block": python_loop(built.fn, *call_args)}
+        if self.clock is not None:
+            kwargs["clock"] = self.clock
+        measurement = measure(lambda: built.fn(*call_args), _no_sync, policy, **kwargs)
+        measurement.output = None
+        op = OPS[cell.op]
+        return CellOutcome(
+            measurement=measurement,
+            placed_device=NUMPY_DEVICE,
+            flops=op.flops(cell.size),
+            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
+            note=SYNC_NOTE.format(sync=cell.sync) if cell.sync != "scalar" else "",
+        )
+
+    @staticmethod
+    def classify(exc: BaseException) -> tuple[str, str]:
+        return classify(exc)
+
+    def release(self) -> None:
+        gc.collect()
+
+
+__all__ = ["NUMPY_DTYPES", "NumpyBackend", "NumpyOp", "build_numpy"]
