@@ -1,0 +1,117 @@
+"""docs/architecture.md is the living design: its module map names every module, and the imports have no cycle.
+
+The import graph is read from the source (module-level ``import``/``from`` statements; imports inside
+functions are lazy by design and may point anywhere), so a cycle is caught before it bites at import time.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "devbench"
+MAX_LINES = 600
+"""A module over this many lines says in its docstring why it is not split (the word "long" and a reason)."""
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` blocks are not run
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    modules = _modules()
+    graph = {name: _module_level_imports(name, path, set(modules)) for name, path in modules.items()}
+    # A package importing its own submodules is how packages work; only cycles through other modules count.
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not t.startswith(name + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt):], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert cycles == [], " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_module_map_names_every_module() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc.split("## Module map", 1)[1].split("\n\n", 2)[1]
+    named: set[str] = set()
+    for cell in re.findall(r"^\| ([^|]+) \|", table, flags=re.MULTILINE):
+        named.update(name.strip("`/ ") for name in re.findall(r"`([^`]+)`", cell))
+    missing = []
+    for name, path in _modules().items():
+        short = name.removeprefix("devbench").lstrip(".")
+        if not short:
+            continue
+        top = short.split(".")[0]
+        if path.parent != PACKAGE:  # a package's modules are named in its row's text
+            if top not in named:
+                missing.append(short)
+            continue
+        if short not in named:
+            missing.append(short)
+    assert not missing, f"docs/architecture.md's module map lacks {missing}"
+
+
+def test_long_modules_say_why() -> None:
+    too_long = []
+    for name, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > MAX_LINES:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "long" not in doc.lower():
+                too_long.append(f"{name} ({text.count(chr(10))} lines)")
+    assert not too_long, f"modules over {MAX_LINES} lines without a reason in their docstring: {too_long}"
+
+
+def test_the_readme_module_map_matches_the_architecture_doc() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/architecture.md" in readme
+    doc_table = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").split("## Module map", 1)[1]
+    for top in sorted({n.split(".")[1] for n in _modules() if n.count(".") >= 1}):
+        assert f"`{top}" in readme, f"README's module map lacks {top}"
+        assert f"`{top}" in doc_table
