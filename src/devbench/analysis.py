@@ -179,6 +179,16 @@ def device_sort_key(device: str) -> tuple[int, str, int, str]:
     return (0 if device == REFERENCE_DEVICE else 1, kind, index, device)
 
 
+def is_accelerator(device: str) -> bool:
+    """True for a framework device that is not the host CPU (GPU:0, TPU:0, /device:GPU:1).
+
+    The one rule for "accelerator": every CPU:n is the host, and so is ``numpy:CPU`` (a host baseline, not a
+    device anyone places work on). The overview heatmap colours the best accelerator's speed-up over CPU:0.
+    """
+    match = _DEVICE.match(device)
+    return match is not None and match.group(1).upper() != "CPU"
+
+
 def device_order(devices: Iterable[str]) -> list[str]:
     return sorted(set(devices), key=device_sort_key)
 
@@ -486,7 +496,7 @@ def winners(results: pd.DataFrame) -> pd.DataFrame:
     """The fastest ok device per (op, dtype, mode, size), with its speed-up over CPU:0.
 
     ``speedup_vs_cpu`` = CPU:0 median / winner median (≥ 1; NaN when CPU:0 has no ok cell there).
-    ``best_accelerator`` is the fastest non-CPU:0 device and ``accelerator_speedup`` its speed-up over CPU:0
+    ``best_accelerator`` is the fastest device that :func:`is_accelerator` (not a host CPU, not numpy:CPU) and ``accelerator_speedup`` its speed-up over CPU:0
     (< 1 when CPU:0 wins): that is what the overview heatmap colours. ``noisy`` / ``unsynchronized`` are true
     when the winner's or CPU:0's cell is, since either makes the speed-up doubtful. Columns:
     ``WINNER_COLUMNS``; ties go to the device first in ``device_order``.
@@ -499,7 +509,7 @@ def winners(results: pd.DataFrame) -> pd.DataFrame:
         group = unordered.iloc[sorted(range(len(devices)), key=lambda i: device_sort_key(devices[i]))]
         best = group.iloc[int(np.argmin(group["median_s"].to_numpy()))]
         cpu = group[group["device"] == REFERENCE_DEVICE]
-        accel = group[group["device"] != REFERENCE_DEVICE]
+        accel = group[[is_accelerator(d) for d in group["device"].astype(str)]]
         cpu_median = float(cpu["median_s"].iloc[0]) if len(cpu) else math.nan
         best_accel = accel.iloc[int(np.argmin(accel["median_s"].to_numpy()))] if len(accel) else None
         accel_speedup = math.nan if best_accel is None else cpu_median / float(best_accel["median_s"])
