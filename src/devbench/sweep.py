@@ -33,7 +33,8 @@ from typing import Any
 
 from devbench.calibrate import Calibrator, annotate, sweep_calibrator
 from devbench.errors import UsageError, choose
-from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine, format_seconds
+from devbench.formatting import format_duration as format_seconds
+from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
 from devbench.runner import Backend, CellResult, run_sweep
 from devbench.schema import Record
 from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec
