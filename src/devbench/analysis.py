@@ -29,7 +29,7 @@ from devbench.crossover import (
     refine_plan,
 )
 from devbench.errors import UsageError
-from devbench.formatting import format_ratio, format_size, format_time, json_text, rich_table
+from devbench.formatting import MISSING, format_ratio, format_size, format_time, json_text, rich_table
 from devbench.selection import (
     GROUP,
     REFERENCE_DEVICE,
@@ -177,23 +177,23 @@ def crossover_table_rows(frame: pd.DataFrame) -> list[list[str]]:
         rng = (
             f"{format_size(r['low'])}–{format_size(r['high'])}"
             if math.isfinite(r["low"]) and math.isfinite(r["high"])
-            else "–"
+            else MISSING
         )
         speedups = (
             f"{format_ratio(r['speedup_min'])} @ {format_size(r['min_size'])} / "
             f"{format_ratio(r['speedup_max'])} @ {format_size(r['max_size'])}"
             if math.isfinite(r["speedup_min"])
-            else "–"
+            else MISSING
         )
         crossover = r["crossover_size"]
         rows.append(
             [
                 f"{r['op']} {r['dtype']} {r['mode']}",
                 f"{r['device_a']} vs {r['device_b']}",
-                "–" if not math.isfinite(crossover) else f"n≈{format_size(crossover)}",
+                MISSING if not math.isfinite(crossover) else f"n≈{format_size(crossover)}",
                 rng,
-                str(r["faster_below"]) or "–",
-                str(r["faster_above"]) or "–",
+                str(r["faster_below"]) or MISSING,
+                str(r["faster_above"]) or MISSING,
                 speedups,
                 str(r["note"]),
             ]

@@ -17,6 +17,7 @@ from devbench.errors import UsageError
 from devbench.formatting import (
     csv_text,
     format_p_value,
+    format_percent,
     format_ratio,
     format_ratio_interval,
     format_size_interval,
@@ -42,8 +43,9 @@ def _render_table(comparison: Comparison, width: int) -> str:
                       force_terminal=False, highlight=False, soft_wrap=False)
     s = comparison.settings
     console.print(f"devbench compare\n  base: {comparison.base_label}\n  new:  {comparison.new_label}\n"
-                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{s.threshold:.0%}, "
-                  f"alpha {s.alpha:g}, {s.confidence:.0%} bootstrap CI ({s.n_boot} resamples, seed {s.seed})")
+                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{format_percent(s.threshold)}, "
+                  f"alpha {s.alpha:g}, {format_percent(s.confidence)} bootstrap CI "
+                  f"({s.n_boot} resamples, seed {s.seed})")
 
     if comparison.fingerprint:
         fp = Table(title="Machine differences", box=box.SIMPLE, title_justify="left")

@@ -25,6 +25,7 @@ from devbench.analysis import (
     device_order,
     ok_cells,
 )
+from devbench.formatting import format_percent
 from devbench.machine import short_name
 from devbench.stats import NOISY_REL_IQR
 
@@ -41,7 +42,7 @@ OVERVIEW_EXTENT = 100.0
 machines' overviews can be compared by eye."""
 
 UNSYNC_SUFFIX = " — UNSYNCHRONIZED"
-NOISY_LABEL = f"noisy (rel. IQR > {NOISY_REL_IQR:.0%})"
+NOISY_LABEL = f"noisy (rel. IQR > {format_percent(NOISY_REL_IQR)})"
 UNSYNC_LABEL = "unsynchronized (sync=none): launch, not work"
 
 

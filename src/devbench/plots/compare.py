@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from devbench.compare import VERDICTS, Comparison, Verdict
+from devbench.formatting import format_percent
 from devbench.plots.common import _matplotlib
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def compare_figure(comparison: Comparison) -> Figure:
     for ax, op in zip(axes, ops, strict=True):
         cells = [c for c in plotted if c.key.op == op]
         series = sorted({(c.key.dtype, c.key.device, c.key.mode) for c in cells})
-        ax.axhspan(1.0 - t, 1.0 + t, color="0.88", zorder=0, label=f"±{t:.0%} threshold")
+        ax.axhspan(1.0 - t, 1.0 + t, color="0.88", zorder=0, label=f"±{format_percent(t)} threshold")
         ax.axhline(1.0, color="0.25", linewidth=1.0, zorder=1, label="1× (no change)")
         handles: list[Any] = []
         for i, (dtype, device, mode) in enumerate(series):
@@ -82,7 +83,7 @@ def compare_figure(comparison: Comparison) -> Figure:
                                   markerfacecolor="white", markeredgecolor="0.35", label=label))
         present = [v for v in VERDICTS if any(c.verdict == v for c in cells)]
         handles += [Patch(color=VERDICT_COLOURS[v], label=v) for v in present]
-        handles.append(Patch(color="0.88", label=f"±{t:.0%} threshold"))
+        handles.append(Patch(color="0.88", label=f"±{format_percent(t)} threshold"))
         ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_xscale("log", base=2)
         sizes = sorted({c.key.size for c in cells})

@@ -12,6 +12,7 @@ import pandas as pd
 from devbench.analysis import (
     device_order,
 )
+from devbench.formatting import format_rate
 from devbench.plots.common import (
     _legend,
     _matplotlib,
@@ -65,7 +66,7 @@ def _ceilings(ax: Axes, devices: list[str], *, dtype: str, memory: bool, unit: s
             continue  # logical CPUs share one host ceiling: draw it once
         drawn.add(round(limit, 6))
         ax.axhline(limit, color=colours.get(device, "grey"), ls=":", lw=1.5, gid=f"ceiling:{device}",
-                   label=f"{device} ceiling {limit:.3g} {unit}")
+                   label=f"{device} ceiling {format_rate(limit * 1e9, 'B' if memory else 'FLOP')}")
 
 
 def throughput_figure(
