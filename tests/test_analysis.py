@@ -19,6 +19,7 @@ from devbench.analysis import (
     bracket_converged,
     crossover_frame,
     device_order,
+    is_accelerator,
     ok_cells,
     records,
     refine,
@@ -548,3 +549,25 @@ def test_transfer_timings_are_analysed_as_their_own_mode() -> None:
     assert transfer_as_mode(transfer_as_mode(both)).equals(transfer_as_mode(both))
     assert split_mode("xla+transfer") == ("xla", "transfer")
     assert split_mode("eager") == ("eager", None)
+
+
+def test_numpy_baseline_is_a_host_device_not_an_accelerator() -> None:
+    """numpy:CPU runs on the host: the overview must not colour its win over CPU:0 as "accelerator wins"."""
+    results = frame(
+        [
+            row(64, "CPU:0", 2e-6),
+            row(64, "numpy:CPU", 1e-6),
+            row(4096, "CPU:0", 1e-2),
+            row(4096, "numpy:CPU", 5e-3),
+            row(4096, "GPU:0", 1e-4),
+        ]
+    )
+    table = winners(results).set_index("size")
+    assert table.loc[64, "device"] == "numpy:CPU"
+    assert table.loc[64, "best_accelerator"] == ""
+    assert math.isnan(table.loc[64, "accelerator_speedup"])
+    assert table.loc[4096, "best_accelerator"] == "GPU:0"
+    assert table.loc[4096, "accelerator_speedup"] == pytest.approx(100.0)
+    assert [is_accelerator(d) for d in ("CPU:0", "CPU:1", "numpy:CPU", "GPU:0", "/device:GPU:1", "TPU:0")] == [
+        False, False, False, True, True, True,
+    ]

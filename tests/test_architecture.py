@@ -42,10 +42,11 @@ def _module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join([*anchor, base]) if base else ".".join(anchor)
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
         for target in targets:
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
+            owner = target
+            while owner and owner not in known:
+                owner = owner.rpartition(".")[0]
+            if owner and owner != name:
+                found.add(owner)
     return found
 
 
@@ -53,8 +54,7 @@ def test_the_import_graph_has_no_cycle() -> None:
     modules = _modules()
     graph = {name: _module_level_imports(name, path, set(modules)) for name, path in modules.items()}
     # A package importing its own submodules is how packages work; only cycles through other modules count.
-    for name in graph:
-        graph[name] = {t for t in graph[name] if not t.startswith(name + ".")}
+    graph = {name: {t for t in targets if not t.startswith(name + ".")} for name, targets in graph.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
     cycles: list[list[str]] = []

@@ -140,7 +140,9 @@ def test_refine_narrows_the_bracket_into_the_same_run(tmp_path: Path) -> None:
     assert all(512 < n < 2048 for n in backend.sizes)
     loaded = load_run(run)
     assert set(backend.sizes) <= set(loaded.results["size"])
-    assert len(loaded.results) == 2 * len(SIZES) + len(backend.sizes)
+    rounds = SweepSpec.from_dict(loaded.meta["spec"]).rounds
+    assert len(backend.sizes) == len(set(backend.sizes)) * 2 * rounds  # both devices, every round
+    assert len(loaded.results) == 2 * len(SIZES) + 2 * len(set(backend.sizes))
     from devbench.analysis import crossover_frame
 
     row = crossover_frame(loaded.results).iloc[0]

@@ -22,16 +22,15 @@ from devbench.compare import (
     CellKey,
     Comparison,
     bootstrap_medians,
-    compare_figure,
     compare_runs,
     crossover_side_by_side,
-    fingerprint_diff,
     has_regression,
-    render_comparison,
     verdict_for,
-    write_compare_chart,
 )
+from devbench.compare_render import render_comparison
 from devbench.errors import UsageError
+from devbench.machine import fingerprint_diff, incomparable_changes
+from devbench.plots.compare import compare_figure, write_compare_chart
 from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, Record
 from devbench.store import Run
 
@@ -460,6 +459,19 @@ def test_fingerprint_differences_are_found() -> None:
     assert diffs[0] == ("hostname", "laptop", "gpubox")  # plain (field, base, new) tuples
 
 
+def test_resume_asks_only_for_the_changes_that_make_cells_incomparable() -> None:
+    moved = machine(hostname="gpubox", python__version="3.11.9", memory__total_bytes=64 * 2**30,
+                    tensorflow__version="2.22.0")
+    assert [(d.field, d.base, d.new) for d in incomparable_changes(machine(), moved)] == [
+        ("hostname", "laptop", "gpubox"),
+        ("tensorflow", "2.21.0", "2.22.0"),
+    ]
+    assert len(fingerprint_diff(machine(), moved)) == 4  # compare lists python and memory as well
+    assert incomparable_changes(machine(), machine(python__version="3.11.9")) == []
+    with pytest.raises(ValueError, match="unknown fingerprint fields"):
+        fingerprint_diff(machine(), moved, ["hostnmae"])
+
+
 def test_identical_fingerprints_have_no_differences_and_memory_noise_is_ignored() -> None:
     assert fingerprint_diff({"machine": machine()}, {"machine": machine()}) == []
     nearly = machine(memory__total_bytes=8 * 2**30 - 3 * 2**20)
@@ -613,7 +625,7 @@ def test_crossovers_are_rendered_when_given() -> None:
     assert len(comparison.crossovers) == 1
     text = render_comparison(comparison, "table", width=200)
     assert "Crossover sizes" in text
-    assert "0.50×" in text
+    assert "0.5×" in text  # the crossover moved to half the size
     assert "512 [256, 1024]" in text
     data = json.loads(render_comparison(comparison, "json"))
     assert data["crossovers"][0]["moved"] == 0.5

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devbench.guards import MemoryGuard, TimeGuard, combine, estimated_bytes, format_seconds
+from devbench.guards import MemoryGuard, TimeGuard, combine, estimated_bytes
 from devbench.schema import Record
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 
@@ -116,12 +116,6 @@ def test_time_guard_estimates_whole_cells_for_the_plan() -> None:
 def test_time_guard_rejects_a_non_positive_limit() -> None:
     with pytest.raises(ValueError, match="positive"):
         TimeGuard(max_call_time=0)
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(0.25, "0.25 s"), (45, "45 s"), (90, "1 min 30 s"),
-                                                (120, "2 min"), (7500, "2 h 5 min"), (math.inf, "unknown")])
-def test_format_seconds(seconds: float, text: str) -> None:
-    assert format_seconds(seconds) == text
 
 
 class FakeClock:

@@ -12,18 +12,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from devbench.plot import (
-    NOISY_LABEL,
-    UNSYNC_LABEL,
+from devbench.plots import (
     cold_warm_figure,
     crossover_figure,
     is_memory_bound,
     overview_figure,
-    ratio_text,
-    slug,
     throughput_figure,
     write_charts,
 )
+from devbench.plots.common import NOISY_LABEL, UNSYNC_LABEL, slug
 from tests.synthetic import MACHINE, frame, from_medians, from_model, grid, row, run
 
 KEY = ("matmul", "float32", "eager")
@@ -214,6 +211,16 @@ def test_overview_flags_noisy_and_unsynchronized_cells() -> None:
     assert "UNSYNCHRONIZED" in title(fig)
 
 
+def test_overview_does_not_colour_the_numpy_baseline_as_an_accelerator() -> None:
+    results = frame([row(64, "CPU:0", 2e-6), row(64, "numpy:CPU", 1e-6)])
+    fig = overview_figure(results)
+    assert texts(fig.axes[0], "cell-label")[0].startswith("numpy:CPU")  # it still wins the cell
+    colours = fig.axes[0].images[0].get_array()
+    assert colours is not None
+    assert not np.isfinite(colours).any()  # but the cell is grey (no accelerator), not blue
+    assert any(t.get_text().startswith("no accelerator measured") for t in fig.texts if t.get_gid() == "footnote")
+
+
 def test_cold_vs_warm_has_the_parity_line_and_ratios() -> None:
     fig = cold_warm_figure(two_devices())
     assert fig is not None
@@ -255,7 +262,7 @@ def test_write_charts_of_a_run_without_ok_cells_writes_nothing(tmp_path: Path) -
 
 
 def test_bare_table_titles_say_the_machine_is_unknown() -> None:
-    from devbench.plot import figures
+    from devbench.plots import figures
 
     charts = dict(figures(run(two_devices(), meta={})))
     assert "machine unknown" in title(charts["overview"])
@@ -264,16 +271,13 @@ def test_bare_table_titles_say_the_machine_is_unknown() -> None:
     assert "TF 2.99.0" in title(with_machine["overview"])
 
 
-def test_slug_and_ratio_text() -> None:
+def test_slug() -> None:
     assert slug("crossover", "matmul", "float32", "eager") == "crossover-matmul-float32-eager"
     assert slug("crossover", "my op/x", "float32", "tf.function") == "crossover-my_op_x-float32-tf.function"
-    assert ratio_text(1342.4) == "1342×"
-    assert ratio_text(0.4213) == "0.421×"
-    assert ratio_text(math.nan) == "–"
 
 
 def test_crowded_size_labels_are_thinned_but_every_size_keeps_a_tick() -> None:
-    from devbench.plot import _spaced_labels
+    from devbench.plots.common import _spaced_labels
 
     assert _spaced_labels([32, 64, 128, 256]) == ["32", "64", "128", "256"]
     labels = _spaced_labels([32, 45, 54, 59, 61, 64, 76, 128, 256])

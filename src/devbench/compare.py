@@ -5,8 +5,9 @@ the ratio NEW/BASE of the median per-call time, a bootstrap confidence interval 
 samples, a Mann–Whitney U p-value and a verdict. It adds geometric-mean ratios per (op, dtype) and overall,
 the differences between the two machines' fingerprints, the cells that could not be compared (and why), and
 optionally the crossover sizes of both runs side by side. Everything is plain frozen data; rendering
-(``render_comparison``: table, csv, json) and the chart (``write_compare_chart``) read that data and compute
-nothing new. No TensorFlow here; matplotlib is imported only by the chart functions.
+(``compare_render.render_comparison``: table, csv, json) and the chart (``plots.compare.write_compare_chart``)
+read that data and compute nothing new. The fingerprint diff itself is ``machine.fingerprint_diff``. No
+TensorFlow or matplotlib here.
 
 Verdicts (``threshold`` t, default 0.05; ``alpha``, default 0.01; ratio r = median(new) / median(base);
 [lo, hi] its ``confidence`` bootstrap interval; p the two-sided Mann–Whitney U p-value), applied in order:
@@ -32,28 +33,38 @@ are listed in ``only_in_base`` / ``only_in_new``. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from scipy import stats as sps
 
+from devbench.compare_data import (
+    CROSSOVER_COLUMNS,
+    CSV_COLUMNS,
+    MATCH_KEY,
+    MIN_SAMPLES,
+    VERDICTS,
+    CellComparison,
+    CellKey,
+    CompareSettings,
+    Comparison,
+    CrossoverPair,
+    FloatArray,
+    GeoMean,
+    LoneCell,
+    StatusPair,
+    Verdict,
+    has_regression,
+)
 from devbench.errors import UsageError
+from devbench.machine import FingerprintDiff, fingerprint_diff
 from devbench.stats import NOISY_REL_IQR, rel_iqr
-from devbench.store import Run, json_safe
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from devbench.store import Run
 
 __all__ = [
     "CROSSOVER_COLUMNS",
@@ -72,292 +83,14 @@ __all__ = [
     "StatusPair",
     "Verdict",
     "bootstrap_medians",
-    "compare_figure",
     "compare_runs",
     "crossover_side_by_side",
     "fingerprint_diff",
     "has_regression",
-    "render_comparison",
     "verdict_for",
-    "write_compare_chart",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-
-Verdict = Literal["slower", "faster", "same", "uncertain"]
-VERDICTS: tuple[Verdict, ...] = ("slower", "faster", "uncertain", "same")
-"""All verdicts, most alarming first (the order of counts in summaries)."""
-
-MATCH_KEY = ("op", "size", "dtype", "device", "mode")
-"""Columns that match a cell of one run to a cell of the other (``sync`` is compared, not matched on)."""
-
-MIN_SAMPLES = 3
-"""Fewer raw samples than this on either side makes a cell ``uncertain`` without testing."""
-
-CSV_COLUMNS = (
-    "op", "size", "dtype", "device", "mode", "base_sync", "new_sync", "n_base", "n_new",
-    "base_median_s", "new_median_s", "ratio", "ci_low", "ci_high", "p_value", "verdict", "notes",
-)
-"""Columns of ``render_comparison(..., "csv")``, one row per compared cell (status ok in both runs).
-
-Times in seconds; ``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower);
-``p_value`` is the two-sided Mann–Whitney U p-value; empty fields mean "not available" (no raw samples);
-``notes`` joins the cell's notes with "; "."""
-
-CROSSOVER_COLUMNS = (
-    "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
-    "faster_below", "faster_above", "note",
-)
-"""Columns expected of each crossover frame (``analysis.crossover_frame``) given to ``compare_runs``."""
-
 _REQUIRED_RESULT_COLUMNS = ("op", "size", "dtype", "device", "mode", "status")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass(frozen=True)
-class CellKey:
-    """What matches a cell across runs. ``size`` is the op's size parameter (e.g. n of an n×n matmul)."""
-
-    op: str
-    size: int
-    dtype: str
-    device: str
-    mode: str
-
-    @property
-    def sort_key(self) -> tuple[str, str, str, str, int]:
-        """Reading order: grouped by op, dtype, device, mode; sizes ascending within a group."""
-        return (self.op, self.dtype, self.device, self.mode, self.size)
-
-    def label(self) -> str:
-        return f"{self.op}[{self.size}, {self.dtype}, {self.device}, {self.mode}]"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "size": self.size, "dtype": self.dtype, "device": self.device,
-                "mode": self.mode}
-
-
-@dataclass(frozen=True)
-class CellComparison:
-    """One cell measured ``ok`` in both runs. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
-
-    ``ci_low``/``ci_high`` and ``p_value`` are NaN where they could not be computed (see ``notes``).
-    """
-
-    key: CellKey
-    base_sync: str
-    new_sync: str
-    n_base: int
-    n_new: int
-    base_median_s: float
-    new_median_s: float
-    ratio: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    verdict: Verdict
-    notes: tuple[str, ...] = ()
-
-    @property
-    def change(self) -> float:
-        """Relative change of the median per-call time: +0.2 is 20 % slower, -0.2 is 20 % faster."""
-        return self.ratio - 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Flat, in ``CSV_COLUMNS`` order, with ``notes`` as a list."""
-        return {
-            **self.key.as_dict(),
-            "base_sync": self.base_sync, "new_sync": self.new_sync,
-            "n_base": self.n_base, "n_new": self.n_new,
-            "base_median_s": self.base_median_s, "new_median_s": self.new_median_s,
-            "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
-            "p_value": self.p_value, "verdict": self.verdict, "notes": list(self.notes),
-        }
-
-
-@dataclass(frozen=True)
-class GeoMean:
-    """Geometric mean of the per-cell ratios over ``n_cells`` compared cells.
-
-    ``op``/``dtype`` are None for the overall mean. The interval comes from the per-cell bootstrap
-    replicates (each cell resampled independently, then the geometric mean of each replicate set); it is NaN
-    when a cell in the group has no bootstrap (``note`` says so) or the group is empty.
-    """
-
-    op: str | None
-    dtype: str | None
-    n_cells: int
-    ratio: float
-    ci_low: float
-    ci_high: float
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        return "overall" if self.op is None else f"{self.op} {self.dtype}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "dtype": self.dtype, "n_cells": self.n_cells, "ratio": self.ratio,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "note": self.note}
-
-
-@dataclass(frozen=True)
-class LoneCell:
-    """A cell present in one run only (any status)."""
-
-    key: CellKey
-    sync: str
-    status: str
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.key.as_dict(), "sync": self.sync, "status": self.status, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class StatusPair:
-    """A cell present in both runs but not ``ok`` in both, so it has no timing comparison."""
-
-    key: CellKey
-    base_sync: str
-    new_sync: str
-    base_status: str
-    new_status: str
-    base_reason: str = ""
-    new_reason: str = ""
-
-    @property
-    def changed(self) -> bool:
-        """True when the status differs (e.g. ok → oom), which is worth a look; False for e.g. both
-        ``unsupported``."""
-        return self.base_status != self.new_status
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.key.as_dict(), "base_sync": self.base_sync, "new_sync": self.new_sync,
-                "base_status": self.base_status, "new_status": self.new_status,
-                "base_reason": self.base_reason, "new_reason": self.new_reason}
-
-
-class FingerprintDiff(NamedTuple):
-    """One fingerprint field whose value differs; None where a run does not record it."""
-
-    field: str
-    base: str | int | float | None
-    new: str | int | float | None
-
-
-@dataclass(frozen=True)
-class CrossoverPair:
-    """One crossover of an (op, dtype, mode, device pair) in both runs. Sizes in the op's size unit (e.g.
-    matrix side n); NaN where a run has no crossover for the pair (its ``note`` says why) or lacks it."""
-
-    op: str
-    dtype: str
-    mode: str
-    device_a: str
-    device_b: str
-    crossing: int
-    """0 for the pair's first (smallest) crossing, 1 for the next, ... (most pairs cross at most once)."""
-    base_size: float
-    new_size: float
-    base_low: float
-    base_high: float
-    new_low: float
-    new_high: float
-    base_faster_below: str
-    base_faster_above: str
-    new_faster_below: str
-    new_faster_above: str
-    base_note: str
-    new_note: str
-
-    @property
-    def moved(self) -> float:
-        """new crossover size / base crossover size (0.5: the crossover moved to half the size); NaN when
-        either is missing."""
-        if math.isfinite(self.base_size) and math.isfinite(self.new_size) and self.base_size > 0:
-            return self.new_size / self.base_size
-        return math.nan
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        out["moved"] = self.moved
-        return out
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """The parameters a comparison was made with (see ``compare_runs``)."""
-
-    threshold: float = 0.05
-    alpha: float = 0.01
-    confidence: float = 0.95
-    n_boot: int = 2000
-    seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "alpha": self.alpha, "confidence": self.confidence,
-                "n_boot": self.n_boot, "seed": self.seed}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``."""
-
-    base_label: str
-    new_label: str
-    settings: CompareSettings
-    fingerprint: tuple[FingerprintDiff, ...]
-    cells: tuple[CellComparison, ...]
-    geomeans: tuple[GeoMean, ...]
-    """Per (op, dtype), in reading order."""
-    overall: GeoMean
-    not_compared: tuple[StatusPair, ...] = ()
-    only_in_base: tuple[LoneCell, ...] = ()
-    only_in_new: tuple[LoneCell, ...] = ()
-    crossovers: tuple[CrossoverPair, ...] | None = None
-    """Crossover sizes side by side; None when no crossover frames were given to ``compare_runs``."""
-
-    def counts(self) -> dict[Verdict, int]:
-        """Number of cells per verdict (every verdict present, zeros included)."""
-        counter = Counter(cell.verdict for cell in self.cells)
-        return {v: counter.get(v, 0) for v in VERDICTS}
-
-    @property
-    def regressions(self) -> tuple[CellComparison, ...]:
-        return tuple(cell for cell in self.cells if cell.verdict == "slower")
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per compared cell, columns ``CSV_COLUMNS`` (notes joined with '; ')."""
-        rows = [{**c.as_dict(), "notes": "; ".join(c.notes)} for c in self.cells]
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-        return frame
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything, JSON-safe: NaN and infinities become None."""
-        data: dict[str, Any] = {
-            "base": self.base_label,
-            "new": self.new_label,
-            "settings": self.settings.as_dict(),
-            "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self)},
-            "fingerprint_diff": [d._asdict() for d in self.fingerprint],
-            "cells": [c.as_dict() for c in self.cells],
-            "geomeans": [g.as_dict() for g in self.geomeans],
-            "overall": self.overall.as_dict(),
-            "not_compared": [p.as_dict() for p in self.not_compared],
-            "only_in_base": [c.as_dict() for c in self.only_in_base],
-            "only_in_new": [c.as_dict() for c in self.only_in_new],
-            "crossovers": None if self.crossovers is None else [c.as_dict() for c in self.crossovers],
-        }
-        return json_safe(data)  # type: ignore[no-any-return]
-
-
-def has_regression(comparison: Comparison) -> bool:
-    """True when any cell is ``slower`` (significant and beyond the threshold): ``--fail-on-regression``."""
-    return any(cell.verdict == "slower" for cell in comparison.cells)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -714,106 +447,6 @@ def compare_runs(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Fingerprints
-
-
-def _get(data: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
-    return data
-
-
-def _first(*values: Any) -> Any:
-    for value in values:
-        if value not in (None, "", [], {}):
-            return value
-    return None
-
-
-def _scalar(value: Any) -> str | int | float | None:
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return ".".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else ", ".join(
-            str(v) for v in value)
-    return str(value)
-
-
-def _gpus(machine: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    devices = machine.get("devices") or []
-    return [d for d in devices if isinstance(d, Mapping) and str(d.get("kind", "")).upper() == "GPU"]
-
-
-def _join(values: Iterable[Any]) -> str | None:
-    items = [str(v) for v in values if v not in (None, "")]
-    return ", ".join(items) if items else None
-
-
-def _memory(machine: Mapping[str, Any]) -> str | None:
-    total = _get(machine, "memory", "total_bytes")
-    return f"{total / 2**30:.1f} GiB" if isinstance(total, (int, float)) else None
-
-
-def _build(machine: Mapping[str, Any], name: str) -> Any:
-    """A TF build-info value (tf.sysconfig.get_build_info()), under tensorflow.build_info or tensorflow."""
-    return _scalar(_first(_get(machine, "tensorflow", "build_info", name), _get(machine, "tensorflow", name)))
-
-
-FINGERPRINT_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
-    ("hostname", lambda m: m.get("hostname")),
-    ("cpu.model", lambda m: _get(m, "cpu", "model")),
-    ("cpu.logical_cores", lambda m: _get(m, "cpu", "logical_cores")),
-    ("cpu.physical_cores", lambda m: _get(m, "cpu", "physical_cores")),
-    ("memory", _memory),
-    ("os", lambda m: _join([_get(m, "os", "system"), _get(m, "os", "release")])),
-    ("python", lambda m: _get(m, "python", "version")),
-    ("tensorflow", lambda m: _first(_get(m, "tensorflow", "version"), _get(m, "packages", "tensorflow"))),
-    ("cuda", lambda m: _build(m, "cuda_version")),
-    ("cudnn", lambda m: _build(m, "cudnn_version")),
-    ("devices", lambda m: _join(d.get("name") for d in m.get("devices") or [] if isinstance(d, Mapping))),
-    ("gpu.names",
-     lambda m: _join(_first(_get(d, "details", "device_name"), d.get("name")) for d in _gpus(m))),
-    ("gpu.compute_capability",
-     lambda m: _join(_scalar(_get(d, "details", "compute_capability")) for d in _gpus(m))),
-    ("gpu.driver", lambda m: _scalar(_first(
-        m.get("gpu_driver"), _get(m, "tensorflow", "driver_version"),
-        _join(_get(d, "details", "driver_version") for d in _gpus(m))))),
-    ("numpy", lambda m: _get(m, "packages", "numpy")),
-    ("devbench", lambda m: _get(m, "packages", "devbench")),
-)
-"""(field name, how to read it from meta["machine"]) for every fingerprint field that ``fingerprint_diff``
-compares. Memory is compared in GiB at 0.1 GiB resolution so kernels reserving a few MB differently do not
-count as a different machine; lists are joined into one string."""
-
-
-def _machine(meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not meta:
-        return {}
-    machine = meta.get("machine")
-    if isinstance(machine, Mapping):
-        return machine
-    return meta if ("cpu" in meta or "hostname" in meta) else {}
-
-
-def fingerprint_diff(base_meta: Mapping[str, Any] | None, new_meta: Mapping[str, Any] | None
-                     ) -> list[FingerprintDiff]:
-    """The interesting fingerprint fields (``FINGERPRINT_FIELDS``) whose values differ, in that order.
-
-    Takes each run's meta.json dict (or the ``machine`` dict itself). A field missing from one run reads
-    as None and counts as a difference; a field missing from both does not.
-    """
-    base_machine, new_machine = _machine(base_meta), _machine(new_meta)
-    diffs: list[FingerprintDiff] = []
-    for name, read in FINGERPRINT_FIELDS:
-        b, n = _scalar(read(base_machine)), _scalar(read(new_machine))
-        if b != n:
-            diffs.append(FingerprintDiff(name, b, n))
-    return diffs
-
-
-# --------------------------------------------------------------------------------------------------------
 # Crossovers side by side
 
 
@@ -883,265 +516,3 @@ def crossover_side_by_side(base: pd.DataFrame, new: pd.DataFrame) -> tuple[Cross
                 new_note=absent(n_list, "new") if n is None else _str(n.get("note")),
             ))
     return tuple(pairs)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _fmt_s(seconds: float) -> str:
-    """Seconds in a readable unit, 3 significant digits: 1.23 ms, 45.6 µs."""
-    if not math.isfinite(seconds):
-        return "–"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _fmt_ratio(ratio: float, lo: float, hi: float) -> str:
-    if not math.isfinite(ratio):
-        return "–"
-    text = f"{ratio:.3f}×"
-    if math.isfinite(lo) and math.isfinite(hi):
-        text += f" [{lo:.3f}, {hi:.3f}]"
-    return text
-
-
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "–"
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _fmt_crossover(size: float, low: float, high: float) -> str:
-    if not math.isfinite(size):
-        return "none"
-    if math.isfinite(low) and math.isfinite(high):
-        return f"{size:.4g} [{low:.4g}, {high:.4g}]"
-    return f"{size:.4g}"
-
-
-def _render_table(comparison: Comparison, width: int) -> str:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=io.StringIO(), record=True, width=width, color_system=None,
-                      force_terminal=False, highlight=False, soft_wrap=False)
-    s = comparison.settings
-    console.print(f"devbench compare\n  base: {comparison.base_label}\n  new:  {comparison.new_label}\n"
-                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{s.threshold:.0%}, "
-                  f"alpha {s.alpha:g}, {s.confidence:.0%} bootstrap CI ({s.n_boot} resamples, seed {s.seed})")
-
-    if comparison.fingerprint:
-        fp = Table(title="Machine differences", box=box.SIMPLE, title_justify="left")
-        for col in ("field", "base", "new"):
-            fp.add_column(col)
-        for diff in comparison.fingerprint:
-            fp.add_row(diff.field, _str(diff.base) or "(none)", _str(diff.new) or "(none)")
-        console.print(fp)
-    else:
-        console.print("\nMachine differences: none in the compared fingerprint fields")
-
-    cells = Table(title="Cells", box=box.SIMPLE, title_justify="left")
-    for col, justify in (("op", "left"), ("size", "right"), ("dtype", "left"), ("device", "left"),
-                         ("mode", "left"), ("base median", "right"), ("new median", "right"),
-                         ("ratio [CI]", "right"), ("p", "right"), ("verdict", "left"), ("notes", "left")):
-        cells.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for c in comparison.cells:
-        k = c.key
-        cells.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, _fmt_s(c.base_median_s),
-                      _fmt_s(c.new_median_s), _fmt_ratio(c.ratio, c.ci_low, c.ci_high), _fmt_p(c.p_value),
-                      c.verdict.upper() if c.verdict == "slower" else c.verdict, "; ".join(c.notes))
-    if comparison.cells:
-        console.print(cells)
-    else:
-        console.print("\nCells: none measured ok in both runs")
-
-    geo = Table(title="Geometric-mean ratio", box=box.SIMPLE, title_justify="left")
-    for col in ("group", "cells", "ratio [CI]", "note"):
-        geo.add_column(col)
-    for g in (*comparison.geomeans, comparison.overall):
-        geo.add_row(g.label, str(g.n_cells), _fmt_ratio(g.ratio, g.ci_low, g.ci_high), g.note)
-    console.print(geo)
-
-    if comparison.crossovers is not None:
-        if comparison.crossovers:
-            cx = Table(title="Crossover sizes", box=box.SIMPLE, title_justify="left")
-            for col in ("op", "dtype", "mode", "devices", "base [bracket]", "new [bracket]", "moved",
-                        "notes"):
-                cx.add_column(col)
-            for x in comparison.crossovers:
-                notes = "; ".join(f"{side}: {note}" for side, note in (("base", x.base_note),
-                                                                        ("new", x.new_note)) if note)
-                cx.add_row(x.op, x.dtype, x.mode, f"{x.device_a} vs {x.device_b}",
-                           _fmt_crossover(x.base_size, x.base_low, x.base_high),
-                           _fmt_crossover(x.new_size, x.new_low, x.new_high),
-                           f"{x.moved:.2f}×" if math.isfinite(x.moved) else "–", notes)
-            console.print(cx)
-        else:
-            console.print("\nCrossover sizes: none in either run")
-
-    changed = [p for p in comparison.not_compared if p.changed]
-    if changed:
-        nc = Table(title="Not compared: status changed", box=box.SIMPLE, title_justify="left")
-        for col in ("op", "size", "dtype", "device", "mode", "base", "new", "reason"):
-            nc.add_column(col)
-        for p in changed:
-            k = p.key
-            nc.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, p.base_status, p.new_status,
-                       p.new_reason or p.base_reason)
-        console.print(nc)
-    unchanged = Counter(p.base_status for p in comparison.not_compared if not p.changed)
-    if unchanged:
-        console.print("Not compared, same non-ok status in both runs: "
-                      + ", ".join(f"{status} {n}" for status, n in sorted(unchanged.items())))
-
-    for title, lone_cells in (("Only in base", comparison.only_in_base),
-                              ("Only in new", comparison.only_in_new)):
-        if not lone_cells:
-            continue
-        t = Table(title=f"{title} ({len(lone_cells)})", box=box.SIMPLE, title_justify="left")
-        for col in ("op", "size", "dtype", "device", "mode", "sync", "status"):
-            t.add_column(col)
-        for lone_cell in lone_cells:
-            k = lone_cell.key
-            t.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, lone_cell.sync, lone_cell.status)
-        console.print(t)
-
-    counts = comparison.counts()
-    console.print(
-        f"{len(comparison.cells)} cells compared: "
-        + ", ".join(f"{n} {v}" for v, n in counts.items())
-        + f"; {len(comparison.not_compared)} not compared, {len(comparison.only_in_base)} only in base, "
-        f"{len(comparison.only_in_new)} only in new"
-        + ("; REGRESSION" if has_regression(comparison) else "")
-    )
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
-
-
-def _render_csv(comparison: Comparison) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for cell in comparison.cells:
-        data = cell.as_dict()
-        data["notes"] = "; ".join(cell.notes)
-        writer.writerow(
-            "" if isinstance(data[c], float) and not math.isfinite(data[c])
-            else (repr(data[c]) if isinstance(data[c], float) else data[c])
-            for c in CSV_COLUMNS
-        )
-    return out.getvalue()
-
-
-def render_comparison(comparison: Comparison, fmt: Literal["table", "csv", "json"] = "table", *,
-                      width: int = 160) -> str:
-    """The comparison as text.
-
-    table: fingerprint differences first, then one row per cell (op, size, dtype, device, mode, base
-        median, new median, ratio [CI], p, verdict, notes), geometric means, crossovers (when given), cells
-        not compared, cells in one run only, and a summary line; ``width`` is the line width in characters.
-    csv: one row per compared cell, columns ``CSV_COLUMNS``; floats in full precision, empty when missing.
-    json: ``Comparison.to_dict()``: everything, with null for missing numbers (never NaN).
-    """
-    if fmt == "table":
-        return _render_table(comparison, width)
-    if fmt == "csv":
-        return _render_csv(comparison)
-    if fmt == "json":
-        return json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
-    raise UsageError(f"unknown format {fmt!r}; allowed: table, csv, json")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Chart
-
-VERDICT_COLOURS: dict[Verdict, str] = {
-    "slower": "#d62728", "faster": "#2ca02c", "same": "#7f7f7f", "uncertain": "#ff7f0e",
-}
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-_LINESTYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
-
-
-def compare_figure(comparison: Comparison) -> Figure:
-    """The compare chart as a matplotlib Figure (not registered with pyplot, so nothing to close).
-
-    One subplot per op; x = size (log2 axis), y = ratio NEW/BASE with its bootstrap CI as error bars; one
-    line and marker shape per (dtype, device, mode), points nudged sideways so bars do not overlap; marker
-    colour = verdict; a line at 1× and a shaded ±threshold band.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter
-
-    plotted = [c for c in comparison.cells if math.isfinite(c.ratio)]
-    ops = sorted({c.key.op for c in plotted})
-    t = comparison.settings.threshold
-    fig = Figure(figsize=(10.0, 0.9 + 3.0 * max(len(ops), 1)), layout="constrained")
-    fig.suptitle(f"{comparison.new_label} vs {comparison.base_label}\n"
-                 "ratio of median per-call time, new/base (>1× = slower)", fontsize=10)
-    if not ops:
-        ax = fig.subplots()
-        ax.text(0.5, 0.5, "no cells measured ok in both runs", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
-    axes = fig.subplots(len(ops), 1, squeeze=False)[:, 0]
-    for ax, op in zip(axes, ops, strict=True):
-        cells = [c for c in plotted if c.key.op == op]
-        series = sorted({(c.key.dtype, c.key.device, c.key.mode) for c in cells})
-        ax.axhspan(1.0 - t, 1.0 + t, color="0.88", zorder=0, label=f"±{t:.0%} threshold")
-        ax.axhline(1.0, color="0.25", linewidth=1.0, zorder=1, label="1× (no change)")
-        handles: list[Any] = []
-        for i, (dtype, device, mode) in enumerate(series):
-            points = sorted((c for c in cells if (c.key.dtype, c.key.device, c.key.mode)
-                             == (dtype, device, mode)), key=lambda c: c.key.size)
-            nudge = 2.0 ** ((i - (len(series) - 1) / 2.0) * 0.06)
-            xs = np.array([c.key.size * nudge for c in points], dtype=np.float64)
-            ys = np.array([c.ratio for c in points], dtype=np.float64)
-            marker, style = _MARKERS[i % len(_MARKERS)], _LINESTYLES[(i // len(_MARKERS)) % len(_LINESTYLES)]
-            label = f"{dtype} {device} {mode}"
-            ax.plot(xs, ys, color="0.55", linestyle=style, linewidth=0.8, zorder=2, label=label)
-            for verdict in VERDICTS:
-                chosen = [j for j, c in enumerate(points) if c.verdict == verdict]
-                if not chosen:
-                    continue
-                lo = np.array([points[j].ci_low for j in chosen], dtype=np.float64)
-                hi = np.array([points[j].ci_high for j in chosen], dtype=np.float64)
-                y = ys[chosen]
-                yerr = np.vstack([np.nan_to_num(y - lo, nan=0.0), np.nan_to_num(hi - y, nan=0.0)])
-                ax.errorbar(xs[chosen], y, yerr=np.clip(yerr, 0.0, None), fmt=marker, markersize=5,
-                            color=VERDICT_COLOURS[verdict], ecolor=VERDICT_COLOURS[verdict], elinewidth=1.0,
-                            capsize=2.5, zorder=3)
-            handles.append(Line2D([], [], color="0.55", linestyle=style, marker=marker,
-                                  markerfacecolor="white", markeredgecolor="0.35", label=label))
-        present = [v for v in VERDICTS if any(c.verdict == v for c in cells)]
-        handles += [Patch(color=VERDICT_COLOURS[v], label=v) for v in present]
-        handles.append(Patch(color="0.88", label=f"±{t:.0%} threshold"))
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.set_xscale("log", base=2)
-        sizes = sorted({c.key.size for c in cells})
-        if len(sizes) <= 12:
-            ax.set_xticks(sizes, [str(size) for size in sizes])
-            ax.minorticks_off()
-        ax.set_title(op, loc="left", fontsize=10)
-        ax.set_xlabel("size")
-        ax.set_ylabel("new / base")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}×"))
-        ax.grid(True, axis="y", color="0.92", zorder=0)
-    return fig
-
-
-def write_compare_chart(comparison: Comparison, path: Path) -> Path:
-    """Write the compare chart (see ``compare_figure``) as PNG to ``path``; an existing directory gets
-    ``compare.png`` inside it. Returns the file written."""
-    target = path / "compare.png" if path.is_dir() else path
-    fig = compare_figure(comparison)
-    fig.savefig(target, dpi=120)
-    return target

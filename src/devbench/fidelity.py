@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from devbench.formatting import format_percent, format_time
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -59,8 +61,8 @@ class FidelityVerdict:
     def line(self) -> str:
         verdict = "ok" if self.ok else "MISSED"
         return (f"n={self.size:<5} devbench/bare = {self.ratio:.4f} (rounds {self.low:.3f}..{self.high:.3f}, "
-                f"{self.rounds} rounds; devbench {self.devbench_s * 1e6:.1f} µs, bare {self.bare_s * 1e6:.1f} µs "
-                f"per call) target ±{self.target:.0%}: {verdict}")
+                f"{self.rounds} rounds; devbench {format_time(self.devbench_s)}, bare {format_time(self.bare_s)} "
+                f"per call) target ±{format_percent(self.target)}: {verdict}")
 
 
 def fidelity_target(size: int, targets: Mapping[int, float] = FIDELITY_TARGETS) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from devbench.formatting import format_duration
 from devbench.ops import ITEMSIZE, OPS
 from devbench.schema import Record
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
@@ -122,22 +123,6 @@ def combine(*guards: Guard) -> Guard:
     return guard
 
 
-def format_seconds(seconds: float) -> str:
-    """A duration for people: '45 s', '1 min 30 s', '2 h 5 min', '0.25 s'."""
-    if not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 10:
-        return f"{seconds:.2g} s"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    return f"{secs} s"
-
-
 @dataclass(frozen=True)
 class Prediction:
     """A predicted single-call time (seconds) and what it was scaled from."""
@@ -148,8 +133,8 @@ class Prediction:
     flops_ratio: float
 
     def explain(self) -> str:
-        return (f"predicted {format_seconds(self.seconds)} per call, from n={self.from_size} "
-                f"({format_seconds(self.from_median_s)}) scaled by FLOPs x{self.flops_ratio:.3g}")
+        return (f"predicted {format_duration(self.seconds)} per call, from n={self.from_size} "
+                f"({format_duration(self.from_median_s)}) scaled by FLOPs x{self.flops_ratio:.3g}")
 
 
 class TimeGuard:
@@ -200,7 +185,7 @@ class TimeGuard:
         prediction = self.predict(cell)
         if prediction is None or prediction.seconds <= self.max_call_time:
             return None
-        return (f"time guard: {prediction.explain()}, over --max-call-time {format_seconds(self.max_call_time)}")
+        return (f"time guard: {prediction.explain()}, over --max-call-time {format_duration(self.max_call_time)}")
 
     def estimate_cell_seconds(self, cell: Cell) -> float:
         """Rough wall time of one cell (seconds): 0 for a cell this guard will skip; otherwise the fixed

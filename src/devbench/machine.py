@@ -2,6 +2,10 @@
 
 The host part (OS, Python, CPU, memory, load) needs only psutil; the TensorFlow part (version, build info,
 devices) is filled in by the caller that already paid for importing TensorFlow.
+
+Telling two fingerprints apart is one rule, :func:`fingerprint_diff` over :data:`FINGERPRINT_FIELDS`: compare
+lists every difference, and resume asks for the subset :data:`INCOMPARABLE_FIELDS` (a change there means cells
+measured before and after are not comparable) through :func:`incomparable_changes`.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
+
+from devbench.formatting import format_gib
 
 
 def cpu_model() -> str:
@@ -85,3 +92,128 @@ def short_name(machine: dict[str, Any]) -> str:
     if tf_version:
         parts.append(f"TF {tf_version}")
     return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Differences between two fingerprints
+
+
+class FingerprintDiff(NamedTuple):
+    """One fingerprint field whose value differs; None where a run does not record it."""
+
+    field: str
+    base: str | int | float | None
+    new: str | int | float | None
+
+
+def _get(data: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value not in (None, "", [], {}):
+            return value
+    return None
+
+
+def _scalar(value: Any) -> str | int | float | None:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else ", ".join(
+            str(v) for v in value)
+    return str(value)
+
+
+def _gpus(machine: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    devices = machine.get("devices") or []
+    return [d for d in devices if isinstance(d, Mapping) and str(d.get("kind", "")).upper() == "GPU"]
+
+
+def _join(values: Iterable[Any]) -> str | None:
+    items = [str(v) for v in values if v not in (None, "")]
+    return ", ".join(items) if items else None
+
+
+def _memory(machine: Mapping[str, Any]) -> str | None:
+    total = _get(machine, "memory", "total_bytes")
+    return format_gib(total) if isinstance(total, (int, float)) else None
+
+
+def _build(machine: Mapping[str, Any], name: str) -> Any:
+    """A TF build-info value (tf.sysconfig.get_build_info()), under tensorflow.build_info or tensorflow."""
+    return _scalar(_first(_get(machine, "tensorflow", "build_info", name), _get(machine, "tensorflow", name)))
+
+
+FINGERPRINT_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
+    ("hostname", lambda m: m.get("hostname")),
+    ("cpu.model", lambda m: _get(m, "cpu", "model")),
+    ("cpu.logical_cores", lambda m: _get(m, "cpu", "logical_cores")),
+    ("cpu.physical_cores", lambda m: _get(m, "cpu", "physical_cores")),
+    ("memory", _memory),
+    ("os", lambda m: _join([_get(m, "os", "system"), _get(m, "os", "release")])),
+    ("python", lambda m: _get(m, "python", "version")),
+    ("tensorflow", lambda m: _first(_get(m, "tensorflow", "version"), _get(m, "packages", "tensorflow"))),
+    ("cuda", lambda m: _build(m, "cuda_version")),
+    ("cudnn", lambda m: _build(m, "cudnn_version")),
+    ("devices", lambda m: _join(d.get("name") for d in m.get("devices") or [] if isinstance(d, Mapping))),
+    ("gpu.names",
+     lambda m: _join(_first(_get(d, "details", "device_name"), d.get("name")) for d in _gpus(m))),
+    ("gpu.compute_capability",
+     lambda m: _join(_scalar(_get(d, "details", "compute_capability")) for d in _gpus(m))),
+    ("gpu.driver", lambda m: _scalar(_first(
+        m.get("gpu_driver"), _get(m, "tensorflow", "driver_version"),
+        _join(_get(d, "details", "driver_version") for d in _gpus(m))))),
+    ("numpy", lambda m: _get(m, "packages", "numpy")),
+    ("devbench", lambda m: _get(m, "packages", "devbench")),
+)
+"""(field name, how to read it from meta["machine"]) for every fingerprint field that ``fingerprint_diff``
+compares. Memory is compared in GiB at 0.1 GiB resolution so kernels reserving a few MB differently do not
+count as a different machine; lists are joined into one string."""
+
+
+def _machine(meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not meta:
+        return {}
+    machine = meta.get("machine")
+    if isinstance(machine, Mapping):
+        return machine
+    return meta if ("cpu" in meta or "hostname" in meta) else {}
+
+
+def fingerprint_diff(base_meta: Mapping[str, Any] | None, new_meta: Mapping[str, Any] | None,
+                     fields: Sequence[str] | None = None) -> list[FingerprintDiff]:
+    """The fingerprint fields (``FINGERPRINT_FIELDS``, or only the names in ``fields``) whose values differ,
+    in ``FINGERPRINT_FIELDS`` order.
+
+    Takes each run's meta.json dict (or the ``machine`` dict itself). A field missing from one run reads
+    as None and counts as a difference; a field missing from both does not.
+    """
+    if fields is not None:
+        unknown = sorted(set(fields) - {name for name, _ in FINGERPRINT_FIELDS})
+        if unknown:
+            raise ValueError(f"unknown fingerprint fields {unknown}")
+    base_machine, new_machine = _machine(base_meta), _machine(new_meta)
+    diffs: list[FingerprintDiff] = []
+    for name, read in FINGERPRINT_FIELDS:
+        if fields is not None and name not in fields:
+            continue
+        b, n = _scalar(read(base_machine)), _scalar(read(new_machine))
+        if b != n:
+            diffs.append(FingerprintDiff(name, b, n))
+    return diffs
+
+
+INCOMPARABLE_FIELDS: tuple[str, ...] = ("hostname", "cpu.model", "tensorflow", "devices", "gpu.names", "devbench")
+"""The fields of :data:`FINGERPRINT_FIELDS` whose change makes cells measured before and after incomparable
+(host, CPU model, TF version, device list and GPU models, devbench version): resume warns on these."""
+
+
+def incomparable_changes(before: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> list[FingerprintDiff]:
+    """The differences in :data:`INCOMPARABLE_FIELDS` only: what makes a resumed run mix two machines."""
+    return fingerprint_diff(before, now, INCOMPARABLE_FIELDS)

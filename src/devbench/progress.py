@@ -25,18 +25,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from devbench.formatting import format_eta, format_time
+
 if TYPE_CHECKING:
     from devbench.runner import CellResult
     from devbench.spec import Cell, SweepSpec
-
-
-def _format_time(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "—"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
 
 
 class SweepProgress:
@@ -84,7 +77,7 @@ class SweepProgress:
         completed = sum(1 for cell in spec.cells() if cell.key() in done) if total == -1 and done else 0
         self.task = self.progress.add_task("sweep", total=self.total, completed=completed, eta="—")
         if self.estimate:
-            self.progress.update(self.task, eta=self._format_eta(self.eta_seconds()))
+            self.progress.update(self.task, eta=format_eta(self.eta_seconds()))
 
     def eta_seconds(self) -> float:
         """Seconds left: the cells left's estimates, times (real / estimated) seconds of the cells finished."""
@@ -96,14 +89,6 @@ class SweepProgress:
             self._left_sum_at = now
         ratio = self._spent / self._estimated if self._estimated > 0 else 1.0
         return max(self._left_sum, 0.0) * ratio
-
-    @staticmethod
-    def _format_eta(seconds: float) -> str:
-        from devbench.guards import format_seconds
-
-        if math.isnan(seconds):
-            return "—"
-        return "~" + format_seconds(seconds)
 
     def __enter__(self) -> SweepProgress:
         self.progress.start()
@@ -130,14 +115,14 @@ class SweepProgress:
                 if cell is not None:
                     self._left_sum -= estimated
                 self._current = None
-            self.progress.update(self.task, eta=self._format_eta(self.eta_seconds()))
+            self.progress.update(self.task, eta=format_eta(self.eta_seconds()))
         if not self.enabled:
             return
         label = f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}]"
         if record.status == "ok":
             note = f" ({record.reason})" if record.reason else ""
             self.progress.console.print(
-                f"  {label}: {_format_time(record.median_s)}/call, cold {_format_time(record.cold_s)}{note}",
+                f"  {label}: {format_time(record.median_s)}/call, cold {format_time(record.cold_s)}{note}",
                 highlight=False,
             )
         else:

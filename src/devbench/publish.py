@@ -17,7 +17,7 @@ def output_dir(source: Path) -> Path:
 
 def publish(run: Run, run_dir: Path) -> tuple[list[Path], Path]:
     """Charts into ``run_dir/plots``, then the report that embeds them. Returns (chart paths, report path)."""
-    from devbench import plot, report
+    from devbench import plots, report
 
-    charts = plot.write_charts(run, run_dir / plot.PLOTS_DIR)
+    charts = plots.write_charts(run, run_dir / plots.PLOTS_DIR)
     return charts, report.write_report(run, run_dir, charts)

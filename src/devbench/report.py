@@ -18,13 +18,13 @@ from devbench.analysis import (
     REFERENCE_DEVICE,
     crossover_frame,
     crossover_table_rows,
-    format_seconds,
     noisy_flags,
     records,
     unsynchronized_flags,
     winners,
 )
-from devbench.plot import PLOTS_DIR, machine_line, ratio_text
+from devbench.formatting import format_gib, format_percent, format_ratio, format_time
+from devbench.plots.common import PLOTS_DIR, machine_line
 from devbench.stats import NOISY_REL_IQR
 from devbench.store import Run, write_atomic
 
@@ -79,7 +79,7 @@ def _machine_section(meta: dict[str, Any]) -> list[str]:
             f"{cpu.get('model', '?')}, {cpu.get('physical_cores', '?')} physical / "
             f"{cpu.get('logical_cores', '?')} logical cores",
         ),
-        ("memory", f"{memory / 2**30:.1f} GiB" if isinstance(memory, (int, float)) else ""),
+        ("memory", format_gib(memory) if isinstance(memory, (int, float)) else ""),
         ("OS", str(system.get("platform") or system.get("system") or "")),
         ("Python", str(machine.get("python", {}).get("version", ""))),
         ("TensorFlow", str(tf.get("version", ""))),
@@ -94,7 +94,7 @@ def _machine_section(meta: dict[str, Any]) -> list[str]:
         if details.get("compute_capability"):
             parts.append(f"compute capability {details['compute_capability']}")
         if isinstance(details.get("memory_limit_bytes"), (int, float)):
-            parts.append(f"{details['memory_limit_bytes'] / 2**30:.1f} GiB usable")
+            parts.append(f"{format_gib(details['memory_limit_bytes'])} usable")
         facts.append((f"device {device.get('name', '?')}", ", ".join(parts) or str(device.get("kind", ""))))
     return [*out, *md_facts(facts), ""]
 
@@ -153,8 +153,8 @@ def _winner_section(results: pd.DataFrame) -> list[str]:
         speedup = r["speedup_vs_cpu"]
         text = f"{r['device']}{flags}"
         if r["device"] != REFERENCE_DEVICE and math.isfinite(speedup):
-            text += f" {ratio_text(speedup)}"
-        text += f" ({format_seconds(r['median_s'])})"
+            text += f" {format_ratio(speedup)}"
+        text += f" ({format_time(r['median_s'])})"
         rows.setdefault((r["op"], r["dtype"], r["mode"]), {})[int(r["size"])] = text
     body = [[" ".join(key), *(cells.get(n, "–") for n in sizes)] for key, cells in sorted(rows.items())]
     out += [
@@ -210,10 +210,11 @@ def _warnings_section(run: Run) -> list[str]:
         ok = results["status"].astype(str) == "ok"
         flagged = results.assign(is_noisy=noisy_flags(results), is_unsync=unsynchronized_flags(results))
         noisy = [
-            f"- {_cell_name(r)}: rel. IQR {r['rel_iqr']:.0%}" if math.isfinite(r["rel_iqr"]) else f"- {_cell_name(r)}"
+            f"- {_cell_name(r)}: rel. IQR {format_percent(r['rel_iqr'])}" if math.isfinite(r["rel_iqr"])
+            else f"- {_cell_name(r)}"
             for r in records(flagged[ok & flagged["is_noisy"]])
         ]
-        body += _listing(f"Noisy cells (IQR over {NOISY_REL_IQR:.0%} of the median)", noisy)
+        body += _listing(f"Noisy cells (IQR over {format_percent(NOISY_REL_IQR)} of the median)", noisy)
         unsync = [
             f"- {_cell_name(r)}: sync={r['sync']}, measures launch, not work"
             for r in records(flagged[ok & flagged["is_unsync"]])
@@ -259,8 +260,8 @@ def _fidelity_sections(run: Run) -> list[str]:
                   "`number` times inside one `tf.while_loop`.", ""]
         lines.append(md_table(
             ["device", "cells", "gap at smallest n", "median gap"],
-            [[str(r["device"]), str(r["cells"]), f"{format_seconds(r['gap_at_smallest_s'])} (n={r['smallest_size']})",
-              format_seconds(r["median_gap_s"])] for r in records(gaps)],
+            [[str(r["device"]), str(r["cells"]), f"{format_time(r['gap_at_smallest_s'])} (n={r['smallest_size']})",
+              format_time(r["median_gap_s"])] for r in records(gaps)],
         ))
         lines.append("")
     overhead = transfer_overhead(results) if "sync" in results.columns else None
@@ -273,7 +274,7 @@ def _fidelity_sections(run: Run) -> list[str]:
         lines.append(md_table(
             ["op", "dtype", "mode", "device", "n", "resident", "with transfer", "ratio"],
             [[str(r["op"]), str(r["dtype"]), str(r["mode"]), str(r["device"]), str(r["size"]),
-              format_seconds(r["resident_s"]), format_seconds(r["transfer_s"]), f"{r['ratio']:.2f}×"]
+              format_time(r["resident_s"]), format_time(r["transfer_s"]), format_ratio(r["ratio"])]
              for r in records(overhead)],
         ))
         lines.append("")

@@ -26,7 +26,8 @@ from typing import Any
 from devbench.backends.base import Backend
 from devbench.calibrate import Calibrator, sweep_calibrator
 from devbench.errors import UsageError, choose
-from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine, format_seconds
+from devbench.formatting import format_duration
+from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
 from devbench.runner import CellResult, run_sweep
 from devbench.schema import Record
 from devbench.session import (
@@ -92,14 +93,14 @@ class Plan:
             head += " (one round cannot see drift between rounds: intervals will be empty)"
         if not left:
             return f"{head}; nothing left to measure"
-        budget = format_seconds(spec.policy.max_cell_time)
-        overhead = format_seconds(self.time_guard.overhead_s)
-        notes = [f"rough estimate {format_seconds(sum(estimates))}",
+        budget = format_duration(spec.policy.max_cell_time)
+        overhead = format_duration(self.time_guard.overhead_s)
+        notes = [f"rough estimate {format_duration(sum(estimates))}",
                  f"per cell: {budget} budget shared by its visits, ~{overhead} set-up and clean-up a visit, its "
                  "cold call; early convergence takes less, slow calls more"]
         if skips:
             notes.append(f"{skips} cells predicted over --max-call-time "
-                         f"{format_seconds(self.time_guard.max_call_time)}")
+                         f"{format_duration(self.time_guard.max_call_time)}")
         return f"{head}, {notes[0]} ({'; '.join(notes[1:])})"
 
 
@@ -178,29 +179,12 @@ def plan_resume(run_dir: Path) -> Plan:
 # ---------------------------------------------------------------------------------------------------------
 # Machine changes between the start of a run and a resume
 
-MACHINE_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "hostname": lambda m: m.get("hostname"),
-    "cpu_model": lambda m: (m.get("cpu") or {}).get("model"),
-    "tensorflow": lambda m: (m.get("tensorflow") or {}).get("version"),
-    "devices": lambda m: sorted(
-        f"{d.get('name')}" + (f" ({d['details']['device_name']})"
-                              if isinstance(d.get("details"), dict) and d["details"].get("device_name") else "")
-        for d in (m.get("devices") or []) if isinstance(d, dict)
-    ),
-    "devbench": lambda m: (m.get("packages") or {}).get("devbench"),
-}
-"""What must match for a resumed run's cells to be comparable with the ones measured before."""
-
-
 def machine_changes(before: dict[str, Any], now: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{what: [before, now]}`` for every fingerprint item of :data:`MACHINE_KEYS` that differs."""
-    changes: dict[str, list[Any]] = {}
-    for name, get in MACHINE_KEYS.items():
-        old = get(before if isinstance(before, dict) else {})
-        new = get(now)
-        if old != new:
-            changes[name] = [old, new]
-    return changes
+    """``{what: [before, now]}`` for every fingerprint item that makes cells measured before and after a
+    resume incomparable (:data:`devbench.machine.INCOMPARABLE_FIELDS`)."""
+    from devbench.machine import incomparable_changes
+
+    return {d.field: [d.base, d.new] for d in incomparable_changes(before, now)}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def cmd_crossover(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from devbench import plot
+    from devbench import plots as plot
     from devbench.publish import output_dir
     from devbench.store import load_any, prepare_output_dir
 
@@ -130,7 +130,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from devbench.analysis import crossover_frame
-    from devbench.compare import compare_runs, has_regression, render_comparison, write_compare_chart
+    from devbench.compare import compare_runs, has_regression
+    from devbench.compare_render import render_comparison
+    from devbench.plots.compare import write_compare_chart
     from devbench.store import load_any
 
     base, new = load_any(args.base), load_any(args.new)

@@ -1,0 +1,287 @@
+"""The data of a machine-vs-machine comparison: plain frozen types that ``compare.compare_runs`` fills in.
+
+Renderers (``compare_render``, ``plots.compare``, an HTML page) read these and compute nothing new. Times are
+seconds per call; every ratio is NEW/BASE of the median per-call time (> 1: the new run is slower). Import
+them from :mod:`devbench.compare`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from devbench.machine import FingerprintDiff
+from devbench.store import json_safe
+
+FloatArray = npt.NDArray[np.float64]
+
+Verdict = Literal["slower", "faster", "same", "uncertain"]
+VERDICTS: tuple[Verdict, ...] = ("slower", "faster", "uncertain", "same")
+"""All verdicts, most alarming first (the order of counts in summaries)."""
+
+MATCH_KEY = ("op", "size", "dtype", "device", "mode")
+"""Columns that match a cell of one run to a cell of the other (``sync`` is compared, not matched on)."""
+
+MIN_SAMPLES = 3
+"""Fewer raw samples than this on either side makes a cell ``uncertain`` without testing."""
+
+CSV_COLUMNS = (
+    "op", "size", "dtype", "device", "mode", "base_sync", "new_sync", "n_base", "n_new",
+    "base_median_s", "new_median_s", "ratio", "ci_low", "ci_high", "p_value", "verdict", "notes",
+)
+"""Columns of ``render_comparison(..., "csv")``, one row per compared cell (status ok in both runs).
+
+Times in seconds; ``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower);
+``p_value`` is the two-sided Mann–Whitney U p-value; empty fields mean "not available" (no raw samples);
+``notes`` joins the cell's notes with "; "."""
+
+CROSSOVER_COLUMNS = (
+    "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
+    "faster_below", "faster_above", "note",
+)
+"""Columns expected of each crossover frame (``analysis.crossover_frame``) given to ``compare_runs``."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """What matches a cell across runs. ``size`` is the op's size parameter (e.g. n of an n×n matmul)."""
+
+    op: str
+    size: int
+    dtype: str
+    device: str
+    mode: str
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str, int]:
+        """Reading order: grouped by op, dtype, device, mode; sizes ascending within a group."""
+        return (self.op, self.dtype, self.device, self.mode, self.size)
+
+    def label(self) -> str:
+        return f"{self.op}[{self.size}, {self.dtype}, {self.device}, {self.mode}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "size": self.size, "dtype": self.dtype, "device": self.device,
+                "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """One cell measured ``ok`` in both runs. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
+
+    ``ci_low``/``ci_high`` and ``p_value`` are NaN where they could not be computed (see ``notes``).
+    """
+
+    key: CellKey
+    base_sync: str
+    new_sync: str
+    n_base: int
+    n_new: int
+    base_median_s: float
+    new_median_s: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    verdict: Verdict
+    notes: tuple[str, ...] = ()
+
+    @property
+    def change(self) -> float:
+        """Relative change of the median per-call time: +0.2 is 20 % slower, -0.2 is 20 % faster."""
+        return self.ratio - 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat, in ``CSV_COLUMNS`` order, with ``notes`` as a list."""
+        return {
+            **self.key.as_dict(),
+            "base_sync": self.base_sync, "new_sync": self.new_sync,
+            "n_base": self.n_base, "n_new": self.n_new,
+            "base_median_s": self.base_median_s, "new_median_s": self.new_median_s,
+            "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "p_value": self.p_value, "verdict": self.verdict, "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class GeoMean:
+    """Geometric mean of the per-cell ratios over ``n_cells`` compared cells.
+
+    ``op``/``dtype`` are None for the overall mean. The interval comes from the per-cell bootstrap
+    replicates (each cell resampled independently, then the geometric mean of each replicate set); it is NaN
+    when a cell in the group has no bootstrap (``note`` says so) or the group is empty.
+    """
+
+    op: str | None
+    dtype: str | None
+    n_cells: int
+    ratio: float
+    ci_low: float
+    ci_high: float
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return "overall" if self.op is None else f"{self.op} {self.dtype}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "dtype": self.dtype, "n_cells": self.n_cells, "ratio": self.ratio,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "note": self.note}
+
+
+@dataclass(frozen=True)
+class LoneCell:
+    """A cell present in one run only (any status)."""
+
+    key: CellKey
+    sync: str
+    status: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.key.as_dict(), "sync": self.sync, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class StatusPair:
+    """A cell present in both runs but not ``ok`` in both, so it has no timing comparison."""
+
+    key: CellKey
+    base_sync: str
+    new_sync: str
+    base_status: str
+    new_status: str
+    base_reason: str = ""
+    new_reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the status differs (e.g. ok → oom), which is worth a look; False for e.g. both
+        ``unsupported``."""
+        return self.base_status != self.new_status
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.key.as_dict(), "base_sync": self.base_sync, "new_sync": self.new_sync,
+                "base_status": self.base_status, "new_status": self.new_status,
+                "base_reason": self.base_reason, "new_reason": self.new_reason}
+
+
+@dataclass(frozen=True)
+class CrossoverPair:
+    """One crossover of an (op, dtype, mode, device pair) in both runs. Sizes in the op's size unit (e.g.
+    matrix side n); NaN where a run has no crossover for the pair (its ``note`` says why) or lacks it."""
+
+    op: str
+    dtype: str
+    mode: str
+    device_a: str
+    device_b: str
+    crossing: int
+    """0 for the pair's first (smallest) crossing, 1 for the next, ... (most pairs cross at most once)."""
+    base_size: float
+    new_size: float
+    base_low: float
+    base_high: float
+    new_low: float
+    new_high: float
+    base_faster_below: str
+    base_faster_above: str
+    new_faster_below: str
+    new_faster_above: str
+    base_note: str
+    new_note: str
+
+    @property
+    def moved(self) -> float:
+        """new crossover size / base crossover size (0.5: the crossover moved to half the size); NaN when
+        either is missing."""
+        if math.isfinite(self.base_size) and math.isfinite(self.new_size) and self.base_size > 0:
+            return self.new_size / self.base_size
+        return math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["moved"] = self.moved
+        return out
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """The parameters a comparison was made with (see ``compare_runs``)."""
+
+    threshold: float = 0.05
+    alpha: float = 0.01
+    confidence: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "alpha": self.alpha, "confidence": self.confidence,
+                "n_boot": self.n_boot, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``."""
+
+    base_label: str
+    new_label: str
+    settings: CompareSettings
+    fingerprint: tuple[FingerprintDiff, ...]
+    cells: tuple[CellComparison, ...]
+    geomeans: tuple[GeoMean, ...]
+    """Per (op, dtype), in reading order."""
+    overall: GeoMean
+    not_compared: tuple[StatusPair, ...] = ()
+    only_in_base: tuple[LoneCell, ...] = ()
+    only_in_new: tuple[LoneCell, ...] = ()
+    crossovers: tuple[CrossoverPair, ...] | None = None
+    """Crossover sizes side by side; None when no crossover frames were given to ``compare_runs``."""
+
+    def counts(self) -> dict[Verdict, int]:
+        """Number of cells per verdict (every verdict present, zeros included)."""
+        counter = Counter(cell.verdict for cell in self.cells)
+        return {v: counter.get(v, 0) for v in VERDICTS}
+
+    @property
+    def regressions(self) -> tuple[CellComparison, ...]:
+        return tuple(cell for cell in self.cells if cell.verdict == "slower")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per compared cell, columns ``CSV_COLUMNS`` (notes joined with '; ')."""
+        rows = [{**c.as_dict(), "notes": "; ".join(c.notes)} for c in self.cells]
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-safe: NaN and infinities become None."""
+        data: dict[str, Any] = {
+            "base": self.base_label,
+            "new": self.new_label,
+            "settings": self.settings.as_dict(),
+            "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self)},
+            "fingerprint_diff": [d._asdict() for d in self.fingerprint],
+            "cells": [c.as_dict() for c in self.cells],
+            "geomeans": [g.as_dict() for g in self.geomeans],
+            "overall": self.overall.as_dict(),
+            "not_compared": [p.as_dict() for p in self.not_compared],
+            "only_in_base": [c.as_dict() for c in self.only_in_base],
+            "only_in_new": [c.as_dict() for c in self.only_in_new],
+            "crossovers": None if self.crossovers is None else [c.as_dict() for c in self.crossovers],
+        }
+        return json_safe(data)  # type: ignore[no-any-return]
+
+
+def has_regression(comparison: Comparison) -> bool:
+    """True when any cell is ``slower`` (significant and beyond the threshold): ``--fail-on-regression``."""
+    return any(cell.verdict == "slower" for cell in comparison.cells)

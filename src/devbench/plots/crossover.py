@@ -1,0 +1,163 @@
+"""Crossover chart: time per call against size per device, and the speed-up over CPU:0 below it."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from devbench.analysis import (
+    REFERENCE_DEVICE,
+    crossover_frame,
+    crossover_sentence,
+    device_order,
+    ok_cells,
+    records,
+)
+from devbench.formatting import format_ratio
+from devbench.plots.common import (
+    _legend,
+    _matplotlib,
+    _note,
+    _quality_markers,
+    _series_cells,
+    _size_axis,
+    _time_axis,
+    _title,
+    device_colours,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Crossover chart
+
+
+def crossover_figure(
+    results: pd.DataFrame,
+    key: tuple[str, str, str],
+    *,
+    machine: str = "",
+    crossovers: pd.DataFrame | None = None,
+    colours: dict[str, str] | None = None,
+) -> Figure:
+    """Median time per call against size (log–log) per device, IQR band, crossovers; speed-up panel below.
+
+    ``key`` is (op, dtype, mode). ``crossovers`` defaults to ``crossover_frame`` of these results; each
+    located crossover is a dashed vertical line (gid ``crossover``) labelled like "GPU:0 faster above n≈724
+    (range 690–760)" with its range shaded. Lines carry gid ``median:<device>`` (top) and
+    ``speedup:<device>`` (bottom), so tests can find them.
+    """
+    _matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    op, dtype, mode = key
+    group = results[(results["op"] == op) & (results["dtype"] == dtype) & (results["mode"] == mode)]
+    series = _series_cells(group)
+    cells = ok_cells(group)
+    devices = device_order(series["device"].astype(str))
+    colours = colours or device_colours(devices)
+    if crossovers is None:
+        crossovers = crossover_frame(group)
+    else:
+        crossovers = crossovers[
+            (crossovers["op"] == op) & (crossovers["dtype"] == dtype) & (crossovers["mode"] == mode)
+        ]
+
+    fig = Figure(figsize=(8.5, 7.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.4])
+    seen: set[str] = set()
+    syncs_per_device = series.groupby("device")["sync"].nunique()
+    for device in devices:
+        several = syncs_per_device[device] > 1
+        for sync, unsorted in series[series["device"] == device].groupby("sync", sort=True):
+            part = unsorted.sort_values("size")
+            unsync = bool(part["is_unsynchronized"].all())
+            label = f"{device} (sync={sync})" if several else device
+            x, y = part["size"], part["median_s"]
+            top.plot(
+                x,
+                y,
+                marker="o",
+                ms=4,
+                lw=1.6,
+                color=colours[device],
+                ls="--" if unsync else "-",
+                label=label,
+                gid=f"median:{device}" + (f":{sync}" if several else ""),
+            )
+            q1, q3 = part["q1_s"].to_numpy(dtype=float), part["q3_s"].to_numpy(dtype=float)
+            band = np.isfinite(q1) & np.isfinite(q3)
+            if band.any():
+                top.fill_between(
+                    x[band], q1[band], q3[band], color=colours[device], alpha=0.18, lw=0, gid=f"iqr:{device}"
+                )
+            _quality_markers(top, x, y, part, seen)
+
+    n_lines = 0
+    several_pairs = len(devices) > 2
+    for r in records(crossovers):
+        size = float(r["crossover_size"])
+        if not math.isfinite(size):
+            continue
+        above, below = str(r["faster_above"]), str(r["faster_below"])
+        low, high = float(r["low"]), float(r["high"])
+        label = crossover_sentence(above, size, low, high, than=below if several_pairs else "")
+        if bool(r["uncertain"]):
+            label += ", uncertain"
+        colour = colours.get(above, "0.3")
+        for ax in (top, bottom):
+            ax.axvline(size, color=colour, ls="--", lw=1.3, gid="crossover", label=label if ax is top else "_nolegend_")
+            if math.isfinite(low) and math.isfinite(high) and high > low:
+                ax.axvspan(low, high, color=colour, alpha=0.08, lw=0, gid="crossover-range")
+        n_lines += 1
+
+    top.set_ylabel("median time per call (s)")
+    _time_axis(top, np.concatenate([series["median_s"].to_numpy(dtype=float), np.array([np.nan])]))
+    if len(devices) < 2:
+        only = devices[0] if devices else "no device"
+        _note(top, f"only {only} measured: no accelerator measured, so no crossover to show", (0.5, 0.92))
+    elif n_lines == 0:
+        note = "no crossover in the measured range" if len(crossovers) else "no crossover"
+        top.text(0.02, 0.02, note, transform=top.transAxes, fontsize=8, color="0.35", gid="note")
+    _legend(top, devices, loc="upper left")
+    top.grid(True, which="major", alpha=0.3)
+
+    others = [d for d in devices if d != REFERENCE_DEVICE]
+    cpu = cells[cells["device"] == REFERENCE_DEVICE].set_index("size")["median_s"]
+    if not others or cpu.empty:
+        _note(
+            bottom,
+            "no accelerator measured: no speed-up over CPU:0 to show"
+            if not others
+            else f"{REFERENCE_DEVICE} not measured: no speed-up to show",
+        )
+        bottom.set_yticks([])
+    else:
+        bottom.axhline(1.0, color="0.3", lw=1, gid="parity")
+        for device in others:
+            dev = cells[cells["device"] == device].set_index("size")["median_s"]
+            shared = sorted(set(cpu.index) & set(dev.index))
+            if not shared:
+                continue
+            speedup = cpu.loc[shared].to_numpy(dtype=float) / dev.loc[shared].to_numpy(dtype=float)
+            bottom.plot(shared, speedup, marker="o", ms=4, color=colours[device], label=device, gid=f"speedup:{device}")
+        bottom.set_yscale("log")
+        bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_ratio(v)))
+        bottom.yaxis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
+    bottom.set_ylabel(f"speed-up over {REFERENCE_DEVICE} (×)")
+    bottom.set_xlabel("size n (matrix side)")
+    bottom.grid(True, which="major", alpha=0.3)
+    _size_axis(bottom, [int(s) for s in series["size"]])
+    _title(
+        fig,
+        f"{op} · {dtype} · {mode}: median time per call (band: IQR)",
+        machine,
+        bool(series["is_unsynchronized"].any()),
+    )
+    return fig

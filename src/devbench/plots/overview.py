@@ -1,0 +1,104 @@
+"""Overview heatmap: per op and size, the best accelerator's speed-up over CPU:0 and the fastest device."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from devbench.analysis import (
+    REFERENCE_DEVICE,
+    records,
+    winners,
+)
+from devbench.formatting import format_ratio
+from devbench.plots.common import (
+    OVERVIEW_EXTENT,
+    _matplotlib,
+    _note,
+    _title,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Overview heatmap
+
+
+def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
+    """Rows op/dtype(/mode), columns size; colour = speed-up of the best accelerator over CPU:0 (log scale,
+    white at 1×, blue where the accelerator wins, red where CPU:0 does); each cell names the fastest device.
+
+    The colour uses the best *non-CPU:0* device rather than the overall winner, whose speed-up over CPU:0 is
+    never below 1 and would hide how much slower the accelerator is. Grey: CPU:0 or every accelerator
+    missing. Cell suffixes: ``*`` noisy, ``!`` unsynchronized (also in the footnote).
+    """
+    _matplotlib()
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    table = winners(results)
+    modes = sorted(set(table["mode"])) if not table.empty else []
+    row_keys = sorted({(r["op"], r["dtype"], r["mode"]) for r in records(table)})
+    sizes = sorted({int(s) for s in table["size"]})
+    n_rows, n_cols = max(len(row_keys), 1), max(len(sizes), 1)
+    fig = Figure(figsize=(max(6.5, 1.6 + 0.8 * n_cols), max(2.8, 1.6 + 0.5 * n_rows)), layout="constrained")
+    ax = fig.subplots()
+    unsync_any = bool(table["unsynchronized"].any()) if not table.empty else False
+    _title(fig, "Overview: fastest device per cell", machine, unsync_any)
+    if table.empty:
+        _note(ax, "no ok cells to show")
+        ax.set_axis_off()
+        return fig
+
+    values = np.full((n_rows, n_cols), np.nan)
+    labels = [["" for _ in range(n_cols)] for _ in range(n_rows)]
+    row_index = {k: i for i, k in enumerate(row_keys)}
+    col_index = {s: j for j, s in enumerate(sizes)}
+    for r in records(table):
+        i, j = row_index[(r["op"], r["dtype"], r["mode"])], col_index[int(r["size"])]
+        values[i, j] = r["accelerator_speedup"]
+        marks = ("*" if r["noisy"] else "") + ("!" if r["unsynchronized"] else "")
+        ratio = r["speedup_vs_cpu"]
+        factor = f"\n{format_ratio(ratio)}" if math.isfinite(ratio) and r["device"] != REFERENCE_DEVICE else ""
+        labels[i][j] = f"{r['device']}{marks}{factor}"
+    extent = OVERVIEW_EXTENT
+    norm = LogNorm(vmin=1 / extent, vmax=extent)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
+    for i in range(n_rows):
+        for j in range(n_cols):
+            if labels[i][j]:
+                v = values[i, j]
+                dark = math.isfinite(v) and v > 0 and abs(math.log10(v)) > 0.6 * math.log10(extent)
+                ax.text(
+                    j,
+                    i,
+                    labels[i][j],
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if dark else "black",
+                    gid="cell-label",
+                )
+    ax.set_xticks(range(n_cols), [str(s) for s in sizes])
+    ax.set_yticks(
+        range(n_rows), [f"{op} {dtype}" + (f" {mode}" if len(modes) > 1 else "") for op, dtype, mode in row_keys]
+    )
+    ax.set_xlabel("size n (matrix side)")
+    ax.set_ylabel("op / dtype" + (" / mode" if len(modes) > 1 else ""))
+    bar = fig.colorbar(image, ax=ax, shrink=0.9, extend="both", format=FuncFormatter(lambda v, _pos: format_ratio(v)))
+    bar.set_label(f"best accelerator vs {REFERENCE_DEVICE} (×)")
+    accelerators = set(table["best_accelerator"]) - {""}
+    foot = "* noisy   ! unsynchronized   grey: no CPU:0 or no accelerator"
+    if not accelerators:
+        foot = "no accelerator measured   " + foot
+    fig.text(0.01, 0.005, foot, fontsize=7, color="0.35", gid="footnote")
+    return fig
