@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shlex
+import subprocess
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,3 +300,233 @@ def test_merged_meta_is_strict_json(tmp_path: Path) -> None:
     meta = json.loads((merged_dir / "meta.json").read_text(), parse_constant=lambda c: math.nan)
     assert meta["schema_version"] == 1
     assert "NaN" not in (merged_dir / "meta.json").read_text()
+
+
+# --- the worked examples -----------------------------------------------------------------------------------
+#
+# The Slurm and Kubernetes examples are run here as they run there (bash / sh, with the scheduler's
+# environment variables simulated), against a stand-in `devbench` on PATH that implements the commands they
+# use with this library: `sweep` plans the shard from the environment exactly as `devbench sweep` does and
+# writes its cells with the model above (no TensorFlow); `merge` and `export` are the real functions;
+# `report` is only recorded. Every call is logged, so the tests see what the examples ran.
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TINY_OPTS = "--sizes 64..512 --ops matmul,add,conv2d --devices all"
+LOGICAL_CPUS = ("CPU:0", "CPU:1")
+"""What ``--devices all`` means with DEVBENCH_LOGICAL_CPUS=2 and no GPU."""
+
+
+def spec_from_options(options: Sequence[str]) -> SweepSpec:
+    """The SweepSpec that ``devbench sweep OPTIONS`` plans, for the options the examples use."""
+    from devbench.errors import choose_list
+    from devbench.spec import DTYPES, MODES, parse_sizes
+
+    values = dict(zip(options[::2], options[1::2], strict=True))
+    unknown = set(values) - {"--sizes", "--ops", "--dtypes", "--devices", "--modes"}
+    assert not unknown, f"the examples use options this stand-in does not know: {unknown}"
+    devices = values.get("--devices", "CPU:0")
+    return SweepSpec(
+        ops=choose_list("op", values["--ops"], OPS),
+        sizes=parse_sizes(values["--sizes"]),
+        dtypes=choose_list("dtype", values.get("--dtypes", "float32"), DTYPES),
+        devices=LOGICAL_CPUS if devices == "all" else tuple(devices.split(",")),
+        modes=choose_list("mode", values.get("--modes", "eager"), MODES),
+    )
+
+
+def fake_devbench(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """The stand-in ``devbench`` (see above); returns the exit code the CLI would."""
+    import sys
+
+    from devbench.export import export
+    from devbench.shard import shard_from_env
+
+    with open(environ["FAKE_DEVBENCH_LOG"], "a") as log:
+        log.write(json.dumps(list(argv)) + "\n")
+    args = [a for a in argv if a != "--quiet"]
+    try:
+        if args[:2] == ["sweep", "--resume"]:
+            return 0 if (Path(args[2]) / "meta.json").is_file() else 2
+        if args[0] == "sweep":
+            out = Path(args[args.index("--out") + 1])
+            options = [a for i, a in enumerate(args[1:], 1) if a != "--out" and args[i - 1] != "--out"]
+            spec = spec_from_options(options)
+            shard = shard_from_env(environ)
+            write_run(out, spec, shard)
+            return 0
+        if args[0] == "merge":
+            out = Path(args[args.index("--out") + 1])
+            sources = [Path(a) for a in args[1:args.index("--out")]]
+            write_merged(merge_runs([load_run(p) for p in sources], run_id=out.name, argv=args), out)
+            return 0
+        if args[0] == "export":
+            target = Path(args[args.index("--out") + 1])
+            target.write_text(export(load_run(Path(args[1])), args[args.index("--format") + 1]))
+            return 0
+        if args[0] == "report":
+            return 0 if (Path(args[1]) / "meta.json").is_file() else 2
+    except UsageError as exc:
+        print(f"devbench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"devbench: unknown command {args!r}", file=sys.stderr)
+    return 2
+
+
+def _install_fake(tmp_path: Path) -> dict[str, str]:
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "devbench"
+    fake.write_text(f"#!{sys.executable}\nimport os, sys\nsys.path[:0] = {[str(root / 'src'), str(root)]!r}\n"
+                    "from tests.test_merge import fake_devbench\n"
+                    "sys.exit(fake_devbench(sys.argv[1:], os.environ))\n")
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+            "FAKE_DEVBENCH_LOG": str(tmp_path / "calls.jsonl"), "DEVBENCH_RUNS": str(tmp_path / "runs")}
+
+
+def _calls(env: Mapping[str, str]) -> list[list[str]]:
+    path = Path(env["FAKE_DEVBENCH_LOG"])
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _run_script(interpreter: str, script: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([interpreter, "-c", script], env=dict(env), capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def _sbatch_array(text: str) -> range:
+    line = next(line for line in text.splitlines() if line.startswith("#SBATCH --array="))
+    low, high = line.split("=", 1)[1].split("-")
+    return range(int(low), int(high) + 1)
+
+
+def _default_opts(text: str) -> list[str]:
+    """The sweep options an example uses when SWEEP_OPTS is not set."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("SWEEP_OPTS=${SWEEP_OPTS:-"):
+            return shlex.split(stripped.split(":-", 1)[1].rstrip("}").strip('"'))
+        if stripped.startswith("value: \"--sizes"):
+            return shlex.split(stripped.split(":", 1)[1].strip().strip('"'))
+    raise AssertionError("no SWEEP_OPTS in the example")
+
+
+def _shell_block(text: str, marker: str = "- |") -> str:
+    """The literal block scalar after ``marker`` in a manifest (without a YAML parser: none is installed)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == marker)
+    indent = len(lines[start]) - len(lines[start].lstrip()) + 2
+    block = []
+    for line in lines[start + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        block.append(line[indent:])
+    return "\n".join(block) + "\n"
+
+
+def _manifest_env(text: str) -> dict[str, str]:
+    """``- name: X`` / ``value: "Y"`` pairs of a container's env."""
+    lines = [line.strip() for line in text.splitlines()]
+    return {line.split(":", 1)[1].strip(): lines[i + 1].split(":", 1)[1].strip().strip('"')
+            for i, line in enumerate(lines) if line.startswith("- name:") and lines[i + 1].startswith("value:")}
+
+
+def _assert_union_is_plan(spec: SweepSpec, shards: Sequence[ShardSpec]) -> None:
+    keys = [cell.key() for shard in shards for cell in shard_cells(spec, shard)]
+    assert len(keys) == len(set(keys))
+    assert sorted(keys) == sorted(cell.key() for cell in spec.cells())
+
+
+def test_slurm_example_plans_the_default_sweep_from_the_array_variables() -> None:
+    text = (EXAMPLES / "slurm" / "sweep_array.sbatch").read_text()
+    tasks = _sbatch_array(text)
+    spec = spec_from_options(_default_opts(text))
+    from devbench.shard import shard_from_env
+
+    shards = [shard_from_env({"SLURM_ARRAY_TASK_ID": str(t), "SLURM_ARRAY_TASK_MIN": str(tasks[0]),
+                              "SLURM_ARRAY_TASK_MAX": str(tasks[-1]), "SLURM_ARRAY_TASK_COUNT": str(len(tasks))})
+              for t in tasks]
+    assert [s.index if s else None for s in shards] == list(range(len(tasks)))
+    _assert_union_is_plan(spec, [s for s in shards if s is not None])
+    assert "#SBATCH --exclusive" in text
+
+
+def test_kubernetes_example_plans_the_default_sweep_from_the_completion_index() -> None:
+    text = (EXAMPLES / "kubernetes" / "indexed-job.yaml").read_text()
+    assert "completionMode: Indexed" in text
+    assert "podAntiAffinity:" in text
+    completions = int(next(line.split(":")[1] for line in text.splitlines() if line.strip().startswith("completions:")))
+    env = _manifest_env(text)
+    assert int(env["DEVBENCH_SHARD_COUNT"]) == completions, "DEVBENCH_SHARD_COUNT must equal completions"
+    from devbench.shard import shard_from_env
+
+    shards = [shard_from_env({"JOB_COMPLETION_INDEX": str(i), "DEVBENCH_SHARD_COUNT": env["DEVBENCH_SHARD_COUNT"]})
+              for i in range(completions)]
+    _assert_union_is_plan(spec_from_options(_default_opts(text)), [s for s in shards if s is not None])
+
+
+@pytest.mark.slow
+def test_slurm_example_runs_three_shards_then_merges_them(tmp_path: Path) -> None:
+    env = {**_install_fake(tmp_path), "SWEEP_OPTS": TINY_OPTS}
+    sweep = (EXAMPLES / "slurm" / "sweep_array.sbatch").read_text()
+    merge = (EXAMPLES / "slurm" / "merge.sbatch").read_text()
+    tasks = _sbatch_array(sweep)
+    array = {"SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_MIN": str(tasks[0]),
+             "SLURM_ARRAY_TASK_MAX": str(tasks[-1]), "SLURM_ARRAY_TASK_COUNT": str(len(tasks))}
+    for task in tasks:  # one after another, as three nodes would run them side by side
+        done = _run_script("bash", sweep, {**env, **array, "SLURM_ARRAY_TASK_ID": str(task)})
+        assert done.returncode == 0, done.stderr
+    sweep_dir = tmp_path / "runs" / "sweep-4242"
+
+    # the middle task is requeued: it resumes its own directory instead of starting over
+    retry = _run_script("bash", sweep, {**env, **array, "SLURM_ARRAY_TASK_ID": str(tasks[1])})
+    assert retry.returncode == 0, retry.stderr
+    assert _calls(env)[-1] == ["sweep", "--resume", str(sweep_dir / f"shard-{tasks[1]}"), "--quiet"]
+
+    done = _run_script("bash", merge, {**env, "SWEEP_JOB": "4242"})
+    assert done.returncode == 0, done.stderr
+    merged = load_run(sweep_dir / "merged")
+    spec = spec_from_options(shlex.split(TINY_OPTS))
+    assert sorted(merged.results[list(IDENTITY)].itertuples(index=False, name=None)) == sorted(
+        c.key() for c in spec.cells())
+    assert merged.meta["status"] == "complete"
+    assert crossover_frame(merged.results)["crossover_size"].notna().all()
+    assert json.loads((sweep_dir / "merged" / "bmf.json").read_text())
+    assert [c[0] for c in _calls(env)] == ["sweep"] * (len(tasks) + 1) + ["merge", "report", "export"]
+
+
+@pytest.mark.slow
+def test_slurm_merge_names_a_missing_shard(tmp_path: Path) -> None:
+    env = {**_install_fake(tmp_path), "SWEEP_OPTS": TINY_OPTS}
+    sweep = (EXAMPLES / "slurm" / "sweep_array.sbatch").read_text()
+    array = {"SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2",
+             "SLURM_ARRAY_TASK_COUNT": "3"}
+    for task in (0, 2):
+        assert _run_script("bash", sweep, {**env, **array, "SLURM_ARRAY_TASK_ID": str(task)}).returncode == 0
+    done = _run_script("bash", (EXAMPLES / "slurm" / "merge.sbatch").read_text(), {**env, "SWEEP_JOB": "7"})
+    assert done.returncode == 2
+    assert "missing shard 1/3" in done.stderr
+    assert not (tmp_path / "runs" / "sweep-7" / "merged").exists()
+
+
+@pytest.mark.slow
+def test_kubernetes_example_runs_each_index_then_merges(tmp_path: Path) -> None:
+    manifest = (EXAMPLES / "kubernetes" / "indexed-job.yaml").read_text()
+    env = {**_install_fake(tmp_path), "SWEEP_OPTS": TINY_OPTS,
+           "DEVBENCH_SHARD_COUNT": _manifest_env(manifest)["DEVBENCH_SHARD_COUNT"]}
+    pod = _shell_block(manifest)
+    assert "devbench sweep $SWEEP_OPTS --out" in pod
+    for index in range(int(env["DEVBENCH_SHARD_COUNT"])):
+        done = _run_script("sh", pod, {**env, "JOB_COMPLETION_INDEX": str(index)})
+        assert done.returncode == 0, done.stderr
+    merge = _shell_block((EXAMPLES / "kubernetes" / "merge-job.yaml").read_text())
+    done = _run_script("sh", merge, env)
+    assert done.returncode == 0, done.stderr
+    merged = load_run(tmp_path / "runs" / "devbench-sweep" / "merged")
+    spec = spec_from_options(shlex.split(TINY_OPTS))
+    assert len(merged.results) == spec.n_cells()
+    assert [s["index"] for s in merged.meta["shards"]] == [0, 1, 2]
