@@ -530,3 +530,18 @@ def test_kubernetes_example_runs_each_index_then_merges(tmp_path: Path) -> None:
     spec = spec_from_options(shlex.split(TINY_OPTS))
     assert len(merged.results) == spec.n_cells()
     assert [s["index"] for s in merged.meta["shards"]] == [0, 1, 2]
+
+
+def test_fleet_shards_with_other_devices_merge_with_every_device_in_the_spec(tmp_path: Path) -> None:
+    """``--devices all`` on a node with a GPU records another device list: the same sweep, with --fleet."""
+    gpu_spec = SweepSpec(ops=TINY.ops, sizes=TINY.sizes, devices=("CPU:0", "GPU:0"))
+    gpu_box = {**MACHINE, "devices": [{"name": "CPU:0", "kind": "CPU"}, {"name": "GPU:0", "kind": "GPU"}]}
+    a = write_run(tmp_path / "a", TINY, ShardSpec(0, 2))
+    b = write_run(tmp_path / "b", gpu_spec, ShardSpec(1, 2), machine=gpu_box,
+                  model=lambda c: model_seconds(Cell(c.size, c.op, c.dtype, "CPU:0")))
+    with pytest.raises(UsageError, match="different sweeps"):
+        merge_runs([load_run(a), load_run(b)])
+    merged = merge_runs([load_run(a), load_run(b)], fleet=True)
+    assert merged.meta["spec"]["devices"] == ["CPU:0", "CPU:1", "GPU:0"]
+    assert merged.meta["status"] == "interrupted"  # no machine measured every device of every curve
+    assert merged.meta["missing_cells"] == 3 * len(TINY.ops) * len(TINY.sizes) - len(merged.results)

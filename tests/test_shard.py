@@ -134,6 +134,20 @@ def test_spec_hash_changes_with_anything_that_changes_the_measurement() -> None:
     assert len({base, *(spec_hash(s) for s in changed)}) == 1 + len(changed)
 
 
+def test_spec_hash_reads_whole_numbers_in_float_fields_as_floats() -> None:
+    as_int = SPEC.to_dict()
+    as_int["policy"] = {**as_int["policy"], "max_cell_time": 2}
+    as_float = SPEC.to_dict()
+    as_float["policy"] = {**as_float["policy"], "max_cell_time": 2.0}
+    assert spec_hash_of(as_int) == spec_hash_of(as_float) == spec_hash(SPEC)
+
+
+def test_spec_hash_can_leave_the_devices_out() -> None:
+    other = SweepSpec(**{**SPEC.__dict__, "devices": ("CPU:0",)})
+    assert spec_hash(other) != spec_hash(SPEC)
+    assert spec_hash_of(other.to_dict(), ignore_devices=True) == spec_hash_of(SPEC.to_dict(), ignore_devices=True)
+
+
 def test_unreadable_stored_spec_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="stored spec"):
         spec_hash_of({"sizes": [64]})

@@ -5,7 +5,8 @@
 meta.json), so ``load_run``, the crossovers, charts, report and ``compare`` use it as they use an unsharded
 run. What is refused, each with one line naming the runs:
 
-- shards of different sweeps (spec hashes differ: ``shard.spec_hash``);
+- shards of different sweeps (spec hashes differ: ``shard.spec_hash``; with ``fleet=True`` the device lists
+  may differ, since ``--devices all`` records what each machine has, and the merged spec lists them all);
 - shard sets that are incomplete or repeat an index, or that disagree on the shard count;
 - shards measured on machines that differ, unless ``fleet=True``. What must match is what makes timings
   comparable — CPU model, TensorFlow version, device list and devbench version (``sweep.MACHINE_KEYS``) — but
@@ -32,7 +33,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ import pandas as pd
 
 from devbench.errors import UsageError
 from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, Record
-from devbench.shard import ShardSpec, shard_of_meta, spec_hash_of
+from devbench.shard import ShardSpec, shard_of_meta, spec_hash, spec_hash_of
+from devbench.spec import SweepSpec
 from devbench.store import (
     META,
     CellLog,
@@ -98,10 +100,11 @@ def check_shards(runs: Sequence[Run], *, fleet: bool = False) -> list[tuple[Shar
             raise UsageError(f"{_name(run)} is a bare results table; merge needs run directories (with meta.json)")
         if not isinstance(run.meta.get("spec"), Mapping):
             raise UsageError(f"{_name(run)} records no spec in meta.json; it cannot be matched with other shards")
-    hashes = {_name(run): spec_hash_of(run.meta["spec"]) for run in runs}
+    hashes = {_name(run): spec_hash_of(run.meta["spec"], ignore_devices=fleet) for run in runs}
     if len(set(hashes.values())) > 1:
         listing = ", ".join(f"{name} has {digest}" for name, digest in hashes.items())
-        raise UsageError(f"shards of different sweeps (spec hashes differ: {listing}); merge only the shards "
+        what = "spec hashes without the devices" if fleet else "spec hashes"
+        raise UsageError(f"shards of different sweeps ({what} differ: {listing}); merge only the shards "
                          "of one sweep")
     shards = [(_shard(run), run) for run in runs]
     counts = sorted({shard.count for shard, _ in shards})
@@ -162,7 +165,10 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
     """
     ordered = check_shards(runs, fleet=fleet)
     first = ordered[0][1]
-    digest = spec_hash_of(first.meta["spec"])
+    specs = [SweepSpec.from_dict(dict(run.meta["spec"])) for _, run in ordered]
+    # Identical shards share the device list; with fleet=True the merged spec lists every shard's devices.
+    spec = replace(specs[0], devices=tuple(dict.fromkeys(d for s in specs for d in s.devices)))
+    digest = spec_hash(spec)
     merged_id = run_id or f"merged-{digest}"
     results = pd.concat([run.results for _, run in ordered], ignore_index=True)
     non_empty = [run.samples for _, run in ordered if not run.samples.empty]
@@ -178,12 +184,11 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
     results["run_id"] = merged_id
     samples["run_id"] = merged_id
 
-    from devbench.spec import SweepSpec
-
-    planned = SweepSpec.from_dict(dict(first.meta["spec"])).n_cells()
+    planned = spec.n_cells()
     complete = all(run.meta.get("status") == "complete" for _, run in ordered) and len(results) >= planned
     meta = copy.deepcopy(first.meta)
     meta.pop("shard", None)
+    meta["spec"] = json_safe(spec.to_dict())
     starts = [str(run.meta["started_at"]) for _, run in ordered if run.meta.get("started_at")]
     ends = [str(run.meta["finished_at"]) for _, run in ordered if run.meta.get("finished_at")]
     meta.update({

@@ -31,11 +31,11 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from devbench.errors import UsageError
-from devbench.spec import Cell, SweepSpec
+from devbench.spec import Cell, SweepSpec, TimingPolicy
 
 SHARD_COUNT_ENV = "DEVBENCH_SHARD_COUNT"
 """Environment variable with the number of shards under Kubernetes, which exports each pod's
@@ -136,9 +136,19 @@ def shard_from_env(environ: Mapping[str, str], count: int | None = None) -> Shar
     return None
 
 
+def _canonical(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec dict with every timing-policy number of a float field as a float, so that ``2`` and ``2.0``
+    (an option typed as a whole number, a meta.json written by hand) hash alike."""
+    out = dict(data)
+    policy = dict(out.get("policy") or {})
+    floats = {f.name for f in fields(TimingPolicy) if f.type in ("float", float)}
+    out["policy"] = {k: float(v) if k in floats and isinstance(v, (int, float)) else v for k, v in policy.items()}
+    return out
+
+
 def canonical_spec_json(spec: SweepSpec) -> str:
     """The spec as compact JSON with sorted keys: the same text on every machine and Python version."""
-    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return json.dumps(_canonical(spec.to_dict()), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def spec_hash(spec: SweepSpec) -> str:
@@ -151,13 +161,16 @@ def spec_hash(spec: SweepSpec) -> str:
     return hashlib.sha256(canonical_spec_json(spec).encode("utf-8")).hexdigest()[:16]
 
 
-def spec_hash_of(spec_dict: Mapping[str, Any]) -> str:
-    """:func:`spec_hash` of a spec as stored in meta.json; a spec that cannot be read is a UsageError."""
+def spec_hash_of(spec_dict: Mapping[str, Any], *, ignore_devices: bool = False) -> str:
+    """:func:`spec_hash` of a spec as stored in meta.json; a spec that cannot be read is a UsageError.
+
+    ``ignore_devices`` hashes the spec with its device list left out: the same sweep on machines with other
+    devices (``--devices all`` records what each machine has)."""
     try:
         spec = SweepSpec.from_dict(dict(spec_dict))
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"the stored spec cannot be read ({type(exc).__name__}: {exc})") from None
-    return spec_hash(spec)
+    return spec_hash(replace(spec, devices=()) if ignore_devices else spec)
 
 
 @dataclass(frozen=True)
