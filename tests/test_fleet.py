@@ -97,6 +97,11 @@ def test_another_baseline_and_a_bad_one(runs: list[Run]) -> None:
         fleet_table(runs, baseline=3)
     with pytest.raises(UsageError, match="no runs"):
         fleet_table([])
+    failed = Run(path=None, meta=_meta("Broken CPU"), samples=runs[0].samples,
+                 results=synthetic.frame([synthetic.row(64, "CPU:0", 1.0, status="error")]))
+    with pytest.raises(UsageError, match=r"baseline 'Broken CPU .* has no ok cells"):
+        fleet_table([failed, *runs])
+    assert len(fleet_table([*runs, failed])) == len(fleet_table(runs))
 
 
 def test_a_cell_the_baseline_lacks_has_no_speedup(runs: list[Run]) -> None:

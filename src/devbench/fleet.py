@@ -109,8 +109,10 @@ def fleet_table(runs: Sequence[Run], labels: Sequence[str | None] | None = None,
                 baseline: int | None = None) -> pd.DataFrame:
     """The fleet table (``FLEET_COLUMNS``), sorted by op, dtype, mode, size and then the runs' order.
 
-    ``baseline`` is the index of the baseline run in ``runs`` (default 0). ``machine`` is an ordered
-    categorical in the runs' order, so renderers keep that order.
+    ``baseline`` is the index of the baseline run in ``runs`` (default 0); it must have ok cells.
+    ``machine`` is an ordered categorical in the runs' order, so renderers keep that order. The runs need not
+    have one spec (``--devices all`` gives each machine its own device list): cells are matched by op, dtype,
+    mode and size, and a machine without a cell there shows none.
     """
     if not runs:
         raise UsageError("no runs for the fleet table; give the runs of two or more machines")
@@ -122,6 +124,8 @@ def fleet_table(runs: Sequence[Run], labels: Sequence[str | None] | None = None,
         best["machine"] = names[i]
         best["order"] = i
         frames.append(best)
+    if frames[base].empty:
+        raise UsageError(f"the baseline {names[base]!r} has no ok cells to compare with; choose another baseline")
     table = pd.concat(frames, ignore_index=True)
     reference = frames[base][[*GROUP, "size", "median_s", "ci_low_s", "ci_high_s"]].rename(
         columns={"median_s": "base_median_s", "ci_low_s": "base_low_s", "ci_high_s": "base_high_s"})
