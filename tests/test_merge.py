@@ -212,6 +212,19 @@ def test_an_interrupted_shard_gives_an_interrupted_merge_that_can_be_resumed(tmp
     assert merged.meta["missing_cells"] == missing
 
 
+def test_refined_cells_outside_the_plan_do_not_hide_a_missing_one(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", TINY, ShardSpec(0, 2))
+    b = write_run(tmp_path / "b", TINY, ShardSpec(1, 2), status="interrupted", skip=lambda c: c.size == 512)
+    runs = [load_run(a), load_run(b)]
+    refined = runs[0].results.assign(size=lambda f: f["size"] + 1)  # as many extra cells, at other sizes
+    runs[0] = Run(path=runs[0].path, meta=runs[0].meta, results=pd.concat([runs[0].results, refined]),
+                  samples=runs[0].samples)
+    merged = merge_runs(runs)
+    assert len(merged.results) > TINY.n_cells()
+    assert merged.meta["missing_cells"] == len(shard_cells(TINY, ShardSpec(1, 2))) // len(TINY.sizes)
+    assert merged.meta["status"] == "interrupted"
+
+
 def test_a_cell_in_two_shards_is_refused(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", TINY, ShardSpec(0, 2))
     b = write_run(tmp_path / "b", TINY, ShardSpec(1, 2))

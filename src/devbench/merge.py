@@ -185,7 +185,10 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
     samples["run_id"] = merged_id
 
     planned = spec.n_cells()
-    complete = all(run.meta.get("status") == "complete" for _, run in ordered) and len(results) >= planned
+    # Counted by identity, not by rows: --refine adds cells at sizes outside the plan.
+    present = set(results[list(IDENTITY)].itertuples(index=False, name=None))
+    missing = sum(1 for cell in spec.cells() if cell.key() not in present)
+    complete = all(run.meta.get("status") == "complete" for _, run in ordered) and missing == 0
     meta = copy.deepcopy(first.meta)
     meta.pop("shard", None)
     meta["spec"] = json_safe(spec.to_dict())
@@ -200,7 +203,7 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
         "finished_at": max(ends) if ends else meta.get("finished_at"),
         "merged_at": utc_now(),
         "n_cells": planned,
-        "missing_cells": max(planned - len(results), 0),
+        "missing_cells": missing,
         "sharded": {"spec_hash": digest, "count": ordered[0][0].count, "fleet": fleet},
         "shards": [_shard_entry(shard, run) for shard, run in ordered],
         "resumed": [{**entry, "shard": shard.index} for shard, run in ordered
