@@ -1,0 +1,302 @@
+"""Joining the shards of one sweep into one run, and writing runs as a dataset that query engines read.
+
+:func:`merge_runs` checks that the shards belong together, then concatenates their results and raw samples;
+:func:`write_merged` writes the outcome as an ordinary run directory (cells.jsonl, the final tables,
+meta.json), so ``load_run``, the crossovers, charts, report and ``compare`` use it as they use an unsharded
+run. What is refused, each with one line naming the runs:
+
+- shards of different sweeps (spec hashes differ: ``shard.spec_hash``; with ``fleet=True`` the device lists
+  may differ, since ``--devices all`` records what each machine has, and the merged spec lists them all);
+- shard sets that are incomplete or repeat an index, or that disagree on the shard count;
+- shards measured on machines that differ, unless ``fleet=True``. What must match is what makes timings
+  comparable — CPU model, TensorFlow version, device list and devbench version (``sweep.MACHINE_KEYS``) — but
+  not the hostname: the nodes of a Slurm array or an Indexed Job are identical machines with their own names;
+- two shards that hold the same cell (a copied or edited run).
+
+A run without a ``shard`` entry in meta.json counts as shard 0/1, so merging two whole runs says they are
+duplicates of shard 0 (``devbench fleet`` is what puts whole runs from several machines side by side).
+
+Provenance: each shard's run id, path, status, times, command, calibration and full machine fingerprint are
+kept under ``meta["shards"]`` (by index); which shard measured a cell follows from the spec and the count
+(``shard.assign``), so rows carry the merged run's id like any unsharded run.
+
+:func:`write_partitioned` writes runs (shards, or whole runs from a fleet) as a Hive-partitioned Parquet
+dataset, ``machine=<name>/run=<run id>/part.parquet``, one row per cell with ``schema.RESULT_COLUMNS``, that
+DuckDB, polars and Spark read with one glob.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from devbench.errors import UsageError
+from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, Record
+from devbench.shard import ShardSpec, shard_of_meta, spec_hash, spec_hash_of
+from devbench.spec import SweepSpec
+from devbench.store import (
+    META,
+    CellLog,
+    Run,
+    check_new_run_dir,
+    json_safe,
+    read_cell_log,
+    tables_from_log,
+    utc_now,
+    validate_record,
+    write_json,
+    write_tables,
+)
+
+PARTITION_FILE = "part.parquet"
+
+
+@dataclass
+class MergedRun:
+    """Shards joined: meta.json's content, and the results and samples tables with the merged run id."""
+
+    meta: dict[str, Any]
+    results: pd.DataFrame
+    samples: pd.DataFrame
+
+
+def _name(run: Run) -> str:
+    return str(run.path) if run.path is not None else str(run.meta.get("run_id") or "a run")
+
+
+def _shard(run: Run) -> ShardSpec:
+    return shard_of_meta(run.meta) or ShardSpec(0, 1)
+
+
+def _machine_differences(runs: Sequence[Run]) -> list[str]:
+    """One phrase per fingerprint item (except the hostname) in which a shard differs from the first."""
+    from devbench.sweep import MACHINE_KEYS
+
+    first = runs[0].meta.get("machine") or {}
+    problems = []
+    for run in runs[1:]:
+        machine = run.meta.get("machine") or {}
+        for key, get in MACHINE_KEYS.items():
+            if key != "hostname" and get(first) != get(machine):
+                problems.append(f"{key} {get(machine)!r} in {_name(run)} vs {get(first)!r} in {_name(runs[0])}")
+    return problems
+
+
+def check_shards(runs: Sequence[Run], *, fleet: bool = False) -> list[tuple[ShardSpec, Run]]:
+    """The runs sorted by shard index, after every check in the module docstring (UsageError otherwise)."""
+    if not runs:
+        raise UsageError("no runs to merge; give the run directories of every shard")
+    for run in runs:
+        if not run.meta:
+            raise UsageError(f"{_name(run)} is a bare results table; merge needs run directories (with meta.json)")
+        if not isinstance(run.meta.get("spec"), Mapping):
+            raise UsageError(f"{_name(run)} records no spec in meta.json; it cannot be matched with other shards")
+    hashes = {_name(run): spec_hash_of(run.meta["spec"], ignore_devices=fleet) for run in runs}
+    if len(set(hashes.values())) > 1:
+        listing = ", ".join(f"{name} has {digest}" for name, digest in hashes.items())
+        what = "spec hashes without the devices" if fleet else "spec hashes"
+        raise UsageError(f"shards of different sweeps ({what} differ: {listing}); merge only the shards "
+                         "of one sweep")
+    shards = [(_shard(run), run) for run in runs]
+    counts = sorted({shard.count for shard, _ in shards})
+    if len(counts) > 1:
+        listing = ", ".join(f"{_name(run)} is {shard.label()}" for shard, run in shards)
+        raise UsageError(f"shards disagree on the shard count ({listing})")
+    count = counts[0]
+    by_index: dict[int, list[Run]] = {}
+    for shard, run in shards:
+        by_index.setdefault(shard.index, []).append(run)
+    duplicates = {i: rs for i, rs in by_index.items() if len(rs) > 1}
+    if duplicates:
+        listing = "; ".join(f"shard {i}/{count} given {len(rs)} times ({', '.join(_name(r) for r in rs)})"
+                            for i, rs in sorted(duplicates.items()))
+        whole = " (runs without a shard entry count as 0/1)" if count == 1 else ""
+        raise UsageError(f"duplicate shards: {listing}{whole}")
+    missing = [i for i in range(count) if i not in by_index]
+    if missing:
+        raise UsageError(f"missing shard{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(f'{i}/{count}' for i in missing)} (given: "
+                         f"{', '.join(str(i) for i in sorted(by_index))}); merge needs all {count}")
+    ordered = sorted(shards, key=lambda pair: pair[0].index)
+    if not fleet:
+        problems = _machine_differences([run for _, run in ordered])
+        if problems:
+            raise UsageError(f"shards come from machines that differ ({'; '.join(problems)}); their timings do "
+                             "not belong in one run unless you mean it: pass --fleet")
+    return ordered
+
+
+def _shard_entry(shard: ShardSpec, run: Run) -> dict[str, Any]:
+    meta = run.meta
+    return {
+        "index": shard.index,
+        "count": shard.count,
+        "run_id": meta.get("run_id"),
+        "path": None if run.path is None else str(run.path),
+        "status": meta.get("status"),
+        "started_at": meta.get("started_at"),
+        "finished_at": meta.get("finished_at"),
+        "command": meta.get("command"),
+        "n_cells": len(run.results),
+        "machine": meta.get("machine") or {},
+        "calibration": meta.get("calibration"),
+        "resumed": meta.get("resumed") or [],
+    }
+
+
+def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None = None,
+               argv: Sequence[str] = ()) -> MergedRun:
+    """Join the shards of one sweep (see the module docstring for what is refused).
+
+    ``run_id`` names the merged run (the CLI passes the output directory's name; default
+    ``merged-<spec hash>``); every row gets it. meta.json is the first shard's, with the merged run's id,
+    command (``argv``), earliest start and latest end, status ``complete`` only when every shard is complete
+    and every planned cell is present (``interrupted`` otherwise, so ``devbench sweep --resume`` on the merged
+    run measures what is missing), ``shard`` removed, and ``shards`` listing each shard (``_shard_entry``).
+    """
+    ordered = check_shards(runs, fleet=fleet)
+    first = ordered[0][1]
+    specs = [SweepSpec.from_dict(dict(run.meta["spec"])) for _, run in ordered]
+    # Identical shards share the device list; with fleet=True the merged spec lists every shard's devices.
+    spec = replace(specs[0], devices=tuple(dict.fromkeys(d for s in specs for d in s.devices)))
+    digest = spec_hash(spec)
+    merged_id = run_id or f"merged-{digest}"
+    results = pd.concat([run.results for _, run in ordered], ignore_index=True)
+    non_empty = [run.samples for _, run in ordered if not run.samples.empty]
+    samples = (pd.concat(non_empty, ignore_index=True) if non_empty
+               else pd.DataFrame(columns=list(SAMPLE_COLUMNS)))
+    repeated = results.duplicated(subset=list(IDENTITY), keep=False)
+    if repeated.any():
+        cell = results[repeated].iloc[0]
+        holders = [_name(run) for _, run in ordered
+                   if ((run.results[list(IDENTITY)] == cell[list(IDENTITY)]).all(axis=1)).any()]
+        raise UsageError(f"cell {'/'.join(str(cell[c]) for c in IDENTITY)} is in more than one shard "
+                         f"({', '.join(holders)}); shards of one sweep never share a cell")
+    results["run_id"] = merged_id
+    samples["run_id"] = merged_id
+
+    planned = spec.n_cells()
+    # Counted by identity, not by rows: --refine adds cells at sizes outside the plan.
+    present = set(results[list(IDENTITY)].itertuples(index=False, name=None))
+    missing = sum(1 for cell in spec.cells() if cell.key() not in present)
+    complete = all(run.meta.get("status") == "complete" for _, run in ordered) and missing == 0
+    meta = copy.deepcopy(first.meta)
+    meta.pop("shard", None)
+    meta["spec"] = json_safe(spec.to_dict())
+    starts = [str(run.meta["started_at"]) for _, run in ordered if run.meta.get("started_at")]
+    ends = [str(run.meta["finished_at"]) for _, run in ordered if run.meta.get("finished_at")]
+    meta.update({
+        "run_id": merged_id,
+        "status": "complete" if complete else "interrupted",
+        "command": " ".join(["devbench", *argv]) if argv else "devbench merge (Python API)",
+        "argv": list(argv),
+        "started_at": min(starts) if starts else meta.get("started_at"),
+        "finished_at": max(ends) if ends else meta.get("finished_at"),
+        "merged_at": utc_now(),
+        "n_cells": planned,
+        "missing_cells": missing,
+        "sharded": {"spec_hash": digest, "count": ordered[0][0].count, "fleet": fleet},
+        "shards": [_shard_entry(shard, run) for shard, run in ordered],
+        "resumed": [{**entry, "shard": shard.index} for shard, run in ordered
+                    for entry in run.meta.get("resumed") or [] if isinstance(entry, Mapping)],
+    })
+    return MergedRun(meta=meta, results=results.reset_index(drop=True), samples=samples.reset_index(drop=True))
+
+
+def _records(merged: MergedRun) -> list[tuple[Record, list[float]]]:
+    """Each results row as a Record with its raw samples (per-call seconds, in sample order)."""
+    by_cell: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
+    for values in merged.samples.to_dict(orient="records"):
+        key = tuple(values[c] for c in IDENTITY)
+        by_cell.setdefault(key, []).append((int(values["sample"]), float(values["per_call_s"])))
+    out = []
+    for raw in merged.results.to_dict(orient="records"):
+        record = Record(**validate_record(json_safe(raw)))
+        samples = [s for _, s in sorted(by_cell.get(tuple(raw[c] for c in IDENTITY), []))]
+        out.append((record, samples))
+    return out
+
+
+def write_merged(merged: MergedRun, out_dir: Path) -> Path:
+    """Write ``merged`` as a run directory at ``out_dir`` (new or empty), all at once: everything is written
+    into a temporary sibling directory and renamed into place, so a merge cut short leaves nothing half done.
+    The tables are rebuilt from the written cells.jsonl, exactly as a sweep's final tables are."""
+    out_dir = Path(out_dir)
+    check_new_run_dir(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise UsageError(f"--out {str(out_dir)!r} is not empty; give a new or empty directory")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.merging-", dir=out_dir.parent))
+    try:
+        log = CellLog(staging)
+        for record, per_call in _records(merged):
+            log.append(record, per_call)
+        results, samples = tables_from_log(read_cell_log(staging))
+        write_tables(staging, results, samples)
+        meta: dict[str, Any] = json_safe(merged.meta)
+        write_json(staging / META, meta)
+        if out_dir.is_dir():
+            out_dir.rmdir()  # empty (checked above); the rename needs the name free
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def partition_value(text: str) -> str:
+    """A Hive partition value that every engine reads back as written: letters, digits, ``.``, ``_`` and
+    ``-``; anything else becomes ``-`` (``AMD EPYC 7B13 (2 cores)`` -> ``AMD-EPYC-7B13-2-cores``)."""
+    return _UNSAFE.sub("-", text).strip("-.") or "unknown"
+
+
+def write_partitioned(runs: Sequence[Run], out_dir: Path, labels: Sequence[str | None] | None = None
+                      ) -> list[Path]:
+    """Write each run's results as ``out_dir/machine=<m>/run=<r>/part.parquet`` and return the files.
+
+    ``m`` is the machine's name (``fleet.machine_name``: its label, else the fingerprint's short name) and
+    ``r`` the run id, both made safe by :func:`partition_value`; runs on the same machine share a ``machine=``
+    folder. Each file holds ``schema.RESULT_COLUMNS`` plus ``machine_name`` (the name as written). Two runs
+    landing in the same partition are refused. Files are written through a temporary name and a rename.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from devbench.fleet import machine_name
+
+    if labels is not None and len(labels) != len(runs):
+        raise UsageError(f"{len(labels)} labels for {len(runs)} runs; give one label per run")
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    seen: dict[Path, str] = {}
+    for i, run in enumerate(runs):
+        name = machine_name(run, labels[i] if labels is not None else None)
+        run_id = str(run.meta.get("run_id") or (run.path.name if run.path is not None else f"run{i}"))
+        folder = out_dir / f"machine={partition_value(name)}" / f"run={partition_value(run_id)}"
+        if folder in seen:
+            raise UsageError(f"{_name(run)} and {seen[folder]} both land in {str(folder)!r}; "
+                             "give distinct run ids or labels")
+        seen[folder] = _name(run)
+        frame = pd.DataFrame(run.results[list(RESULT_COLUMNS)]).assign(machine_name=name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {str(folder)!r}: {exc.strerror or exc}") from None
+        target = folder / PARTITION_FILE
+        tmp = folder / f".{PARTITION_FILE}.tmp"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
