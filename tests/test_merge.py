@@ -28,7 +28,7 @@ from devbench.errors import UsageError
 from devbench.merge import merge_runs, partition_value, write_merged, write_partitioned
 from devbench.ops import OPS
 from devbench.runner import measured_record
-from devbench.schema import IDENTITY
+from devbench.schema import IDENTITY, SCHEMA_VERSION
 from devbench.shard import ShardSpec, shard_cells, shard_meta, spec_hash
 from devbench.spec import Cell, SweepSpec
 from devbench.store import CellLog, Run, finalize, load_run, new_meta, utc_now, write_json
@@ -62,8 +62,8 @@ class _Outcome:
     bytes: float
 
 
-def cell_samples(cell: Cell, model: Callable[[Cell], float], n: int = 9) -> list[float]:
-    rng = np.random.default_rng(zlib.crc32(repr(cell.key()).encode()))
+def cell_samples(cell: Cell, model: Callable[[Cell], float], n: int = 9, round_: int = 1) -> list[float]:
+    rng = np.random.default_rng(zlib.crc32(repr((cell.key(), round_)).encode()))
     return [float(v) for v in model(cell) * (1 + 0.01 * rng.standard_normal(n))]
 
 
@@ -79,16 +79,18 @@ def write_run(run_dir: Path, spec: SweepSpec, shard: ShardSpec | None = None, *,
         meta["shard"] = shard_meta(spec, shard)
     write_json(run_dir / "meta.json", meta)
     log = CellLog(run_dir)
-    for cell in cells:
-        if skip(cell):
-            continue
-        samples = cell_samples(cell, model)
-        measurement: Measurement[Any] = Measurement(cold_s=10 * samples[0], samples=samples, number=4,
-                                                    warmup_calls=2, sync_overhead_s=0.0, stop_reason="converged")
-        op = OPS[cell.op]
-        outcome = _Outcome(measurement, cell.device, op.flops(cell.size), op.bytes(cell.size, 4))
-        log.append(measured_record(run_id, cell, outcome), samples)
-    finalize(run_dir)
+    for round_ in range(1, spec.rounds + 1):  # every visit, as a sweep logs them
+        for cell in cells:
+            if skip(cell):
+                continue
+            samples = cell_samples(cell, model, round_=round_)
+            measurement: Measurement[Any] = Measurement(cold_s=10 * samples[0], samples=samples, number=4,
+                                                        warmup_calls=2, sync_overhead_s=0.0,
+                                                        stop_reason="converged")
+            op = OPS[cell.op]
+            outcome = _Outcome(measurement, cell.device, op.flops(cell.size), op.bytes(cell.size, 4))
+            log.append(measured_record(run_id, cell, outcome), samples, round_)
+    finalize(run_dir, meta)
     write_json(run_dir / "meta.json", {**meta, "status": status, "finished_at": utc_now()})
     return run_dir
 
@@ -186,7 +188,7 @@ def test_shards_from_different_machines_need_fleet(tmp_path: Path) -> None:
     gpu_box["cpu"]["model"] = "Other CPU"
     a = write_run(tmp_path / "a", TINY, ShardSpec(0, 2))
     b = write_run(tmp_path / "b", TINY, ShardSpec(1, 2), machine=gpu_box)
-    with pytest.raises(UsageError, match=r"machines that differ .*cpu_model .*--fleet"):
+    with pytest.raises(UsageError, match=r"machines that differ .*cpu.model .*--fleet"):
         merge_runs([load_run(a), load_run(b)])
     merged = merge_runs([load_run(a), load_run(b)], fleet=True)
     assert merged.meta["shards"][1]["machine"]["cpu"]["model"] == "Other CPU"
@@ -311,7 +313,7 @@ def test_merged_meta_is_strict_json(tmp_path: Path) -> None:
     merged_dir = write_merged(merge_runs([load_run(p) for p in write_shards(tmp_path, TINY, 2)]),
                               tmp_path / "m")
     meta = json.loads((merged_dir / "meta.json").read_text(), parse_constant=lambda c: math.nan)
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == SCHEMA_VERSION
     assert "NaN" not in (merged_dir / "meta.json").read_text()
 
 

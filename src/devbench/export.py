@@ -30,9 +30,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
-from devbench.analysis import ok_cells, split_mode
 from devbench.errors import UsageError, choose
 from devbench.schema import IDENTITY
+from devbench.selection import ok_cells, split_mode
 from devbench.store import Run, json_safe
 
 ExportFormat = Literal["pytest-benchmark", "bmf", "github-action-benchmark"]

@@ -31,17 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from devbench.analysis import (
-    GROUP,
-    crossover_frame,
-    format_ratio,
-    format_seconds,
-    format_size,
-    ok_cells,
-    winners,
-)
+from devbench.analysis import GROUP, crossover_frame, winners
 from devbench.errors import UsageError
+from devbench.formatting import format_ratio, format_size, format_time
 from devbench.machine import short_name
+from devbench.selection import ok_cells
 from devbench.store import Run, json_safe
 
 if TYPE_CHECKING:
@@ -173,7 +167,7 @@ def _machines(frame: pd.DataFrame) -> list[str]:
 def _cell_text(row: pd.Series[Any] | None) -> str:
     if row is None:
         return "–"
-    text = f"{format_seconds(float(row['median_s']))} {row['device']}"
+    text = f"{format_time(float(row['median_s']))} {row['device']}"
     if bool(row["is_baseline"]):
         return f"{text} (baseline)"
     speedup = float(row["speedup"])

@@ -9,7 +9,7 @@ run. What is refused, each with one line naming the runs:
   may differ, since ``--devices all`` records what each machine has, and the merged spec lists them all);
 - shard sets that are incomplete or repeat an index, or that disagree on the shard count;
 - shards measured on machines that differ, unless ``fleet=True``. What must match is what makes timings
-  comparable — CPU model, TensorFlow version, device list and devbench version (``sweep.MACHINE_KEYS``) — but
+  comparable — CPU model, TensorFlow version, device list and devbench version (``machine.INCOMPARABLE_FIELDS``) — but
   not the hostname: the nodes of a Slurm array or an Indexed Job are identical machines with their own names;
 - two shards that hold the same cell (a copied or edited run).
 
@@ -33,7 +33,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from devbench.store import (
     write_json,
     write_tables,
 )
+from devbench.visits import LoggedVisit
 
 PARTITION_FILE = "part.parquet"
 
@@ -67,6 +68,9 @@ class MergedRun:
     meta: dict[str, Any]
     results: pd.DataFrame
     samples: pd.DataFrame
+    visits: list[LoggedVisit] = field(default_factory=list)
+    """Every shard's cells.jsonl lines (one per visit, with its round), under the merged run id: what the
+    merged run's own cells.jsonl holds, so its rows are built from the visits as a sweep's are."""
 
 
 def _name(run: Run) -> str:
@@ -79,15 +83,14 @@ def _shard(run: Run) -> ShardSpec:
 
 def _machine_differences(runs: Sequence[Run]) -> list[str]:
     """One phrase per fingerprint item (except the hostname) in which a shard differs from the first."""
-    from devbench.sweep import MACHINE_KEYS
+    from devbench.machine import incomparable_changes
 
     first = runs[0].meta.get("machine") or {}
-    problems = []
+    problems: list[str] = []
     for run in runs[1:]:
-        machine = run.meta.get("machine") or {}
-        for key, get in MACHINE_KEYS.items():
-            if key != "hostname" and get(first) != get(machine):
-                problems.append(f"{key} {get(machine)!r} in {_name(run)} vs {get(first)!r} in {_name(runs[0])}")
+        problems.extend(f"{diff.field} {diff.new!r} in {_name(run)} vs {diff.base!r} in {_name(runs[0])}"
+                        for diff in incomparable_changes(first, run.meta.get("machine") or {})
+                        if diff.field != "hostname")
     return problems
 
 
@@ -209,21 +212,16 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
         "resumed": [{**entry, "shard": shard.index} for shard, run in ordered
                     for entry in run.meta.get("resumed") or [] if isinstance(entry, Mapping)],
     })
-    return MergedRun(meta=meta, results=results.reset_index(drop=True), samples=samples.reset_index(drop=True))
+    visits = [LoggedVisit({**record, "run_id": merged_id}, samples_, round_)
+              for _, run in ordered if run.path is not None
+              for record, samples_, round_ in _logged(run.path)]
+    return MergedRun(meta=meta, results=results.reset_index(drop=True), samples=samples.reset_index(drop=True),
+                     visits=visits)
 
 
-def _records(merged: MergedRun) -> list[tuple[Record, list[float]]]:
-    """Each results row as a Record with its raw samples (per-call seconds, in sample order)."""
-    by_cell: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
-    for values in merged.samples.to_dict(orient="records"):
-        key = tuple(values[c] for c in IDENTITY)
-        by_cell.setdefault(key, []).append((int(values["sample"]), float(values["per_call_s"])))
-    out = []
-    for raw in merged.results.to_dict(orient="records"):
-        record = Record(**validate_record(json_safe(raw)))
-        samples = [s for _, s in sorted(by_cell.get(tuple(raw[c] for c in IDENTITY), []))]
-        out.append((record, samples))
-    return out
+def _logged(run_dir: Path) -> list[tuple[dict[str, Any], list[float], int]]:
+    contents = read_cell_log(run_dir)
+    return list(zip(contents.records, contents.samples, contents.rounds, strict=True))
 
 
 def write_merged(merged: MergedRun, out_dir: Path) -> Path:
@@ -238,11 +236,11 @@ def write_merged(merged: MergedRun, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.merging-", dir=out_dir.parent))
     try:
         log = CellLog(staging)
-        for record, per_call in _records(merged):
-            log.append(record, per_call)
-        results, samples = tables_from_log(read_cell_log(staging))
-        write_tables(staging, results, samples)
+        for visit in merged.visits:
+            log.append(Record(**validate_record(visit.record)), visit.samples, visit.round)
         meta: dict[str, Any] = json_safe(merged.meta)
+        results, samples = tables_from_log(read_cell_log(staging), meta)
+        write_tables(staging, results, samples)
         write_json(staging / META, meta)
         if out_dir.is_dir():
             out_dir.rmdir()  # empty (checked above); the rename needs the name free
