@@ -55,7 +55,7 @@ def _missing() -> str:
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "browser present")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing()), reason=_missing() or "browser present")]
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +277,21 @@ def test_compare_page_filters_rows(browser: WebDriver, pages: dict[str, Path], t
     shot = artifact_dir(tmp_path) / "compare.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot of the compare page: {shot}")
+
+
+def test_a_cpu_only_sweep_renders_without_speed_ups(browser: WebDriver, tmp_path: Path) -> None:
+    """What a default sweep on a machine without a GPU gives: one device, so no crossover and no speed-up."""
+    from devbench.html_report import write_html_report
+    from tests.synthetic import from_model, run
+
+    results = from_model({"CPU:0": lambda n: 1e-12 * n**3}, SIZES)
+    path = write_html_report(run(results), tmp_path)
+    open_page(browser, path, 3)  # overview, crossover, throughput
+    assert console_errors(browser) == []
+    crossover = chart(browser, "matmul · float32 · eager: median")
+    assert [(t["role"], t["device"], t["n"]) for t in crossover["traces"]] == [
+        ("band", "CPU:0", 2 * len(SIZES)), ("median", "CPU:0", len(SIZES))]
+    assert crossover["points"] == len(SIZES)
 
 
 def test_a_run_directory_written_by_the_store_renders(browser: WebDriver, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from devbench.compare import Comparison, compare_runs
 from devbench.html_report import charts as ch
 from devbench.html_report import render_compare_html, render_html_report, write_compare_html, write_html_report
 from devbench.schema import SAMPLE_COLUMNS
-from devbench.store import Run
+from devbench.store import Run, load_any
 from tests.synthetic import MACHINE, frame, from_model, grid, row, run
 
 DEFAULT_OPS = ("matmul", "conv2d", "add", "reduce_sum", "softmax_xent_grad", "dense_step")
@@ -210,7 +210,7 @@ def test_tables_are_plain_html_with_captions(report_text: str) -> None:
 def test_charts_are_labelled_and_the_page_prints(report_text: str) -> None:
     parsed = parse(report_text)
     plots = [attrs for tag, attrs in parsed.tags if tag == "div" and "plot" in attrs.get("class", "").split()]
-    # overview, then a crossover and a throughput chart per op (the hostile op has no FLOPs? it has: 2 each)
+    # the overview, then a crossover and a throughput chart per op (the hostile op included)
     assert len(plots) == 1 + 2 * (len(DEFAULT_OPS) + 1)
     assert all(p["role"] == "img" and p["aria-label"] for p in plots)
     assert "@media print" in report_text
@@ -273,11 +273,18 @@ def test_throughput_ceilings_come_from_the_calibration() -> None:
     assert gpu.y[-1] == pytest.approx(2 * 4096**3 / (1e-6 * 4096) / 1e9)
 
 
-def test_bare_table_without_fingerprint_or_calibration_renders() -> None:
-    results = sweep_results(("matmul",), [64, 128], hostile=False)
-    text = render_html_report(Run(path=None, meta={}, results=results, samples=pd.DataFrame()))
+def test_bare_table_without_fingerprint_or_calibration_renders(tmp_path: Path) -> None:
+    """A table from another tool, with only the required columns: no CI, no FLOPs, no machine."""
+    table = tmp_path / "other-tool.csv"
+    pd.DataFrame({"op": ["matmul"] * 4, "size": [64, 4096] * 2, "dtype": "float32",
+                  "device": ["CPU:0", "CPU:0", "GPU:0", "GPU:0"], "median_s": [1e-6, 1e-1, 1e-4, 1e-2]}
+                 ).to_csv(table, index=False)
+    text = render_html_report(load_any(table))
     assert "No machine fingerprint" in text
     assert "Not calibrated" in text
+    assert "GPU:0 faster than CPU:0 above n≈" in text  # the crossover, its range the measured bracket
+    assert text.count('class="plot"') == 2  # overview and crossover; no FLOPs, so no throughput chart
+    results = sweep_results(("matmul",), [64, 128], hostile=False)
     empty = render_html_report(Run(path=None, meta={}, results=results.iloc[0:0], samples=pd.DataFrame()))
     assert "No ok cells" in empty
     assert "<script>" not in empty  # no chart, so no bundle

@@ -41,8 +41,6 @@ PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E
 NOISY_COLOUR = "#C00000"
 LABEL_LINE_PX = 15
 """Height of one crossover label line above the crossover chart, in CSS pixels."""
-OVERVIEW_DECADES = 2.0
-"""The overview colours log10(speed-up) from -2 to +2 (1/100× to 100×), as the PNG overview does."""
 
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
 
@@ -126,6 +124,16 @@ def _ticks(sizes: Sequence[int]) -> dict[str, Any]:
     if 0 < len(unique) <= 16:
         return {"tickvals": unique, "ticktext": [str(s) for s in unique]}
     return {}
+
+
+def _size_range(sizes: Sequence[int]) -> list[float] | None:
+    """The measured sizes plus 4 % of their log span on each side, in log10 units (a log axis' range)."""
+    positive = [math.log10(s) for s in sizes if s > 0]
+    if not positive:
+        return None
+    lo, hi = min(positive), max(positive)
+    pad = 0.04 * (hi - lo) if hi > lo else 0.1
+    return [lo - pad, hi + pad]
 
 
 def number_text(value: float) -> str:
@@ -256,10 +264,12 @@ def crossover_chart(
 
     op, dtype, mode = key
     sizes = [int(s) for s in series["size"]]
-    layout = _base_layout(f"{pt(op)} · {pt(dtype)} · {pt(mode)}: median time per call", height=560 + LABEL_LINE_PX * labels)
+    layout = _base_layout(f"{pt(op)} · {pt(dtype)} · {pt(mode)}: median time per call",
+                          height=560 + LABEL_LINE_PX * labels)
     layout["margin"]["t"] += LABEL_LINE_PX * labels
     fig.update_layout(**layout)
-    fig.update_xaxes(type="log", **_ticks(sizes))
+    # An explicit range: autorange would stretch the axis to make room for the crossover labels.
+    fig.update_xaxes(type="log", range=_size_range(sizes), **_ticks(sizes))
     fig.update_xaxes(title_text="size n (matrix side)", row=2, col=1)
     times = [*series["median_s"], *series["ci_low_s"], *series["ci_high_s"]]
     fig.update_yaxes(type="log", title_text="median time per call", row=1, col=1, **log_ticks(times, format_seconds))
@@ -329,7 +339,7 @@ def throughput_chart(
     kind = "bytes moved" if memory_bound else "FLOPs"
     fig.update_layout(**_base_layout(f"{pt(op)} · {pt(dtype)} · {pt(mode)}: throughput ({kind} / median time)",
                                      height=400))
-    fig.update_xaxes(type="log", title_text="size n (matrix side)", **_ticks(sizes))
+    fig.update_xaxes(type="log", title_text="size n (matrix side)", range=_size_range(sizes), **_ticks(sizes))
     rates = [*series["rate"], *(limit for limit in drawn)]
     fig.update_yaxes(type="log", title_text=f"{unit}", **log_ticks(rates, number_text))
     return fig
@@ -341,8 +351,11 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
     ``!`` unsynchronized). Blank where CPU:0 or every accelerator is missing. None without ok cells."""
     import plotly.graph_objects as go
 
+    from devbench.plot import OVERVIEW_EXTENT
+
     if winners.empty:
         return None
+    decades = math.log10(OVERVIEW_EXTENT)  # the same fixed colour scale as the PNG overview
     rows = sorted({(str(r["op"]), str(r["dtype"]), str(r["mode"])) for r in records(winners)})
     sizes = sorted({int(s) for s in winners["size"]})
     z: list[list[float | None]] = [[None] * len(sizes) for _ in rows]
@@ -354,7 +367,7 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
         i, j = where[(str(r["op"]), str(r["dtype"]), str(r["mode"]))], col[int(r["size"])]
         speedup = float(r["accelerator_speedup"])
         if math.isfinite(speedup) and speedup > 0:
-            z[i][j] = max(-OVERVIEW_DECADES, min(OVERVIEW_DECADES, math.log10(speedup)))
+            z[i][j] = max(-decades, min(decades, math.log10(speedup)))
         marks = ("*" if r["noisy"] else "") + ("!" if r["unsynchronized"] else "")
         factor = float(r["speedup_vs_cpu"])
         best = f"{pt(r['device'])}{marks}"
@@ -370,12 +383,12 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
         )
     from plotly.colors import diverging  # type: ignore[import-untyped]
 
-    ticks = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    ticks = [float(k) for k in range(-math.floor(decades), math.floor(decades) + 1)]
     fig = go.Figure(
         go.Heatmap(
             z=z, x=[str(s) for s in sizes], y=[pt(" ".join(k)) for k in rows], text=text, texttemplate="%{text}",
-            hovertext=hover, hoverinfo="text", colorscale=diverging.RdBu, zmin=-OVERVIEW_DECADES,
-            zmax=OVERVIEW_DECADES, xgap=2, ygap=2,
+            hovertext=hover, hoverinfo="text", colorscale=diverging.RdBu, zmin=-decades,
+            zmax=decades, xgap=2, ygap=2,
             colorbar={"title": {"text": f"best accelerator<br>vs {REFERENCE_DEVICE}"}, "tickvals": ticks,
                       "ticktext": [ratio_text(10**t) for t in ticks]},
             meta={"role": "overview"},
@@ -388,9 +401,10 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
-def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str]) -> go.Figure:
+def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str], *, threshold: float) -> go.Figure:
     """Ratio NEW/BASE per cell with its CI as an error bar, on a log axis, one trace per verdict (so the
-    legend toggles verdicts), cells top to bottom in the order given (the table's, sorted by change)."""
+    legend toggles verdicts), cells top to bottom in the order given (the table's, sorted by change); the
+    band 1 ± ``threshold`` shaded grey, as in the PNG compare chart."""
     import plotly.graph_objects as go
 
     from devbench.compare import VERDICT_COLOURS
@@ -415,6 +429,9 @@ def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str]) -> go.
                 hoverinfo="text", meta={"role": "ratio", "verdict": verdict},
             )
         )
+    if 0 < threshold < 1:
+        fig.add_vrect(x0=1 - threshold, x1=1 + threshold, fillcolor="#888", opacity=0.15, line_width=0,
+                      layer="below")
     fig.add_vline(x=1.0, line={"color": "#555", "width": 1})
     fig.update_layout(**_base_layout("Ratio NEW / BASE of the median time per call (> 1: slower)",
                                      height=max(300, 110 + 18 * len(labels))))

@@ -73,10 +73,11 @@ def _cells_section(comparison: Comparison, charts: Charts) -> str:
     chart = ""
     if chosen:
         chart = charts.embed(
-            ch.compare_chart(chosen, [c.key.label() for c in chosen]),
+            ch.compare_chart(chosen, [c.key.label() for c in chosen], threshold=comparison.settings.threshold),
             "Dot plot: ratio NEW/BASE of the median time per call per cell with its confidence interval, "
             "coloured by verdict, on a log axis; the line marks 1 (no change).",
-            "Error bars: bootstrap CI of the ratio. Click a verdict in the legend to hide it." + note,
+            f"Error bars: bootstrap CI of the ratio; grey band: ±{comparison.settings.threshold:.0%}, the threshold. "
+            "Click a verdict in the legend to hide it." + note,
         )
     return head + filter_box + body + chart + "</section>"
 

@@ -164,10 +164,18 @@ LOADER = """
     spec.layout.template = template;
     Plotly.newPlot(document.getElementById(block.dataset.target), spec.data, spec.layout, config);
   });
-  // Printing: every folded table open, every chart resized to the paper's width.
+  // Printing: every folded table open, every chart as wide as the paper (its height kept), and back after.
+  var PRINT_WIDTH_PX = 680;  // A4 less 12 mm margins at 96 px per inch, rounded down
   window.addEventListener('beforeprint', function () {
     document.querySelectorAll('details').forEach(function (d) { d.open = true; });
-    document.querySelectorAll('.js-plotly-plot').forEach(function (gd) { Plotly.Plots.resize(gd); });
+    document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {
+      Plotly.relayout(gd, {width: Math.min(PRINT_WIDTH_PX, gd.clientWidth || PRINT_WIDTH_PX)});
+    });
+  });
+  window.addEventListener('afterprint', function () {
+    document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {
+      Plotly.relayout(gd, {width: null, autosize: true});
+    });
   });
 })();
 """

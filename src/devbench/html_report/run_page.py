@@ -156,7 +156,7 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
 
 def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
     """The numbers behind a group's charts, for readers without JavaScript or a mouse."""
-    cells = ch.series_cells(group).sort_values(["device", "sync", "size"], key=None)
+    cells = ch.series_cells(group).sort_values(["device", "sync", "size"])
     unit, work = ("GB/s", "bytes") if memory_bound else ("GFLOP/s", "flops")
     has_rounds = "n_rounds" in cells.columns
     headers = ["device", "sync", "n", "median / call", "95 % CI", "IQR", "samples",
