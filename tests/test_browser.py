@@ -7,9 +7,10 @@ browser. Without them every test here skips with the reason.
 What is checked, on synthetic runs with known answers (GPU:0 faster above n = 1000): no console errors; no
 request but the page itself; every chart drawn with the expected traces and points (from the page's
 ``gd.data`` and from the SVG); hovering a known point shows its numbers; a legend click hides a device;
-the page's text holds the crossover sentence; hostile text in the results stays text; the compare page's
-filter hides rows. A screenshot of each page is saved (path printed; ``DEVBENCH_ARTIFACTS`` chooses the
-folder, else pytest's tmp path).
+the page's text holds the crossover sentence; hostile text in the results stays text; the print view (no
+navigation, folded tables open, charts at paper width); the tables without JavaScript; the compare page's
+filter hides rows; a CPU-only run and a run directory written through the store render. A screenshot of
+each page is saved (path printed; ``DEVBENCH_ARTIFACTS`` chooses the folder, else pytest's tmp path).
 """
 
 from __future__ import annotations
@@ -248,6 +249,43 @@ def test_page_text_holds_the_crossover_sentence_and_a_screenshot_is_saved(
     browser.save_screenshot(str(shot))
     print(f"screenshot of report.html: {shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_print_view_hides_navigation_opens_tables_and_fits_charts_to_paper(
+    browser: WebDriver, pages: dict[str, Path]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, pages["report"], REPORT_CHARTS)
+    assert not any(d.get_attribute("open") for d in browser.find_elements(By.TAG_NAME, "details"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        # Emulating print media fires no beforeprint, so fire it as the print dialog would.
+        browser.execute_script("window.dispatchEvent(new Event('beforeprint'));")
+        assert browser.execute_script("return getComputedStyle(document.querySelector('nav')).display") == "none"
+        assert all(d.get_attribute("open") is not None for d in browser.find_elements(By.TAG_NAME, "details"))
+        widths = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (gd) {"
+            " return gd._fullLayout.width; });")
+        assert len(widths) == REPORT_CHARTS
+        assert max(widths) <= 680  # the page's PRINT_WIDTH_PX: A4 less its margins
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+def test_tables_are_readable_without_javascript(browser: WebDriver, pages: dict[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(pages["report"].as_uri())
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot") == []  # no chart was drawn...
+        assert "The charts need JavaScript; the tables hold the same numbers." in text  # ...and the page says so
+        assert CROSSOVER_SENTENCE in text
+        assert "Calibrated ceilings per device and dtype" in text
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 
 
 def test_compare_page_filters_rows(browser: WebDriver, pages: dict[str, Path], tmp_path: Path) -> None:
