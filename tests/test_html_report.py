@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from devbench.compare import Comparison, compare_runs
+from devbench.errors import UsageError
 from devbench.html_report import charts as ch
 from devbench.html_report import render_compare_html, render_html_report, write_compare_html, write_html_report
 from devbench.schema import SAMPLE_COLUMNS
@@ -319,3 +320,16 @@ def test_compare_page_without_cells_has_no_bundle() -> None:
     assert "<script>" not in text
     assert "Only in base (2)" in text
     assert "Only in new (2)" in text
+
+
+def test_output_paths_in_the_way_are_usage_errors(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        write_html_report(sweep_run(ops=("add",), sizes=[64], hostile=False), a_file)
+    results = sweep_results(("matmul",), [64], hostile=False)
+    empty = compare_runs(with_samples(results, seed=1), with_samples(results.assign(op="add"), seed=2), n_boot=200)
+    with pytest.raises(UsageError, match="is a directory"):
+        write_compare_html(empty, tmp_path)
+    with pytest.raises(UsageError, match="is a file"):
+        write_compare_html(empty, a_file / "compare.html")

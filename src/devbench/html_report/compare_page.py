@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devbench.analysis import format_seconds, format_size
+from devbench.errors import UsageError
 from devbench.html_report import charts as ch
 from devbench.html_report.page import FILTER, Charts, esc, facts, page, table
-from devbench.store import write_atomic
+from devbench.store import prepare_output_dir, write_atomic
 
 if TYPE_CHECKING:
     from devbench.compare import CellComparison, Comparison
@@ -170,7 +171,10 @@ def render_compare_html(comparison: Comparison) -> str:
 
 
 def write_compare_html(comparison: Comparison, path: Path) -> Path:
-    """Write the compare page to ``path`` (atomically, parents created) and return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the compare page to ``path`` (atomically, parents created) and return it. A directory at
+    ``path``, or a parent that cannot be created or written, is a UsageError."""
+    if path.is_dir():
+        raise UsageError(f"--html {str(path)!r} is a directory; give a file name such as compare.html")
+    prepare_output_dir(path.parent)
     write_atomic(path, render_compare_html(comparison).encode("utf-8"))
     return path

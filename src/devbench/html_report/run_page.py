@@ -32,7 +32,7 @@ from devbench.analysis import (
 )
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
-from devbench.store import Run, write_atomic
+from devbench.store import Run, prepare_output_dir, write_atomic
 
 REPORT_HTML = "report.html"
 
@@ -341,8 +341,9 @@ def render_html_report(
 def write_html_report(
     run: Run, out_dir: Path, *, crossovers: pd.DataFrame | None = None, best: pd.DataFrame | None = None
 ) -> Path:
-    """Write ``out_dir/report.html`` (atomically) and return its path. See ``render_html_report``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``out_dir/report.html`` (atomically) and return its path. See ``render_html_report``. A file at
+    ``out_dir``, or a folder that cannot be created or written, is a UsageError."""
+    prepare_output_dir(out_dir)
     path = out_dir / REPORT_HTML
     write_atomic(path, render_html_report(run, crossovers=crossovers, best=best).encode("utf-8"))
     return path
