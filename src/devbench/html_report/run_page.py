@@ -32,6 +32,7 @@ from devbench.analysis import (
 )
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
+from devbench.plot import machine_line
 from devbench.store import Run, prepare_output_dir, write_atomic
 
 REPORT_HTML = "report.html"
@@ -49,13 +50,6 @@ CELL_HEADERS = ("op", "dtype", "mode", "device", "n")
 
 def _title(run: Run) -> str:
     return str(run.meta.get("run_id") or (run.path.name if run.path is not None else "results"))
-
-
-def _machine_line(meta: Mapping[str, Any]) -> str:
-    from devbench.machine import short_name
-
-    machine = meta.get("machine")
-    return short_name(machine) if isinstance(machine, dict) and machine else "machine unknown (bare results table)"
 
 
 def _summary(run: Run) -> str:
@@ -271,7 +265,7 @@ def _machine_section(meta: Mapping[str, Any]) -> str:
         return out + "<p>No machine fingerprint: these results came from a bare table, not a devbench run.</p>" \
             "</section>"
     rows = [[k, v] for k, v in flatten(machine)]
-    return out + f"<p><strong>{esc(_machine_line(meta))}</strong></p>" + table(
+    return out + f"<p><strong>{esc(machine_line(dict(meta)))}</strong></p>" + table(
         "Machine fingerprint (meta.json)", ["field", "value"], rows) + "</section>"
 
 
@@ -317,7 +311,7 @@ def render_html_report(
     nav = '<nav aria-label="Contents"><ul>' + "".join(
         f'<li><a href="#{esc(ident)}">{esc(label)}</a></li>' for ident, label in nav_items) + "</ul></nav>"
     body = [
-        f'<header><h1>devbench report: {esc(title)}</h1><p class="machine">{esc(_machine_line(run.meta))}</p></header>',
+        f'<header><h1>devbench report: {esc(title)}</h1><p class="machine">{esc(machine_line(run.meta))}</p></header>',
         nav,
         "<main>",
         _summary(run),
