@@ -38,12 +38,14 @@ def register(sub: Subcommands[UsageParser]) -> None:
     plot.add_argument("source", type=Path, help=SOURCE_HELP)
     plot.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: RUN/plots)")
 
-    report = add_command(sub, "report", cmd_report, help="write report.md for a run",
+    report = add_command(sub, "report", cmd_report, help="write report.md (and report.html) for a run",
                          description="Write a Markdown report: machine, command, crossovers, winners, "
-                         "charts and warnings.")
+                         "charts and warnings; with --html also report.html, the same as one self-contained "
+                         "interactive page (works offline: data and scripts are embedded).")
     report.add_argument("source", type=Path, help=SOURCE_HELP)
     report.add_argument("--out", type=Path, default=None, help="folder for report.md and plots/ "
                         "(default: the run directory)")
+    report.add_argument("--html", action="store_true", help="also write report.html beside report.md")
 
     refine = add_command(sub, "refine", cmd_refine, help="measure extra sizes inside each crossover bracket",
                          description="Bisect each crossover bracket in log space, measuring the new sizes "
@@ -71,6 +73,9 @@ def register(sub: Subcommands[UsageParser]) -> None:
     compare.add_argument("--chart", type=Path, default=None,
                          help="where to write compare.png (default: NEW/plots/compare.png for a run "
                          "directory; none for a table)")
+    compare.add_argument("--html", type=Path, default=None, metavar="FILE",
+                         help="also write the comparison as one self-contained interactive page (sorted by "
+                         "change, filterable)")
 
 
 def cmd_crossover(args: argparse.Namespace) -> int:
@@ -104,8 +109,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = load_any(args.source)
     out = prepare_output_dir(args.out if args.out is not None else output_dir(args.source))
-    _, report = publish(run, out)
-    print(report)
+    published = publish(run, out, html=args.html)
+    print(published.report)
+    if published.html is not None:
+        print(published.html)
     return 0
 
 
@@ -147,6 +154,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         prepare_output_dir(chart.parent)
         path = write_compare_chart(comparison, chart)
         print(f"chart: {path}", file=sys.stderr)
+    if args.html is not None:
+        from devbench.html_report import write_compare_html
+
+        print(f"page: {write_compare_html(comparison, args.html)}", file=sys.stderr)
     if args.fail_on_regression and has_regression(comparison):
         print(f"devbench: {len(comparison.regressions)} cell(s) significantly slower beyond "
               f"{args.threshold:.0%}", file=sys.stderr)

@@ -199,14 +199,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = load_run(run_dir)
     from devbench.publish import publish
 
-    charts, report = publish(run, run_dir)
+    published = publish(run, run_dir)
     if not args.quiet:
         from devbench.analysis import crossover_frame, render_crossovers, render_winners, winners
 
         sys.stdout.write(render_winners(winners(run.results)))
         print_not_measured(run.results)
         sys.stdout.write(render_crossovers(crossover_frame(run.results)))
-        print(f"charts: {len(charts)} in {run_dir / 'plots'}; report: {report}")
+        print(f"charts: {len(published.charts)} in {run_dir / 'plots'}; report: {published.report} "
+              f"and {published.html}")
     print(f"results: {run_dir}")
     return 0
 

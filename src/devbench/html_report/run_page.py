@@ -1,0 +1,343 @@
+"""RUN_DIR/report.html: the run's answer (crossovers, fastest device per cell), one interactive chart pair
+per (op, dtype, mode), every reason to doubt a number, the machine and its calibrated limits, in one file.
+
+Reading order: summary, crossover table, overview heatmap with the winners table, one section per
+(op, dtype, mode) (its crossover sentences, the crossover chart with its speed-up panel, the throughput
+chart, and a folded table of the numbers behind both), warnings, machine, calibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from devbench.analysis import (
+    CROSSOVER_HEADERS,
+    GROUP,
+    REFERENCE_DEVICE,
+    crossover_frame,
+    crossover_sentence,
+    crossover_table_rows,
+    noisy_flags,
+    ok_cells,
+    records,
+    transfer_as_mode,
+    unsynchronized_flags,
+    winners,
+)
+from devbench.formatting import format_time
+from devbench.html_report import charts as ch
+from devbench.html_report.page import Charts, esc, facts, page, table
+from devbench.plots.common import machine_line
+from devbench.store import Run, prepare_output_dir, write_atomic
+
+REPORT_HTML = "report.html"
+
+MAX_LISTED = 500
+"""Cells listed per warning table; the rest are counted (results.csv has them all)."""
+
+
+def _cell(r: Mapping[str, Any]) -> list[str]:
+    return [str(r["op"]), str(r["dtype"]), str(r["mode"]), str(r["device"]), str(r["size"])]
+
+
+CELL_HEADERS = ("op", "dtype", "mode", "device", "n")
+
+
+def _title(run: Run) -> str:
+    return str(run.meta.get("run_id") or (run.path.name if run.path is not None else "results"))
+
+
+def _summary(run: Run) -> str:
+    meta = run.meta
+    results = run.results
+    counts = results["status"].value_counts() if not results.empty else pd.Series(dtype="int64")
+    cells = ", ".join(f"{int(n)} {status}" for status, n in counts.items()) or "none"
+    items = [
+        ("source", str(run.path) if run.path is not None else ""),
+        *((label, str(meta.get(key) or "")) for label, key in (
+            ("run id", "run_id"), ("status", "status"), ("started", "started_at"), ("finished", "finished_at"))),
+        ("cells", f"{len(results)} ({cells})"),
+    ]
+    command = meta.get("command")
+    out = '<section id="run" aria-labelledby="run-h"><h2 id="run-h">Run</h2>'
+    if command:
+        out += f"<p>Command:</p><pre><code>{esc(command)}</code></pre>"
+    return out + facts(items) + "</section>"
+
+
+def _groups(results: pd.DataFrame) -> Iterator[tuple[tuple[str, str, str], pd.DataFrame]]:
+    """(op, dtype, mode) groups with at least one ok cell, in sorted order."""
+    frame = transfer_as_mode(results)
+    ok = ok_cells(frame)
+    with_ok = {tuple(str(v) for v in k) for k, _ in ok.groupby(list(GROUP))} if not ok.empty else set()
+    for key, group in frame.groupby(list(GROUP), sort=True):
+        k = (str(key[0]), str(key[1]), str(key[2]))
+        if k in with_ok:
+            yield k, group
+
+
+def _of(frame: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
+    op, dtype, mode = key
+    if frame.empty:
+        return frame
+    chosen: pd.DataFrame = frame[(frame["op"] == op) & (frame["dtype"] == dtype) & (frame["mode"] == mode)]
+    return chosen
+
+
+def _sentences(crossovers: pd.DataFrame) -> list[str]:
+    """One sentence per crossover row: located ones as 'GPU:0 faster than CPU:0 above n≈724 (range …)',
+    the others as their note ('no crossover in [64, 4096]: …')."""
+    out = []
+    for r in records(crossovers):
+        size = float(r["crossover_size"])
+        if math.isfinite(size):
+            text = crossover_sentence(str(r["faster_above"]), size, float(r["low"]), float(r["high"]),
+                                      than=str(r["faster_below"]))
+            out.append(text + (" — uncertain" if bool(r.get("uncertain")) else ""))
+        else:
+            out.append(f"{r['device_a']} vs {r['device_b']}: {r['note']}")
+    return out
+
+
+def _crossover_section(crossovers: pd.DataFrame) -> str:
+    head = '<section id="crossovers" aria-labelledby="crossovers-h"><h2 id="crossovers-h">Crossovers</h2>'
+    if crossovers.empty:
+        return head + "<p>No (op, dtype, mode) was measured on two devices, so there is no crossover.</p></section>"
+    intro = ("<p>Where the faster device changes, interpolated in log–log between the bracketing measured sizes; "
+             "the range comes from the 95 % confidence intervals of the medians. Speed-ups are device b over "
+             "device a (&gt; 1: b faster). Sizes are the matrix side n.</p>")
+    return head + intro + table("Crossover per (op, dtype, mode) and device pair", CROSSOVER_HEADERS,
+                                crossover_table_rows(crossovers)) + "</section>"
+
+
+def _flags_text(r: Mapping[str, Any]) -> str:
+    return ", ".join(w for w, on in (("noisy", r["noisy"]), ("unsynchronized", r["unsynchronized"])) if on)
+
+
+def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
+    head = '<section id="overview" aria-labelledby="overview-h"><h2 id="overview-h">Overview</h2>'
+    fig = ch.overview_chart(best)
+    if fig is None:
+        return head + "<p>No ok cells: nothing to rank.</p></section>"
+    chart = charts.embed(
+        fig,
+        f"Heatmap: rows op, dtype and mode; columns size n; each cell names the fastest device and is coloured "
+        f"by the best accelerator's speed-up over {REFERENCE_DEVICE} (red: {REFERENCE_DEVICE} faster, blue: "
+        f"the accelerator faster).",
+        "* noisy, ! unsynchronized; blank: CPU:0 or every accelerator missing. The same numbers are in the "
+        "table below.",
+    )
+    rows = [
+        [f"{r['op']} {r['dtype']} {r['mode']}", str(r["size"]), str(r["device"]), format_time(r["median_s"]),
+         ch.ratio_text(r["speedup_vs_cpu"]), str(r["best_accelerator"]) or "–",
+         ch.ratio_text(r["accelerator_speedup"]), _flags_text(r)]
+        for r in records(best)
+    ]
+    body = table(
+        "Fastest device per (op, dtype, mode) and size",
+        ["op dtype mode", "n", "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}", "best accelerator",
+         f"accelerator vs {REFERENCE_DEVICE}", "flags"],
+        rows,
+    )
+    return head + chart + f"<details><summary>Table: fastest device per cell ({len(rows)} cells)</summary>{body}" \
+        "</details></section>"
+
+
+def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
+    """The numbers behind a group's charts, for readers without JavaScript or a mouse."""
+    cells = ch.series_cells(group).sort_values(["device", "sync", "size"])
+    unit, work = ("GB/s", "bytes") if memory_bound else ("GFLOP/s", "flops")
+    has_rounds = "n_rounds" in cells.columns
+    headers = ["device", "sync", "n", "median / call", "95 % CI", "IQR", "samples",
+               *(["rounds"] if has_rounds else []), unit, "flags"]
+    rows = []
+    for r in records(cells):
+        rate = float(r[work]) / float(r["median_s"]) / 1e9 if pd.notna(r[work]) else math.nan
+        rows.append([
+            str(r["device"]), str(r["sync"]), str(r["size"]), format_time(r["median_s"]),
+            f"{format_time(r['ci_low_s'])} – {format_time(r['ci_high_s'])}",
+            f"{format_time(r['q1_s'])} – {format_time(r['q3_s'])}", str(r["n_samples"]),
+            *([str(r["n_rounds"])] if has_rounds else []), f"{rate:.3g}" if math.isfinite(rate) else "–",
+            ", ".join(ch.flags(r)),
+        ])
+    return table("Median time per call and throughput per device and size", headers, rows)
+
+
+def _group_section(index: int, key: tuple[str, str, str], group: pd.DataFrame, *, crossovers: pd.DataFrame,
+                   colours: Mapping[str, str], calibration: Mapping[str, Any] | None, charts: Charts) -> str:
+    from devbench.plots import is_memory_bound
+
+    op, dtype, mode = key
+    name = f"{op} · {dtype} · {mode}"
+    out = f'<section id="group-{index}" aria-labelledby="group-{index}-h"><h3 id="group-{index}-h">{esc(name)}</h3>'
+    sentences = _sentences(crossovers)
+    out += "".join(f'<p class="crossover">{esc(s)}</p>' for s in sentences)
+    devices = ", ".join(sorted(set(group["device"].astype(str))))
+    out += charts.embed(
+        ch.crossover_chart(group, key, crossovers, colours),
+        f"Median time per call against size n, log–log, for {devices}, with 95 % CI bands; "
+        f"below: speed-up over {REFERENCE_DEVICE}. " + " ".join(sentences),
+        "Band: 95 % CI of the median. Dashed line: crossover, shaded: its range. Red ring: noisy; ✕ and dashed "
+        "line: unsynchronized. Click a device in the legend to hide it.",
+    )
+    memory = is_memory_bound(op, group["flops"], group["bytes"])
+    fig = ch.throughput_chart(group, key, colours, memory_bound=memory, calibration=calibration)
+    if fig is not None:
+        unit = "GB/s" if memory else "GFLOP/s"
+        out += charts.embed(
+            fig,
+            f"Throughput in {unit} against size n for {devices}, with each device's calibrated ceiling as a "
+            f"dotted line where the run was calibrated.",
+            "Dotted: the device's calibrated ceiling (memory bandwidth for memory-bound ops, peak GEMM rate "
+            "otherwise).",
+        )
+    out += f"<details><summary>Table: the numbers behind these charts</summary>{_numbers_table(group, memory)}" \
+        "</details>"
+    return out + "</section>"
+
+
+def _warning_rows(results: pd.DataFrame) -> list[tuple[str, list[list[str]], str]]:
+    """(title, rows of CELL_HEADERS + detail, detail header) per category with at least one cell."""
+    from devbench.report import FAILED_STATUSES
+    from devbench.stats import NOISY_REL_IQR
+
+    ok = results["status"].astype(str) == "ok"
+    flagged = results.assign(is_noisy=noisy_flags(results), is_unsync=unsynchronized_flags(results))
+    out: list[tuple[str, list[list[str]], str]] = []
+    noisy = [[*_cell(r), f"rel. IQR {r['rel_iqr']:.0%}" if math.isfinite(r["rel_iqr"]) else "–"]
+             for r in records(flagged[ok & flagged["is_noisy"]])]
+    out.append((f"Noisy cells (IQR over {NOISY_REL_IQR:.0%} of the median)", noisy, "spread"))
+    if "throttled" in results.columns:
+        throttled = results["throttled"].fillna(False).astype(bool)
+        out.append(("Throttled cells (the clock dropped while measuring)",
+                    [[*_cell(r), str(r["reason"]) or "–"] for r in records(results[ok & throttled])], "reason"))
+    unsync = [[*_cell(r), f"sync={r['sync']}: measures launch, not work"]
+              for r in records(flagged[ok & flagged["is_unsync"]])]
+    out.append(("Unsynchronized cells", unsync, "why"))
+    for status, title in FAILED_STATUSES:
+        failed = results[results["status"].astype(str) == status].sort_values([*GROUP, "device", "size"])
+        out.append((title, [[*_cell(r), str(r["reason"]) or "no reason given"] for r in records(failed)], "reason"))
+    known = {"ok", *(s for s, _ in FAILED_STATUSES)}
+    other = results[~results["status"].astype(str).isin(known)]
+    out.append(("Cells with an unknown status",
+                [[*_cell(r), f"status {r['status']}: {r['reason']}"] for r in records(other)], "status"))
+    return [(title, rows, detail) for title, rows, detail in out if rows]
+
+
+def _warnings_section(run: Run) -> str:
+    out = '<section id="warnings" aria-labelledby="warnings-h"><h2 id="warnings-h">Warnings</h2>'
+    parts = []
+    if run.torn_lines:
+        parts.append(f'<p class="warn">cells.jsonl had {run.torn_lines} unreadable line(s), left by an interrupted '
+                     "sweep; they were ignored.</p>")
+    if not run.results.empty:
+        for title, rows, detail in _warning_rows(run.results):
+            more = len(rows) - MAX_LISTED
+            parts.append(table(f"{title} ({len(rows)})", [*CELL_HEADERS, detail], rows[:MAX_LISTED]))
+            if more > 0:
+                parts.append(f'<p class="note">… and {more} more (see results.csv).</p>')
+    return out + ("".join(parts) or "<p>None: every cell is ok, synchronized and quiet.</p>") + "</section>"
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """A nested fingerprint as ('cpu.model', 'AMD EPYC 7B13') pairs, lists indexed ('devices[0].name')."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in value):
+        for i, v in enumerate(value):
+            yield from flatten(v, f"{prefix}[{i}]")
+    elif isinstance(value, (list, tuple)):
+        yield prefix, ", ".join(str(v) for v in value)
+    else:
+        yield prefix, "" if value is None else str(value)
+
+
+def _machine_section(meta: Mapping[str, Any]) -> str:
+    out = '<section id="machine" aria-labelledby="machine-h"><h2 id="machine-h">Machine</h2>'
+    machine = meta.get("machine")
+    if not isinstance(machine, dict) or not machine:
+        return out + "<p>No machine fingerprint: these results came from a bare table, not a devbench run.</p>" \
+            "</section>"
+    rows = [[k, v] for k, v in flatten(machine)]
+    return out + f"<p><strong>{esc(machine_line(dict(meta)))}</strong></p>" + table(
+        "Machine fingerprint (meta.json)", ["field", "value"], rows) + "</section>"
+
+
+def _calibration_section(meta: Mapping[str, Any]) -> str:
+    from devbench.calibrate import ceilings_frame
+
+    out = '<section id="calibration" aria-labelledby="calibration-h"><h2 id="calibration-h">Calibration</h2>'
+    calibration = meta.get("calibration")
+    frame = ceilings_frame(calibration if isinstance(calibration, Mapping) else None)
+    if frame.empty:
+        return out + "<p>Not calibrated (<code>--no-calibrate</code>, or a bare results table): the throughput " \
+            "charts have no ceilings.</p></section>"
+
+    def number(value: Any, scale: float, fmt: str = ".1f") -> str:
+        return format(float(value) / scale, fmt) if pd.notna(value) and math.isfinite(float(value)) else "–"
+
+    rows = [[str(r["device"]), str(r["dtype"]) or "–", number(r["peak_flops"], 1e9), str(r["peak_source"]),
+             number(r["bandwidth"], 1e9), str(r["bandwidth_source"]), number(r["ridge"], 1.0, ".3g")]
+            for r in records(frame)]
+    return out + "<p>Each device's practical ceiling: the best large GEMM per dtype and a large copy.</p>" + table(
+        "Calibrated ceilings per device and dtype",
+        ["device", "dtype", "peak GFLOP/s", "from", "bandwidth GB/s", "from", "ridge FLOP/byte"], rows,
+    ) + "</section>"
+
+
+def render_html_report(
+    run: Run, *, crossovers: pd.DataFrame | None = None, best: pd.DataFrame | None = None
+) -> str:
+    """The report page as text. ``crossovers`` (``analysis.crossover_frame``) and ``best``
+    (``analysis.winners``) are computed from ``run.results`` when not given."""
+    results = run.results
+    crossovers = crossover_frame(results) if crossovers is None else crossovers
+    best = winners(results) if best is None else best
+    calibration = run.meta.get("calibration")
+    calibration = calibration if isinstance(calibration, Mapping) else None
+    charts = Charts()
+    groups = list(_groups(results)) if not results.empty else []
+    colours = ch.device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
+    title = _title(run)
+    nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"),
+                 *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
+                 ("warnings", "Warnings"), ("machine", "Machine"), ("calibration", "Calibration")]
+    nav = '<nav aria-label="Contents"><ul>' + "".join(
+        f'<li><a href="#{esc(ident)}">{esc(label)}</a></li>' for ident, label in nav_items) + "</ul></nav>"
+    body = [
+        f'<header><h1>devbench report: {esc(title)}</h1><p class="machine">{esc(machine_line(run.meta))}</p></header>',
+        nav,
+        "<main>",
+        _summary(run),
+        _crossover_section(crossovers),
+        _overview_section(best, charts),
+        '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',
+        "".join(
+            _group_section(i, key, group, crossovers=_of(crossovers, key), colours=colours,
+                           calibration=calibration, charts=charts)
+            for i, (key, group) in enumerate(groups, 1)
+        ) or "<p>No ok cells: nothing to chart.</p>",
+        "</section>",
+        _warnings_section(run),
+        _machine_section(run.meta),
+        _calibration_section(run.meta),
+        "</main>",
+    ]
+    return page(f"devbench report: {title}", "".join(body), charts)
+
+
+def write_html_report(
+    run: Run, out_dir: Path, *, crossovers: pd.DataFrame | None = None, best: pd.DataFrame | None = None
+) -> Path:
+    """Write ``out_dir/report.html`` (atomically) and return its path. See ``render_html_report``. A file at
+    ``out_dir``, or a folder that cannot be created or written, is a UsageError."""
+    prepare_output_dir(out_dir)
+    path = out_dir / REPORT_HTML
+    write_atomic(path, render_html_report(run, crossovers=crossovers, best=best).encode("utf-8"))
+    return path
