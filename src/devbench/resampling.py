@@ -217,7 +217,7 @@ def expansion_factor(parts: Sequence[DriftPart], confidence: float) -> Expansion
     quantile. The factor is the square root of (within + corrected drift) / (within + drift): 1 without
     drift, t/z sqrt(R/(R-1)) when drift dominates (2.69 at R=3, 1.58 at R=5, 1.22 at R=10 for 95 %).
     (Giving the drift's few degrees of freedom to the total, as a plain Welch-Satterthwaite would, covered
-    only 89-91 % at R=3 in the simulation: its drift estimate is too noisy to earn them.)
+    only 89.5-93 % at R=3 in the simulation: its drift estimate is too noisy to earn them.)
 
     ``dof`` is the Welch-Satterthwaite degrees of freedom of the total variance, for the tails beyond the
     interval (see :meth:`LogInterval.p_above`).
