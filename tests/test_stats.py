@@ -270,7 +270,8 @@ def test_aa_gate_fails_on_at_most_alpha_of_families(shared: bool) -> None:
     per cell the 200 p-values are independent and an unadjusted gate (any p below 0.05) fails on nearly
     every family, so the test tells a corrected gate from an uncorrected one; with drift shared by the
     cells of a run (what interleaved rounds give) the cells move together and even the unadjusted gate
-    fails rarely."""
+    fails rarely. Observed with these seeds: independent, Holm 1, BH 1, unadjusted 12 of 12 families;
+    shared, 0, 0 and 0 of 12."""
     rng = np.random.default_rng(2024)
     holm_fails = bh_fails = naive_fails = 0
     families = 12
@@ -287,7 +288,8 @@ def test_aa_gate_fails_on_at_most_alpha_of_families(shared: bool) -> None:
 
 @pytest.mark.slow
 def test_gate_fails_on_a_real_slowdown() -> None:
-    """200 tight cells (drift 1 %, noise 1 %), of which 5 are 20 % slower: both gates fail, on those cells."""
+    """200 tight cells (drift 1 %, noise 1 %), of which 5 are 20 % slower: both gates fail, on exactly those
+    cells (their p-values for "slower by more than 5 %" are 1e-18 to 5e-10; every other cell's is 1.00)."""
     rng = np.random.default_rng(7)
     slow = {3: 1.2, 50: 1.2, 51: 1.2, 120: 1.2, 199: 1.2}
     p = _p_slower(_family(rng, 200, slow, drift=0.01, noise=0.01, shared=True), 0.05, seed=0)

@@ -25,10 +25,20 @@ median's bootstrap distribution is discrete and the round level has 3-10 units, 
 acceleration estimates (a jackknife over rounds) are themselves too noisy to trust; the percentile interval
 needs neither, respects the log transform, and its one flaw here (too narrow with few rounds: a bootstrap
 over R rounds sees (R-1)/R of the between-round variance and uses normal rather than t quantiles) is what the
-expansion factor corrects. Coverage measured by the simulation in ``tests/test_resampling.py`` (lognormal
-round effects of sigma 5-20 %, lognormal within-round noise 2-10 %, 10 samples per round, 95 % nominal):
-FILLME (the two-level resample counts within-round noise twice:
-once through the spread of the round medians, once directly, so it is conservative when there is no drift).
+expansion factor corrects.
+
+Coverage of the nominal 95 % intervals, simulated (1000 cells per setting; lognormal round effects of sigma
+5, 10, 20 %, lognormal within-round noise of sigma 2 and 10 %, 10 samples per round; ``tests/test_resampling``
+runs a smaller version): the median 91.5-95.0 % at R=3, 95.3-96.2 % at R=5, 95.0-96.5 % at R=10; the ratio of
+two runs from the same model 96.0-98.3 % at R=3, 96.8-99.3 % at R=5, 97.0-98.1 % at R=10. Without drift the
+median covers 97.4-98.8 % and the ratio 99.2-99.7 %: the two-level resample counts within-round noise twice
+(once through the spread of the round medians, once directly), which errs on the safe side. Without the
+expansion R=3 covered only 70-77 %, R=5 88-92 %. Interval width (log units, median over cells) at 5 % drift:
+0.21-0.26 at R=3, 0.15 at R=5, 0.08-0.10 at R=10; at 20 % drift 0.82, 0.55-0.67, 0.31-0.35.
+
+Cost: O(n_boot x samples) per cell and side, vectorised over replicates: about 2 ms per side for 5 rounds
+x 10 samples at n_boot=2000 on an idle core (1000 cells: ~2.5 s for :func:`median_interval`, ~5 s for
+:func:`ratio_of_cells`), 5x that for 50 samples per round; :func:`paired_ratio` is O(n_boot x rounds).
 
 Too little data: fewer than :data:`MIN_ROUNDS_FOR_CI` rounds gives NaN bounds and a reason; one round cannot
 see drift at all, two give one degree of freedom for it (a t quantile of 12.7).
@@ -207,7 +217,7 @@ def expansion_factor(parts: Sequence[DriftPart], confidence: float) -> Expansion
     quantile. The factor is the square root of (within + corrected drift) / (within + drift): 1 without
     drift, t/z sqrt(R/(R-1)) when drift dominates (2.69 at R=3, 1.58 at R=5, 1.22 at R=10 for 95 %).
     (Giving the drift's few degrees of freedom to the total, as a plain Welch-Satterthwaite would, covered
-    only 89-91 % at R=3 in the simulation: its drift estimate is too noisy to earn them.)
+    only 89.5-93 % at R=3 in the simulation: its drift estimate is too noisy to earn them.)
 
     ``dof`` is the Welch-Satterthwaite degrees of freedom of the total variance, for the tails beyond the
     interval (see :meth:`LogInterval.p_above`).
