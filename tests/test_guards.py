@@ -130,13 +130,14 @@ def test_progress_eta_follows_reality() -> None:
     from devbench.progress import SweepProgress
     from devbench.runner import CellResult
 
-    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128))
+    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128), rounds=1)
     clock = FakeClock()
-    progress = SweepProgress(spec, enabled=False, estimate=lambda c: 2.0, clock=clock)
+    progress = SweepProgress(spec.visits(), total=spec.n_visits(), enabled=False, estimate=lambda c: 2.0,
+                             clock=clock)
     assert progress.eta_seconds() == pytest.approx(8.0)  # the plan's estimate before anything ran
     cells = list(spec.cells())
     progress.start(cells[0])
-    clock.now += 0.5  # the cell took a quarter of its estimate
+    clock.now += 0.5  # the visit took a quarter of its estimate
     progress.finish(CellResult(record("add", 16, median=1e-5)))
     clock.now += 10  # past the recompute interval
     assert progress.eta_seconds() == pytest.approx(3 * 2.0 * 0.25)
@@ -145,8 +146,8 @@ def test_progress_eta_follows_reality() -> None:
 def test_progress_of_a_resumed_run_starts_at_the_cells_done() -> None:
     from devbench.progress import SweepProgress
 
-    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128))
-    done = {c.key() for c in spec.cells() if c.size < 64}
-    progress = SweepProgress(spec, enabled=False, estimate=lambda c: 1.0, done=done)
+    spec = SweepSpec(ops=("add",), sizes=(16, 32, 64, 128), rounds=3)
+    left = [v for v in spec.visits() if v.round > 1 or v.cell.size >= 64]  # round 1 of 16 and 32 done
+    progress = SweepProgress(left, total=spec.n_visits(), enabled=False, estimate=lambda c: 1.0)
     assert progress.progress.tasks[0].completed == 2
-    assert progress.eta_seconds() == pytest.approx(2.0)
+    assert progress.eta_seconds() == pytest.approx(10.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from devbench.formatting import format_eta, format_time
 
 if TYPE_CHECKING:
     from devbench.runner import CellResult
-    from devbench.spec import Cell, SweepSpec
+    from devbench.spec import Cell, Visit
 
 
 class SweepProgress:
@@ -39,21 +39,21 @@ class SweepProgress:
     """The estimate of the cells left is recomputed in full at most this often (seconds); in between, each
     finished cell's own estimate is taken off it. Keeps a sweep of many thousand cells cheap to display."""
 
-    def __init__(self, spec: SweepSpec, *, enabled: bool = True, console: Console | None = None,
-                 total: int | None = -1, estimate: Callable[[Cell], float] | None = None,
-                 done: Collection[tuple[Any, ...]] = (), clock: Callable[[], float] = time.monotonic) -> None:
-        """``total`` cells (default: the spec's count; None for an open-ended run such as refining).
+    def __init__(self, visits: Sequence[Visit] = (), *, total: int | None = None, enabled: bool = True,
+                 console: Console | None = None, estimate: Callable[[Cell], float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``visits``: the visits left to make; ``total`` visits in the run (done ones count as complete from
+        the start; None for an open-ended run such as refining, which then shows no ETA).
 
-        ``estimate`` gives a cell's rough seconds (for the ETA); ``done`` holds the keys of cells already
-        measured (a resumed run), which count as complete from the start.
+        ``estimate`` gives a visit's rough seconds (for the ETA).
         """
         self.enabled = enabled
         self.console = console or Console(stderr=True)
-        self.total = spec.n_cells() if total == -1 else total
-        self.estimate = estimate if total == -1 else None
+        self.total = total
+        self.estimate = estimate if total is not None else None
         self.clock = clock
         self._left: dict[tuple[Any, ...], Cell] = (
-            {cell.key(): cell for cell in spec.cells() if cell.key() not in done} if self.estimate else {}
+            {visit.key(): visit.cell for visit in visits} if self.estimate else {}
         )
         self._spent = 0.0
         """Seconds the finished cells (since this display started) really took."""
@@ -74,7 +74,7 @@ class SweepProgress:
             console=self.console,
             disable=not enabled,
         )
-        completed = sum(1 for cell in spec.cells() if cell.key() in done) if total == -1 and done else 0
+        completed = total - len(visits) if total is not None else 0
         self.task = self.progress.add_task("sweep", total=self.total, completed=completed, eta="—")
         if self.estimate:
             self.progress.update(self.task, eta=format_eta(self.eta_seconds()))
@@ -107,7 +107,7 @@ class SweepProgress:
         record = result.record
         self.progress.advance(self.task)
         if self.estimate is not None:
-            cell = self._left.pop(record.key(), None)
+            cell = self._left.pop((record.key(), result.round), None)
             if self._current is not None:
                 started, estimated = self._current
                 self._spent += self.clock() - started
@@ -118,7 +118,7 @@ class SweepProgress:
             self.progress.update(self.task, eta=format_eta(self.eta_seconds()))
         if not self.enabled:
             return
-        label = f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}]"
+        label = f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}] round {result.round}"
         if record.status == "ok":
             note = f" ({record.reason})" if record.reason else ""
             self.progress.console.print(

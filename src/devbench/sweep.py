@@ -28,7 +28,7 @@ from devbench.calibrate import Calibrator, sweep_calibrator
 from devbench.errors import UsageError, choose
 from devbench.formatting import format_duration
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
-from devbench.runner import CellResult, run_sweep
+from devbench.runner import CellResult, run_visits
 from devbench.schema import Record
 from devbench.session import (
     Reopened,
@@ -38,6 +38,7 @@ from devbench.session import (
     resume_command,
     warn_on_stderr,
 )
+from devbench.shard import ShardSpec, shard_cells, shard_meta, shard_of_meta
 from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, Visit
 from devbench.store import META, Run, check_new_run_dir, check_not_locked, read_cell_log, read_meta, utc_now
 
@@ -66,13 +67,26 @@ class Plan:
     """The records already in cells.jsonl (guards learn from them)."""
     log_problems: list[str] = field(default_factory=list)
     """Lines of cells.jsonl that are ignored, and why."""
+    shard: ShardSpec | None = None
+    """The part of the sweep this run measures (``--shard K/N``; devbench.shard), or None for all of it."""
 
     @property
     def resuming(self) -> bool:
         return self.meta is not None
 
+    def visits(self) -> list[Visit]:
+        """Every visit of this run: the spec's, or its shard's (whole crossover curves, in the sweep's order)."""
+        visits = self.spec.visits()
+        if self.shard is None:
+            return visits
+        mine = {cell.key() for cell in shard_cells(self.spec, self.shard)}
+        return [visit for visit in visits if visit.cell.key() in mine]
+
+    def n_cells(self) -> int:
+        return len({visit.cell for visit in self.visits()})
+
     def visits_left(self) -> list[Visit]:
-        return [v for v in self.spec.visits() if v.key() not in self.done and v.cell.key() not in self.settled]
+        return [v for v in self.visits() if v.key() not in self.done and v.cell.key() not in self.settled]
 
     def cells_left(self) -> list[Cell]:
         """Cells with a visit still to make."""
@@ -82,11 +96,14 @@ class Plan:
         """One line for stderr before the sweep starts: how many cells and visits, and a rough time estimate."""
         left = self.visits_left()
         spec = self.spec
-        total = spec.n_visits()
+        total = len(self.visits())
         estimates = [self.time_guard.estimate_cell_seconds(visit.cell) for visit in left]
         skips = len({visit.cell for visit in left if self.time_guard(visit.cell) is not None})
         rounds = f"{spec.rounds} round{'s' if spec.rounds != 1 else ''}"
-        cells = f"{spec.n_cells()} cell{'s' if spec.n_cells() != 1 else ''}"
+        n_cells = self.n_cells()
+        cells = f"{n_cells} cell{'s' if n_cells != 1 else ''}"
+        if self.shard is not None:
+            cells += f" (shard {self.shard.index}/{self.shard.count} of {spec.n_cells()})"
         head = (f"plan: {len(left)} of {total} visits left ({cells} × {rounds})" if self.resuming
                 else f"plan: {cells} × {rounds}")
         if spec.rounds == 1:
@@ -109,10 +126,14 @@ def visit_guard(spec: SweepSpec, max_call_time: float) -> TimeGuard:
     return TimeGuard(max_call_time, spec.policy.per_visit(spec.rounds))
 
 
-def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME) -> Plan:
-    """A plan for a new run into ``run_dir``; checks that the directory can be created (creates nothing)."""
+def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME,
+             shard: ShardSpec | None = None) -> Plan:
+    """A plan for a new run into ``run_dir`` (of the whole sweep, or of ``shard``); checks that the directory
+    can be created (creates nothing)."""
     check_new_run_dir(run_dir)
-    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time))
+    if shard is not None:
+        shard_cells(spec, shard)  # a shard count above the number of curves is a UsageError now, not later
+    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time), shard=shard)
 
 
 def spec_from_meta(meta: dict[str, Any], run_dir: Path) -> SweepSpec:
@@ -173,7 +194,8 @@ def plan_resume(run_dir: Path) -> Plan:
     for record in prior:
         time_guard.observe(record)
     return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta, done=logged.visits_done,
-                settled=logged.settled, prior=prior, log_problems=list(contents.problems))
+                settled=logged.settled, prior=prior, log_problems=list(contents.problems),
+                shard=shard_of_meta(meta))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -228,13 +250,15 @@ def run_plan(
     memory_guard = guard if guard is not None else MemoryGuard()
     spec = plan.spec
     if plan.meta is None:
-        session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv,
-                                    extra={"guards": {"max_call_time": plan.time_guard.max_call_time}},
+        extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time}}
+        if plan.shard is not None:
+            extra["shard"] = shard_meta(spec, plan.shard)
+        session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv, extra=extra,
                                     handle_signals=handle_signals)
     else:
         session = RunSession.reopen(plan.run_dir, handle_signals=handle_signals)
-    session.n_planned = spec.n_cells()
-    session.n_visits_planned = spec.n_visits()
+    session.n_planned = plan.n_cells()
+    session.n_visits_planned = len(plan.visits())
     session.learners.append(plan.time_guard.observe)
     memory_observe = getattr(memory_guard, "observe", None)
     if callable(memory_observe):
@@ -253,9 +277,9 @@ def run_plan(
             if on_result is not None:
                 on_result(result)
 
-        run_sweep(spec, backend, str(session.meta.get("run_id") or plan.run_dir.name), on_result=save,
-                  on_start=on_start, done=session.done, settled=session.settled,
-                  guard=combine(memory_guard, plan.time_guard))
+        run_visits(plan.visits(), backend, str(session.meta.get("run_id") or plan.run_dir.name),
+                   spec.policy.per_visit(spec.rounds), spec.seed, on_result=save, on_start=on_start,
+                   done=session.done, settled=session.settled, guard=combine(memory_guard, plan.time_guard))
         session.complete()
     assert session.run is not None
     return session.run

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from devbench import __version__
-from devbench.cli import machine, results, sweep
+from devbench.cli import fleet, machine, results, sweep
 from devbench.cli.options import Handler, UsageParser
 from devbench.errors import UsageError
 
@@ -38,6 +38,7 @@ def build_parser() -> UsageParser:
     sweep.register(sub)
     machine.register(sub)
     results.register(sub)
+    fleet.register(sub)
     return parser
 
 

@@ -37,6 +37,7 @@ from devbench.spec import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from devbench.shard import ShardSpec
     from devbench.sweep import Plan
 
 DEFAULT_SIZES = "64..4096"
@@ -86,6 +87,14 @@ def register(sub: Subcommands[UsageParser]) -> None:
                        help="visit every cell this many times, interleaved with the others, so that drift of "
                        "the machine shows in each cell's interval instead of passing for a difference "
                        f"(default {DEFAULT_ROUNDS}; 1 cannot see drift; the cell budget is shared by its visits)")
+    sweep.add_argument("--shard", default=None, metavar="K/N",
+                       help="measure only shard K of N (0 <= K < N) of the sweep: whole crossover curves, balanced "
+                       "by predicted cost, the same split on every machine; default: from a Slurm job array "
+                       "(SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX with "
+                       "--shard-count or DEVBENCH_SHARD_COUNT); see 'devbench merge'")
+    sweep.add_argument("--shard-count", type=positive_int("--shard-count"), default=None, metavar="N",
+                       help="the number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes "
+                       "does not export the completions count)")
     sweep.add_argument("--seed", type=integer("--seed"), default=0, help="seed for input data (default 0)")
     sweep.add_argument("--baseline", choices=["numpy"], default=None,
                        help="also run every op in plain numpy on the host, as device numpy:CPU (same timer)")
@@ -156,9 +165,24 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
     check_names(args.devices)
+    shard_of(args)
     if args.out is not None:
         check_new_run_dir(args.out)
     return None
+
+
+def shard_of(args: argparse.Namespace) -> ShardSpec | None:
+    """The shard the options ask for: ``--shard K/N``, else the scheduler's environment, else None (all)."""
+    import os
+
+    from devbench.shard import ShardSpec, shard_from_env
+
+    if args.shard is not None:
+        if args.shard_count is not None:
+            raise UsageError("--shard-count goes with an index from the environment (JOB_COMPLETION_INDEX); "
+                             "--shard K/N already gives the count")
+        return ShardSpec.parse(args.shard)
+    return shard_from_env(os.environ, args.shard_count)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -173,7 +197,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         spec = spec_from_args(args, devices)
         run_dir = args.out if args.out is not None else default_run_dir()
-        plan = plan_new(spec, run_dir, max_call_time=args.max_call_time)
+        plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args))
     else:
         try:
             resolve(",".join(plan.spec.devices), devices)
@@ -186,15 +210,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(plan.describe(), file=sys.stderr, flush=True)
     # SIGINT/SIGTERM raise SweepInterrupted (a KeyboardInterrupt) once what was measured is saved; main()
     # prints how to resume and exits 130/143.
-    with SweepProgress(spec, enabled=not args.quiet, estimate=plan.time_guard.estimate_cell_seconds,
-                       done=plan.done) as progress:
+    with SweepProgress(plan.visits_left(), total=len(plan.visits()), enabled=not args.quiet,
+                       estimate=plan.time_guard.estimate_cell_seconds) as progress:
         run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
                        calibrate=False if getattr(args, "no_calibrate", False) else None)
     if args.refine:
         from devbench.refine import refine_run
         from devbench.store import load_run
 
-        with SweepProgress(spec, enabled=not args.quiet, total=None) as progress:
+        with SweepProgress(enabled=not args.quiet) as progress:
             refine_run(run_dir, on_start=progress.start, on_result=progress.finish)
         run = load_run(run_dir)
     from devbench.publish import publish
