@@ -34,7 +34,8 @@ from tests.cli_helpers import SRC
 pytestmark = pytest.mark.slow
 
 SWEEP = ["--sizes", "16..128:+16", "--ops", "add,matmul", "--devices", "CPU:0,CPU:1", "--max-cell-time", "0.05",
-         "--quiet"]
+         "--rounds", "1", "--quiet"]
+"""One round: one cells.jsonl line per cell, so the lines counted here are cells (visits: test_rounds.py)."""
 N_CELLS = 8 * 2 * 2
 MIN_CELLS_LEFT = 8
 """Cells that must still be missing when a signal is sent: at ~0.1 s each, the sweep is a second from its end."""

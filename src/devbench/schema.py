@@ -140,40 +140,54 @@ def results_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFr
     return typed
 
 
-def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS) -> pd.DataFrame:
-    """``frame`` with the derived ``columns`` (re)computed from the measured ones — the one place these rules
-    live: IQR from the quartiles, rel. IQR over the median, ``noisy`` above :data:`devbench.stats.NOISY_REL_IQR`,
-    ``unsynchronized`` for sync ``none``, GFLOP/s and GB/s from the work per call over the median. Undefined
-    values (no median) are NaN / False."""
+def _derive(values: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
+    """The derived columns in ``wanted`` from ``values`` (scalars of one row, or numpy arrays of a table: the
+    same numpy arithmetic serves both), each computed from the values before it. The one place these rules
+    live: IQR from the quartiles, rel. IQR over the median, ``noisy`` above
+    :data:`devbench.stats.NOISY_REL_IQR`, ``unsynchronized`` for sync ``none``, GFLOP/s and GB/s from the work
+    per call over the median. Undefined values (no positive median) are NaN / False."""
     import numpy as np
 
     from devbench.stats import NOISY_REL_IQR
 
-    out: pd.DataFrame = frame.copy()
-    wanted = set(columns)
-    median = out["median_s"].astype("float64").where(out["median_s"] > 0)
+    out = dict(values)
     with np.errstate(divide="ignore", invalid="ignore"):
+        median = np.where(np.asarray(out["median_s"], dtype=np.float64) > 0, out["median_s"], np.nan)
         if "iqr_s" in wanted:
-            out["iqr_s"] = out["q3_s"] - out["q1_s"]
+            out["iqr_s"] = np.asarray(out["q3_s"], dtype=np.float64) - np.asarray(out["q1_s"], dtype=np.float64)
         if "rel_iqr" in wanted:
-            out["rel_iqr"] = out["iqr_s"] / median
+            out["rel_iqr"] = np.asarray(out["iqr_s"], dtype=np.float64) / median
         if "noisy" in wanted:
-            out["noisy"] = (out["rel_iqr"] > NOISY_REL_IQR).astype(bool)
+            out["noisy"] = np.asarray(out["rel_iqr"], dtype=np.float64) > NOISY_REL_IQR
         if "unsynchronized" in wanted:
-            out["unsynchronized"] = (out["sync"] == "none").astype(bool)
+            out["unsynchronized"] = np.asarray(out["sync"], dtype=object) == "none"
         if "gflops" in wanted:
-            out["gflops"] = out["flops"] / median / 1e9
+            out["gflops"] = np.asarray(out["flops"], dtype=np.float64) / median / 1e9
         if "gbps" in wanted:
-            out["gbps"] = out["bytes"] / median / 1e9
+            out["gbps"] = np.asarray(out["bytes"], dtype=np.float64) / median / 1e9
+    return out
+
+
+_DERIVED_INPUTS = ("median_s", "q1_s", "q3_s", "iqr_s", "rel_iqr", "sync", "flops", "bytes")
+
+
+def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS) -> pd.DataFrame:
+    """``frame`` with the derived ``columns`` (re)computed from the measured ones (rules: :func:`_derive`)."""
+    wanted = set(columns)
+    derived = _derive({col: frame[col].to_numpy() for col in _DERIVED_INPUTS}, wanted)
+    out: pd.DataFrame = frame.copy()
+    for col in DERIVED_COLUMNS:
+        if col in wanted:
+            out[col] = derived[col].astype(bool) if COLUMN_KINDS[col] == "bool" else derived[col].astype("float64")
     return out
 
 
 def with_derived(record: Record) -> Record:
-    """``record`` with its derived fields computed by :func:`derive_columns` (the runner's rows and the
-    tables read from other tools follow the same rules)."""
-    row = derive_columns(results_frame([record.as_dict()])).iloc[0]
+    """``record`` with its derived fields computed by the same rules as :func:`derive_columns` (the runner's
+    rows and the tables read from other tools follow one set of rules)."""
+    derived = _derive({col: getattr(record, col) for col in _DERIVED_INPUTS}, set(DERIVED_COLUMNS))
     for col in DERIVED_COLUMNS:
-        value = row[col]
+        value = derived[col]
         setattr(record, col, bool(value) if COLUMN_KINDS[col] == "bool" else float(value))
     return record
 

@@ -383,11 +383,13 @@ class TFBackend:
 
     def release(self) -> None:
         """Drop what a cell left behind (Keras state, traced functions, tensors of a failed cell) so it cannot
-        change the next cell's result. The full clean-up costs about 0.35 s (Keras ``clear_session`` and a
-        garbage collection with TensorFlow loaded), so it is skipped after an eager cell that succeeded without
-        Keras state: that cell's tensors are already gone."""
+        change the next cell's result. Keras ``clear_session`` resets its global state and runs a full garbage
+        collection itself (a second ``gc.collect()`` after it found nothing and cost another 1.2 s with
+        TensorFlow loaded, on every visit of a Keras cell); it takes 0.35-1.4 s, so it is skipped after an
+        eager cell that succeeded without Keras state: that cell's tensors are already gone."""
         if not self._needs_cleanup:
             return
         self.tf.keras.backend.clear_session()
-        gc.collect()
+        if not gc.isenabled():  # clear_session's collection relies on the collector; without it, do it here
+            gc.collect()
         self._needs_cleanup = False
