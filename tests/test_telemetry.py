@@ -3,6 +3,7 @@ machine has no GPU), the throttle rule, the device -> NVML index mapping, and th
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -215,3 +216,25 @@ def test_without_pynvml_everything_returns_the_reason(monkeypatch: pytest.Monkey
         assert "nvidia-ml-py" in answer["reason"]
     assert telemetry.throttled(telemetry.snapshot(0), telemetry.snapshot(0)) is False
     assert telemetry.nvml_index("torch:cuda:0", env={"CUDA_VISIBLE_DEVICES": "GPU-x"}) is None
+
+
+def test_record_fields_flatten_a_visit() -> None:
+    nvml = StandInNvml(gpus=[H200])
+    start = telemetry.snapshot(0, nvml)
+    end = {**start, "sm_clock_mhz": 1700, "throttle_reasons": ["hw_thermal_slowdown", "gpu_idle"]}
+    fields = telemetry.record_fields(start, end)
+    assert tuple(fields) == telemetry.TELEMETRY_COLUMNS
+    assert fields["sm_clock_start_mhz"] == 1980.0
+    assert fields["sm_clock_end_mhz"] == 1700.0
+    assert fields["power_start_w"] == pytest.approx(123.456)
+    assert fields["temperature_end_c"] == 41.0
+    assert fields["throttle_reasons"] == "sw_power_cap,hw_thermal_slowdown"
+    assert fields["throttled"] is True
+
+
+def test_record_fields_without_gpu_are_empty() -> None:
+    missing = {"available": False, "reason": "no NVML"}
+    fields = telemetry.record_fields(missing, missing)
+    assert all(math.isnan(float(v)) for k, v in fields.items() if k.endswith(("_mhz", "_c", "_w")))
+    assert fields["throttle_reasons"] == ""
+    assert fields["throttled"] is False
