@@ -465,6 +465,18 @@ def run_devbench(python: str, args: Sequence[str], env: Mapping[str, str], timeo
     return proc.returncode
 
 
+def torch_tf32_settings(meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """PyTorch's TF32 flags as the run recorded them in meta ``tf32`` (:func:`devbench.tf32.apply_tf32`'s
+    answer, or :func:`devbench.tf32.tf32_state`'s), or {} when the run did not record them."""
+    tf32 = meta.get("tf32")
+    entry = tf32.get("torch") if isinstance(tf32, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return {}
+    inner = entry.get("state")
+    settings = inner.get("settings") if isinstance(inner, Mapping) else entry.get("settings")
+    return settings if isinstance(settings, Mapping) else {}
+
+
 def cuda_event_times(sizes: Iterable[int], dtypes: Iterable[str], meta: Mapping[str, Any],
                      repeats: int = 5) -> dict[tuple[int, str], float]:
     """Seconds per ``a @ b`` of n×n matrices on cuda:0, timed by CUDA events (median of ``repeats`` blocks of
@@ -475,8 +487,7 @@ def cuda_event_times(sizes: Iterable[int], dtypes: Iterable[str], meta: Mapping[
 
     torch: Any = importlib.import_module("torch")  # untyped for mypy: torch is optional here
 
-    state = meta.get("tf32", {}).get("torch", {}) if isinstance(meta.get("tf32"), Mapping) else {}
-    settings = state.get("state", state).get("settings", {}) if isinstance(state, Mapping) else {}
+    settings = torch_tf32_settings(meta)
     if "matmul_allow_tf32" in settings:
         torch.backends.cuda.matmul.allow_tf32 = bool(settings["matmul_allow_tf32"])
         torch.set_float32_matmul_precision(str(settings.get("float32_matmul_precision", "highest")))
@@ -591,12 +602,14 @@ def run_checks(python: str, env: Mapping[str, str], base: Path, *, cpus: Sequenc
 
     run_dir = base / "run"
     devices = [*cpus, *gpus]
+    started = time.monotonic()
     rc = run_devbench(python, sweep_args(devices, run_dir, options, calibrate=True), env, SWEEP_TIMEOUT_S, say)
     if rc != 0 and not _has_cells(run_dir):
+        # Calibration is the one step that may need what the machine lacks; the sweep keeps its time budget.
+        left = max(60.0, SWEEP_TIMEOUT_S - (time.monotonic() - started))
         say("the sweep measured nothing; once more without calibration")
         run_dir = base / "run-nocalibrate"
-        rc = run_devbench(python, sweep_args(devices, run_dir, options, calibrate=False), env, SWEEP_TIMEOUT_S,
-                          say)
+        rc = run_devbench(python, sweep_args(devices, run_dir, options, calibrate=False), env, left, say)
     try:
         run = load_run(run_dir)
     except UsageError as exc:
@@ -620,7 +633,8 @@ def run_checks(python: str, env: Mapping[str, str], base: Path, *, cpus: Sequenc
     fingerprint: dict[str, Any] = {}
     snapshots: list[dict[str, Any]] = []
     if "torch:cuda:0" in gpus:
-        measured = set(_ok(results)[(results["device"] == "torch:cuda:0") & (results["op"] == "matmul")]["size"])
+        ok = _ok(results)
+        measured = set(ok[(ok["device"] == "torch:cuda:0") & (ok["op"] == "matmul")]["size"])
         sizes = [n for n in EVENT_SIZES if n in measured]
         try:
             events = cuda_event_times(sizes, DTYPES, meta)

@@ -305,3 +305,20 @@ def test_sweep_args_carry_the_budget(tmp_path: Path) -> None:
     assert text.startswith("sweep --devices torch:cpu,torch:cuda:0 --ops matmul,add,conv2d --sizes 64..8192 "
                            "--dtypes float32,bfloat16 --rounds 3 --max-cell-time 0.6 --max-call-time 0.25")
     assert args[-1] == "--no-calibrate"
+
+
+def test_torch_tf32_settings_from_either_record() -> None:
+    from devbench.tf32 import apply_tf32, tf32_state
+
+    settings = {"matmul_allow_tf32": False, "cudnn_allow_tf32": False, "float32_matmul_precision": "highest"}
+    applied = {"torch": {"applied": "off", "calls": [], "why": "set", "state": {"state": "disabled", "why": "",
+                                                                                 "settings": settings}}}
+    state = {"torch": {"state": "disabled", "why": "", "settings": settings}}
+    assert gc.torch_tf32_settings({"tf32": applied}) == settings
+    assert gc.torch_tf32_settings({"tf32": state}) == settings
+    assert gc.torch_tf32_settings({}) == {}
+    assert gc.torch_tf32_settings({"tf32": {"torch": {"state": "unknown", "why": "torch is not installed",
+                                                      "settings": {}}}}) == {}
+    # The records apply_tf32 and tf32_state really make have these shapes.
+    assert set(apply_tf32("default", ["jax"])["jax"]) == {"applied", "calls", "why", "state"}
+    assert set(tf32_state(["jax"])["jax"]) == {"state", "why", "settings"}

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from devbench.errors import UsageError
-from devbench.tf32 import apply_tf32, frameworks_of, tf32_state
+from devbench.tf32 import apply_tf32, describe, frameworks_of, tf32_state
 
 
 @pytest.fixture
@@ -72,6 +72,13 @@ def test_missing_framework_is_unknown_not_an_error(monkeypatch: pytest.MonkeyPat
     applied = apply_tf32("off", ["torch"])["torch"]
     assert applied["applied"] == "not applied"
     assert applied["calls"] == []
+
+
+def test_describe_says_what_applied(jax_precision: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    line = describe(apply_tf32("off", ["jax", "torch"]), "off")
+    assert line == "TF32 (--tf32 off): jax disabled, torch not applied (torch is not installed)"
+    assert describe({}, "on") == "TF32 (--tf32 on): no framework with TF32 in this run"
 
 
 @pytest.mark.tf

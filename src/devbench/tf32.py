@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from devbench.errors import UsageError
 
-__all__ = ["FRAMEWORKS", "SETTINGS", "Setting", "apply_tf32", "frameworks_of", "tf32_state"]
+__all__ = ["FRAMEWORKS", "SETTINGS", "Setting", "apply_tf32", "describe", "frameworks_of", "tf32_state"]
 
 Setting = Literal["on", "off", "default"]
 SETTINGS: tuple[str, ...] = ("on", "off", "default")
@@ -173,3 +173,15 @@ def apply_tf32(setting: Setting | str, frameworks: Iterable[str]) -> dict[str, d
         out[framework] = {"applied": applied, "calls": calls, "why": why,
                           "state": tf32_state([framework])[framework]}
     return out
+
+
+def describe(applied: dict[str, dict[str, Any]], setting: str = "default") -> str:
+    """One line for the report and the terminal, from :func:`apply_tf32`'s answer (meta.json ``tf32``), e.g.
+    ``TF32 (--tf32 off): tf disabled, jax disabled, torch not applied (torch is not installed)``."""
+    parts = []
+    for framework, entry in applied.items():
+        if entry.get("applied") == "not applied":
+            parts.append(f"{framework} not applied ({entry.get('why', '')})")
+        else:
+            parts.append(f"{framework} {entry.get('state', {}).get('state', 'unknown')}")
+    return f"TF32 (--tf32 {setting}): " + (", ".join(parts) if parts else "no framework with TF32 in this run")
