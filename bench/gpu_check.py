@@ -262,12 +262,13 @@ def check_crossovers(crossovers: pd.DataFrame, results: pd.DataFrame, pairs: Seq
     where the second device overtakes the first, with the range from the rounds' intervals (``low``/``high``
     of ``devbench crossover --format json``). PASS when every pair and dtype has an answer (a crossover, or one
     device faster throughout); FAIL when a pair has too few ok cells to say. A dtype that one device of the pair
-    does not support at all (every row of it ``unsupported`` in ``results``) is named, not failed."""
+    does not support for the op (no ok row, some ``unsupported``; the others skipped by a guard) is named, not
+    failed."""
     if not pairs:
         return [_not_run(name, "no GPU")]
     unsupported = {
-        (str(device), str(dtype)) for (device, dtype), rows in results.groupby(["device", "dtype"])
-        if (rows["status"] == "unsupported").all()
+        (str(op), str(device), str(dtype)) for (op, device, dtype), rows in results.groupby(["op", "device", "dtype"])
+        if not (rows["status"] == "ok").any() and (rows["status"] == "unsupported").any()
     }
     checks = []
     for op in sorted(set(crossovers["op"])) if not crossovers.empty else []:
@@ -277,7 +278,7 @@ def check_crossovers(crossovers: pd.DataFrame, results: pd.DataFrame, pairs: Seq
                               & (((crossovers["device_a"] == a) & (crossovers["device_b"] == b))
                                  | ((crossovers["device_a"] == b) & (crossovers["device_b"] == a)))]
             for dtype, group in rows.groupby("dtype", sort=True):
-                lacking = [d for d in (a, b) if (d, str(dtype)) in unsupported]
+                lacking = [d for d in (a, b) if (op, d, str(dtype)) in unsupported]
                 if lacking:
                     parts.append(f"{b} vs {a} {dtype}: {', '.join(lacking)} unsupported")
                     continue

@@ -194,7 +194,8 @@ def test_crossover_line_names_the_size_and_range() -> None:
 def test_crossover_with_too_few_cells_fails_and_unsupported_dtype_is_named() -> None:
     results = frame([row(64, "torch:cpu", 1e-5), row(64, "torch:cuda:0", 1e-3),
                      row(128, "torch:cpu", 1e-5, dtype="bfloat16"), row(256, "torch:cpu", 1e-5, dtype="bfloat16"),
-                     row(128, "torch:cuda:0", math.nan, dtype="bfloat16", status="unsupported")])
+                     row(128, "torch:cuda:0", math.nan, dtype="bfloat16", status="unsupported"),
+                     row(256, "torch:cuda:0", math.nan, dtype="bfloat16", status="skipped")])
     checks = gc.check_crossovers(as_read_by_the_script(results), results, [("torch:cpu", "torch:cuda:0")], "x")
     assert checks[0].verdict == gc.FAIL
     assert "torch:cuda:0 vs torch:cpu bfloat16: torch:cuda:0 unsupported" in checks[0].figure
