@@ -619,8 +619,11 @@ def run_checks(python: str, env: Mapping[str, str], base: Path, *, cpus: Sequenc
     say(f"sweep: {len(results)} cells, {int((results['status'] == 'ok').sum())} ok (exit {rc})")
 
     unsynced = results.iloc[0:0]
-    if gpus:
-        largest = int(results[results["op"] == "matmul"]["size"].max())
+    ok_rows = _ok(results)
+    matmul_sizes = ok_rows[(ok_rows["op"] == "matmul") & (ok_rows["dtype"] == "float32")
+                           & ok_rows["device"].isin(gpus)]["size"]
+    if gpus and not matmul_sizes.empty:
+        largest = int(matmul_sizes.max())
         nosync = base / "nosync"
         run_devbench(python, ["sweep", "--devices", ",".join(gpus), "--ops", "matmul", "--sizes", str(largest),
                               "--dtypes", "float32", "--sync", "none", "--rounds", "1", "--no-calibrate",
