@@ -171,3 +171,23 @@ def test_visit_keys_are_unique() -> None:
     keys = [v.key() for v in SPEC.visits()]
     assert len(set(keys)) == len(keys)
     assert Visit(Cell(16, "add", "float32", "CPU:0"), 2).key()[1] == 2
+
+
+def test_gpu_state_of_a_cell_spans_its_visits() -> None:
+    from devbench.visits import LoggedVisit, cell_row
+
+    base: dict[str, Any] = {"run_id": "r", "op": "matmul", "size": 4096, "dtype": "float32", "device": "GPU:0",
+                            "mode": "eager", "sync": "scalar", "status": "ok", "reason": ""}
+    visits = [
+        LoggedVisit({**base, "sm_clock_start_mhz": 1980.0, "sm_clock_end_mhz": 1900.0, "throttle_reasons": "",
+                     "throttled": False}, [1.0, 1.0], 1),
+        LoggedVisit({**base, "sm_clock_start_mhz": 1700.0, "sm_clock_end_mhz": 1500.0,
+                     "throttle_reasons": "sw_power_cap", "throttled": True}, [1.2, 1.2], 2),
+        LoggedVisit({**base, "sm_clock_start_mhz": 1600.0, "sm_clock_end_mhz": 1400.0,
+                     "throttle_reasons": "sw_power_cap,hw_thermal_slowdown", "throttled": False}, [1.1, 1.1], 3),
+    ]
+    row = cell_row(visits, rounds_planned=3)
+    assert row["sm_clock_start_mhz"] == 1980.0  # the first visit's start
+    assert row["sm_clock_end_mhz"] == 1400.0  # the last visit's end
+    assert row["throttle_reasons"] == "sw_power_cap,hw_thermal_slowdown"
+    assert row["throttled"] is True

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from devbench import telemetry
 from devbench.backends.base import Backend, Outcome
 from devbench.schema import Record, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
@@ -101,8 +102,11 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     reason = guard(cell) if guard is not None else None
     if reason is not None:
         return CellResult(status_record(run_id, cell, "skipped", reason), round=round_)
+    gpu = telemetry.nvml_index(cell.device)
+    start = telemetry.snapshot(gpu) if gpu is not None else None  # outside the timed blocks
     try:
         outcome = backend.run_cell(cell, policy, seed)
+        end = telemetry.snapshot(gpu) if gpu is not None else None
     except Exception as exc:
         status, reason = backend.classify(exc)
         placed = getattr(exc, "placed_device", "")
@@ -112,6 +116,9 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     record = measured_record(run_id, cell, outcome)
     if round_ > 1:
         record.cold_s = math.nan
+    if start is not None and end is not None:
+        for name, value in telemetry.record_fields(start, end).items():
+            setattr(record, name, value)
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 

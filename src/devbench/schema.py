@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 SCHEMA_VERSION = 2
 """2: rounds. Each cells.jsonl line is one visit (``round``); result rows gained ``n_rounds``,
-``between_round_rel``, ``ci_reason``, ``incomplete``; samples gained ``round``."""
+``between_round_rel``, ``ci_reason``, ``incomplete`` and the GPU telemetry columns; samples gained ``round``."""
 
 READABLE_SCHEMA_VERSIONS = (1, 2)
 """Version 1 runs read as runs of one round: every line is the one visit of its cell."""
@@ -77,6 +77,21 @@ class Record:
     """Why ``ci_low_s``/``ci_high_s`` are NaN (too few rounds to see drift), or empty."""
     incomplete: bool = False
     """Fewer ok visits than the sweep planned (an interrupted run): its interval sees fewer rounds."""
+    sm_clock_start_mhz: float = math.nan
+    """SM clock (MHz) of the cell's GPU at the start of its first visit (NVML via devbench.telemetry); NaN off an
+    NVIDIA GPU or without nvidia-ml-py (meta.json ``gpu`` says why)."""
+    sm_clock_end_mhz: float = math.nan
+    """SM clock (MHz) at the end of its last visit."""
+    mem_clock_start_mhz: float = math.nan
+    mem_clock_end_mhz: float = math.nan
+    temperature_start_c: float = math.nan
+    temperature_end_c: float = math.nan
+    power_start_w: float = math.nan
+    power_end_w: float = math.nan
+    throttle_reasons: str = ""
+    """Power-or-heat throttle reasons NVML reported at any visit's start or end, comma-joined."""
+    throttled: bool = False
+    """Some visit's clocks were held down for power or heat (devbench.telemetry.throttled)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

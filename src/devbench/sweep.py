@@ -224,8 +224,13 @@ def run_plan(
     handle_signals: bool = True,
     warn: Callable[[str], None] = warn_on_stderr,
     calibrate: bool | Calibrator | None = None,
+    tf32: str = "default",
 ) -> Run:
     """Measure every cell of ``plan`` not yet done into its run directory and return the finished run.
+
+    ``tf32`` (``on``, ``off``, ``default``; devbench.tf32) is applied to every framework of the spec's devices
+    before anything is measured and recorded in meta.json with each framework's resulting state; a resume
+    applies the run's own setting again.
 
     With no ``backend`` the default one is used (TensorFlow for its devices, numpy for the baseline); the
     spec's devices must exist, and the machine fingerprint includes TF's build and device details. ``guard``
@@ -249,8 +254,14 @@ def run_plan(
         machine = fingerprint()
     memory_guard = guard if guard is not None else MemoryGuard()
     spec = plan.spec
+    from devbench import telemetry
+    from devbench.tf32 import apply_tf32, frameworks_of
+
+    setting = str((plan.meta or {}).get("tf32_setting") or tf32)
+    tf32_applied = apply_tf32(setting, frameworks_of(spec.devices))
     if plan.meta is None:
-        extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time}}
+        extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time},
+                                 "tf32_setting": setting, "tf32": tf32_applied, "gpu": telemetry.gpu_fingerprint()}
         if plan.shard is not None:
             extra["shard"] = shard_meta(spec, plan.shard)
         session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv, extra=extra,

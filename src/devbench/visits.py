@@ -25,6 +25,7 @@ from typing import Any
 
 from devbench.schema import IDENTITY
 from devbench.stats import summarize_rounds
+from devbench.telemetry import TELEMETRY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,25 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> dict[str, An
         finished_at=ok[-1].record.get("finished_at", ""),
         cold_s=first.record.get("cold_s", math.nan),
         incomplete=len(ok) < rounds_planned,
+        **_pooled_telemetry(ok),
     )
     return row
+
+
+def _pooled_telemetry(ok: Sequence[LoggedVisit]) -> dict[str, Any]:
+    """GPU state over a cell's visits: the clocks, temperature and power at the start of the first and the end
+    of the last, every power-or-heat throttle reason seen, and ``throttled`` if any visit was."""
+    first, last = ok[0].record, ok[-1].record
+    out: dict[str, Any] = {}
+    for name in TELEMETRY_COLUMNS:
+        if "_start_" in name:
+            out[name] = first.get(name, math.nan)
+        elif "_end_" in name:
+            out[name] = last.get(name, math.nan)
+    reasons = [r for v in ok for r in str(v.record.get("throttle_reasons") or "").split(",") if r]
+    out["throttle_reasons"] = ",".join(dict.fromkeys(reasons))
+    out["throttled"] = any(bool(v.record.get("throttled")) for v in ok)
+    return out
 
 
 def sample_rows(key_record: dict[str, Any], visits: Sequence[LoggedVisit]) -> list[dict[str, Any]]:

@@ -87,6 +87,10 @@ def register(sub: Subcommands[UsageParser]) -> None:
                        help="visit every cell this many times, interleaved with the others, so that drift of "
                        "the machine shows in each cell's interval instead of passing for a difference "
                        f"(default {DEFAULT_ROUNDS}; 1 cannot see drift; the cell budget is shared by its visits)")
+    sweep.add_argument("--tf32", choices=["on", "off", "default"], default="default",
+                       help="TensorFloat-32 for float32 matmuls and convolutions on GPUs: off forces full float32 "
+                       "in TensorFlow, PyTorch and JAX, on allows TF32 in all three, default keeps each "
+                       "framework's own; the state of each is recorded in meta.json")
     sweep.add_argument("--shard", default=None, metavar="K/N",
                        help="measure only shard K of N (0 <= K < N) of the sweep: whole crossover curves, balanced "
                        "by predicted cost, the same split on every machine; default: from a Slurm job array "
@@ -213,7 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with SweepProgress(plan.visits_left(), total=len(plan.visits()), enabled=not args.quiet,
                        estimate=plan.time_guard.estimate_cell_seconds) as progress:
         run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
-                       calibrate=False if getattr(args, "no_calibrate", False) else None)
+                       calibrate=False if getattr(args, "no_calibrate", False) else None, tf32=args.tf32)
     if args.refine:
         from devbench.refine import refine_run
         from devbench.store import load_run
