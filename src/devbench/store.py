@@ -4,11 +4,12 @@ A run directory is self-contained::
 
     RUN_DIR/
       meta.json        schema_version, command, spec, start/end, status, machine fingerprint
-      cells.jsonl      one complete JSON line per finished cell (record + raw samples), appended as cells
-                       finish and fsynced, so a killed sweep keeps everything it measured
-      results.parquet  one row per cell (schema.RESULT_COLUMNS); results.csv is the same table as text
+      cells.jsonl      one complete JSON line per finished visit of a cell (round + record + raw samples),
+                       appended as visits finish and fsynced, so a killed sweep keeps everything it measured
+      results.parquet  one row per cell, pooled over its visits (schema.RESULT_COLUMNS; devbench.visits);
+                       results.csv is the same table as text
       samples.parquet  one row per timed block (schema.SAMPLE_COLUMNS)
-      plots/, report.md
+      plots/, report.md, report.html
 
 Final files are written under a temporary name and renamed, so a reader never sees half a file. No pickle
 anywhere: result files are data, and readers validate what they load (a cells.jsonl line that is not a valid
@@ -19,6 +20,9 @@ killer) can leave at most one torn line, at the very end; readers ignore it, :cl
 record onto it, and :func:`repair_torn_tail` (run on resume) cuts it off. While a sweep writes a run it holds
 an advisory lock on cells.jsonl (:class:`RunLock`), so a second process cannot resume the same run meanwhile;
 the kernel drops the lock when the process dies, however it dies.
+
+The module is long (about 650 lines) on purpose: every file of a run directory is written and read back here,
+each reader with its validation of untrusted input, so that a format and its checks live side by side.
 """
 
 from __future__ import annotations
