@@ -282,10 +282,11 @@ def measure_copy(backend: str, device: str, n_bytes: int) -> float:
 
         m = measure(host_copy, lambda _out: None, PROBE_POLICY)
         return float(min(m.samples))
-    from devbench.backends.tf import sync_scalar
+    from devbench.backends.tf import initialise_device, sync_scalar
     from devbench.devices import tensorflow
 
     tf = tensorflow()
+    initialise_device(device)  # the device's first op is timed on its own, never inside a probe
     with tf.device(f"/device:{device}"):
         x = tf.identity(tf.ones([elements], dtype=tf.float32))
         copy_op: Callable[[], Any] = lambda: tf.raw_ops.DeepCopy(x=x)  # noqa: E731
