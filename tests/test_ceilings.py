@@ -18,6 +18,7 @@ from devbench.calibrate import (
     CEILINGS_SENTENCE,
     annotate,
     ceiling,
+    ceilings_for,
     ceilings_frame,
     effective_ceilings,
     pct_of_peak,
@@ -100,6 +101,12 @@ def test_the_host_ceiling_is_the_best_across_logical_cpus_and_numpy() -> None:
     assert frame.loc[("GPU:0", "float32"), "peak_flops"] == 10_000 * GFLOP
     pct = with_pct_of_peak(results, CAL)["pct_of_peak"].tolist()
     assert pct == pytest.approx([100.0, 50.0, 50.0])
+    # what the throughput chart draws: a logical CPU no cell ran on still gets the host's ceiling
+    peak, bandwidth = ceilings_for(CAL, results).of("CPU:7", "float32")
+    assert peak is not None
+    assert peak.source == "sweep: matmul n=2048 on numpy:CPU (eager)"
+    assert bandwidth is not None
+    assert bandwidth.value == 10e9
     # the calibration-only lookup still gives an uncalibrated logical CPU the host's numbers
     assert ceiling(CAL, "CPU:3", "float32") == (100 * GFLOP, 10e9)
 

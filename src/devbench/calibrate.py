@@ -488,6 +488,12 @@ def _rows_of(results: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(key): value for key, value in record.items()} for record in frame.to_dict("records")]
 
 
+def ceilings_for(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None) -> Ceilings:
+    """:func:`ceilings_of` a results table (the whole run's: a matmul chart's peak may be set by any compute
+    cell of its device). ``.of(device, dtype)`` gives the (peak, bandwidth) :class:`Rate` with its source."""
+    return ceilings_of(calibration, _rows_of(results) if results is not None else ())
+
+
 CEILING_COLUMNS = ["device", "dtype", "peak_flops", "peak_source", "bandwidth", "bandwidth_source", "ridge",
                    "peak_low", "peak_high", "bandwidth_low", "bandwidth_high", "calibrated_peak_flops",
                    "calibrated_bandwidth"]
@@ -501,7 +507,7 @@ def effective_ceilings(calibration: Mapping[str, Any] | None, results: pd.DataFr
     :func:`with_pct_of_peak` measures against, and what the throughput chart and the report draw and state."""
     import pandas as pd
 
-    ceilings = ceilings_of(calibration, _rows_of(results) if results is not None else ())
+    ceilings = ceilings_for(calibration, results)
     rows = []
     for device, dtype in ceilings.pairs:
         group = ceiling_group(device)
