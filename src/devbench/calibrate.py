@@ -435,7 +435,8 @@ def is_witness(row: Mapping[str, Any]) -> bool:
     """Can this result row set a ceiling? It must be ``ok``, synchronised (an unsynchronized row times the
     launch, not the work: see :func:`devbench.schema.derive_columns`) and have a positive median time."""
     # A Record's ``unsynchronized`` is only derived when the table is built: read the sync too.
-    unsynchronized = bool(row.get("unsynchronized")) or row.get("sync") == "none"
+    flag = row.get("unsynchronized")
+    unsynchronized = (flag is not None and flag == flag and bool(flag)) or row.get("sync") == "none"  # NaN: unknown
     return (row.get("status", "ok") == "ok" and not unsynchronized
             and _finite_positive(_number(row.get("median_s"))))
 
