@@ -347,6 +347,11 @@ def _finite_positive(*values: float) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
 
 
+def _is_nan(value: Any) -> bool:
+    """A float NaN (a missing flag in a concatenated table): unknown, not true."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _number(value: Any) -> float:
     try:
         return float(value)
@@ -436,7 +441,7 @@ def is_witness(row: Mapping[str, Any]) -> bool:
     launch, not the work: see :func:`devbench.schema.derive_columns`) and have a positive median time."""
     # A Record's ``unsynchronized`` is only derived when the table is built: read the sync too.
     flag = row.get("unsynchronized")
-    unsynchronized = (flag is not None and flag == flag and bool(flag)) or row.get("sync") == "none"  # NaN: unknown
+    unsynchronized = (flag is not None and not _is_nan(flag) and bool(flag)) or row.get("sync") == "none"
     return (row.get("status", "ok") == "ok" and not unsynchronized
             and _finite_positive(_number(row.get("median_s"))))
 
