@@ -3,8 +3,9 @@
 :data:`ROUTES` maps a device name to the backend class that runs it, as ``"module:Class"`` strings, so a
 backend's module (and its framework) is imported only when a cell of its device runs: a numpy-only sweep never
 imports TensorFlow. Adding a framework is one module here (a class with ``run_cell``, ``classify`` and
-``release``, see :class:`~devbench.backends.base.Backend`), one route below, and its expression per op in
-:mod:`devbench.ops`.
+``release``, see :class:`~devbench.backends.base.Backend`, and ``initialise``/``runtime_init``, see
+:class:`~devbench.backends.base.Initialising`), one route below, and its expression per op in
+:mod:`devbench.ops`. :func:`initialise` times each device's first op before a sweep calibrates or measures.
 """
 
 from __future__ import annotations
