@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -123,11 +125,13 @@ def tensorflow() -> ModuleType:
     global _tf
     if _tf is not None:
         return _tf
+    started, imported_before = time.perf_counter(), "tensorflow" in sys.modules
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _quiet_native_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    loaded = time.perf_counter()
     tf.get_logger().setLevel("ERROR")
     # A cell must run where it is asked or fail: a silent CPU fallback would be a CPU number under a GPU label.
     tf.config.set_soft_device_placement(False)
@@ -147,8 +151,35 @@ def tensorflow() -> ModuleType:
             )
     with _quiet_native_stderr():
         tf.config.list_logical_devices()  # initialises the devices (and prints CUDA probes on CPU hosts)
+    _record_runtime_init(started, loaded, time.perf_counter(), imported_before)
     _tf = tf
     return _tf
+
+
+_runtime_init: dict[str, Any] | None = None
+
+
+def _record_runtime_init(started: float, loaded: float, ready: float, imported_before: bool) -> None:
+    """Keep what starting TensorFlow cost (perf_counter readings taken in :func:`tensorflow`)."""
+    global _runtime_init
+    _runtime_init = {
+        "runtime_init_s": ready - started,
+        "import_s": loaded - started,
+        "context_s": ready - loaded,
+        "what": "import tensorflow and list its physical devices (import_s), then configure it and create the "
+                "eager context, which initialises every device (context_s)",
+        "imported_before": imported_before,
+    }
+
+
+def tensorflow_runtime_init() -> dict[str, Any] | None:
+    """What starting TensorFlow cost this process, in seconds, or None before :func:`tensorflow` has run.
+
+    ``runtime_init_s`` = ``import_s`` (import and physical device listing: loads the CUDA libraries on a GPU
+    host) + ``context_s`` (configuration and context creation: TensorFlow creates every logical device here,
+    GPU contexts and allocators included, so no per-device share can be told apart). ``imported_before`` is
+    True when something had imported TensorFlow before devbench did: ``import_s`` then misses that cost."""
+    return dict(_runtime_init) if _runtime_init is not None else None
 
 
 def discover() -> list[DeviceInfo]:

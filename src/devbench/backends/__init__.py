@@ -3,17 +3,19 @@
 :data:`ROUTES` maps a device name to the backend class that runs it, as ``"module:Class"`` strings, so a
 backend's module (and its framework) is imported only when a cell of its device runs: a numpy-only sweep never
 imports TensorFlow. Adding a framework is one module here (a class with ``run_cell``, ``classify`` and
-``release``, see :class:`~devbench.backends.base.Backend`), one route below, and its expression per op in
-:mod:`devbench.ops`.
+``release``, see :class:`~devbench.backends.base.Backend`, and ``initialise``/``runtime_init``, see
+:class:`~devbench.backends.base.Initialising`), one route below, and its expression per op in
+:mod:`devbench.ops`. :func:`initialise` times each device's first op before a sweep calibrates or measures.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from devbench.backends.base import Backend, CellOutcome, classify
+from devbench.backends.base import Backend, CellOutcome, DeviceInit, classify
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 from devbench.timer import Clock
 
@@ -70,7 +72,10 @@ class RoutingBackend:
         return tuple(self._backends)
 
     def backend_for(self, cell: Cell) -> Backend:
-        target = target_for(cell.device)
+        return self.backend_for_device(cell.device)
+
+    def backend_for_device(self, device: str) -> Backend:
+        target = target_for(device)
         if target not in self._backends:
             self._backends[target] = _create(target, self._clock)
         return self._backends[target]
@@ -93,4 +98,37 @@ def default_backend(clock: Clock | None = None) -> RoutingBackend:
     return RoutingBackend(clock=clock)
 
 
-__all__ = ["ROUTES", "Route", "RoutingBackend", "default_backend", "target_for"]
+NOT_INITIALISED = "not timed: this backend has no initialise()"
+
+
+def initialise(devices: Sequence[str], router: RoutingBackend | None = None) -> dict[str, Any]:
+    """Time the first op of this process on each of ``devices`` (before calibration and the first cell), and
+    what each framework's start-up cost; ``meta.json["init"]``.
+
+    ``{"devices": {device: DeviceInit.as_dict()}, "runtimes": {runtime: {...}}}``: per device ``init_s``
+    (seconds, None where nothing is initialised or the op failed, see ``error``), ``what`` was timed,
+    ``runtime`` and ``already_initialised`` (an earlier call in this process timed it: the number is that
+    one, not re-timed); per framework what its ``runtime_init()`` reports (TensorFlow: ``runtime_init_s`` =
+    ``import_s`` + ``context_s``, see :func:`devbench.devices.tensorflow_runtime_init`). A backend without
+    ``initialise`` (a test's fake) is listed with ``init_s`` None. Starting a backend (TensorFlow) happens
+    here if nothing started it before.
+    """
+    router = router if router is not None else RoutingBackend()
+    per_device: dict[str, dict[str, Any]] = {}
+    runtimes: dict[str, dict[str, Any]] = {}
+    for device in devices:
+        backend = router.backend_for_device(device)
+        initialise_one = getattr(backend, "initialise", None)
+        if not callable(initialise_one):
+            per_device[device] = DeviceInit(device, type(backend).__name__, None, NOT_INITIALISED).as_dict()
+            continue
+        result: DeviceInit = initialise_one(device)
+        per_device[device] = result.as_dict()
+        runtime_init = getattr(backend, "runtime_init", None)
+        timings = runtime_init() if callable(runtime_init) else None
+        if timings is not None and result.runtime not in runtimes:
+            runtimes[result.runtime] = dict(timings)
+    return {"devices": per_device, "runtimes": runtimes}
+
+
+__all__ = ["NOT_INITIALISED", "ROUTES", "Route", "RoutingBackend", "default_backend", "initialise", "target_for"]

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from devbench.backends.base import (
+    FIRST_OPS,
     CellFailure,
     CellOutcome,
+    DeviceInit,
     UnsupportedCombination,
     check_against_reference,
     classify,
@@ -36,6 +38,8 @@ NUMPY_DTYPES: dict[str, Any] = {"float16": np.float16, "float32": np.float32, "f
                                 "int32": np.int32}
 
 SYNC_NOTE = "numpy is synchronous: sync {sync!r} is a no-op here"
+
+NO_INIT = "nothing: numpy computes on the host, in this process, and was imported before any device was used"
 
 
 @dataclass
@@ -76,6 +80,16 @@ class NumpyBackend:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock
         self._checked: dict[tuple[str, str], CellFailure | None] = {}
+
+    @staticmethod
+    def initialise(device: str) -> DeviceInit:
+        """Nothing to initialise: numpy computes on the host in this process, already imported (``init_s`` None,
+        not a timed no-op, so that no chart shows an initialisation that does not exist)."""
+        return FIRST_OPS.nothing_to_initialise("numpy", device, NO_INIT)
+
+    @staticmethod
+    def runtime_init() -> dict[str, Any] | None:
+        return None
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
         key = (cell.op, cell.dtype)

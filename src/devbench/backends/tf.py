@@ -16,15 +16,17 @@ from typing import Any
 import numpy as np
 
 from devbench.backends.base import (
+    FIRST_OPS,
     CellFailure,
     CellOutcome,
+    DeviceInit,
     UnsupportedCombination,
     check_against_reference,
     classify_common,
     error_reason,
     python_loop,
 )
-from devbench.devices import canonical, tensorflow
+from devbench.devices import canonical, tensorflow, tensorflow_runtime_init
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
 from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
 from devbench.timer import Clock, measure
@@ -302,6 +304,29 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Device initialisation: the first op on each device, timed on its own
+
+FIRST_OP = "a 1-element float32 add on the device and its copy back to the host (.numpy())"
+
+
+def initialise_device(device: str) -> DeviceInit:
+    """Time the first op of this process on ``device`` (once; see :class:`devbench.backends.base.FirstOps`).
+
+    TensorFlow created the device with its context (:func:`devbench.devices.tensorflow`); what is left for the
+    first op is what a device pays on first use: on a GPU the first kernel launch, stream and allocator set-up
+    and the first host-to-device copy; on a CPU little. Call it before anything else runs on the device."""
+    tf = tensorflow()
+
+    def first_op() -> None:
+        with tf.device(f"/device:{device}"):
+            one = tf.constant([1.0], dtype=tf.float32)
+            total = tf.math.add(one, one)
+        total.numpy()
+
+    return FIRST_OPS.time("tensorflow", device, first_op, FIRST_OP)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Running a cell
 
 
@@ -316,6 +341,14 @@ class TFBackend:
 
     def _tf_device(self, device: str) -> str:
         return f"/device:{device}"
+
+    @staticmethod
+    def initialise(device: str) -> DeviceInit:
+        return initialise_device(device)
+
+    @staticmethod
+    def runtime_init() -> dict[str, Any] | None:
+        return tensorflow_runtime_init()
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
         """Compare the op at a small size with its numpy float64 reference, once per (op, dtype, device, mode)."""
@@ -335,6 +368,8 @@ class TFBackend:
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
         op = OPS[cell.op]
+        # The device's first op is timed on its own, so that no cold_s (nor the check) pays its initialisation.
+        initialise_device(cell.device)
         # Until this cell is known to have left nothing but refcounted tensors, release() cleans up fully.
         self._needs_cleanup = True
         self.check_correctness(cell, seed)
