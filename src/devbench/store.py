@@ -530,6 +530,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "finished_at": (str, type(None)), "argv": (list,), "spec": (dict,), "machine": (dict,),
     "guards": (dict,), "resumed": (list,), "refinements": (list,), "calibration": (dict, type(None)),
     "n_cells": (int,), "error": (str,), "gpu": (dict,), "tf32": (dict,), "tf32_setting": (str,),
+    "init": (dict, type(None)),
 }
 """Types of the meta.json fields devbench reads; a field of another type is a corrupt file, not a crash later."""
 

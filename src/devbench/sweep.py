@@ -242,9 +242,13 @@ def run_plan(
 
     # The roofline (devbench.calibrate) goes into meta["calibration"] at the start; each row's pct_of_peak uses it.
     calibrator = sweep_calibrator(calibrate, real_backend=backend is None)
+    init: dict[str, Any] | None = None
     if backend is None:
-        from devbench.backends import default_backend
+        from devbench.backends import default_backend, initialise
         from devbench.devices import discover, resolve, tensorflow_fingerprint
+
+        # Each device's first op, timed before discovery, calibration or a cell touches it: no cold_s pays it.
+        init = initialise(plan.spec.devices)
 
         infos = discover()
         resolve(",".join(plan.spec.devices), [d.name for d in infos])  # a device that is not here: UsageError
@@ -261,7 +265,8 @@ def run_plan(
     tf32_applied = apply_tf32(setting, frameworks_of(spec.devices))
     if plan.meta is None:
         extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time},
-                                 "tf32_setting": setting, "tf32": tf32_applied, "gpu": telemetry.gpu_fingerprint()}
+                                 "tf32_setting": setting, "tf32": tf32_applied, "gpu": telemetry.gpu_fingerprint(),
+                                 "init": init}
         if plan.shard is not None:
             extra["shard"] = shard_meta(spec, plan.shard)
         session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv, extra=extra,
@@ -276,7 +281,7 @@ def run_plan(
         session.learners.append(memory_observe)
     with session:
         if plan.meta is not None:
-            _record_resume(session, plan, machine, argv, warn)
+            _record_resume(session, plan, machine, argv, warn, init=init)
             for earlier in session.reopened.records if session.reopened else []:
                 for learn in session.learners:
                     learn(earlier)
@@ -297,7 +302,7 @@ def run_plan(
 
 
 def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], argv: Sequence[str],
-                   warn: Callable[[str], None]) -> None:
+                   warn: Callable[[str], None], *, init: dict[str, Any] | None) -> None:
     """Warn about what the reopened log held and whether the machine changed; add a ``resumed`` entry."""
     reopened = session.reopened
     assert reopened is not None
@@ -323,6 +328,7 @@ def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], arg
         "torn_bytes_dropped": len(reopened.torn),
         "ignored_lines": len(other),
         "machine_changes": changes,
+        "init": init,
     }
     if changes:
         entry["machine"] = machine
