@@ -50,7 +50,8 @@ CROSSOVER_COLUMNS = (
     "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
     "faster_below", "faster_above", "note",
 )
-"""Columns expected of each crossover frame (``analysis.crossover_frame``) given to ``compare_runs``."""
+"""Columns expected of each crossover frame (``crossover.crossover_frame``) given to ``compare_runs``; any
+further columns (``decisive``, ...) are ignored here."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -204,7 +205,9 @@ class CrossoverPair:
     device_a: str
     device_b: str
     crossing: int
-    """0 for the pair's first (smallest) crossing, 1 for the next, ... (most pairs cross at most once)."""
+    """Row number within the device pair, in order of size (0 first; most pairs cross at most once).
+    Crossings of the two runs share a row when their brackets overlap (``compare.crossover_side_by_side``),
+    not because they have the same rank, so this is a position, not "the k-th crossing of each run"."""
     base_size: float
     new_size: float
     base_low: float
@@ -250,7 +253,10 @@ class CompareSettings:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``."""
+    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``.
+
+    ``regressions`` are the cells the gate fails on; ``slower_not_significant`` the ``slower`` cells it does
+    not (significant alone, not after the correction); ``n_judged`` the family size of the correction."""
 
     base_label: str
     new_label: str
