@@ -52,6 +52,11 @@ Matching: cells are matched by (op, size, dtype, device, mode). When a run holds
 sync method per sweep, the usual case) a differing ``sync`` still matches and the cell carries a note;
 cells whose status is not ``ok`` on both sides are listed in ``not_compared``; cells found in one run only
 are listed in ``only_in_base`` / ``only_in_new``. Nothing is dropped silently.
+
+Why this module is long (over 600 lines): matching, per-cell intervals, the gate, the geometric means and
+the pairing of crossovers are the steps of one comparison and share its identity types; the data types
+live in ``compare_data`` and every rendering elsewhere, and the statistics themselves in ``resampling`` and
+``stats``.
 """
 
 from __future__ import annotations
