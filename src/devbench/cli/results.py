@@ -59,7 +59,7 @@ def register(sub: Subcommands[UsageParser]) -> None:
 
     compare = add_command(sub, "compare", cmd_compare, help="compare two runs cell by cell, with statistics",
                           description="Match cells of two runs; per cell the ratio NEW/BASE of median "
-                          "time per call with a 95 %% interval from a bootstrap over rounds (so drift between "
+                          "time per call with a 95 percent interval from a bootstrap over rounds (so drift between "
                           "visits widens it) and a verdict read off that interval: slower (whole interval "
                           "above 1+t), faster (below 1-t), same (inside the band), else uncertain. "
                           "--fail-on-regression fails only on slower cells that stay significant after "
