@@ -25,22 +25,28 @@ SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 MODELS: dict[str, Callable[[int], float]] = {"CPU:0": lambda n: 1e-12 * n**3, "GPU:0": lambda n: 1e-3}
 
 
-def make_run(path: Path, slowdown: float = 1.0, sizes: tuple[int, ...] = SIZES, jitter: float = 0.002) -> Path:
-    """A run directory as devbench writes it: meta.json and cells.jsonl with raw samples."""
+def make_run(path: Path, slowdown: float = 1.0, sizes: tuple[int, ...] = SIZES, jitter: float = 0.002, *,
+             rounds: int = 1, drift: float = 0.0, seed: int = 0) -> Path:
+    """A run directory as devbench writes it: meta.json and cells.jsonl with raw samples, ``rounds``
+    visits per cell (one line each, visits of a round taken together) whose medians move by a round effect
+    shared by the whole run (lognormal of sigma ``drift``, from ``seed``), as interleaved visits see it."""
     path.mkdir(parents=True)
-    spec = SweepSpec(ops=("matmul",), sizes=sizes, devices=tuple(MODELS))
+    spec = SweepSpec(ops=("matmul",), sizes=sizes, devices=tuple(MODELS), rounds=rounds)
     write_json(path / "meta.json", new_meta(spec.to_dict(), MACHINE, path.name, ["sweep"]))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    effects = np.exp(drift * rng.standard_normal(rounds))
     log = CellLog(path)
-    for size in sizes:
-        for device, model in MODELS.items():
-            samples = list(model(size) * slowdown * (1 + jitter * rng.standard_normal(20)))
-            q1, med, q3 = np.percentile(samples, [25, 50, 75])
-            log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
-                              mode="eager", sync="scalar", status="ok", n_samples=20, number=1, median_s=med,
-                              q1_s=q1, q3_s=q3, ci_low_s=med * 0.999, ci_high_s=med * 1.001, cold_s=med * 10,
-                              rel_iqr=(q3 - q1) / med, flops=2.0 * size**3, bytes=12.0 * size**2,
-                              gflops=2.0 * size**3 / med / 1e9, gbps=12.0 * size**2 / med / 1e9), samples)
+    for round_ in range(1, rounds + 1):
+        for size in sizes:
+            for device, model in MODELS.items():
+                samples = list(model(size) * slowdown * effects[round_ - 1] * (1 + jitter * rng.standard_normal(20)))
+                q1, med, q3 = np.percentile(samples, [25, 50, 75])
+                log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
+                                  mode="eager", sync="scalar", status="ok", n_samples=20, number=1, median_s=med,
+                                  q1_s=q1, q3_s=q3, ci_low_s=med * 0.999, ci_high_s=med * 1.001,
+                                  cold_s=med * 10, rel_iqr=(q3 - q1) / med, flops=2.0 * size**3,
+                                  bytes=12.0 * size**2, gflops=2.0 * size**3 / med / 1e9,
+                                  gbps=12.0 * size**2 / med / 1e9), samples, round_)
     return path
 
 
@@ -88,19 +94,41 @@ def test_plot_and_report_write_into_the_run(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_compare_same_and_slower(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = make_run(tmp_path / "base")
-    same = make_run(tmp_path / "same")
-    slower = make_run(tmp_path / "slower", slowdown=1.2)
+    base = make_run(tmp_path / "base", rounds=5)
+    same = make_run(tmp_path / "same", rounds=5, seed=1)
+    slower = make_run(tmp_path / "slower", slowdown=1.2, rounds=5, seed=2)
     assert main(["compare", str(base), str(same), "--fail-on-regression"]) == 0
     assert "SLOWER" not in capsys.readouterr().out
     assert main(["compare", str(base), str(slower), "--fail-on-regression"]) == 1
     captured = capsys.readouterr()
     assert "SLOWER" in captured.out
-    assert "significantly slower" in captured.err
+    assert "gate failed: 14 of 14 judged cell(s) slower beyond 5%, significant after holm" in captured.err
+    assert "matmul[4096, float32, GPU:0, eager]" in captured.err
+    assert main(["compare", str(base), str(slower), "--fail-on-regression", "--gate-method", "bh",
+                 "--alpha", "0.01"]) == 1
+    assert "after bh at alpha 0.01" in capsys.readouterr().err
     assert (slower / "plots" / "compare.png").is_file()
     assert main(["compare", str(base), str(slower), "--format", "csv"]) == 0  # no gate: exit 0
     assert main(["compare", str(base), str(slower), "--threshold", "2"]) == 2
     assert "--threshold '2' must be in [0, 1)" in capsys.readouterr().err
+    assert main(["compare", str(base), str(slower), "--gate-method", "bonferroni"]) == 2
+    assert "bonferroni" in capsys.readouterr().err
+
+
+def test_compare_identical_runs_with_drift_pass_the_gate(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs of the same machine, each with its own drift (10 % between rounds, shared by the run's cells):
+    every ratio moves with the drift, but no cell is slower or faster and the gate exits 0; one round per
+    cell cannot see drift at all and says so."""
+    base = make_run(tmp_path / "base", rounds=5, drift=0.1, seed=3)
+    again = make_run(tmp_path / "again", rounds=5, drift=0.1, seed=4)
+    assert main(["compare", str(base), str(again), "--fail-on-regression", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert (summary["slower"], summary["faster"], summary["regression"]) == (0, 0, False)
+    one = make_run(tmp_path / "one", rounds=1)
+    assert main(["compare", str(one), str(one), "--fail-on-regression", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "1 round: cannot see drift between rounds" in out
 
 
 @dataclass

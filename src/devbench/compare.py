@@ -1,53 +1,82 @@
 """Machine-vs-machine comparison of two runs: the statistical core of ``devbench compare``.
 
 ``compare_runs(base, new)`` matches the cells of two runs, and for every cell measured ``ok`` in both gives
-the ratio NEW/BASE of the median per-call time, a bootstrap confidence interval of that ratio over the raw
-samples, a Mann–Whitney U p-value and a verdict. It adds geometric-mean ratios per (op, dtype) and overall,
-the differences between the two machines' fingerprints, the cells that could not be compared (and why), and
-optionally the crossover sizes of both runs side by side. Everything is plain frozen data; rendering
-(``compare_render.render_comparison``: table, csv, json) and the chart (``plots.compare.write_compare_chart``)
-read that data and compute nothing new. The fingerprint diff itself is ``machine.fingerprint_diff``. No
-TensorFlow or matplotlib here.
+the ratio NEW/BASE of the median per-call time, its interval, a verdict read off that interval, and the
+gate's p-values. It adds geometric-mean ratios per (op, dtype) and overall, the differences between the two
+machines' fingerprints, the cells that could not be compared (and why), and optionally the crossover sizes
+of both runs side by side. Everything is plain frozen data; rendering (``compare_render.render_comparison``:
+table, csv, json), the chart (``plots.compare``) and the HTML page read that data and compute nothing new.
+No TensorFlow or matplotlib here.
 
-Verdicts (``threshold`` t, default 0.05; ``alpha``, default 0.01; ratio r = median(new) / median(base);
-[lo, hi] its ``confidence`` bootstrap interval; p the two-sided Mann–Whitney U p-value), applied in order:
+The unit of evidence is the round. A sweep visits every cell ``--rounds`` times, interleaved with the other
+cells, so the machine's drift shows up as differences between a cell's rounds. A cell's ratio interval is
+``resampling.ratio_of_cells``: a two-level bootstrap on each side (rounds, then samples within the drawn
+rounds), widened for few rounds, at ``confidence`` (default 95 %). Its seed is (``seed``, CRC-32 of the
+cell's label), so a cell's interval is the same whatever else the runs hold.
 
-1. ``uncertain`` when the cell cannot be tested: a side has no raw samples (the ratio then comes from the
-   stored ``median_s`` columns and the note says "no raw samples"), fewer than ``MIN_SAMPLES`` samples, or
-   non-positive / non-finite times.
-2. ``slower`` when p < alpha and r > 1 + t; ``faster`` when p < alpha and r < 1 - t. A change counts only
-   where it is both significant and larger than the threshold.
-3. ``same`` when the whole interval lies inside the equivalence band: 1 - t <= lo and hi <= 1 + t. This is
-   an equivalence test: the data rule out any change larger than the threshold. It holds whether or not the
-   change is significant, so a real but small change (2 % under a 5 % threshold, tight samples) is ``same``.
-4. ``uncertain`` otherwise: the data cannot tell a change beyond the threshold from no change (noisy
-   samples, too few samples, or a significant change whose interval straddles the band edge).
+Verdicts (threshold t, default 0.05; [lo, hi] the interval of r = median(new) / median(base)), from the
+interval alone (``stats.verdict_from_interval``), so a verdict and its printed interval never disagree:
 
-Only ``slower`` counts as a regression (``has_regression``), so ``--fail-on-regression`` never fails on noise.
+- ``slower`` when lo > 1 + t; ``faster`` when hi < 1 - t;
+- ``same`` when 1 - t <= lo and hi <= 1 + t (an equivalence test: the data rule out any change beyond t,
+  so a real 2 % change under a 5 % threshold is ``same``);
+- ``uncertain`` otherwise, and whenever there is no interval: a side without raw samples (a bare results
+  table: the ratio then comes from the stored ``median_s``), fewer than ``resampling.MIN_ROUNDS_FOR_CI``
+  rounds on a side ("1 round: cannot see drift between rounds"), or non-positive times. The note says why.
+
+The gate (``--fail-on-regression``): per cell p = ``interval.p_above(1 + t)``, the one-sided p-value of
+"slower by more than t" (the ``p_value`` column); the p-values of every cell that has one are corrected
+together, by Holm (default: family-wise error rate) or Benjamini–Hochberg (``gate_method="bh"``: false
+discovery rate), and the gate fails on a cell when its adjusted p is at most ``alpha`` (default 0.05) *and*
+its verdict is ``slower``. The second condition only makes the gate stricter (its promise holds), and it
+means every cell the gate names is ``slower`` in the table. The converse does not hold: a cell can be
+``slower`` by its own 95 % interval and still not fail the gate once the number of cells is accounted for
+(``Comparison.slower_not_significant``; the table notes it).
+
+What the gate promises, in numbers: with Holm at alpha 0.05, when no cell is truly slower by more than t,
+the gate fails on at most 5 % of comparisons whatever the number of cells and however they are correlated,
+as long as each cell's interval holds its nominal coverage (the two-level bootstrap's ratio intervals
+covered 96-99 % at 3, 5 and 10 rounds in ``resampling``'s simulation: on the safe side). Simulated end to
+end in tests/test_compare.py (``test_aa_families_*``): 12 A/A comparisons of 200 cells (5 rounds x 10
+samples, 5 % drift between rounds, each run its own), judged at threshold 0 where the gate is most
+exposed: Holm failed 0 of 12, BH 0 of 12, with drift shared by a run's cells and with drift drawn per
+cell; a gate without correction (any p < 0.05) failed 2 and 12 of 12, and "any cell ``slower`` by its own
+95 % interval" 1 and 12 of 12. At the default t = 5 %: 0 of 12 families, 0 of 2400 cells ``slower``. With
+BH the promise is the same when nothing changed; when some cells did, on average at most 5 % of the cells
+it names are false alarms, and it names more of the real ones than Holm.
+
+The geometric means are ``resampling.joint_geomean_ratio``: one draw of rounds per run and replicate, shared
+by every cell of that run, since the cells of a run were measured interleaved and share its drift.
 
 Matching: cells are matched by (op, size, dtype, device, mode). When a run holds one cell per such key (one
 sync method per sweep, the usual case) a differing ``sync`` still matches and the cell carries a note;
 cells whose status is not ``ok`` on both sides are listed in ``not_compared``; cells found in one run only
 are listed in ``only_in_base`` / ``only_in_new``. Nothing is dropped silently.
+
+Why this module is long (over 600 lines): matching, per-cell intervals, the gate, the geometric means and
+the pairing of crossovers are the steps of one comparison and share its identity types; the data types
+live in ``compare_data`` and every rendering elsewhere, and the statistics themselves in ``resampling`` and
+``stats``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from devbench.compare_data import (
     CROSSOVER_COLUMNS,
     CSV_COLUMNS,
+    GATE_METHODS,
     MATCH_KEY,
-    MIN_SAMPLES,
     VERDICTS,
     CellComparison,
     CellKey,
@@ -55,6 +84,7 @@ from devbench.compare_data import (
     Comparison,
     CrossoverPair,
     FloatArray,
+    GateMethod,
     GeoMean,
     LoneCell,
     StatusPair,
@@ -63,93 +93,42 @@ from devbench.compare_data import (
 )
 from devbench.errors import UsageError
 from devbench.machine import FingerprintDiff, fingerprint_diff
-from devbench.stats import NOISY_REL_IQR, rel_iqr
+from devbench.resampling import joint_geomean_ratio, ratio_of_cells
+from devbench.stats import NOISY_REL_IQR, between_round_rel, gate_failures, rel_iqr, verdict_from_interval
 from devbench.store import Run
 
 __all__ = [
     "CROSSOVER_COLUMNS",
     "CSV_COLUMNS",
+    "GATE_METHODS",
     "MATCH_KEY",
-    "MIN_SAMPLES",
     "VERDICTS",
     "CellComparison",
     "CellKey",
     "CompareSettings",
     "Comparison",
+    "CrossoverFrames",
     "CrossoverPair",
     "FingerprintDiff",
+    "GateMethod",
     "GeoMean",
     "LoneCell",
     "StatusPair",
     "Verdict",
-    "bootstrap_medians",
     "compare_runs",
     "crossover_side_by_side",
     "fingerprint_diff",
     "has_regression",
-    "verdict_for",
 ]
 
 _REQUIRED_RESULT_COLUMNS = ("op", "size", "dtype", "device", "mode", "status")
 
+CellRounds = list[FloatArray]
+"""A cell's samples by round, in round order (round 1 first); rounds without samples are left out."""
 
-# --------------------------------------------------------------------------------------------------------
-# Statistics
-
-
-def bootstrap_medians(samples: Sequence[float] | FloatArray, n_boot: int,
-                      rng: np.random.Generator) -> FloatArray:
-    """``n_boot`` bootstrap replicates of the median of ``samples``, exactly as if each replicate drew
-    ``len(samples)`` values with replacement and took ``np.median``, but in O(n_boot) instead of
-    O(n_boot × n).
-
-    Why it is exact: a resample is ``floor(n·U_i)`` for iid uniform U_i, a monotone map, so its k-th smallest
-    index is ``floor(n·U_(k))``, and the k-th of n uniform order statistics is Beta(k, n-k+1). The median
-    needs the middle order statistic (odd n) or the two middle ones (even n); given U_(k)=u, U_(k+1) is
-    u + (1-u)·Beta(1, n-k).
-    """
-    values = np.sort(np.asarray(samples, dtype=np.float64))
-    n = int(values.size)
-    if n == 0:
-        raise ValueError("cannot bootstrap zero samples")
-    k = (n + 1) // 2 if n % 2 else n // 2  # 1-based rank of the (lower) middle order statistic
-    u = rng.beta(k, n - k + 1, size=n_boot)
-    lower = np.minimum((u * n).astype(np.int64), n - 1)
-    if n % 2:
-        return values[lower]
-    v = u + (1.0 - u) * rng.beta(1, n - k, size=n_boot)
-    upper = np.minimum((v * n).astype(np.int64), n - 1)
-    return 0.5 * (values[lower] + values[upper])
-
-
-def _mann_whitney_p(base: FloatArray, new: FloatArray) -> float:
-    """Two-sided Mann–Whitney U p-value; 1.0 when all values are equal (no evidence of any change)."""
-    if np.all(base == base[0]) and np.all(new == base[0]):
-        return 1.0
-    p = float(sps.mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    return p if math.isfinite(p) else 1.0
-
-
-def _min_attainable_p(n_base: int, n_new: int) -> float:
-    """Smallest two-sided exact Mann–Whitney p-value for these sample counts (no ties): 2 / C(n1+n2, n1)."""
-    return min(1.0, 2.0 / math.comb(n_base + n_new, n_base))
-
-
-def verdict_for(ratio: float, ci_low: float, ci_high: float, p_value: float, *, threshold: float,
-                alpha: float) -> Verdict:
-    """The verdict rules 2-4 of the module docstring, for a cell whose statistics could be computed.
-
-    Any NaN input gives ``uncertain`` (rule 1).
-    """
-    if not all(math.isfinite(x) for x in (ratio, ci_low, ci_high, p_value)):
-        return "uncertain"
-    if p_value < alpha and ratio > 1.0 + threshold:
-        return "slower"
-    if p_value < alpha and ratio < 1.0 - threshold:
-        return "faster"
-    if 1.0 - threshold <= ci_low and ci_high <= 1.0 + threshold:
-        return "same"
-    return "uncertain"
+CrossoverFrames = tuple[pd.DataFrame, pd.DataFrame] | Callable[..., pd.DataFrame]
+"""Crossover frames for ``compare_runs``: (base, new) frames, or ``crossover_frame(results)`` /
+``crossover_frame(results, samples)`` applied to each run."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -182,21 +161,31 @@ def _rows_by_identity(results: pd.DataFrame) -> dict[tuple[CellKey, str], dict[s
     return rows
 
 
-def _samples_by_identity(samples: pd.DataFrame) -> dict[tuple[CellKey, str], FloatArray]:
-    """(CellKey, sync) → per-call times in seconds, in sample order."""
+def _samples_by_identity(samples: pd.DataFrame) -> dict[tuple[CellKey, str], CellRounds]:
+    """(CellKey, sync) → the cell's finite per-call times (s) grouped by round, rounds in order.
+
+    A samples table without ``round`` (a hand-made table) is one round per cell."""
     needed = (*MATCH_KEY, "per_call_s")
     if samples is None or samples.empty or any(c not in samples.columns for c in needed):
         return {}
     frame = samples.copy()
     if "sync" not in frame.columns:
         frame["sync"] = ""
-    if "sample" in frame.columns:
-        frame = frame.sort_values("sample", kind="stable")
-    out: dict[tuple[CellKey, str], FloatArray] = {}
+    if "round" not in frame.columns:
+        frame["round"] = 1
+    order = [c for c in ("round", "sample") if c in frame.columns]
+    frame = frame.sort_values(order, kind="stable")
+    out: dict[tuple[CellKey, str], CellRounds] = {}
     for ident, group in frame.groupby([*MATCH_KEY, "sync"], sort=False, dropna=False):
         op, size, dtype, device, mode, sync = ident
         key = CellKey(op=_str(op), size=int(size), dtype=_str(dtype), device=_str(device), mode=_str(mode))
-        out[(key, _str(sync))] = group["per_call_s"].to_numpy(dtype=np.float64)
+        rounds: CellRounds = []
+        for _, visit in group.groupby("round", sort=True):
+            values = visit["per_call_s"].to_numpy(dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if values.size:
+                rounds.append(values)
+        out[(key, _str(sync))] = rounds
     return out
 
 
@@ -234,13 +223,14 @@ def _pair_cells(
 # Comparison
 
 
-def _validate(threshold: float, alpha: float, confidence: float, n_boot: int, seed: int) -> None:
+def _validate(threshold: float, alpha: float, confidence: float, n_boot: int, seed: int, *,
+              gate_method: str) -> None:
     if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and 0.0 <= threshold < 1.0):
         raise UsageError(f"--threshold {threshold!r} is out of range; allowed: a fraction 0 <= t < 1 "
                          "(0.05 means a 5 % change)")
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0.0 < alpha < 1.0):
-        raise UsageError(f"--alpha {alpha!r} is out of range; allowed: a significance level 0 < alpha < 1 "
-                         "(e.g. 0.01)")
+        raise UsageError(f"--alpha {alpha!r} is out of range; allowed: a family-wise level 0 < alpha < 1 "
+                         "(e.g. 0.05)")
     if not (isinstance(confidence, (int, float)) and math.isfinite(confidence) and 0.0 < confidence < 1.0):
         raise UsageError(f"confidence {confidence!r} is out of range; allowed: 0 < confidence < 1 "
                          "(e.g. 0.95)")
@@ -248,6 +238,8 @@ def _validate(threshold: float, alpha: float, confidence: float, n_boot: int, se
         raise UsageError(f"n_boot {n_boot!r} is too small; allowed: a whole number >= 100 (e.g. 2000)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed {seed!r} is not allowed; give a whole number >= 0")
+    if gate_method not in GATE_METHODS:
+        raise UsageError(f"--gate-method {gate_method!r} is unknown; allowed: {', '.join(GATE_METHODS)}")
 
 
 def _label(run: Run, default: str) -> str:
@@ -265,6 +257,15 @@ def _median_from_row(row: Mapping[str, Any]) -> float:
     return value
 
 
+def _cell_seed(seed: int, label: str) -> list[int]:
+    """The generator seed of one cell or group: its own, so its interval ignores every other cell."""
+    return [seed, zlib.crc32(label.encode())]
+
+
+_CellResult = tuple[CellComparison, tuple[CellRounds, CellRounds] | None]
+"""A compared cell and its rounds (base, new) when both sides have valid samples (for the geometric mean)."""
+
+
 def _compare_cell(
     *,
     key: CellKey,
@@ -272,84 +273,117 @@ def _compare_cell(
     new_sync: str,
     base_row: Mapping[str, Any],
     new_row: Mapping[str, Any],
-    base_samples: FloatArray | None,
-    new_samples: FloatArray | None,
+    base_rounds: CellRounds | None,
+    new_rounds: CellRounds | None,
     settings: CompareSettings,
-) -> tuple[CellComparison, FloatArray | None]:
-    """Compare one cell; also return its bootstrap log-ratio replicates (None when there is no bootstrap).
-
-    Each cell draws from its own generator, seeded by (seed, CRC-32 of the cell's label), so its interval
-    does not depend on which other cells the runs hold or in what order.
-    """
+) -> _CellResult:
+    """Compare one cell (rules in the module docstring); p_adjusted and gate_fails are filled in later."""
     notes: list[str] = []
     if base_sync != new_sync:
         notes.append(f"sync differs (base {base_sync or '?'}, new {new_sync or '?'})")
     if "none" in (base_sync, new_sync):
         notes.append("unsynchronized (sync=none): times measure launch, not work")
 
-    def clean(values: FloatArray | None) -> FloatArray | None:
-        if values is None:
-            return None
-        return values[np.isfinite(values)]
-
-    base_x, new_x = clean(base_samples), clean(new_samples)
-    n_base = 0 if base_x is None else int(base_x.size)
-    n_new = 0 if new_x is None else int(new_x.size)
-    base_med = float(np.median(base_x)) if base_x is not None and n_base else _median_from_row(base_row)
-    new_med = float(np.median(new_x)) if new_x is not None and n_new else _median_from_row(new_row)
+    b_rounds, n_rounds = base_rounds or [], new_rounds or []
+    n_base = sum(int(r.size) for r in b_rounds)
+    n_new = sum(int(r.size) for r in n_rounds)
+    base_med = float(np.median(np.concatenate(b_rounds))) if n_base else _median_from_row(base_row)
+    new_med = float(np.median(np.concatenate(n_rounds))) if n_new else _median_from_row(new_row)
     ratio = new_med / base_med if base_med > 0 and math.isfinite(new_med) else math.nan
 
-    def untested(note: str) -> tuple[CellComparison, None]:
-        cell = CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
-                              base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=math.nan,
-                              ci_high=math.nan, p_value=math.nan, verdict="uncertain",
-                              notes=(note, *notes))
-        return cell, None
+    def cell(ci_low: float = math.nan, ci_high: float = math.nan, p_value: float = math.nan,
+             verdict: Verdict = "uncertain", first: str = "") -> CellComparison:
+        return CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
+                              base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=ci_low,
+                              ci_high=ci_high, p_value=p_value, verdict=verdict,
+                              notes=(first, *notes) if first else tuple(notes),
+                              n_rounds_base=len(b_rounds), n_rounds_new=len(n_rounds))
 
-    if base_x is None or new_x is None or n_base == 0 or n_new == 0:
+    if n_base == 0 or n_new == 0:
         sides = [name for name, n in (("base", n_base), ("new", n_new)) if n == 0]
-        return untested(f"no raw samples ({' and '.join(sides)}): ratio of stored medians, not tested")
-    if n_base < MIN_SAMPLES or n_new < MIN_SAMPLES:
-        return untested(f"too few samples (base {n_base}, new {n_new}; at least {MIN_SAMPLES} each)")
-    if np.any(base_x <= 0) or np.any(new_x <= 0):
-        return untested("non-positive per-call times")
+        return cell(first=f"no raw samples ({' and '.join(sides)}): ratio of stored medians, not tested"), None
+    if any(np.any(r <= 0) for r in (*b_rounds, *n_rounds)):
+        return cell(first="non-positive per-call times: not tested"), None
 
-    noisy = [f"{side} IQR {spread:.0%}" for side, values in (("base", base_x), ("new", new_x))
-             if (spread := rel_iqr(values.tolist())) > NOISY_REL_IQR]
+    noisy = [f"{side} IQR {spread:.0%}" for side, rounds in (("base", b_rounds), ("new", n_rounds))
+             if (spread := rel_iqr(np.concatenate(rounds).tolist())) > NOISY_REL_IQR]
     if noisy:
         notes.append("noisy: " + ", ".join(noisy) + " of median")
-    if _min_attainable_p(n_base, n_new) >= settings.alpha:
-        notes.append(f"too few samples for alpha={settings.alpha:g} (smallest possible p "
-                     f"{_min_attainable_p(n_base, n_new):.2g})")
+    drifting = [f"{side} {spread:.0%}" for side, rounds in (("base", b_rounds), ("new", n_rounds))
+                if len(rounds) > 1 and (spread := between_round_rel(rounds)) > NOISY_REL_IQR]
+    if drifting:
+        notes.append("drift between rounds: " + ", ".join(drifting) + " of median")
 
-    p_value = _mann_whitney_p(base_x, new_x)
-    rng = np.random.default_rng([settings.seed, zlib.crc32(key.label().encode())])
-    log_reps = np.log(bootstrap_medians(new_x, settings.n_boot, rng)) - np.log(
-        bootstrap_medians(base_x, settings.n_boot, rng))
-    tail = (1.0 - settings.confidence) / 2.0
-    lo, hi = (float(v) for v in np.exp(np.quantile(log_reps, [tail, 1.0 - tail])))
-    verdict = verdict_for(ratio, lo, hi, p_value, threshold=settings.threshold, alpha=settings.alpha)
-    cell = CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
-                          base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=lo, ci_high=hi,
-                          p_value=p_value, verdict=verdict, notes=tuple(notes))
-    return cell, log_reps
+    interval = ratio_of_cells(b_rounds, n_rounds, confidence=settings.confidence, n_boot=settings.n_boot,
+                              seed=_cell_seed(settings.seed, key.label()))
+    if interval.reason:
+        return cell(first=f"{interval.reason}: not tested"), (b_rounds, n_rounds)
+    lo, hi = interval.ci_low, interval.ci_high
+    return cell(ci_low=lo, ci_high=hi, p_value=interval.p_above(1.0 + settings.threshold),
+                verdict=verdict_from_interval(lo, hi, settings.threshold)), (b_rounds, n_rounds)
 
 
-def _geomean(cells: Sequence[tuple[CellComparison, FloatArray | None]], op: str | None, dtype: str | None,
-             confidence: float) -> GeoMean:
-    usable = [(c, reps) for c, reps in cells if math.isfinite(c.ratio) and c.ratio > 0]
+def _apply_gate(cells: Sequence[CellComparison], settings: CompareSettings) -> list[CellComparison]:
+    """Fill in ``p_adjusted`` and ``gate_fails``: the correction runs over every cell with a p-value."""
+    p = np.array([c.p_value for c in cells], dtype=np.float64)
+    if not cells:
+        return []
+    if settings.gate_method == "holm":
+        from devbench.stats import holm_adjust as adjust
+    else:
+        from devbench.stats import bh_adjust as adjust
+    adjusted = adjust(p)
+    flagged = gate_failures(p, settings.alpha, settings.gate_method)
+    out = []
+    for c, p_adj, flag in zip(cells, adjusted.tolist(), flagged.tolist(), strict=True):
+        fails = bool(flag) and c.verdict == "slower"
+        notes = c.notes
+        if c.verdict == "slower" and not fails:
+            notes = (*notes, f"not significant after {settings.gate_method} over {int(np.isfinite(p).sum())} "
+                     f"cells (adjusted p {p_adj:.2g} > alpha {settings.alpha:g})")
+        out.append(replace(c, p_adjusted=float(p_adj), gate_fails=fails, notes=notes))
+    return out
+
+
+def _geomean(items: Sequence[_CellResult], op: str | None, dtype: str | None,
+             settings: CompareSettings) -> GeoMean:
+    usable = [(c, rounds) for c, rounds in items if math.isfinite(c.ratio) and c.ratio > 0]
     if not usable:
         return GeoMean(op=op, dtype=dtype, n_cells=0, ratio=math.nan, ci_low=math.nan, ci_high=math.nan,
                        note="no comparable cells")
     ratio = float(np.exp(np.mean([math.log(c.ratio) for c, _ in usable])))
-    missing = sum(reps is None for _, reps in usable)
+    pairs = [rounds for _, rounds in usable if rounds is not None]
+    missing = len(usable) - len(pairs)
     if missing:
         return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=math.nan,
-                       ci_high=math.nan, note=f"no interval: {missing} cell(s) without a bootstrap")
-    stacked = np.vstack([reps for _, reps in usable if reps is not None])
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = (float(v) for v in np.exp(np.quantile(stacked.mean(axis=0), [tail, 1.0 - tail])))
-    return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=lo, ci_high=hi)
+                       ci_high=math.nan, note=f"no interval: {missing} cell(s) without usable raw samples")
+    label = "overall" if op is None else f"{op} {dtype}"
+    interval = joint_geomean_ratio(pairs, confidence=settings.confidence, n_boot=settings.n_boot,
+                                   seed=_cell_seed(settings.seed, "geomean " + label))
+    if interval.reason:
+        return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=math.nan,
+                       ci_high=math.nan, note=f"no interval: {interval.reason}")
+    return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=interval.ci_low,
+                   ci_high=interval.ci_high)
+
+
+def _takes_samples(function: Callable[..., pd.DataFrame]) -> bool:
+    """Whether a crossover function accepts (results, samples) rather than (results) alone."""
+    try:
+        inspect.signature(function).bind(pd.DataFrame(), pd.DataFrame())
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): call it the old way
+        return False
+    return True
+
+
+def _crossover_frames(crossovers: CrossoverFrames, base: Run, new: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if isinstance(crossovers, tuple):
+        return crossovers
+    if _takes_samples(crossovers):
+        return crossovers(base.results, base.samples), crossovers(new.results, new.samples)
+    return crossovers(base.results), crossovers(new.results)
 
 
 def compare_runs(
@@ -357,37 +391,39 @@ def compare_runs(
     new: Run,
     *,
     threshold: float = 0.05,
-    alpha: float = 0.01,
+    alpha: float = 0.05,
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
-    crossovers: tuple[pd.DataFrame, pd.DataFrame] | Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    gate_method: GateMethod = "holm",
+    crossovers: CrossoverFrames | None = None,
 ) -> Comparison:
-    """Compare NEW against BASE cell by cell (verdict rules in the module docstring).
+    """Compare NEW against BASE cell by cell (verdict rules and the gate in the module docstring).
 
     threshold: smallest relative change of the median per-call time that counts, a fraction 0 <= t < 1
-        (0.05 = 5 %). The same band [1 - t, 1 + t] decides ``same``. 0 means any significant change counts
-        and ``same`` needs an interval of exactly 1.
-    alpha: significance level of the two-sided Mann–Whitney U test, 0 < alpha < 1.
+        (0.05 = 5 %). The same band [1 - t, 1 + t] decides ``same``. 0 means any change counts and ``same``
+        needs an interval of exactly 1.
+    alpha: the gate's level over all judged cells (family-wise with Holm, false discovery rate with BH),
+        0 < alpha < 1.
     confidence: level of the bootstrap intervals (per cell and geometric means), 0 < confidence < 1.
     n_boot: bootstrap replicates per cell (>= 100).
     seed: a whole number >= 0 that makes the intervals reproducible; each cell's generator is derived
         from it and the cell's identity, so a cell gets the same interval whatever else the runs hold.
+    gate_method: ``holm`` or ``bh`` (see ``stats.gate_failures``).
     crossovers: optional crossover sizes to show side by side: either the two frames (base, new) with
-        ``CROSSOVER_COLUMNS`` or a function that makes such a frame from a run's results table
-        (``analysis.crossover_frame``), applied to both runs.
+        ``CROSSOVER_COLUMNS`` or a function making such a frame from a run's results table (and its samples
+        table, when it takes a second argument: ``crossover.crossover_frame``), applied to both runs.
 
-    Raises UsageError for an out-of-range parameter, runs whose meta give different ``schema_version``s
-    (``store.load_run`` already refuses any version but the current one), or a results table without the
-    identity columns.
+    Raises UsageError for an out-of-range parameter, runs whose meta give different ``schema_version``s, or
+    a results table without the identity columns.
     """
-    _validate(threshold, alpha, confidence, n_boot, seed)
+    _validate(threshold, alpha, confidence, n_boot, seed, gate_method=gate_method)
     base_version, new_version = base.meta.get("schema_version"), new.meta.get("schema_version")
     if base_version is not None and new_version is not None and base_version != new_version:
         raise UsageError(f"the runs have different schema versions (base {base_version!r}, new "
                          f"{new_version!r}); compare runs written with the same schema version")
     settings = CompareSettings(threshold=float(threshold), alpha=float(alpha), confidence=float(confidence),
-                               n_boot=n_boot, seed=seed)
+                               n_boot=n_boot, seed=seed, gate_method=gate_method)
     base_rows = _rows_by_identity(_check_results(base, "base"))
     new_rows = _rows_by_identity(_check_results(new, "new"))
     base_samples = _samples_by_identity(base.samples)
@@ -395,7 +431,7 @@ def compare_runs(
     pairs, only_base, only_new = _pair_cells(base_rows, new_rows)
     pairs.sort(key=lambda pair: (pair[0][0].sort_key, pair[0][1]))
 
-    compared: list[tuple[CellComparison, FloatArray | None]] = []
+    compared: list[_CellResult] = []
     not_compared: list[StatusPair] = []
     for base_ident, new_ident in pairs:
         key = base_ident[0]
@@ -409,13 +445,15 @@ def compare_runs(
             continue
         compared.append(_compare_cell(
             key=key, base_sync=base_ident[1], new_sync=new_ident[1], base_row=b_row, new_row=n_row,
-            base_samples=base_samples.get(base_ident), new_samples=new_samples.get(new_ident),
+            base_rounds=base_samples.get(base_ident), new_rounds=new_samples.get(new_ident),
             settings=settings))
+    gated = _apply_gate([c for c, _ in compared], settings)
+    compared = [(c, rounds) for c, (_, rounds) in zip(gated, compared, strict=True)]
 
-    groups: dict[tuple[str, str], list[tuple[CellComparison, FloatArray | None]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[_CellResult]] = defaultdict(list)
     for item in compared:
         groups[(item[0].key.op, item[0].key.dtype)].append(item)
-    geomeans = tuple(_geomean(items, op, dtype, confidence) for (op, dtype), items in sorted(groups.items()))
+    geomeans = tuple(_geomean(items, op, dtype, settings) for (op, dtype), items in sorted(groups.items()))
 
     def lone(idents: Iterable[tuple[CellKey, str]], rows: Mapping[tuple[CellKey, str], dict[str, Any]]
              ) -> tuple[LoneCell, ...]:
@@ -427,9 +465,7 @@ def compare_runs(
 
     crossover_pairs: tuple[CrossoverPair, ...] | None = None
     if crossovers is not None:
-        frames = crossovers if isinstance(crossovers, tuple) else (crossovers(base.results),
-                                                                   crossovers(new.results))
-        crossover_pairs = crossover_side_by_side(*frames)
+        crossover_pairs = crossover_side_by_side(*_crossover_frames(crossovers, base, new))
 
     return Comparison(
         base_label=_label(base, "base"),
@@ -438,7 +474,7 @@ def compare_runs(
         fingerprint=tuple(fingerprint_diff(base.meta, new.meta)),
         cells=tuple(cell for cell, _ in compared),
         geomeans=geomeans,
-        overall=_geomean(compared, None, None, confidence),
+        overall=_geomean(compared, None, None, settings),
         not_compared=tuple(not_compared),
         only_in_base=lone(only_base, base_rows),
         only_in_new=lone(only_new, new_rows),
@@ -476,35 +512,109 @@ def _float(value: Any) -> float:
         return math.nan
 
 
+def _extent(row: Mapping[str, Any]) -> tuple[float, float]:
+    """The sizes a crossing may lie in: its [low, high] bracket/range, else its point estimate."""
+    size, low, high = (_float(row.get(c)) for c in ("crossover_size", "low", "high"))
+    low = low if math.isfinite(low) else size
+    high = high if math.isfinite(high) else size
+    return (min(low, high), max(low, high))
+
+
+def _same_direction(b: Mapping[str, Any], n: Mapping[str, Any]) -> bool:
+    """Whether two crossings hand over the same way (the same device faster below); unknown counts as same."""
+    below_b, below_n = _str(b.get("faster_below")), _str(n.get("faster_below"))
+    return not below_b or not below_n or below_b == below_n
+
+
+def _match_crossings(base: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
+                     ) -> list[tuple[int | None, int | None]]:
+    """Pair the crossings of one device pair in two runs by overlap, not by rank.
+
+    Two crossings can be the same one when their brackets/ranges overlap and they hand over the same way;
+    among such candidates the closest sizes (log scale) pair first, each crossing at most once. So one
+    spurious crossing on one side stays alone instead of shifting every pairing after it. One rule more:
+    when exactly one crossing is left over on each side and they hand over the same way, they are the same
+    crossing that moved beyond its bracket (a different machine), and pair. The rest are unpaired
+    (index None on the other side). Returned in order of size.
+    """
+    candidates = []
+    for i, b in enumerate(base):
+        b_low, b_high = _extent(b)
+        for j, n in enumerate(new):
+            n_low, n_high = _extent(n)
+            if max(b_low, n_low) <= min(b_high, n_high) and _same_direction(b, n):
+                distance = abs(math.log(_float(b["crossover_size"]) / _float(n["crossover_size"])))
+                candidates.append((distance, i, j))
+    used_b: set[int] = set()
+    used_n: set[int] = set()
+    matched: list[tuple[int | None, int | None]] = []
+    for _, i, j in sorted(candidates):
+        if i not in used_b and j not in used_n:
+            matched.append((i, j))
+            used_b.add(i)
+            used_n.add(j)
+    left_b = [i for i in range(len(base)) if i not in used_b]
+    left_n = [j for j in range(len(new)) if j not in used_n]
+    if len(left_b) == 1 and len(left_n) == 1 and _same_direction(base[left_b[0]], new[left_n[0]]):
+        matched.append((left_b[0], left_n[0]))
+        left_b, left_n = [], []
+    matched.extend((i, None) for i in left_b)
+    matched.extend((None, j) for j in left_n)
+
+    def position(pair: tuple[int | None, int | None]) -> float:
+        sizes = [_float(rows[k]["crossover_size"]) for rows, k in ((base, pair[0]), (new, pair[1]))
+                 if k is not None]
+        return min(sizes)
+
+    return sorted(matched, key=position)
+
+
+def _absent(rows: Sequence[Mapping[str, Any]] | None, side: str, other: str) -> str:
+    """The note for the missing side of an unpaired crossing: why ``side`` has none to show."""
+    if rows is None:
+        return f"not in {side} run"
+    if any(math.isfinite(_float(r["crossover_size"])) for r in rows):
+        return f"only in {other} run: no crossing in the {side} run overlaps it"
+    notes = [_str(r.get("note")) for r in rows if _str(r.get("note"))]
+    return "; ".join(notes) if notes else f"no crossing in {side} run"
+
+
 def crossover_side_by_side(base: pd.DataFrame, new: pd.DataFrame) -> tuple[CrossoverPair, ...]:
-    """Join two crossover frames (``CROSSOVER_COLUMNS``, e.g. ``analysis.crossover_frame``) on (op, dtype,
+    """Join two crossover frames (``CROSSOVER_COLUMNS``, e.g. ``crossover.crossover_frame``) on (op, dtype,
     mode, device pair), one ``CrossoverPair`` per crossing.
 
     The device pair matches in either order (device_a/device_b are shown as the base frame has them). A pair
-    may cross more than once; its crossings are paired by rank (smallest size with smallest size), and a
-    crossing without a partner gets NaN numbers on the other side and the note "not in base run" /
-    "not in new run" (or "no crossing #k in ... run" when the pair is there with fewer crossings).
+    may cross more than once; its crossings are paired by overlap of their brackets (``_match_crossings``),
+    not by rank. A crossing without a partner gets NaN numbers on the other side and a note there: "not in
+    base run" (the pair is absent), the other run's own note for the pair (e.g. "no crossover in [64, 4096]:
+    CPU:0 is faster throughout"), or "only in new run: no crossing here overlaps it". A pair with no
+    crossing in either run gets one row with both notes.
     """
     base_rows, new_rows = _crossover_rows(base, "base"), _crossover_rows(new, "new")
     pairs: list[CrossoverPair] = []
     for key in sorted(set(base_rows) | set(new_rows)):
-        b_list, n_list = base_rows.get(key, []), new_rows.get(key, [])
         op, dtype, mode = key[:3]
-        for i in range(max(len(b_list), len(n_list))):
-            b = b_list[i] if i < len(b_list) else None
-            n = n_list[i] if i < len(n_list) else None
-            shown = b if b is not None else n
-            assert shown is not None
+        sides = {"base": base_rows.get(key), "new": new_rows.get(key)}
+        crossings = {side: [r for r in (rows or []) if math.isfinite(_float(r["crossover_size"]))]
+                     for side, rows in sides.items()}
+
+        matched = _match_crossings(crossings["base"], crossings["new"])
+        if not matched:  # no crossing on either side: one row with what each run says about the pair
+            shown_rows = [*(sides["base"] or []), *(sides["new"] or [])]
+            matched_rows: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = [(None, None)]
+        else:
+            shown_rows = []
+            matched_rows = [(None if i is None else crossings["base"][i],
+                             None if j is None else crossings["new"][j]) for i, j in matched]
+        for index, (b, n) in enumerate(matched_rows):
+            shown = b if b is not None else n if n is not None else shown_rows[0]
 
             def pick(row: Mapping[str, Any] | None, col: str) -> Any:
                 return None if row is None else row.get(col)
 
-            def absent(rows: list[dict[str, Any]], side: str, i: int = i) -> str:
-                return f"not in {side} run" if not rows else f"no crossing #{i + 1} in {side} run"
-
             pairs.append(CrossoverPair(
                 op=op, dtype=dtype, mode=mode, device_a=_str(shown["device_a"]),
-                device_b=_str(shown["device_b"]), crossing=i,
+                device_b=_str(shown["device_b"]), crossing=index,
                 base_size=_float(pick(b, "crossover_size")), new_size=_float(pick(n, "crossover_size")),
                 base_low=_float(pick(b, "low")), base_high=_float(pick(b, "high")),
                 new_low=_float(pick(n, "low")), new_high=_float(pick(n, "high")),
@@ -512,7 +622,7 @@ def crossover_side_by_side(base: pd.DataFrame, new: pd.DataFrame) -> tuple[Cross
                 base_faster_above=_str(pick(b, "faster_above")),
                 new_faster_below=_str(pick(n, "faster_below")),
                 new_faster_above=_str(pick(n, "faster_above")),
-                base_note=absent(b_list, "base") if b is None else _str(b.get("note")),
-                new_note=absent(n_list, "new") if n is None else _str(n.get("note")),
+                base_note=_absent(sides["base"], "base", "new") if b is None else _str(b.get("note")),
+                new_note=_absent(sides["new"], "new", "base") if n is None else _str(n.get("note")),
             ))
     return tuple(pairs)

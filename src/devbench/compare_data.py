@@ -28,24 +28,30 @@ VERDICTS: tuple[Verdict, ...] = ("slower", "faster", "uncertain", "same")
 MATCH_KEY = ("op", "size", "dtype", "device", "mode")
 """Columns that match a cell of one run to a cell of the other (``sync`` is compared, not matched on)."""
 
-MIN_SAMPLES = 3
-"""Fewer raw samples than this on either side makes a cell ``uncertain`` without testing."""
+GateMethod = Literal["holm", "bh"]
+GATE_METHODS: tuple[GateMethod, ...] = ("holm", "bh")
+"""``--gate-method``: Holm (family-wise error rate, the default) or Benjamini–Hochberg (false discovery rate)."""
 
 CSV_COLUMNS = (
     "op", "size", "dtype", "device", "mode", "base_sync", "new_sync", "n_base", "n_new",
-    "base_median_s", "new_median_s", "ratio", "ci_low", "ci_high", "p_value", "verdict", "notes",
+    "n_rounds_base", "n_rounds_new", "base_median_s", "new_median_s", "ratio", "ci_low", "ci_high",
+    "p_value", "p_adjusted", "verdict", "gate_fails", "notes",
 )
 """Columns of ``render_comparison(..., "csv")``, one row per compared cell (status ok in both runs).
 
-Times in seconds; ``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower);
-``p_value`` is the two-sided Mann–Whitney U p-value; empty fields mean "not available" (no raw samples);
-``notes`` joins the cell's notes with "; "."""
+Times in seconds; ``n_base``/``n_new`` samples and ``n_rounds_*`` rounds (visits) with samples;
+``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower), the interval from
+the two-level bootstrap over rounds on both sides; ``p_value`` is the one-sided p of "slower by more than the
+threshold" (``LogInterval.p_above(1 + t)``), ``p_adjusted`` that p after the gate's correction (Holm or BH
+over every cell with a p); ``gate_fails`` whether ``--fail-on-regression`` fails on this cell; empty fields
+mean "not available" (no raw samples, too few rounds); ``notes`` joins the cell's notes with "; "."""
 
 CROSSOVER_COLUMNS = (
     "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
     "faster_below", "faster_above", "note",
 )
-"""Columns expected of each crossover frame (``analysis.crossover_frame``) given to ``compare_runs``."""
+"""Columns expected of each crossover frame (``crossover.crossover_frame``) given to ``compare_runs``; any
+further columns (``decisive``, ...) are ignored here."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -79,7 +85,11 @@ class CellKey:
 class CellComparison:
     """One cell measured ``ok`` in both runs. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
 
-    ``ci_low``/``ci_high`` and ``p_value`` are NaN where they could not be computed (see ``notes``).
+    ``ci_low``/``ci_high`` (the ``confidence`` two-level bootstrap interval of ``ratio``), ``p_value`` (one-sided
+    p of "slower by more than the threshold") and ``p_adjusted`` (after the gate's multiple-comparison
+    correction) are NaN where they could not be computed (see ``notes``). ``verdict`` is a function of the
+    interval alone (``stats.verdict_from_interval``). ``gate_fails``: the cell is ``slower`` and its adjusted p
+    is at most alpha, so ``--fail-on-regression`` fails on it.
     """
 
     key: CellKey
@@ -95,6 +105,10 @@ class CellComparison:
     p_value: float
     verdict: Verdict
     notes: tuple[str, ...] = ()
+    n_rounds_base: int = 0
+    n_rounds_new: int = 0
+    p_adjusted: float = math.nan
+    gate_fails: bool = False
 
     @property
     def change(self) -> float:
@@ -107,9 +121,11 @@ class CellComparison:
             **self.key.as_dict(),
             "base_sync": self.base_sync, "new_sync": self.new_sync,
             "n_base": self.n_base, "n_new": self.n_new,
+            "n_rounds_base": self.n_rounds_base, "n_rounds_new": self.n_rounds_new,
             "base_median_s": self.base_median_s, "new_median_s": self.new_median_s,
             "ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
-            "p_value": self.p_value, "verdict": self.verdict, "notes": list(self.notes),
+            "p_value": self.p_value, "p_adjusted": self.p_adjusted, "verdict": self.verdict,
+            "gate_fails": self.gate_fails, "notes": list(self.notes),
         }
 
 
@@ -117,9 +133,11 @@ class CellComparison:
 class GeoMean:
     """Geometric mean of the per-cell ratios over ``n_cells`` compared cells.
 
-    ``op``/``dtype`` are None for the overall mean. The interval comes from the per-cell bootstrap
-    replicates (each cell resampled independently, then the geometric mean of each replicate set); it is NaN
-    when a cell in the group has no bootstrap (``note`` says so) or the group is empty.
+    ``op``/``dtype`` are None for the overall mean. The interval is ``resampling.joint_geomean_ratio``: each
+    replicate draws one set of rounds per run and applies it to every cell of that run, since interleaved
+    cells share their run's drift (independent per-cell bootstraps would shrink like 1/sqrt(cells)). It is
+    NaN when a cell in the group has no raw samples or a run has too few rounds (``note`` says so) or the
+    group is empty.
     """
 
     op: str | None
@@ -187,7 +205,9 @@ class CrossoverPair:
     device_a: str
     device_b: str
     crossing: int
-    """0 for the pair's first (smallest) crossing, 1 for the next, ... (most pairs cross at most once)."""
+    """Row number within the device pair, in order of size (0 first; most pairs cross at most once).
+    Crossings of the two runs share a row when their brackets overlap (``compare.crossover_side_by_side``),
+    not because they have the same rank, so this is a position, not "the k-th crossing of each run"."""
     base_size: float
     new_size: float
     base_low: float
@@ -220,19 +240,23 @@ class CompareSettings:
     """The parameters a comparison was made with (see ``compare_runs``)."""
 
     threshold: float = 0.05
-    alpha: float = 0.01
+    alpha: float = 0.05
     confidence: float = 0.95
     n_boot: int = 2000
     seed: int = 0
+    gate_method: GateMethod = "holm"
 
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "alpha": self.alpha, "confidence": self.confidence,
-                "n_boot": self.n_boot, "seed": self.seed}
+                "n_boot": self.n_boot, "seed": self.seed, "gate_method": self.gate_method}
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``."""
+    """The full result of ``compare_runs``: immutable, renderable, JSON-able through ``to_dict``.
+
+    ``regressions`` are the cells the gate fails on; ``slower_not_significant`` the ``slower`` cells it does
+    not (significant alone, not after the correction); ``n_judged`` the family size of the correction."""
 
     base_label: str
     new_label: str
@@ -255,7 +279,19 @@ class Comparison:
 
     @property
     def regressions(self) -> tuple[CellComparison, ...]:
-        return tuple(cell for cell in self.cells if cell.verdict == "slower")
+        """The cells ``--fail-on-regression`` fails on: ``slower`` and significant after the correction."""
+        return tuple(cell for cell in self.cells if cell.gate_fails)
+
+    @property
+    def slower_not_significant(self) -> tuple[CellComparison, ...]:
+        """Cells ``slower`` by their own interval but not significant once corrected for the number of
+        cells judged: worth a look, not a gate failure."""
+        return tuple(cell for cell in self.cells if cell.verdict == "slower" and not cell.gate_fails)
+
+    @property
+    def n_judged(self) -> int:
+        """Cells the gate judged: those with a p-value (an interval); its family size."""
+        return sum(math.isfinite(cell.p_value) for cell in self.cells)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per compared cell, columns ``CSV_COLUMNS`` (notes joined with '; ')."""
@@ -269,7 +305,8 @@ class Comparison:
             "base": self.base_label,
             "new": self.new_label,
             "settings": self.settings.as_dict(),
-            "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self)},
+            "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self),
+                        "gate_judged": self.n_judged, "gate_fails": len(self.regressions)},
             "fingerprint_diff": [d._asdict() for d in self.fingerprint],
             "cells": [c.as_dict() for c in self.cells],
             "geomeans": [g.as_dict() for g in self.geomeans],
@@ -283,5 +320,6 @@ class Comparison:
 
 
 def has_regression(comparison: Comparison) -> bool:
-    """True when any cell is ``slower`` (significant and beyond the threshold): ``--fail-on-regression``."""
-    return any(cell.verdict == "slower" for cell in comparison.cells)
+    """True when the gate fails (``--fail-on-regression``): some cell is ``slower`` and its p for "slower by
+    more than the threshold", corrected over every judged cell (Holm or BH), is at most alpha."""
+    return any(cell.gate_fails for cell in comparison.cells)

@@ -43,9 +43,11 @@ def _render_table(comparison: Comparison, width: int) -> str:
                       force_terminal=False, highlight=False, soft_wrap=False)
     s = comparison.settings
     console.print(f"devbench compare\n  base: {comparison.base_label}\n  new:  {comparison.new_label}\n"
-                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{format_percent(s.threshold)}, "
-                  f"alpha {s.alpha:g}, {format_percent(s.confidence)} bootstrap CI "
-                  f"({s.n_boot} resamples, seed {s.seed})")
+                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{format_percent(s.threshold)}; "
+                  f"{format_percent(s.confidence)} CI by bootstrap over rounds, then samples "
+                  f"({s.n_boot} resamples, seed {s.seed}); verdict from the CI alone\n"
+                  f"  gate (--fail-on-regression): p = P(slower by more than {format_percent(s.threshold)}), "
+                  f"{s.gate_method} over {comparison.n_judged} cells at alpha {s.alpha:g}")
 
     if comparison.fingerprint:
         fp = Table(title="Machine differences", box=box.SIMPLE, title_justify="left")
@@ -59,15 +61,18 @@ def _render_table(comparison: Comparison, width: int) -> str:
 
     cells = Table(title="Cells", box=box.SIMPLE, title_justify="left")
     for col, justify in (("op", "left"), ("size", "right"), ("dtype", "left"), ("device", "left"),
-                         ("mode", "left"), ("base median", "right"), ("new median", "right"),
-                         ("ratio [CI]", "right"), ("p", "right"), ("verdict", "left"), ("notes", "left")):
+                         ("mode", "left"), ("rounds", "right"), ("base median", "right"),
+                         ("new median", "right"), ("ratio [CI]", "right"), ("p", "right"), ("p adj", "right"),
+                         ("verdict", "left"), ("notes", "left")):
         cells.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c in comparison.cells:
         k = c.key
-        cells.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, format_time(c.base_median_s),
-                      format_time(c.new_median_s), format_ratio_interval(c.ratio, c.ci_low, c.ci_high),
-                      format_p_value(c.p_value),
-                      c.verdict.upper() if c.verdict == "slower" else c.verdict, "; ".join(c.notes))
+        verdict = c.verdict.upper() if c.verdict == "slower" else c.verdict
+        cells.add_row(k.op, str(k.size), k.dtype, k.device, k.mode, f"{c.n_rounds_base}/{c.n_rounds_new}",
+                      format_time(c.base_median_s), format_time(c.new_median_s),
+                      format_ratio_interval(c.ratio, c.ci_low, c.ci_high), format_p_value(c.p_value),
+                      format_p_value(c.p_adjusted), verdict + (" (gate)" if c.gate_fails else ""),
+                      "; ".join(c.notes))
     if comparison.cells:
         console.print(cells)
     else:
@@ -130,7 +135,10 @@ def _render_table(comparison: Comparison, width: int) -> str:
         + ", ".join(f"{n} {v}" for v, n in counts.items())
         + f"; {len(comparison.not_compared)} not compared, {len(comparison.only_in_base)} only in base, "
         f"{len(comparison.only_in_new)} only in new"
-        + ("; REGRESSION" if has_regression(comparison) else "")
+        + (f"; REGRESSION: the gate fails on {len(comparison.regressions)}" if has_regression(comparison)
+           else "; the gate passes")
+        + (f"; {len(comparison.slower_not_significant)} slower but not significant after {s.gate_method}"
+           if comparison.slower_not_significant else "")
     )
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
@@ -155,7 +163,7 @@ def render_comparison(comparison: Comparison, fmt: Literal["table", "csv", "json
     """The comparison as text.
 
     table: fingerprint differences first, then one row per cell (op, size, dtype, device, mode, base
-        median, new median, ratio [CI], p, verdict, notes), geometric means, crossovers (when given), cells
+        median, new median, ratio [CI], p, adjusted p, verdict, notes), geometric means, crossovers (when given), cells
         not compared, cells in one run only, and a summary line; ``width`` is the line width in characters.
     csv: one row per compared cell, columns ``CSV_COLUMNS``; floats in full precision, empty when missing.
     json: ``Comparison.to_dict()``: everything, with null for missing numbers (never NaN).

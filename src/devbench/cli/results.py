@@ -20,7 +20,8 @@ from devbench.cli.options import (
 )
 
 EXIT_REGRESSION = 1
-"""``compare --fail-on-regression`` found a cell significantly slower beyond the threshold (a CI gate)."""
+"""``compare --fail-on-regression`` found a cell slower beyond the threshold, significant after the gate's
+multiple-comparison correction (a CI gate)."""
 
 SOURCE_HELP = "a run directory, or a results table (.csv/.parquet) with op, size, dtype, device, median_s"
 
@@ -58,18 +59,25 @@ def register(sub: Subcommands[UsageParser]) -> None:
 
     compare = add_command(sub, "compare", cmd_compare, help="compare two runs cell by cell, with statistics",
                           description="Match cells of two runs; per cell the ratio NEW/BASE of median "
-                          "time per call with a bootstrap CI and a verdict (faster/slower/same/uncertain): "
-                          "a change counts only when larger than --threshold and significant "
-                          "(Mann-Whitney U at --alpha).")
+                          "time per call with a 95 percent interval from a bootstrap over rounds (so drift between "
+                          "visits widens it) and a verdict read off that interval: slower (whole interval "
+                          "above 1+t), faster (below 1-t), same (inside the band), else uncertain. "
+                          "--fail-on-regression fails only on slower cells that stay significant after "
+                          "correcting for the number of cells (Holm, or BH).")
     compare.add_argument("base", type=Path, help="the baseline run (" + SOURCE_HELP + ")")
     compare.add_argument("new", type=Path, help="the new run")
     compare.add_argument("--threshold", type=fraction("--threshold", low_inclusive=True), default=0.05,
                          help="smallest relative change that counts (default 0.05 = 5 %%)")
-    compare.add_argument("--alpha", type=fraction("--alpha", low_inclusive=False), default=0.01,
-                         help="significance level of the Mann-Whitney U test (default 0.01)")
+    compare.add_argument("--alpha", type=fraction("--alpha", low_inclusive=False), default=0.05,
+                         help="the gate's false-alarm level over all cells judged: family-wise with holm, "
+                         "false discovery rate with bh (default 0.05)")
+    compare.add_argument("--gate-method", choices=("holm", "bh"), default="holm",
+                         help="multiple-comparison correction of --fail-on-regression: holm (default; "
+                         "P(any false alarm) <= alpha) or bh (Benjamini-Hochberg; flags more real changes)")
     add_format_option(compare)
     compare.add_argument("--fail-on-regression", action="store_true",
-                         help="exit 1 when any cell is significantly slower beyond the threshold")
+                         help="exit 1 when any cell is slower beyond the threshold and significant after "
+                         "the --gate-method correction at --alpha")
     compare.add_argument("--chart", type=Path, default=None,
                          help="where to write compare.png (default: NEW/plots/compare.png for a run "
                          "directory; none for a table)")
@@ -143,7 +151,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from devbench.store import load_any
 
     base, new = load_any(args.base), load_any(args.new)
-    comparison = compare_runs(base, new, threshold=args.threshold, alpha=args.alpha, crossovers=crossover_frame)
+    comparison = compare_runs(base, new, threshold=args.threshold, alpha=args.alpha,
+                              gate_method=args.gate_method, crossovers=crossover_frame)
     sys.stdout.write(render_comparison(comparison, args.format))
     chart = args.chart
     if chart is None and args.new.is_dir():
@@ -159,7 +168,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         print(f"page: {write_compare_html(comparison, args.html)}", file=sys.stderr)
     if args.fail_on_regression and has_regression(comparison):
-        print(f"devbench: {len(comparison.regressions)} cell(s) significantly slower beyond "
-              f"{args.threshold:.0%}", file=sys.stderr)
+        s = comparison.settings
+        print(f"devbench: gate failed: {len(comparison.regressions)} of {comparison.n_judged} judged cell(s) "
+              f"slower beyond {s.threshold:.0%}, significant after {s.gate_method} at alpha {s.alpha:g}: "
+              + ", ".join(c.key.label() for c in comparison.regressions), file=sys.stderr)
         return EXIT_REGRESSION
     return 0

@@ -91,16 +91,20 @@ def _summary(comparison: Comparison) -> str:
         ("base", comparison.base_label),
         ("new", comparison.new_label),
         ("cells compared", f"{len(comparison.cells)} (" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"),
-        ("regression", "yes: at least one cell is slower" if comparison.regressions else "no"),
+        ("regression (gate)", f"yes: {len(comparison.regressions)} cell(s) slower and significant after "
+                              f"{s.gate_method} at alpha {s.alpha:g}" if comparison.regressions else "no"),
         ("overall geometric mean", f"{_number(overall.ratio, '.3g')} (CI {_interval(overall.ci_low, overall.ci_high)})"
                                    + (f"; {overall.note}" if overall.note else "")),
-        ("settings", f"threshold {s.threshold:.0%}, alpha {s.alpha:g}, confidence {s.confidence:.0%}, "
+        ("settings", f"threshold {s.threshold:.0%}, gate {s.gate_method} at alpha {s.alpha:g}, "
+                     f"confidence {s.confidence:.0%}, "
                      f"{s.n_boot} bootstrap replicates, seed {s.seed}"),
     ]
     return '<section id="summary" aria-labelledby="summary-h"><h2 id="summary-h">Summary</h2>' + facts(items) + \
-        "<p>A cell is <em>slower</em> or <em>faster</em> when its change is beyond the threshold and significant " \
-        "at alpha, <em>same</em> when its whole interval lies within ±threshold, <em>uncertain</em> otherwise." \
-        "</p></section>"
+        "<p>The interval of each ratio comes from a bootstrap over rounds (then samples within them), so drift " \
+        "between visits widens it. A cell is <em>slower</em> when its whole interval lies above 1 + threshold, " \
+        "<em>faster</em> when it lies below 1 − threshold, <em>same</em> when it lies within ±threshold, " \
+        "<em>uncertain</em> otherwise (or with too few rounds). p: one-sided p-value of “slower by more than " \
+        "the threshold”; the gate corrects it for the number of cells.</p></section>"
 
 
 def _fingerprint_section(comparison: Comparison) -> str:
