@@ -17,7 +17,7 @@ from devbench.compare import Comparison, compare_runs
 from devbench.errors import UsageError
 from devbench.html_report import charts as ch
 from devbench.html_report import render_compare_html, render_html_report, write_compare_html, write_html_report
-from devbench.schema import SAMPLE_COLUMNS
+from devbench.schema import SAMPLE_COLUMNS, SCHEMA_VERSION
 from devbench.store import Run, load_any
 from tests.synthetic import MACHINE, frame, from_model, grid, row, run
 
@@ -73,8 +73,8 @@ def with_samples(results: pd.DataFrame, seed: int, scale: dict[str, float] | Non
     for r in results.to_dict(orient="records"):
         for i, value in enumerate(r["median_s"] * (1 + 0.01 * rng.standard_normal(20))):
             rows.append({"run_id": "synthetic", **{k: r[k] for k in ("op", "size", "dtype", "device", "mode", "sync")},
-                         "sample": i, "number": 10, "per_call_s": float(value)})
-    meta = {"run_id": f"run-{seed}", "machine": MACHINE, "schema_version": 1}
+                         "round": i % 5 + 1, "sample": i // 5, "number": 10, "per_call_s": float(value)})
+    meta = {"run_id": f"run-{seed}", "machine": MACHINE, "schema_version": SCHEMA_VERSION}
     return Run(path=None, meta=meta, results=results, samples=pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)))
 
 
