@@ -12,18 +12,13 @@ import pytest
 
 from devbench.calibrate import (
     CALIBRATION_VERSION,
-    annotate,
     calibrate,
     calibrate_spec,
-    ceiling,
-    ceilings_frame,
-    pct_of_peak,
     render_calibration,
-    roofline,
     search_gemm,
     sweep_calibrator,
-    with_pct_of_peak,
 )
+from devbench.ceilings import annotate, ceiling, ceilings_frame, pct_of_peak, roofline, with_pct_of_peak
 from devbench.schema import Record
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.timer import Measurement

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devbench.calibrate import (
+from devbench.ceilings import (
     CEILING_COLUMNS,
     CEILINGS_SENTENCE,
     annotate,

@@ -96,7 +96,40 @@ def _machine_section(meta: dict[str, Any]) -> list[str]:
         if isinstance(details.get("memory_limit_bytes"), (int, float)):
             parts.append(f"{format_gib(details['memory_limit_bytes'])} usable")
         facts.append((f"device {device.get('name', '?')}", ", ".join(parts) or str(device.get("kind", ""))))
+    facts.extend(_state_facts(meta))
     return [*out, *md_facts(facts), ""]
+
+
+def _state_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The GPUs (NVML), the TF32 setting each framework ended up with, and each device's initialisation."""
+    facts: list[tuple[str, str]] = []
+    gpu = meta.get("gpu")
+    if isinstance(gpu, dict) and gpu.get("available"):
+        for g in gpu.get("gpus", []):
+            memory = g.get("memory_total_bytes")
+            facts.append((f"GPU {g.get('index')}", (
+                f"{g.get('name')} (cc {g.get('compute_capability')}, "
+                f"{format_gib(memory) if isinstance(memory, (int, float)) else '?'}, driver "
+                f"{gpu.get('driver_version')}, CUDA {gpu.get('cuda_version')}, persistence "
+                f"{'on' if g.get('persistence_mode') else 'off'}, MIG {'on' if g.get('mig_mode') else 'off'}, "
+                f"UUID {g.get('uuid')})")))
+    elif isinstance(gpu, dict) and gpu.get("reason"):
+        facts.append(("GPU telemetry", str(gpu["reason"])))
+    if isinstance(meta.get("tf32"), dict):
+        from devbench.tf32 import describe
+
+        facts.append(("TF32", describe(meta["tf32"], str(meta.get("tf32_setting") or "default"))))
+    init = meta.get("init")
+    if isinstance(init, dict):
+        devices = [f"{name} {entry['init_s']:.3g} s" for name, entry in (init.get("devices") or {}).items()
+                   if isinstance(entry, dict) and isinstance(entry.get("init_s"), (int, float))]
+        runtime = (init.get("runtimes") or {}).get("tensorflow") or {}
+        if isinstance(runtime.get("runtime_init_s"), (int, float)):
+            devices.append(f"TensorFlow start-up {runtime['runtime_init_s']:.3g} s")
+        if devices:
+            facts.append(("device initialisation", "first op on each device, timed before anything else ran "
+                          "there: " + "; ".join(devices)))
+    return facts
 
 
 def _run_section(run: Run) -> list[str]:
@@ -247,10 +280,11 @@ def _fidelity_sections(run: Run) -> list[str]:
     calibration = run.meta.get("calibration")
     if calibration:
         from devbench.calibrate import render_calibration
+        from devbench.ceilings import effective_ceilings, render_ceilings
 
-        lines += ["## Machine limits (calibration)", "",
-                  "Each device's practical ceiling: the best large GEMM per dtype and a large copy. "
-                  "`pct_of_peak` in the results is measured against these.", "", "```",
+        lines += ["## Machine limits", "",
+                  *render_ceilings(effective_ceilings(calibration, run.results)), "",
+                  "The calibration probes (the best large GEMM per dtype and a large copy):", "", "```",
                   *render_calibration(calibration), "```", ""]
     results = run.results
     gaps = dispatch_gap_by_device(results) if {"mode", "median_s"} <= set(results.columns) else None

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from devbench.calibrate import annotate
+from devbench.ceilings import annotate
 from devbench.errors import UsageError
 from devbench.runner import CellResult
 from devbench.schema import Record

@@ -433,7 +433,7 @@ def tables_from_log(contents: CellLogContents, meta: Mapping[str, Any] | None = 
     """Build the results and samples tables from the cell log: one row per cell from all its visits
     (:func:`devbench.visits.cell_row`; a visit logged twice keeps its last line). ``meta`` gives the rounds
     the sweep planned (``incomplete``) and the calibration (``pct_of_peak`` of the pooled median)."""
-    from devbench.calibrate import with_pct_of_peak
+    from devbench.ceilings import with_pct_of_peak
 
     meta = meta or {}
     spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}

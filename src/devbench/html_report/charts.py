@@ -291,7 +291,7 @@ def throughput_chart(
     None when the results have neither FLOP nor byte counts (a bare table from another tool)."""
     import plotly.graph_objects as go
 
-    from devbench.calibrate import ceiling
+    from devbench.ceilings import ceiling
 
     series = series_cells(group)
     work, unit = ("bytes", "GB/s") if memory_bound else ("flops", "GFLOP/s")

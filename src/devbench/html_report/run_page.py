@@ -270,7 +270,7 @@ def _machine_section(meta: Mapping[str, Any]) -> str:
 
 
 def _calibration_section(meta: Mapping[str, Any]) -> str:
-    from devbench.calibrate import ceilings_frame
+    from devbench.ceilings import ceilings_frame
 
     out = '<section id="calibration" aria-labelledby="calibration-h"><h2 id="calibration-h">Calibration</h2>'
     calibration = meta.get("calibration")

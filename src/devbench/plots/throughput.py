@@ -50,21 +50,26 @@ def is_memory_bound(op: str, flops: pd.Series[Any], nbytes: pd.Series[Any]) -> b
 
 
 def _ceilings(ax: Axes, devices: list[str], *, dtype: str, memory: bool, unit: str, colours: dict[str, str],
-              calibration: Mapping[str, Any] | None) -> None:
-    """The calibrated limit of each device as a dotted line: bandwidth for memory-bound ops, else peak."""
+              calibration: Mapping[str, Any] | None, results: pd.DataFrame) -> None:
+    """Each device's ceiling as a dotted line: bandwidth for memory-bound ops, else peak; the best sustained
+    rate from the calibration and the whole run's cells (devbench.ceilings.ceilings_for), with its source."""
     if not calibration:
         return
-    from devbench.calibrate import ceiling
+    from devbench.ceilings import ceilings_for
 
+    table = ceilings_for(calibration, results)
     drawn: set[float] = set()
     for device in devices:
-        peak, bandwidth = ceiling(calibration, device, dtype)
-        limit = (bandwidth if memory else peak) / 1e9
+        peak, bandwidth = table.of(device, dtype)
+        rate = bandwidth if memory else peak
+        if rate is None:
+            continue
+        limit = rate.value / 1e9
         if not math.isfinite(limit) or limit <= 0 or round(limit, 6) in drawn:
             continue  # logical CPUs share one host ceiling: draw it once
         drawn.add(round(limit, 6))
         ax.axhline(limit, color=colours.get(device, "grey"), ls=":", lw=1.5, gid=f"ceiling:{device}",
-                   label=f"{device} ceiling {format_rate(limit * 1e9, 'B' if memory else 'FLOP')}")
+                   label=f"{device} ceiling {format_rate(limit * 1e9, 'B' if memory else 'FLOP')} ({rate.source})")
 
 
 def throughput_figure(
@@ -114,7 +119,8 @@ def throughput_figure(
                 gid=f"throughput:{device}",
             )
             _quality_markers(ax, part["size"], part["rate"], part, seen)
-    _ceilings(ax, devices, dtype=dtype, memory=memory, unit=unit, colours=colours, calibration=calibration)
+    _ceilings(ax, devices, dtype=dtype, memory=memory, unit=unit, colours=colours, calibration=calibration,
+              results=results)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_ylabel(f"throughput ({unit}, from median time)")
