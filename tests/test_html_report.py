@@ -205,7 +205,8 @@ def test_tables_are_plain_html_with_captions(report_text: str) -> None:
     assert machine["cpu.model"] == "Synthetic CPU 9000"
     assert machine["devices[1].details.device_name"] == "Synthetic GPU X1"
     ceilings = parsed.table("Calibrated ceilings")
-    assert ["GPU:0", "float32", "50000.0", "tf_gemm", "1000.0", "tf_deepcopy", "50"] in ceilings
+    assert ["GPU:0", "float32", "50000.0", "calibration GEMM tf_gemm", "1000.0", "calibration copy tf_deepcopy",
+            "50"] in ceilings
 
 
 def test_charts_are_labelled_and_the_page_prints(report_text: str) -> None:

@@ -141,7 +141,7 @@ def test_report_shows_limits_dispatch_gap_and_transfer_cost(tmp_path: Path) -> N
                                          "ridge": {"float32": 8.0}}}, "duration_s": 3.5}
     run = synthetic.run(pd.concat([eager, loop, moved], ignore_index=True), meta={"calibration": calibration})
     text = render_report(run, tmp_path)
-    assert "## Machine limits (calibration)" in text
+    assert "## Machine limits" in text
     assert "200.0" in text  # GFLOP/s
     assert "## Dispatch overhead (eager − graph_loop)" in text
     assert "25 µs (n=64)" in text

@@ -287,9 +287,9 @@ class LogInterval:
         """P(T > gap) for the scaled-t tail whose ``confidence`` quantile is ``half`` away from the estimate."""
         if not (math.isfinite(self.half_low) and math.isfinite(self.half_high)):
             return math.nan
-        if half == 0.0:
-            return 0.0 if gap > 0 else 1.0
         scale = half / _t_quantile(0.5 + self.confidence / 2.0, self.dof)
+        if scale == 0.0:  # a zero-width side (or one so narrow that the scale underflows): a step
+            return 0.0 if gap > 0 else 1.0
         return _t_cdf(-gap / scale, self.dof)
 
     def p_above(self, bound: float) -> float:

@@ -188,8 +188,13 @@ _DERIVED_INPUTS = ("median_s", "q1_s", "q3_s", "iqr_s", "rel_iqr", "sync", "flop
 
 def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS) -> pd.DataFrame:
     """``frame`` with the derived ``columns`` (re)computed from the measured ones (rules: :func:`_derive`)."""
+    import numpy as np
+
     wanted = set(columns)
-    derived = _derive({col: frame[col].to_numpy() for col in _DERIVED_INPUTS}, wanted)
+    missing = {"sync": ""}  # a partial table (another tool's, a test's) lacks some inputs: NaN / no sync
+    derived = _derive({col: frame[col].to_numpy() if col in frame.columns
+                       else np.full(len(frame), missing.get(col, np.nan), dtype=object if col == "sync" else float)
+                       for col in _DERIVED_INPUTS}, wanted)
     out: pd.DataFrame = frame.copy()
     for col in DERIVED_COLUMNS:
         if col in wanted:
