@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -444,16 +444,18 @@ class Drifting:
     ``model(n) · drift[r, n]`` (the factor shared by all devices of that size, measured back to back), times
     a lognormal within-round noise per sample. Seconds per call; fixed seed."""
 
-    def __init__(self, models: dict[str, Model], *, seed: int, rounds: int = 5, per_round: int = 10,
+    def __init__(self, models: Mapping[str, Model], *, seed: int, rounds: int = 5, per_round: int = 10,
                  drift: float = 0.3, noise: float = 0.05) -> None:
         self.models, self.rounds, self.per_round = models, rounds, per_round
         self.drift, self.noise = drift, noise
         self.rng = np.random.default_rng(seed)
 
-    def measure(self, sizes: list[int], devices: list[str] | None = None, **key: str
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(result rows, sample rows) for every device at every size; CIs are one-level (blind to rounds)."""
-        rows, samples = [], []
+    def measure(self, sizes: list[int], devices: list[str] | None = None, *, op: str = "matmul",
+                dtype: str = "float32", mode: str = "eager") -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(result rows, sample rows) for every device at every size; the rows' CIs are one-level order
+        statistics of the pooled samples (what a table without rounds would carry)."""
+        rows: list[dict[str, Any]] = []
+        samples: list[dict[str, Any]] = []
         for n in sizes:
             shared = np.exp(self.rng.normal(0.0, self.drift, self.rounds))
             for device in devices or list(self.models):
@@ -461,24 +463,24 @@ class Drifting:
                     self.rng.normal(0.0, self.noise, (self.rounds, self.per_round)))
                 pooled = np.sort(times.ravel())
                 half = 1.96 * math.sqrt(pooled.size) / 2  # the classic order-statistic CI of the median
-                lo, hi = int(pooled.size / 2 - half), int(math.ceil(pooled.size / 2 + half))
+                lo, hi = int(pooled.size / 2 - half), math.ceil(pooled.size / 2 + half)
                 rows.append(row(n, device, float(np.median(pooled)), ci_low_s=float(pooled[lo]),
-                                ci_high_s=float(pooled[min(hi, pooled.size - 1)]), **key))
+                                ci_high_s=float(pooled[min(hi, pooled.size - 1)]), op=op, dtype=dtype,
+                                mode=mode))
                 samples.extend(
-                    {"run_id": "synthetic", "op": key.get("op", "matmul"), "size": n,
-                     "dtype": key.get("dtype", "float32"), "device": device, "mode": key.get("mode", "eager"),
+                    {"run_id": "synthetic", "op": op, "size": n, "dtype": dtype, "device": device, "mode": mode,
                      "sync": "scalar", "round": r + 1, "sample": i, "number": 10, "per_call_s": float(t)}
                     for r in range(self.rounds) for i, t in enumerate(times[r]))
         return frame(rows), pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS))
 
 
 def same_speed(n: int) -> float:
-    return 1e-9 * n**2
+    return 1e-9 * float(n) ** 2
 
 
 def three_times_either_way(n: int) -> float:
-    """3.1× faster than ``same_speed`` at n=64, 2.8× slower at n=4096, crossing it at n=600."""
-    return same_speed(n) * (n / 600) ** (math.log(3) / math.log(64))
+    """3.3× faster than ``same_speed`` at n=64, 2.8× slower at n=4096, crossing it at n=600."""
+    return same_speed(n) * float(n / 600) ** (math.log(9) / math.log(64))
 
 
 IDENTICAL = {"CPU:0": same_speed, "CPU:1": same_speed}
