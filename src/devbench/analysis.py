@@ -199,9 +199,9 @@ def crossover_table_rows(frame: pd.DataFrame) -> list[list[str]]:
                 f"{r['device_a']} vs {r['device_b']}",
                 MISSING if not math.isfinite(crossover) else f"n≈{format_size(crossover)}",
                 rng,
-                evidence,
                 str(r["faster_below"]) or MISSING,
                 str(r["faster_above"]) or MISSING,
+                evidence,
                 speedups,
                 str(r["note"]),
             ]
@@ -214,9 +214,9 @@ CROSSOVER_HEADERS = (
     "pair (a vs b)",
     "crossover",
     "range",
-    "evidence",
     "faster below",
     "faster above",
+    "evidence",
     "b over a: speed-up @ min / max n",
     "note",
 )

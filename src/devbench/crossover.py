@@ -306,6 +306,10 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
         if ratios.basis == "none":
             low, high = float(sizes[p]), float(sizes[q])
             notes.append("no rounds and no CI in the data: the range is the measured bracket, nothing is decisive")
+        elif not np.isfinite(ratios.ci_low).any():
+            low, high = float(sizes[p]), float(sizes[q])
+            why = "; ".join(dict.fromkeys(reason for reason in ratios.reasons if reason))
+            notes.append(f"the ratio has no interval at any size ({why}): the range is the measured bracket")
         else:
             e_hi, e_lo = (log_high, log_low) if rising else (-log_low, -log_high)
             low, high, edge_notes = _bounds(sizes, e_hi, e_lo, p=p, q=q)
@@ -315,8 +319,8 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
                 decisive = True
                 rounds = (f", paired over {min(ratios.n_rounds[j], ratios.n_rounds[k])} rounds"
                           if ratios.basis == "rounds" else "")
-                notes.append(f"decisive: {pair} = {_ratio_text(ratios, j, sizes)} and "
-                             f"{_ratio_text(ratios, k, sizes)}{rounds}")
+                notes.append(f"{pair} = {_ratio_text(ratios, j, sizes)} and {_ratio_text(ratios, k, sizes)}"
+                             f"{rounds}")
             else:
                 held = [i for i in (p, q) if directions[i] == 0 and math.isfinite(ratios.ci_low[i])]
                 bare = [i for i in (p, q) if not math.isfinite(ratios.ci_low[i])]
@@ -327,7 +331,7 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
                 if bare:
                     parts.append("the ratio has no interval at " + " and ".join(
                         f"n={format_size(sizes[i])}" for i in bare))
-                notes.append("within noise" + (": " + ", ".join(parts) if parts else ""))
+                notes.extend(parts)
                 if inside > 1 and j is not None and k is not None:
                     notes.append(f"the medians cross {inside} times between n={format_size(sizes[j])} and "
                                  f"n={format_size(sizes[k])}")
