@@ -98,6 +98,23 @@ def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
     assert all(text.endswith(", within noise") for text in labels)
 
 
+def test_the_interactive_chart_draws_decisive_solid_and_within_noise_dashed() -> None:
+    from devbench.analysis import crossover_frame
+    from devbench.html_report import charts
+    from tests.test_analysis import CROSSING, IDENTICAL, Drifting
+
+    for models, dash, word in ((CROSSING, "solid", ", decisive"), (IDENTICAL, "dash", ", within noise")):
+        results, samples = Drifting(models, seed=3).measure(grid(64, 4096))
+        frame_ = crossover_frame(results, samples)
+        fig = charts.crossover_chart(results, KEY, frame_, charts.device_colours(list(models)))
+        vlines = [shape for shape in fig.layout.shapes if shape.type == "line" and shape.x0 == shape.x1]
+        assert vlines
+        assert {shape.line.dash for shape in vlines} == {dash}
+        labels = [str(a.text) for a in fig.layout.annotations if " above n≈" in str(a.text)]
+        assert labels
+        assert all(text.endswith(word) for text in labels)
+
+
 def test_two_crossings_draw_two_lines_per_panel() -> None:
     sizes = grid(64, 4096)
     gpu = {n: 1e-3 / 2.0**k for n, k in zip(sizes, [-2, -1, 1, 2, 1, -1, -2], strict=True)}
