@@ -24,6 +24,9 @@ Units: times are seconds per call, sizes are the matrix side n, ratios are plain
 Only ``status == "ok"`` rows with a finite, positive ``median_s`` enter; a cell measured more than once
 (different ``sync`` policies) counts once, preferring a synchronized measurement. ``CPU:0`` is the
 reference device of every speed-up, and sorts first so that pairs read (CPU:0, other).
+
+The module is long (about 700 lines) so that the one rule of what a crossing is, and when it is decisive,
+stays in one place with its only consumer that acts on it: the refine plan bisects decisive crossings only.
 """
 
 from __future__ import annotations
