@@ -591,7 +591,8 @@ def test_refine_skips_crossings_of_identical_devices_within_noise() -> None:
     assert log == []
     assert outcome.converged
     assert len(outcome.skipped) == int(np.isfinite(found["crossover_size"]).sum())
-    assert all("within noise over " in s.describe() for s in outcome.skipped)
+    assert all(s.describe().startswith("matmul float32 eager CPU:0 vs CPU:1 at n≈") for s in outcome.skipped)
+    assert all(" (range " in s.describe() for s in outcome.skipped)
 
 
 def test_refine_bisects_a_decisive_crossing_under_drift() -> None:

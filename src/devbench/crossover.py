@@ -552,9 +552,10 @@ class SkippedCrossing(NamedTuple):
     high: float
 
     def describe(self) -> str:
-        """'matmul float32 eager CPU:0 vs CPU:1 at n≈116 (within noise over 64–1024)'."""
-        span = (f" (within noise over {format_size(self.low)}–{format_size(self.high)})"
-                if math.isfinite(self.low) and math.isfinite(self.high) else " (within noise)")
+        """'matmul float32 eager CPU:0 vs CPU:1 at n≈116 (range 64–1024)': the range is where the ratio's
+        interval holds 1."""
+        span = (f" (range {format_size(self.low)}–{format_size(self.high)})"
+                if math.isfinite(self.low) and math.isfinite(self.high) else "")
         return (f"{self.op} {self.dtype} {self.mode} {self.device_a} vs {self.device_b} "
                 f"at n≈{format_size(self.crossover_size)}{span}")
 

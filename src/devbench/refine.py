@@ -83,7 +83,7 @@ def refine_run(
             keys = {cell.key() for cell in wanted}
 
             def of_wanted(table: pd.DataFrame) -> pd.DataFrame:
-                rows: pd.DataFrame = table[[key in keys for key in table[list(IDENTITY)].itertuples(
+                rows: pd.DataFrame = table.loc[[key in keys for key in table[list(IDENTITY)].itertuples(
                     index=False, name=None)]]
                 return rows
 
