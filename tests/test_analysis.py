@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ def test_columns_are_the_public_ones_in_order() -> None:
         "high",
         "faster_below",
         "faster_above",
+        "decisive",
         "note",
     )
 
@@ -85,8 +86,10 @@ def test_one_crossing_is_interpolated_in_log_log_and_bounded_by_the_cis() -> Non
     assert r["speedup_min"] == pytest.approx(1e-6 * 64**2)  # GPU:0 over CPU:0 at n=64: 0.004×
     assert r["speedup_max"] == pytest.approx(1e-6 * 4096**2)
     assert (r["min_size"], r["max_size"]) == (64, 4096)
-    assert not r["uncertain"]
-    assert r["note"] == "GPU:0 faster above n≈1000 (range 990–1010)"
+    assert r["decisive"]
+    assert r["ratio_basis"] == "cell CIs"
+    assert r["note"].startswith("GPU:0 faster above n≈1000 (range 990–1010), decisive; CPU:0/GPU:0 = ")
+    assert "no rounds in the data" in r["note"]
 
 
 def test_two_crossings_give_two_rows_in_size_order() -> None:
@@ -127,24 +130,29 @@ def test_crossing_exactly_on_a_grid_point_is_reported_at_that_size() -> None:
     assert r["crossover_size"] == 256.0
     assert (r["bracket_low"], r["bracket_high"]) == (256, 256)
     assert 128 < r["low"] < 256 < r["high"] < 512
-    assert not r["uncertain"]
+    assert r["decisive"]
     assert r["note"].startswith("GPU:0 faster above n≈256 (range ")
 
 
-def test_crossing_inside_noisy_cis_is_uncertain_and_widened_past_the_bracket() -> None:
+def test_crossing_inside_noisy_cis_is_widened_past_the_bracket_and_decided_by_the_nearest_decisive_sizes() -> None:
     # CI ±60 %: the optimistic curve is the log-ratio + log(1.6/0.4) = + log 4, so it crosses at 1000/2.
+    # At 512 and 1024 the ratio's interval holds 1; at 256 (0.066×, ×/÷ 4) and 2048 (4.2×) it does not, on
+    # opposite sides, with one crossing between: decisive, its range the sizes where the interval holds 1.
     r = only(crossover_frame(cubic_vs_linear(ci_rel=0.6)))
     assert r["crossover_size"] == pytest.approx(1000.0)
-    assert r["uncertain"]
+    assert r["decisive"]
     assert r["low"] == pytest.approx(500.0)
     assert r["high"] == pytest.approx(2000.0)
     assert r["low"] < r["bracket_low"]
     assert r["high"] > r["bracket_high"]
-    assert "uncertain: the CIs overlap at n=512 and n=1024" in r["note"]
+    assert "at n=256 and " in r["note"]
+    assert "at n=2048" in r["note"]
 
 
 def test_cis_overlapping_over_the_whole_range_clamp_to_it_and_say_so() -> None:
     r = only(crossover_frame(cubic_vs_linear(ci_rel=0.999)))
+    assert not r["decisive"]
+    assert ", within noise; the ratio's interval holds 1 at " in r["note"]
     assert (r["low"], r["high"]) == (64.0, 4096.0)
     assert "may lie below n=64" in r["note"]
     assert "may lie above n=4096" in r["note"]
@@ -155,7 +163,9 @@ def test_without_cis_the_range_is_the_measured_bracket() -> None:
     r = only(crossover_frame(results))
     assert r["crossover_size"] == pytest.approx(1000.0)
     assert (r["low"], r["high"]) == (512.0, 1024.0)
-    assert "no CI in the data" in r["note"]
+    assert not r["decisive"]
+    assert r["ratio_basis"] == "none"
+    assert "no rounds and no CI in the data" in r["note"]
 
 
 def test_non_ok_rows_never_enter() -> None:
@@ -264,7 +274,7 @@ def test_render_csv_header_and_json_nulls() -> None:
     result = crossover_frame(pd.concat([cubic_vs_linear(), cubic_vs_linear().assign(op="add")]))
     csv_text = render_crossovers(result, "csv")
     assert csv_text.splitlines()[0].startswith(
-        "op,dtype,mode,device_a,device_b,crossover_size,low,high,faster_below,faster_above,note"
+        "op,dtype,mode,device_a,device_b,crossover_size,low,high,faster_below,faster_above,decisive,note"
     )
     parsed = json.loads(render_crossovers(crossover_frame(by_exponent([1, 2], [64, 128])), "json"))
     assert parsed[0]["crossover_size"] is None
@@ -363,14 +373,14 @@ MODELS = {"CPU:0": cpu_model, "GPU:0": gpu_model}
 N_STAR = (2.8e-5 / 9.8e-12) ** (1 / 3)  # where the two cost models meet: n ≈ 141.9
 
 
-def model_measure(log: list[list[RefineCell]]) -> Callable[[list[RefineCell]], pd.DataFrame]:
-    """A fake runner: every requested cell is 'measured' exactly by the cost model."""
+def model_measure(log: list[list[RefineCell]]) -> Callable[[list[RefineCell]], tuple[pd.DataFrame, pd.DataFrame]]:
+    """A fake runner: every requested cell is 'measured' exactly by the cost model (no samples: a bare table)."""
 
-    def measure(cells: list[RefineCell]) -> pd.DataFrame:
+    def measure(cells: list[RefineCell]) -> tuple[pd.DataFrame, pd.DataFrame]:
         log.append(list(cells))
         return frame(
             row(c.size, d, MODELS[d](c.size), op=c.op, dtype=c.dtype, mode=c.mode) for c in cells for d in c.devices
-        )
+        ), pd.DataFrame(columns=list(SAMPLE_COLUMNS))
 
     return measure
 
@@ -407,9 +417,9 @@ def test_refine_stops_when_out_of_rounds_and_reports_what_is_pending() -> None:
 def test_refine_stops_when_measure_returns_nothing() -> None:
     calls: list[int] = []
 
-    def measure(cells: list[RefineCell]) -> pd.DataFrame:
+    def measure(cells: list[RefineCell]) -> tuple[pd.DataFrame, pd.DataFrame]:
         calls.append(len(cells))
-        return frame([])
+        return frame([]), pd.DataFrame(columns=list(SAMPLE_COLUMNS))
 
     outcome = refine(cubic_vs_linear(), measure, max_rounds=5)
     assert calls == [1]
@@ -421,6 +431,183 @@ def test_refine_without_crossings_is_converged_at_once() -> None:
     outcome = refine(by_exponent([1, 2], [64, 128]), model_measure([]), max_rounds=3)
     assert outcome.converged
     assert outcome.rounds == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# crossover_frame with samples: the device ratio paired by round
+
+Model = Callable[[int], float]
+
+
+class Drifting:
+    """A synthetic machine whose speed drifts between rounds: in round r, every visit of size n runs at
+    ``model(n) · drift[r, n]`` (the factor shared by all devices of that size, measured back to back), times
+    a lognormal within-round noise per sample. Seconds per call; fixed seed."""
+
+    def __init__(self, models: Mapping[str, Model], *, seed: int, rounds: int = 5, per_round: int = 10,
+                 drift: float = 0.3, noise: float = 0.05) -> None:
+        self.models, self.rounds, self.per_round = models, rounds, per_round
+        self.drift, self.noise = drift, noise
+        self.rng = np.random.default_rng(seed)
+
+    def measure(self, sizes: list[int], devices: list[str] | None = None, *, op: str = "matmul",
+                dtype: str = "float32", mode: str = "eager") -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(result rows, sample rows) for every device at every size; the rows' CIs are one-level order
+        statistics of the pooled samples (what a table without rounds would carry)."""
+        rows: list[dict[str, Any]] = []
+        samples: list[dict[str, Any]] = []
+        for n in sizes:
+            shared = np.exp(self.rng.normal(0.0, self.drift, self.rounds))
+            for device in devices or list(self.models):
+                times = self.models[device](n) * shared[:, None] * np.exp(
+                    self.rng.normal(0.0, self.noise, (self.rounds, self.per_round)))
+                pooled = np.sort(times.ravel())
+                half = 1.96 * math.sqrt(pooled.size) / 2  # the classic order-statistic CI of the median
+                lo, hi = int(pooled.size / 2 - half), math.ceil(pooled.size / 2 + half)
+                rows.append(row(n, device, float(np.median(pooled)), ci_low_s=float(pooled[lo]),
+                                ci_high_s=float(pooled[min(hi, pooled.size - 1)]), op=op, dtype=dtype,
+                                mode=mode))
+                samples.extend(
+                    {"run_id": "synthetic", "op": op, "size": n, "dtype": dtype, "device": device, "mode": mode,
+                     "sync": "scalar", "round": r + 1, "sample": i, "number": 10, "per_call_s": float(t)}
+                    for r in range(self.rounds) for i, t in enumerate(times[r]))
+        return frame(rows), pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS))
+
+
+def same_speed(n: int) -> float:
+    return 1e-9 * float(n) ** 2
+
+
+def three_times_either_way(n: int) -> float:
+    """3.3× faster than ``same_speed`` at n=64, 2.8× slower at n=4096, crossing it at n=600."""
+    return float(same_speed(n) * (n / 600) ** (math.log(9) / math.log(64)))
+
+
+IDENTICAL = {"CPU:0": same_speed, "CPU:1": same_speed}
+CROSSING = {"CPU:0": same_speed, "GPU:0": three_times_either_way}
+SEEDS = range(20)
+
+
+def test_identical_devices_with_drift_never_cross_decisively() -> None:
+    """Two names for the same cores (DEVBENCH_LOGICAL_CPUS=2): over 20 seeds the medians cross often, and
+    paired rounds never call a crossing decisive."""
+    crossings, decisive = 0, 0
+    for seed in SEEDS:
+        results, samples = Drifting(IDENTICAL, seed=seed).measure(grid(64, 4096))
+        paired = crossover_frame(results, samples)
+        found = paired[np.isfinite(paired["crossover_size"])]
+        crossings += len(found)
+        decisive += int(found["decisive"].sum())
+        assert set(found["ratio_basis"]) <= {"rounds"}
+    assert crossings >= len(SEEDS)  # the medians do cross: the test has something to reject
+    assert decisive == 0
+
+
+def test_a_real_crossing_under_drift_is_decisive_for_every_seed() -> None:
+    for seed in SEEDS:
+        results, samples = Drifting(CROSSING, seed=seed).measure(grid(64, 4096))
+        r = only(crossover_frame(results, samples))
+        assert r["decisive"], r["note"]
+        assert (r["bracket_low"], r["bracket_high"]) == (512, 1024)
+        assert (r["faster_below"], r["faster_above"]) == ("GPU:0", "CPU:0")
+        assert r["ratio_below"] > 1 > r["ratio_above"]  # CPU:0/GPU:0: GPU:0 faster below, slower above
+        for side in ("ratio_below", "ratio_above"):
+            assert r[f"{side}_ci_low"] < r[side] < r[f"{side}_ci_high"]
+        assert r["n_rounds"] == 5
+        assert r["low"] <= r["crossover_size"] <= r["high"]
+        assert r["note"].startswith("CPU:0 faster above n≈")
+        assert ", decisive; CPU:0/GPU:0 = " in r["note"]
+        assert "paired over 5 rounds" in r["note"]
+
+
+def test_a_within_noise_crossing_says_so_with_its_range() -> None:
+    results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
+    rows = records(crossover_frame(results, samples))
+    assert rows
+    for r in rows:
+        assert not r["decisive"]
+        if math.isfinite(r["crossover_size"]):
+            assert ", within noise; the ratio's interval holds 1 at " in r["note"]
+            assert r["low"] <= r["crossover_size"] <= r["high"]
+            assert r["ratio_below_ci_low"] <= 1 <= r["ratio_below_ci_high"] or (
+                r["ratio_above_ci_low"] <= 1 <= r["ratio_above_ci_high"])
+
+
+def test_the_same_table_gives_the_same_intervals() -> None:
+    results, samples = Drifting(CROSSING, seed=1).measure(grid(64, 4096))
+    first, second = crossover_frame(results, samples), crossover_frame(results, samples)
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_one_round_cannot_be_decisive_and_says_why() -> None:
+    results, samples = Drifting(CROSSING, seed=0, rounds=1).measure(grid(64, 4096))
+    r = only(crossover_frame(results, samples))
+    assert not r["decisive"]
+    assert math.isnan(r["ratio_below_ci_low"])
+    assert "the ratio has no interval at any size (1 round: cannot see drift between rounds)" in r["note"]
+    assert (r["low"], r["high"]) == (512, 1024)  # no interval anywhere: the measured bracket
+
+
+def test_empty_samples_fall_back_to_the_cells_cis() -> None:
+    results, _ = Drifting(CROSSING, seed=0).measure(grid(64, 4096))
+    for samples in (None, pd.DataFrame(), pd.DataFrame(columns=list(SAMPLE_COLUMNS))):
+        r = only(crossover_frame(results, samples))
+        assert r["ratio_basis"] == "cell CIs"
+        assert r["n_rounds"] == 0
+        assert "no rounds in the data" in r["note"]
+
+
+def test_sentence_says_decisive_or_within_noise() -> None:
+    from devbench.analysis import crossover_sentence
+
+    assert crossover_sentence("GPU:0", 724, 690, 760, decisive=True) == (
+        "GPU:0 faster above n≈724 (range 690–760), decisive")
+    assert crossover_sentence("CPU:1", 116, 64, 1024, than="CPU:0", decisive=False) == (
+        "CPU:1 faster than CPU:0 above n≈116 (range 64–1024), within noise")
+    assert crossover_sentence("GPU:0", 724, 724, 724) == "GPU:0 faster above n≈724"
+
+
+def drifting_measure(machine: Drifting, log: list[list[RefineCell]]
+                     ) -> Callable[[list[RefineCell]], tuple[pd.DataFrame, pd.DataFrame]]:
+    """A fake runner measuring each requested cell on the drifting machine, rounds and all."""
+
+    def measure(cells: list[RefineCell]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        log.append(list(cells))
+        parts = [machine.measure([c.size], list(c.devices), op=c.op, dtype=c.dtype, mode=c.mode) for c in cells]
+        return (pd.concat([p[0] for p in parts], ignore_index=True),
+                pd.concat([p[1] for p in parts], ignore_index=True))
+
+    return measure
+
+
+def test_refine_skips_crossings_of_identical_devices_within_noise() -> None:
+    machine = Drifting(IDENTICAL, seed=3)
+    results, samples = machine.measure(grid(64, 4096))
+    found = crossover_frame(results, samples)
+    assert np.isfinite(found["crossover_size"]).any()
+    assert refine_plan(results, samples) == []
+    log: list[list[RefineCell]] = []
+    outcome = refine(results, drifting_measure(machine, log), max_rounds=5, samples=samples)
+    assert log == []
+    assert outcome.converged
+    assert len(outcome.skipped) == int(np.isfinite(found["crossover_size"]).sum())
+    assert all(s.describe().startswith("matmul float32 eager CPU:0 vs CPU:1 at n≈") for s in outcome.skipped)
+    assert all(" (range " in s.describe() for s in outcome.skipped)
+
+
+def test_refine_bisects_a_decisive_crossing_under_drift() -> None:
+    machine = Drifting(CROSSING, seed=5)
+    results, samples = machine.measure(grid(64, 4096))
+    log: list[list[RefineCell]] = []
+    outcome = refine(results, drifting_measure(machine, log), max_rounds=10, samples=samples)
+    assert outcome.converged
+    assert outcome.skipped == []
+    assert outcome.samples is not None
+    assert set(outcome.samples["size"]) == set(outcome.results["size"])
+    r = only(crossover_frame(outcome.results, outcome.samples))
+    assert r["decisive"]
+    assert r["bracket_high"] - r["bracket_low"] <= 0.05 * r["crossover_size"]
+    assert all(512 < c.size < 1024 for cells in log for c in cells)
 
 
 # ---------------------------------------------------------------------------------------------------------

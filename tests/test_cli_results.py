@@ -53,16 +53,17 @@ def make_run(path: Path, slowdown: float = 1.0, sizes: tuple[int, ...] = SIZES, 
 def test_crossover_table_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = make_run(tmp_path / "run")
     assert main(["crossover", str(run)]) == 0
-    assert "GPU:0 faster above n≈1000" in capsys.readouterr().out
+    assert "n≈1000" in capsys.readouterr().out  # the note column wraps, the crossover column does not
     assert main(["crossover", str(run), "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
-    assert list(table.columns[:11]) == ["op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low",
-                                        "high", "faster_below", "faster_above", "note"]
+    assert list(table.columns[:12]) == ["op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low",
+                                        "high", "faster_below", "faster_above", "decisive", "note"]
     assert table["crossover_size"].iloc[0] == pytest.approx(1000, rel=0.01)
     assert main(["crossover", str(run), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["faster_below"] == "CPU:0"
     assert rows[0]["faster_above"] == "GPU:0"
+    assert rows[0]["note"].startswith("GPU:0 faster above n≈1000")
 
 
 def test_crossover_of_a_bare_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,14 +141,15 @@ class ModelOutcome:
 
 
 class ModelBackend:
-    """Answers each cell with the synthetic cost model, so refining has a known crossover (n = 1000)."""
+    """Answers each cell with a synthetic cost model (``MODELS`` by default: a known crossover at n = 1000)."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: dict[str, Callable[[int], float]] | None = None) -> None:
+        self.models = models or MODELS
         self.sizes: list[int] = []
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> ModelOutcome:
         self.sizes.append(cell.size)
-        t = MODELS[cell.device](cell.size)
+        t = self.models[cell.device](cell.size)
         m: Measurement[Any] = Measurement(cold_s=t, samples=[t, t, t], number=1, warmup_calls=2,
                                           sync_overhead_s=0.0, stop_reason="converged")
         return ModelOutcome(m, cell.device, 2.0 * cell.size**3, 12.0 * cell.size**2)
@@ -159,11 +161,38 @@ class ModelBackend:
         pass
 
 
-def test_refine_narrows_the_bracket_into_the_same_run(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", jitter=0.0)
+REFINE_ROUNDS = 5
+IDENTICAL: dict[str, Callable[[int], float]] = {"CPU:0": lambda n: 1e-9 * n**2, "CPU:1": lambda n: 1e-9 * n**2}
+
+
+def make_rounds_run(path: Path, models: dict[str, Callable[[int], float]], *, drift: float = 0.3,
+                    noise: float = 0.02, seed: int = 0) -> Path:
+    """A run of ``REFINE_ROUNDS`` interleaved rounds as a sweep logs it (one line per visit): in each round
+    the machine runs every size at a drifted speed, shared by the devices measured back to back there."""
+    path.mkdir(parents=True)
+    spec = SweepSpec(ops=("matmul",), sizes=SIZES, devices=tuple(models), rounds=REFINE_ROUNDS)
+    write_json(path / "meta.json", new_meta(spec.to_dict(), MACHINE, path.name, ["sweep"]))
+    rng = np.random.default_rng(seed)
+    log = CellLog(path)
+    for round_ in range(1, REFINE_ROUNDS + 1):
+        for size in SIZES:
+            shared = float(np.exp(rng.normal(0.0, drift)))
+            for device, model in models.items():
+                samples = list(model(size) * shared * np.exp(noise * rng.standard_normal(10)))
+                med = float(np.median(samples))
+                log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
+                                  mode="eager", sync="scalar", status="ok", n_samples=10, number=1,
+                                  median_s=med, cold_s=med * 10, flops=2.0 * size**3, bytes=12.0 * size**2),
+                           samples, round_)
+    return path
+
+
+def test_refine_narrows_a_decisive_bracket_into_the_same_run(tmp_path: Path) -> None:
+    run = make_rounds_run(tmp_path / "run", MODELS)
     backend = ModelBackend()
     outcome = refine_run(run, backend=backend, guard=lambda c: None)
     assert outcome.converged
+    assert outcome.skipped == []
     assert backend.sizes
     assert all(512 < n < 2048 for n in backend.sizes)
     loaded = load_run(run)
@@ -173,9 +202,49 @@ def test_refine_narrows_the_bracket_into_the_same_run(tmp_path: Path) -> None:
     assert len(loaded.results) == 2 * len(SIZES) + 2 * len(set(backend.sizes))
     from devbench.analysis import crossover_frame
 
-    row = crossover_frame(loaded.results).iloc[0]
-    assert row["crossover_size"] == pytest.approx(1000, rel=0.01)
+    row = crossover_frame(loaded.results, loaded.samples).iloc[0]
+    assert row["decisive"]
+    assert row["crossover_size"] == pytest.approx(1000, rel=0.05)
+    assert row["bracket_high"] - row["bracket_low"] <= 0.05 * row["crossover_size"]
     assert json.loads((run / "meta.json").read_text())["refinements"][0]["converged"] is True
+
+
+def test_refine_skips_the_crossings_of_identical_devices_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two names for the same cores: the medians cross, but within noise, so refine measures nothing."""
+    from devbench import refine as refine_module
+    from devbench.analysis import crossover_frame
+
+    run = None
+    for seed in range(10):  # the first drift whose medians cross (most do); the verdict must be "skip"
+        candidate = make_rounds_run(tmp_path / f"run{seed}", IDENTICAL, seed=seed)
+        loaded = load_run(candidate)
+        if np.isfinite(crossover_frame(loaded.results, loaded.samples)["crossover_size"]).any():
+            run = candidate
+            break
+    assert run is not None
+    backend = ModelBackend(IDENTICAL)
+    real = refine_module.refine_run
+    monkeypatch.setattr(refine_module, "refine_run",
+                        lambda run_dir, **kw: real(run_dir, backend=backend, guard=lambda c: None, **kw))
+    assert main(["refine", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert backend.sizes == []
+    assert "refine: measured 0 extra sizes; converged" in out
+    assert "refine: skipped " in out
+    assert "within noise: matmul float32 eager CPU:0 vs CPU:1 at n≈" in out
+
+
+def test_refine_skips_a_one_round_crossing_it_cannot_judge(tmp_path: Path) -> None:
+    """One visit per cell cannot see drift: the crossing is within noise, not refined."""
+    run = make_run(tmp_path / "run", jitter=0.0)
+    backend = ModelBackend()
+    outcome = refine_run(run, backend=backend, guard=lambda c: None)
+    assert backend.sizes == []
+    assert outcome.converged
+    assert len(outcome.skipped) == 1
+    assert 512 <= outcome.skipped[0].crossover_size <= 2048
 
 
 @pytest.mark.parametrize("command", ["crossover", "plot", "report", "refine"])

@@ -122,10 +122,12 @@ def test_crossovers_side_by_side(runs: list[Run]) -> None:
     expected = (9e-5 / (1e-10 - 1e-12)) ** (1 / 3)
     assert found.loc["base", "crossover_size"] == pytest.approx(expected, rel=0.1)
     assert found.loc["slow", "crossover_size"] == pytest.approx(expected, rel=0.1)
+    assert found["decisive"].all()  # no samples: the cells' CIs (±1 %) decide
     assert "old" not in set(crossovers["machine"].astype(str))
     text = render_fleet(fleet_table(runs, labels=["base", "slow", "old"]), "table", crossovers)
     cross_line = next(line for line in text.splitlines() if "CPU:0" in line and "GPU:0 above" in line)
     assert cross_line.count("GPU:0 above") == 2
+    assert cross_line.count("(decisive)") == 2
     assert cross_line.rstrip("│ ").endswith("–")  # the old box: no such pair
 
 
@@ -165,3 +167,13 @@ def test_figure_has_a_panel_per_op_dtype_mode_and_a_line_per_machine(runs: list[
     path = write_fleet_chart(table, tmp_path)
     assert path == tmp_path / "fleet.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_crossovers_of_identical_devices_are_within_noise_from_the_samples() -> None:
+    from tests.test_analysis import IDENTICAL, Drifting
+
+    results, samples = Drifting(IDENTICAL, seed=3).measure(synthetic.grid(64, 4096))
+    crossovers = fleet_crossovers([Run(path=None, meta=_meta("Twin CPU", None), results=results, samples=samples)])
+    found = crossovers[crossovers["crossover_size"].notna()]
+    assert len(found) > 0
+    assert not found["decisive"].any()

@@ -74,7 +74,8 @@ def test_crossover_chart_structure() -> None:
     crossovers = lines(top, "crossover") + lines(bottom, "crossover")
     assert len(crossovers) == 2
     assert all(xs(line)[0] == pytest.approx(1000.0) for line in crossovers)
-    assert "GPU:0 faster above n≈1000 (range 990–1010)" in legend_texts(top)
+    assert "GPU:0 faster above n≈1000 (range 990–1010), decisive" in legend_texts(top)
+    assert all(line.get_linestyle() == "-" for line in crossovers)  # decisive: solid
     parity = lines(bottom, "parity")
     assert len(parity) == 1
     assert ys(parity[0]) == [1.0, 1.0]
@@ -82,6 +83,36 @@ def test_crossover_chart_structure() -> None:
     assert ys(speedup)[-1] == pytest.approx(1e-6 * 4096**2)
     assert "Test CPU · TF 9.9" in title(fig)
     assert "UNSYNCHRONIZED" not in title(fig)
+
+
+def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
+    from tests.test_analysis import IDENTICAL, Drifting
+
+    results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
+    top, bottom = crossover_figure(results, ("matmul", "float32", "eager"), samples=samples).axes
+    drawn = lines(top, "crossover") + lines(bottom, "crossover")
+    assert drawn
+    assert all(line.get_linestyle() == "--" for line in drawn)
+    labels = [text for text in legend_texts(top) if " above n≈" in text]
+    assert labels
+    assert all(text.endswith(", within noise") for text in labels)
+
+
+def test_the_interactive_chart_draws_decisive_solid_and_within_noise_dashed() -> None:
+    from devbench.analysis import crossover_frame
+    from devbench.html_report import charts
+    from tests.test_analysis import CROSSING, IDENTICAL, Drifting
+
+    for models, dash, word in ((CROSSING, "solid", ", decisive"), (IDENTICAL, "dash", ", within noise")):
+        results, samples = Drifting(models, seed=3).measure(grid(64, 4096))
+        frame_ = crossover_frame(results, samples)
+        fig = charts.crossover_chart(results, KEY, frame_, charts.device_colours(list(models)))
+        vlines = [shape for shape in fig.layout.shapes if shape.type == "line" and shape.x0 == shape.x1]
+        assert vlines
+        assert {shape.line.dash for shape in vlines} == {dash}
+        labels = [str(a.text) for a in fig.layout.annotations if " above n≈" in str(a.text)]
+        assert labels
+        assert all(text.endswith(word) for text in labels)
 
 
 def test_two_crossings_draw_two_lines_per_panel() -> None:

@@ -19,14 +19,17 @@ import pandas as pd
 from devbench.crossover import (
     CROSSOVER_COLUMNS,
     CROSSOVER_EXTRA_COLUMNS,
+    Measured,
     MeasureFn,
     RefineCell,
     Refinement,
+    SkippedCrossing,
     bracket_converged,
     crossover_frame,
     crossover_sentence,
     refine,
     refine_plan,
+    skipped_crossings,
 )
 from devbench.errors import UsageError
 from devbench.formatting import MISSING, format_ratio, format_size, format_time, json_text, rich_table
@@ -57,8 +60,10 @@ __all__ = [
     "WINNER_COLUMNS",
     "Format",
     "MeasureFn",
+    "Measured",
     "RefineCell",
     "Refinement",
+    "SkippedCrossing",
     "bracket_converged",
     "crossover_frame",
     "crossover_sentence",
@@ -74,6 +79,7 @@ __all__ = [
     "refine_plan",
     "render_crossovers",
     "render_winners",
+    "skipped_crossings",
     "split_mode",
     "transfer_as_mode",
     "unsynchronized_flags",
@@ -186,6 +192,7 @@ def crossover_table_rows(frame: pd.DataFrame) -> list[list[str]]:
             else MISSING
         )
         crossover = r["crossover_size"]
+        evidence = MISSING if not math.isfinite(crossover) else ("decisive" if r["decisive"] else "within noise")
         rows.append(
             [
                 f"{r['op']} {r['dtype']} {r['mode']}",
@@ -194,6 +201,7 @@ def crossover_table_rows(frame: pd.DataFrame) -> list[list[str]]:
                 rng,
                 str(r["faster_below"]) or MISSING,
                 str(r["faster_above"]) or MISSING,
+                evidence,
                 speedups,
                 str(r["note"]),
             ]
@@ -208,6 +216,7 @@ CROSSOVER_HEADERS = (
     "range",
     "faster below",
     "faster above",
+    "evidence",
     "b over a: speed-up @ min / max n",
     "note",
 )

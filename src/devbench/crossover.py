@@ -5,26 +5,45 @@ The question devbench answers is *from which size on is one device faster than a
 sign, located by linear interpolation against ``log(size)`` between the two bracketing measured sizes
 (time per call is close to a power law in n, so log–log interpolation is nearly exact on a coarse grid).
 
-Units: times are seconds per call, sizes are the matrix side n, speed-ups are plain ratios of times.
+Whether a crossing is real is decided from the *device ratio* A/B at each size, with the round as the unit:
+within a round all devices of one size are measured back to back, so the per-round ratio of medians cancels
+the drift both devices share; ``resampling.paired_ratio`` combines the rounds (geometric mean) and gives the
+ratio's interval by resampling rounds, paired. A crossing is **decisive** when the nearest sizes on its two
+sides whose ratio interval excludes 1 (``stats.decisive_direction``) lie on opposite sides of 1, the way the
+medians cross, with no other crossing of the medians between them; every other crossing is **within noise**,
+and its range says over which sizes the two devices cannot be told apart. Nearest *decisive* sizes, not the
+two grid neighbours: next to a real crossing the ratio is close to 1 by construction, so on a fine (or
+refined) grid the neighbours are within noise while the crossing is still certain.
+
+Without samples (a bare table from another tool, or a run written before rounds) the cells' own CIs stand in:
+the ratio's interval is [ci_low_a / ci_high_b, ci_high_a / ci_low_b], which cannot pair the devices by round
+(the note says so); without CIs nothing is decisive.
+
+Units: times are seconds per call, sizes are the matrix side n, ratios are plain ratios of times (A/B).
 
 Only ``status == "ok"`` rows with a finite, positive ``median_s`` enter; a cell measured more than once
 (different ``sync`` policies) counts once, preferring a synchronized measurement. ``CPU:0`` is the
 reference device of every speed-up, and sorts first so that pairs read (CPU:0, other).
+
+The module is long (about 700 lines) so that the one rule of what a crossing is, and when it is decisive,
+stays in one place with its only consumer that acts on it: the refine plan bisects decisive crossings only.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from devbench.errors import UsageError
-from devbench.formatting import format_size
+from devbench.formatting import format_ratio, format_size
+from devbench.resampling import paired_ratio
 from devbench.schema import RESULT_COLUMNS
 from devbench.selection import (
     GROUP,
@@ -34,6 +53,7 @@ from devbench.selection import (
     records,
     transfer_as_mode,
 )
+from devbench.stats import decisive_direction
 
 CROSSOVER_COLUMNS: tuple[str, ...] = (
     "op",
@@ -46,6 +66,7 @@ CROSSOVER_COLUMNS: tuple[str, ...] = (
     "high",
     "faster_below",
     "faster_above",
+    "decisive",
     "note",
 )
 """The public columns of ``crossover_frame`` (and its CSV), in this order."""
@@ -57,17 +78,134 @@ CROSSOVER_EXTRA_COLUMNS: tuple[str, ...] = (
     "speedup_max",
     "bracket_low",
     "bracket_high",
+    "ratio_below",
+    "ratio_below_ci_low",
+    "ratio_below_ci_high",
+    "ratio_above",
+    "ratio_above_ci_low",
+    "ratio_above_ci_high",
+    "ratio_basis",
+    "n_rounds",
     "n_shared",
-    "uncertain",
     "unsynchronized",
 )
 """Extra columns after the public ones. ``speedup_*`` = median_a / median_b at the smallest / largest shared
 size, i.e. how many times faster device_b is than device_a (> 1: device_b faster). ``bracket_low/high``: the
-measured shared sizes that enclose the crossing (equal when it sits exactly on a grid point)."""
+measured shared sizes that enclose the crossing (equal when it sits exactly on a grid point).
+``ratio_below*`` / ``ratio_above*``: the device ratio A/B (time of device_a over time of device_b; > 1:
+device_b faster) at ``bracket_low`` / ``bracket_high`` with its interval (NaN: too little data). How it was
+taken is ``ratio_basis``: ``rounds`` (paired over rounds: geometric mean of the per-round ratios of medians),
+``cell CIs`` (no samples: ratio of medians, interval from the cells' own CIs) or ``none`` (no interval).
+``n_rounds``: the fewer paired rounds of the two bracketing sizes (0 without samples)."""
+
+RatioBasis = Literal["rounds", "cell CIs", "none"]
+
+_SAMPLE_KEY = ("op", "dtype", "mode", "device", "size", "sync")
+"""A cell's samples are found by these columns (``mode`` after ``transfer_as_mode``, as in ``ok_cells``)."""
+
+RoundSamples = dict[int, np.ndarray]
+"""One cell's per-call seconds by round number (1-based, as in samples.parquet)."""
+
+BySamples = dict[tuple[str, str, str, str, int, str], RoundSamples]
+"""Every cell's ``RoundSamples``, keyed (op, dtype, mode, device, size, sync)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Crossover
+# The device ratio at each shared size
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """One device's medians and their CI bounds (seconds) at the shared sizes."""
+
+    median: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Ratios:
+    """The device ratio A/B (time of a over time of b) at each shared size with its interval (NaN: none)."""
+
+    estimate: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_rounds: np.ndarray
+    """Paired rounds behind each ratio (0 without samples)."""
+    reasons: tuple[str, ...]
+    """Per size: "" or why the interval is NaN."""
+    basis: RatioBasis
+
+    def direction(self, i: int) -> int:
+        return decisive_direction(float(self.ci_low[i]), float(self.ci_high[i]))
+
+
+def usable_samples(samples: pd.DataFrame | None) -> bool:
+    """True when ``samples`` can pair the devices by round: rows with every key column, ``round`` included."""
+    return (samples is not None and not samples.empty
+            and {*_SAMPLE_KEY, "round", "per_call_s"} <= set(samples.columns))
+
+
+def samples_by_cell(samples: pd.DataFrame) -> BySamples:
+    """Each cell's positive finite per-call seconds by round, keyed (op, dtype, mode, device, size, sync)."""
+    frame = transfer_as_mode(samples)
+    seconds = pd.to_numeric(frame["per_call_s"], errors="coerce").to_numpy(dtype=np.float64)
+    frame = frame.assign(per_call_s=seconds)[np.isfinite(seconds) & (seconds > 0)]
+    out: BySamples = {}
+    for key, group in frame.groupby([*_SAMPLE_KEY, "round"], sort=False):
+        op, dtype, mode, device, size, sync, round_ = key
+        cell = (str(op), str(dtype), str(mode), str(device), int(size), str(sync))
+        out.setdefault(cell, {})[int(round_)] = group["per_call_s"].to_numpy(dtype=np.float64)
+    return out
+
+
+def _ratio_seed(*identity: object) -> int:
+    """A seed fixed by the identity, so the same table always gives the same intervals."""
+    return zlib.crc32("|".join(str(part) for part in identity).encode())
+
+
+def _paired_ratios(key: tuple[str, str, str], pair: tuple[str, str], shared: Sequence[int], *,
+                   tables: tuple[pd.DataFrame, pd.DataFrame], by_cell: BySamples) -> _Ratios:
+    """The ratio at each shared size paired by round number (rounds only one device has are left out)."""
+    op, dtype, mode = key
+    (a, b), (ta, tb) = pair, tables
+    n = len(shared)
+    estimate, low, high = np.full(n, math.nan), np.full(n, math.nan), np.full(n, math.nan)
+    counts = np.zeros(n, dtype=np.int64)
+    reasons: list[str] = []
+    for i, size in enumerate(shared):
+        ra = by_cell.get((op, dtype, mode, a, int(size), str(ta.loc[size, "sync"])), {})
+        rb = by_cell.get((op, dtype, mode, b, int(size), str(tb.loc[size, "sync"])), {})
+        common = sorted(set(ra) & set(rb))
+        if not common:
+            reasons.append("no round holds samples of both devices")
+            continue
+        interval = paired_ratio([ra[r] for r in common], [rb[r] for r in common],
+                                seed=_ratio_seed(op, dtype, mode, a, b, size))
+        estimate[i], low[i], high[i] = interval.estimate, interval.ci_low, interval.ci_high
+        counts[i] = len(common)
+        reasons.append(interval.reason)
+    return _Ratios(estimate, low, high, counts, tuple(reasons), "rounds")
+
+
+def _cell_ci_ratios(a: _Curve, b: _Curve) -> _Ratios:
+    """Without samples: the ratio of medians, its interval the extremes of the two cells' CIs."""
+    ma, mb = a.median, b.median
+    n = len(ma)
+    counts = np.zeros(n, dtype=np.int64)
+    have_ci = bool(np.all(np.isfinite([a.ci_low, a.ci_high, b.ci_low, b.ci_high]))
+                   and np.all(a.ci_low > 0) and np.all(b.ci_low > 0))
+    if not have_ci:
+        nan = np.full(n, math.nan)
+        return _Ratios(ma / mb, nan, nan, counts, ("",) * n, "none")
+    # A CI that does not contain its median (hand-made tables) is widened to contain it.
+    la, ha = np.minimum(a.ci_low, ma), np.maximum(a.ci_high, ma)
+    lb, hb = np.minimum(b.ci_low, mb), np.maximum(b.ci_high, mb)
+    return _Ratios(ma / mb, la / hb, ha / lb, counts, ("",) * n, "cell CIs")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crossings
 
 
 def _zero(x0: float, x1: float, y0: float, y1: float) -> float:
@@ -85,78 +223,80 @@ class _Crossing:
     high: float
     bracket_low: int
     bracket_high: int
+    below_index: int
+    """Index (into the shared sizes) of the bracketing size below the crossing; ``above_index`` above it."""
+    above_index: int
     rising: bool
     """True when device_a is faster below (log-ratio goes from negative to positive)."""
     notes: tuple[str, ...]
-    uncertain: bool
+    decisive: bool
 
 
-def _bounds(
-    sizes: Sequence[int], e_hi: np.ndarray, e_lo: np.ndarray, *, p: int, q: int
-) -> tuple[float, float, list[str], bool]:
-    """Range of a rising crossing of ``e`` between indices p (e < 0) and q (e > 0).
+def _bounds(sizes: Sequence[int], e_hi: np.ndarray, e_lo: np.ndarray, *, p: int, q: int
+            ) -> tuple[float, float, list[str]]:
+    """Range of a rising crossing between indices p (below) and q (above): the sizes over which the ratio's
+    interval holds 1.
 
-    ``e_hi`` / ``e_lo`` are the largest / smallest plausible log-ratios from the medians' CIs. The low end is
-    where ``e_hi`` last turns positive before the crossing, the high end where ``e_lo`` first turns positive
-    after it. If the CIs already overlap at a bracketing size, that search walks past the bracket (the
-    crossing could be anywhere the two devices are indistinguishable) and the crossing is uncertain.
+    ``e_hi`` / ``e_lo`` are the log of the ratio interval's upper / lower end, oriented so that the ratio
+    rises through the crossing (NaN: no interval, counted as holding 1). The low end is where ``e_hi`` last
+    turns positive before the crossing, the high end where ``e_lo`` first turns positive after it, each
+    interpolated in log size between a decisive size and its neighbour (or that size, if the neighbour has
+    no interval).
     """
     x = np.log(np.asarray(sizes, dtype=np.float64))
     notes: list[str] = []
-    uncertain = False
     low = float(sizes[0])
     j = q - 1
-    while j >= 0 and e_hi[j] > 0:
+    while j >= 0 and not e_hi[j] <= 0:
         j -= 1
     if j < 0:
-        notes.append(f"may lie below n={format_size(sizes[0])} (CIs overlap down to the smallest size)")
-        uncertain = True
+        notes.append(f"may lie below n={format_size(sizes[0])} (within noise down to the smallest size)")
+    elif e_hi[j] == 0 or not math.isfinite(e_hi[j + 1]):
+        low = float(sizes[j])
     else:
-        low = float(sizes[j]) if e_hi[j] == 0 else _zero(x[j], x[j + 1], e_hi[j], e_hi[j + 1])
+        low = _zero(x[j], x[j + 1], e_hi[j], e_hi[j + 1])
     high = float(sizes[-1])
     k = p + 1
-    while k < len(sizes) and e_lo[k] < 0:
+    while k < len(sizes) and not e_lo[k] >= 0:
         k += 1
     if k >= len(sizes):
-        notes.append(f"may lie above n={format_size(sizes[-1])} (CIs overlap up to the largest size)")
-        uncertain = True
+        notes.append(f"may lie above n={format_size(sizes[-1])} (within noise up to the largest size)")
+    elif e_lo[k] == 0 or not math.isfinite(e_lo[k - 1]):
+        high = float(sizes[k])
     else:
-        high = float(sizes[k]) if e_lo[k] == 0 else _zero(x[k - 1], x[k], e_lo[k - 1], e_lo[k])
-    overlap = [sizes[i] for i in (p, q) if e_hi[i] > 0 > e_lo[i]]
-    if overlap:
-        uncertain = True
-        at = " and ".join(f"n={format_size(s)}" for s in overlap)
-        notes.insert(0, f"uncertain: the CIs overlap at {at}, so the range is widened past the bracket")
-    return low, high, notes, uncertain
+        high = _zero(x[k - 1], x[k], e_lo[k - 1], e_lo[k])
+    return low, high, notes
 
 
-@dataclass(frozen=True)
-class _Curve:
-    """One device's medians and their CI bounds (seconds) at the shared sizes."""
-
-    median: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
+def _ratio_text(ratios: _Ratios, i: int, sizes: Sequence[int]) -> str:
+    """'0.52× (0.49–0.55) at n=512' for the ratio at index i."""
+    interval = (f" ({ratios.ci_low[i]:.3g}–{ratios.ci_high[i]:.3g})"
+                if math.isfinite(ratios.ci_low[i]) and math.isfinite(ratios.ci_high[i]) else " (no interval)")
+    return f"{format_ratio(float(ratios.estimate[i]))}{interval} at n={format_size(sizes[i])}"
 
 
-def _crossings(sizes: Sequence[int], a: _Curve, b: _Curve) -> list[_Crossing]:
-    """Every sign change of log(median_a / median_b) over the shared sizes (ascending), with its range."""
-    ma, mb, la, ha, lb, hb = a.median, b.median, a.ci_low, a.ci_high, b.ci_low, b.ci_high
-    d = np.log(ma) - np.log(mb)
-    have_ci = bool(np.all(np.isfinite([la, ha, lb, hb])) and np.all(la > 0) and np.all(lb > 0))
-    if have_ci:
-        # A CI that does not contain its median (hand-made tables) is widened to contain it.
-        la, ha = np.minimum(la, ma), np.maximum(ha, ma)
-        lb, hb = np.minimum(lb, mb), np.maximum(hb, mb)
-        d_hi = np.log(ha) - np.log(lb)
-        d_lo = np.log(la) - np.log(hb)
+def _nearest_decisive(directions: Sequence[int], start: int, step: int) -> int | None:
+    """The first index from ``start`` on (walking by ``step``) whose ratio is decisive, or None."""
+    i = start
+    while 0 <= i < len(directions):
+        if directions[i] != 0:
+            return i
+        i += step
+    return None
+
+
+def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pair: str) -> list[_Crossing]:
+    """Every sign change of ``log_ratio`` (log median_a - log median_b) over the shared sizes (ascending),
+    with its range and whether it is decisive. ``pair`` ('CPU:0/GPU:0') names the ratio in the notes."""
+    d = log_ratio
     x = np.log(np.asarray(sizes, dtype=np.float64))
     signs = np.sign(d)
     nonzero = [i for i in range(len(sizes)) if signs[i] != 0]
+    changes = [(p, q) for p, q in itertools.pairwise(nonzero) if signs[p] != signs[q]]
+    directions = [ratios.direction(i) for i in range(len(sizes))]
+    log_low, log_high = np.log(ratios.ci_low), np.log(ratios.ci_high)
     found: list[_Crossing] = []
-    for p, q in itertools.pairwise(nonzero):
-        if signs[p] == signs[q]:
-            continue
+    for p, q in changes:
         rising = bool(signs[p] < 0)
         if q == p + 1:
             size = _zero(x[p], x[q], d[p], d[q])
@@ -164,12 +304,45 @@ def _crossings(sizes: Sequence[int], a: _Curve, b: _Curve) -> list[_Crossing]:
         else:  # exact ties on grid points between p and q: the crossing sits on them
             bracket = (sizes[p + 1], sizes[q - 1])
             size = math.sqrt(bracket[0] * bracket[1])
-        if have_ci:
-            e_hi, e_lo = (d_hi, d_lo) if rising else (-d_lo, -d_hi)
-            low, high, notes, uncertain = _bounds(sizes, e_hi, e_lo, p=p, q=q)
-        else:
+        notes: list[str] = []
+        decisive = False
+        if ratios.basis == "none":
             low, high = float(sizes[p]), float(sizes[q])
-            notes, uncertain = ["no CI in the data: the range is the measured bracket"], False
+            notes.append("no rounds and no CI in the data: the range is the measured bracket, nothing is decisive")
+        elif not np.isfinite(ratios.ci_low).any():
+            low, high = float(sizes[p]), float(sizes[q])
+            why = "; ".join(dict.fromkeys(reason for reason in ratios.reasons if reason))
+            notes.append(f"the ratio has no interval at any size ({why}): the range is the measured bracket")
+        else:
+            e_hi, e_lo = (log_high, log_low) if rising else (-log_low, -log_high)
+            low, high, edge_notes = _bounds(sizes, e_hi, e_lo, p=p, q=q)
+            j, k = _nearest_decisive(directions, p, -1), _nearest_decisive(directions, q, +1)
+            inside = 0 if j is None or k is None else sum(1 for p2, q2 in changes if j <= p2 and q2 <= k)
+            if j is not None and k is not None and (directions[j], directions[k], inside) == (signs[p], signs[q], 1):
+                decisive = True
+                rounds = (f", paired over {min(ratios.n_rounds[j], ratios.n_rounds[k])} rounds"
+                          if ratios.basis == "rounds" else "")
+                notes.append(f"{pair} = {_ratio_text(ratios, j, sizes)} and {_ratio_text(ratios, k, sizes)}"
+                             f"{rounds}")
+            else:
+                held = [i for i in (p, q) if directions[i] == 0 and math.isfinite(ratios.ci_low[i])]
+                bare = [i for i in (p, q) if not math.isfinite(ratios.ci_low[i])]
+                parts = []
+                if held:
+                    parts.append("the ratio's interval holds 1 at " + " and ".join(
+                        _ratio_text(ratios, i, sizes) for i in held))
+                if bare:
+                    parts.append("the ratio has no interval at " + " and ".join(
+                        f"n={format_size(sizes[i])}" for i in bare))
+                notes.extend(parts)
+                if inside > 1 and j is not None and k is not None:
+                    notes.append(f"the medians cross {inside} times between n={format_size(sizes[j])} and "
+                                 f"n={format_size(sizes[k])}")
+                notes.extend(dict.fromkeys(ratios.reasons[i] for i in (p, q) if ratios.reasons[i]))
+            notes.extend(edge_notes)
+            if ratios.basis == "cell CIs":
+                notes.append("no rounds in the data: decided from the cells' own CIs, which cannot pair the "
+                             "devices by round")
         found.append(
             _Crossing(
                 size=float(size),
@@ -177,23 +350,35 @@ def _crossings(sizes: Sequence[int], a: _Curve, b: _Curve) -> list[_Crossing]:
                 high=max(high, size),
                 bracket_low=int(bracket[0]),
                 bracket_high=int(bracket[1]),
+                below_index=p,
+                above_index=q,
                 rising=rising,
                 notes=tuple(notes),
-                uncertain=uncertain,
+                decisive=decisive,
             )
         )
     return found
 
 
-def crossover_sentence(faster_above: str, size: float, low: float, high: float, than: str = "") -> str:
-    """'GPU:0 faster above n≈724 (range 690–760)'; with ``than``: 'GPU:1 faster than GPU:0 above …'."""
+def crossover_sentence(faster_above: str, size: float, low: float, high: float, than: str = "", *,
+                       decisive: bool | None = None) -> str:
+    """'GPU:0 faster above n≈724 (range 690–760), decisive'; with ``than``: 'GPU:1 faster than GPU:0 above …'.
+
+    ``decisive`` adds ', decisive' (True) or ', within noise' (False); None says neither.
+    """
     text = f"{faster_above} faster{f' than {than}' if than else ''} above n≈{format_size(size)}"
     if math.isfinite(low) and math.isfinite(high) and (low, high) != (size, size):
         text += f" (range {format_size(low)}–{format_size(high)})"
+    if decisive is not None:
+        text += ", decisive" if decisive else ", within noise"
     return text
 
 
-def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -> list[dict[str, Any]]:
+_RATIO_SIDES = ("ratio_below", "ratio_above")
+
+
+def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame,
+               by_cell: BySamples | None) -> list[dict[str, Any]]:
     op, dtype, mode = key
     ta = cells[cells["device"] == a].set_index("size")
     tb = cells[cells["device"] == b].set_index("size")
@@ -209,6 +394,7 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -
         "high": math.nan,
         "faster_below": "",
         "faster_above": "",
+        "decisive": False,
         "note": "",
         "min_size": math.nan,
         "max_size": math.nan,
@@ -216,8 +402,10 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -
         "speedup_max": math.nan,
         "bracket_low": math.nan,
         "bracket_high": math.nan,
+        **{f"{side}{end}": math.nan for side in _RATIO_SIDES for end in ("", "_ci_low", "_ci_high")},
+        "ratio_basis": "",
+        "n_rounds": 0,
         "n_shared": len(shared),
-        "uncertain": False,
         "unsynchronized": False,
     }
     if len(shared) < 2:
@@ -236,18 +424,21 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -
 
     ma, mb = column(ta, "median_s"), column(tb, "median_s")
     unsync = bool(ta.loc[shared, "is_unsynchronized"].any() or tb.loc[shared, "is_unsynchronized"].any())
+    ratios = (_paired_ratios(key, (a, b), shared, tables=(ta, tb), by_cell=by_cell) if by_cell is not None
+              else _cell_ci_ratios(curve(ta), curve(tb)))
     base.update(
         min_size=float(shared[0]),
         max_size=float(shared[-1]),
         speedup_min=float(ma[0] / mb[0]),
         speedup_max=float(ma[-1] / mb[-1]),
+        ratio_basis=ratios.basis,
         unsynchronized=unsync,
     )
     tail = ["unsynchronized cells: measures launch, not work"] if unsync else []
-    crossings = _crossings(shared, curve(ta), curve(tb))
+    d = np.log(ma) - np.log(mb)
+    crossings = _crossings(shared, d, ratios, f"{a}/{b}")
     span = f"[{format_size(shared[0])}, {format_size(shared[-1])}]"
     if not crossings:
-        d = np.log(ma) - np.log(mb)
         if np.all(d == 0):
             text = f"no crossover in {span}: {a} and {b} are tied throughout"
             faster = ""
@@ -260,9 +451,14 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -
     rows = []
     for c in crossings:
         below, above = (a, b) if c.rising else (b, a)
+        sides = {}
+        for side, i in zip(_RATIO_SIDES, (c.below_index, c.above_index), strict=True):
+            sides.update({side: float(ratios.estimate[i]), f"{side}_ci_low": float(ratios.ci_low[i]),
+                          f"{side}_ci_high": float(ratios.ci_high[i])})
         rows.append(
             {
                 **base,
+                **sides,
                 "crossover_size": c.size,
                 "low": c.low,
                 "high": c.high,
@@ -270,14 +466,16 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame) -
                 "faster_above": above,
                 "bracket_low": float(c.bracket_low),
                 "bracket_high": float(c.bracket_high),
-                "uncertain": c.uncertain,
-                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high), *c.notes, *tail]),
+                "decisive": c.decisive,
+                "n_rounds": int(min(ratios.n_rounds[c.below_index], ratios.n_rounds[c.above_index])),
+                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high, decisive=c.decisive),
+                                   *c.notes, *tail]),
             }
         )
     return rows
 
 
-def crossover_frame(results: pd.DataFrame) -> pd.DataFrame:
+def crossover_frame(results: pd.DataFrame, samples: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every crossover for each (op, dtype, mode) and each pair of devices present in it.
 
     One row per crossing; a pair that never changes sign gets one row with NaN ``crossover_size`` and the
@@ -286,14 +484,23 @@ def crossover_frame(results: pd.DataFrame) -> pd.DataFrame:
     present in a group if they have any row there (whatever the status), so a device whose cells all failed
     still shows up as "too few ok cells". Pairs come CPU:0-first (``device_order``), crossings by size.
 
-    ``crossover_size``, ``low`` and ``high`` are matrix sides n (floats). ``low``/``high`` are where the
-    optimistic and pessimistic log-ratio curves (from ``ci_low_s``/``ci_high_s``) cross zero; without CIs,
-    the bracketing measured sizes. Columns: ``CROSSOVER_COLUMNS`` then ``CROSSOVER_EXTRA_COLUMNS``.
+    ``samples`` (``Run.samples``: ``schema.SAMPLE_COLUMNS`` with ``round``) pairs the devices by round: the
+    ratio at each size is ``resampling.paired_ratio`` of the two cells' samples, rounds matched by number,
+    seeded from the identity (same table, same answer). Without it (None, empty, or no ``round`` column) the
+    cells' own CIs stand in and the note says so (see the module docstring).
+
+    ``decisive`` is True for a crossing whose nearest decisive sizes on both sides (ratio interval wholly
+    above / below 1) lie on opposite sides of 1 as the medians cross, with no other crossing between them;
+    False for a crossing within noise and for rows without a crossing. ``crossover_size`` is the log–log
+    interpolation of the medians; ``low`` and ``high`` (matrix sides n, floats) bound the sizes over which the
+    ratio's interval holds 1 around it (interpolated in log size); with no interval at all, the bracketing
+    measured sizes. Columns: ``CROSSOVER_COLUMNS`` then ``CROSSOVER_EXTRA_COLUMNS`` (documented there).
     """
     columns = [*CROSSOVER_COLUMNS, *CROSSOVER_EXTRA_COLUMNS]
     if results.empty:
         empty: pd.DataFrame = pd.DataFrame(columns=columns)
         return empty
+    by_cell = samples_by_cell(samples) if samples is not None and usable_samples(samples) else None
     results = transfer_as_mode(results)
     cells = ok_cells(results)
     by_group = {key: frame for key, frame in cells.groupby(list(GROUP), sort=False)}
@@ -302,22 +509,16 @@ def crossover_frame(results: pd.DataFrame) -> pd.DataFrame:
         op, dtype, mode = (str(k) for k in key)
         group_cells = by_group.get(key, cells.iloc[0:0])
         for a, b in itertools.combinations(device_order(group["device"].astype(str)), 2):
-            rows.extend(_pair_rows((op, dtype, mode), a, b, group_cells))
+            rows.extend(_pair_rows((op, dtype, mode), a, b, group_cells, by_cell))
     frame = pd.DataFrame(rows, columns=columns)
-    for col in (
-        "crossover_size",
-        "low",
-        "high",
-        "min_size",
-        "max_size",
-        "speedup_min",
-        "speedup_max",
-        "bracket_low",
-        "bracket_high",
-    ):
+    floats = ["crossover_size", "low", "high", "min_size", "max_size", "speedup_min", "speedup_max",
+              "bracket_low", "bracket_high",
+              *(f"{side}{end}" for side in _RATIO_SIDES for end in ("", "_ci_low", "_ci_high"))]
+    for col in floats:
         frame[col] = frame[col].astype("float64")
-    frame["n_shared"] = frame["n_shared"].astype("int64")
-    for col in ("uncertain", "unsynchronized"):
+    for col in ("n_shared", "n_rounds"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("decisive", "unsynchronized"):
         frame[col] = frame[col].astype(bool)
     out: pd.DataFrame = frame
     return out
@@ -337,8 +538,34 @@ class RefineCell(NamedTuple):
     size: int
 
 
-MeasureFn = Callable[[list[RefineCell]], pd.DataFrame]
-"""Measures the given cells and returns their result rows (RESULT_COLUMNS, any status)."""
+class SkippedCrossing(NamedTuple):
+    """A crossing refine leaves alone because it is within noise: bisecting it would measure noise."""
+
+    op: str
+    dtype: str
+    mode: str
+    device_a: str
+    device_b: str
+    crossover_size: float
+    low: float
+    """Where the ratio's interval starts / stops holding 1 (matrix side n), as ``crossover_frame`` gives."""
+    high: float
+
+    def describe(self) -> str:
+        """'matmul float32 eager CPU:0 vs CPU:1 at n≈116 (range 64–1024)': the range is where the ratio's
+        interval holds 1."""
+        span = (f" (range {format_size(self.low)}–{format_size(self.high)})"
+                if math.isfinite(self.low) and math.isfinite(self.high) else "")
+        return (f"{self.op} {self.dtype} {self.mode} {self.device_a} vs {self.device_b} "
+                f"at n≈{format_size(self.crossover_size)}{span}")
+
+
+Measured = tuple[pd.DataFrame, pd.DataFrame]
+"""What a refine measurement returns: (result rows, their sample rows with ``round``; may be empty)."""
+
+MeasureFn = Callable[[list[RefineCell]], Measured]
+"""Measures the given cells and returns their result rows (RESULT_COLUMNS, any status) and sample rows
+(``schema.SAMPLE_COLUMNS``), so decisiveness after measuring is judged by rounds like the sweep's."""
 
 
 def bracket_converged(low: float, high: float, crossover: float, rel_tol: float = 0.05) -> bool:
@@ -357,18 +584,28 @@ def _bisection_size(low: int, high: int, unusable: set[int]) -> int | None:
     return None
 
 
-def refine_plan(results: pd.DataFrame, rel_tol: float = 0.05) -> list[RefineCell]:
-    """The cells to measure next: one bisection point (in log size) inside each unconverged bracket.
+def skipped_crossings(frame: pd.DataFrame) -> list[SkippedCrossing]:
+    """The within-noise crossings of a ``crossover_frame``: the ones refine does not bisect."""
+    noise = frame[np.isfinite(frame["crossover_size"]) & ~frame["decisive"].astype(bool)]
+    return [SkippedCrossing(str(r["op"]), str(r["dtype"]), str(r["mode"]), str(r["device_a"]),
+                            str(r["device_b"]), float(r["crossover_size"]), float(r["low"]), float(r["high"]))
+            for r in records(noise)]
 
-    Only pairs with a located crossing are refined, each bracket independently. A size already attempted by
-    either device and not ok (failed, skipped…) is avoided, since measuring it again would not narrow
-    anything; a device that already has an ok cell at the chosen size is not asked again. Requests for the
-    same (op, dtype, mode, size) are merged. Sorted, so the plan is deterministic.
+
+def refine_plan(results: pd.DataFrame, samples: pd.DataFrame | None = None, rel_tol: float = 0.05
+                ) -> list[RefineCell]:
+    """The cells to measure next: one bisection point (in log size) inside each unconverged decisive bracket.
+
+    Only decisive crossings (``crossover_frame(results, samples)``) are refined, each bracket independently;
+    a crossing within noise is left alone (see ``skipped_crossings``). A size already attempted by either
+    device and not ok (failed, skipped…) is avoided, since measuring it again would not narrow anything; a
+    device that already has an ok cell at the chosen size is not asked again. Requests for the same (op,
+    dtype, mode, size) are merged. Sorted, so the plan is deterministic.
     """
     if not 0 < rel_tol < 1:
         raise UsageError(f"refine tolerance {rel_tol!r} must be a fraction between 0 and 1 (0.05 is 5 %)")
-    frame = crossover_frame(results)
-    frame = frame[np.isfinite(frame["crossover_size"])]
+    frame = crossover_frame(results, samples)
+    frame = frame[np.isfinite(frame["crossover_size"]) & frame["decisive"].astype(bool)]
     if frame.empty:
         return []
     status = results.assign(ok=results["status"].astype(str) == "ok")
@@ -400,38 +637,66 @@ def refine_plan(results: pd.DataFrame, rel_tol: float = 0.05) -> list[RefineCell
 
 @dataclass
 class Refinement:
-    """What ``refine`` did: the merged results, the rounds run, and what is left."""
+    """What ``refine`` did: the merged results (and samples), the rounds run, and what is left."""
 
     results: pd.DataFrame
     rounds: int
     converged: bool
-    """True when no bracket is left that more measurements could narrow."""
+    """True when no decisive bracket is left that more measurements could narrow."""
     pending: list[RefineCell] = field(default_factory=list)
     """The cells the next round would measure (empty when converged)."""
     measured: list[RefineCell] = field(default_factory=list)
     """Every cell requested from ``measure``, in order."""
+    skipped: list[SkippedCrossing] = field(default_factory=list)
+    """The crossings within noise in the final results: not bisected."""
+    samples: pd.DataFrame | None = None
+    """The merged samples (None when ``refine`` was given none)."""
 
 
-def refine(results: pd.DataFrame, measure: MeasureFn, max_rounds: int = 6, rel_tol: float = 0.05) -> Refinement:
-    """Narrow every crossover bracket by bisection in log size until within ``rel_tol`` or out of rounds.
+def _merge_samples(old: pd.DataFrame, new_results: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` samples with every cell that ``new_results`` re-measured replaced by its ``new`` samples."""
+    from devbench.schema import IDENTITY
+
+    if old.empty:
+        fresh: pd.DataFrame = new.reset_index(drop=True)
+        return fresh
+    replaced = set(new_results[list(IDENTITY)].itertuples(index=False, name=None))
+    keep = [key not in replaced for key in old[list(IDENTITY)].itertuples(index=False, name=None)]
+    merged: pd.DataFrame = pd.concat([old[keep], new], ignore_index=True)
+    return merged
+
+
+def refine(results: pd.DataFrame, measure: MeasureFn, max_rounds: int = 6, rel_tol: float = 0.05,
+           samples: pd.DataFrame | None = None) -> Refinement:
+    """Narrow every decisive crossover bracket by bisection in log size until within ``rel_tol`` or out of
+    rounds; crossings within noise are skipped (``Refinement.skipped``).
 
     Each round asks ``measure`` for the cells of ``refine_plan`` and merges the rows it returns (a cell it
-    returns again replaces the old row). A round whose ``measure`` returns nothing ends the loop, since
-    nothing would change. From a x2 grid, each round halves the bracket in log space: about five rounds take
-    a bracket from 100 % to within 5 %.
+    returns again replaces the old row, and its samples the old samples). With ``samples`` None (a bare
+    table) decisiveness comes from the cells' CIs and the samples ``measure`` returns are not used. A round
+    whose ``measure`` returns no rows ends the loop, since nothing would change. From a x2 grid, each round
+    halves the bracket in log space: about five rounds take a bracket from 100 % to within 5 %.
     """
     if max_rounds < 0:
         raise UsageError(f"refine rounds {max_rounds!r} must be 0 or more")
     current = results.reset_index(drop=True)
+    current_samples = None if samples is None else samples.reset_index(drop=True)
     measured: list[RefineCell] = []
+
+    def outcome(rounds: int, converged: bool, pending: list[RefineCell]) -> Refinement:
+        skipped = skipped_crossings(crossover_frame(current, current_samples))
+        return Refinement(current, rounds, converged, pending, measured, skipped, current_samples)
+
     for done in range(max_rounds):
-        plan = refine_plan(current, rel_tol)
+        plan = refine_plan(current, current_samples, rel_tol)
         if not plan:
-            return Refinement(current, done, True, [], measured)
+            return outcome(done, True, [])
         measured.extend(plan)
-        new = measure(plan)
+        new, new_samples = measure(plan)
         if new.empty:
-            return Refinement(current, done + 1, False, plan, measured)
+            return outcome(done + 1, False, plan)
         current = merge_results(current, new.reindex(columns=list(RESULT_COLUMNS)))
-    plan = refine_plan(current, rel_tol)
-    return Refinement(current, max_rounds, not plan, plan, measured)
+        if current_samples is not None:
+            current_samples = _merge_samples(current_samples, new, new_samples)
+    plan = refine_plan(current, current_samples, rel_tol)
+    return outcome(max_rounds, not plan, plan)

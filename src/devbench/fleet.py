@@ -50,7 +50,7 @@ FLEET_COLUMNS: tuple[str, ...] = (
 
 FLEET_CROSSOVER_COLUMNS: tuple[str, ...] = (
     "op", "dtype", "mode", "device_a", "device_b", "machine", "crossover_size", "low", "high",
-    "faster_below", "faster_above", "uncertain", "note",
+    "faster_below", "faster_above", "decisive", "note",
 )
 
 FleetFormat = Literal["table", "csv", "json", "markdown"]
@@ -144,7 +144,7 @@ def fleet_crossovers(runs: Sequence[Run], labels: Sequence[str | None] | None = 
     names = machine_names(runs, labels)
     frames = []
     for name, run in zip(names, runs, strict=True):
-        frame = crossover_frame(run.results)
+        frame = crossover_frame(run.results, run.samples)
         frame["machine"] = name
         frames.append(frame[list(FLEET_CROSSOVER_COLUMNS)])
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FLEET_CROSSOVER_COLUMNS))
@@ -197,7 +197,7 @@ def _crossing_text(rows: pd.DataFrame) -> str:
         if math.isfinite(size):
             text = (f"{format_size(size)} [{format_size(float(row['low']))}–{format_size(float(row['high']))}]"
                     f" {row['faster_above']} above")
-            parts.append(text + (" (uncertain)" if bool(row["uncertain"]) else ""))
+            parts.append(text + (" (decisive)" if bool(row["decisive"]) else " (within noise)"))
         else:
             parts.append(str(row["note"]))
     return "; ".join(parts) or "–"

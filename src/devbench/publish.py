@@ -37,5 +37,5 @@ def publish(run: Run, run_dir: Path, *, html: bool = True) -> Published:
     if html:
         from devbench.html_report import write_html_report
 
-        page = write_html_report(run, run_dir, crossovers=crossover_frame(run.results))
+        page = write_html_report(run, run_dir, crossovers=crossover_frame(run.results, run.samples))
     return Published(charts=charts, report=markdown, html=page)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from devbench.analysis import RefineCell, Refinement, refine, split_mode
+from devbench.analysis import Measured, RefineCell, Refinement, refine, split_mode
 from devbench.backends.base import Backend
 from devbench.guards import Guard, MemoryGuard
 from devbench.runner import CellResult, run_visits
@@ -60,12 +60,13 @@ def refine_run(
 
             backend = default_backend()  # routes numpy:CPU to numpy, TF devices to TensorFlow
         active: Backend = backend
-        results, _samples = tables_from_log(session.reopened.contents, session.meta)
+        results, samples = tables_from_log(session.reopened.contents, session.meta)
         run_id = str(session.meta.get("run_id") or run_dir.name)
 
-        def measure(cells: list[RefineCell]) -> pd.DataFrame:
+        def measure(cells: list[RefineCell]) -> Measured:
             """Visit the new cells as a sweep visits its own: ``spec.rounds`` rounds, each device of a size
-            back to back in a rotating order, under the per-visit policy; return their cells' rows."""
+            back to back in a rotating order, under the per-visit policy; return their cells' rows and samples
+            (with rounds, so the crossing's decisiveness is judged as the sweep's)."""
             wanted = [spec.planned_cell(Cell(size=c.size, op=c.op, dtype=c.dtype, device=device,
                                              mode=split_mode(c.mode)[0], sync=split_mode(c.mode)[1] or spec.sync))
                       for c in cells for device in c.devices]
@@ -78,13 +79,17 @@ def refine_run(
 
             run_visits(visits, active, run_id, spec.policy.per_visit(spec.rounds), spec.seed, on_result=save,
                        on_start=on_start, guard=guard)
-            measured, _ = tables_from_log(read_cell_log(run_dir), session.meta)
+            measured, measured_samples = tables_from_log(read_cell_log(run_dir), session.meta)
             keys = {cell.key() for cell in wanted}
-            rows: pd.DataFrame = measured[[key in keys for key in measured[list(IDENTITY)].itertuples(index=False,
-                                                                                                      name=None)]]
-            return rows
 
-        outcome = refine(results, measure, max_rounds=max_rounds, rel_tol=REL_TOL)
+            def of_wanted(table: pd.DataFrame) -> pd.DataFrame:
+                rows: pd.DataFrame = table.loc[[key in keys for key in table[list(IDENTITY)].itertuples(
+                    index=False, name=None)]]
+                return rows
+
+            return of_wanted(measured), of_wanted(measured_samples)
+
+        outcome = refine(results, measure, max_rounds=max_rounds, rel_tol=REL_TOL, samples=samples)
         session.update_meta(refinements=[*(session.meta.get("refinements") or []), {
             "at": utc_now(),
             "rounds": outcome.rounds,

@@ -158,15 +158,17 @@ def _run_section(run: Run) -> list[str]:
     return out
 
 
-def _crossover_section(results: pd.DataFrame) -> list[str]:
-    frame = crossover_frame(results)
+def _crossover_section(results: pd.DataFrame, samples: pd.DataFrame) -> list[str]:
+    frame = crossover_frame(results, samples)
     out = ["## Crossovers", ""]
     if frame.empty:
         return [*out, "No (op, dtype, mode) was measured on two devices, so there is no crossover to find.", ""]
     out += [
-        "Where the faster device changes, interpolated in log–log between the bracketing measured sizes; "
-        "the range comes from the confidence intervals of the medians. Speed-ups are device b over device a "
-        "(> 1: b faster). Sizes are the matrix side n.",
+        "Where the faster device changes, interpolated in log–log between the bracketing measured sizes. "
+        "The device ratio at each size is taken within each round (both devices measured back to back) and "
+        "its interval from the rounds; a crossing is *decisive* when the nearest sizes on its two sides are "
+        "decisively on opposite sides of 1, else *within noise*, and its range is where the ratio's interval "
+        "holds 1. Speed-ups are device b over device a (> 1: b faster). Sizes are the matrix side n.",
         "",
         md_table(CROSSOVER_HEADERS, crossover_table_rows(frame)),
         "",
@@ -322,7 +324,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines = [f"# devbench report: {title}", ""]
     lines += _run_section(run)
     lines += _machine_section(run.meta)
-    lines += _crossover_section(run.results)
+    lines += _crossover_section(run.results, run.samples)
     lines += _winner_section(run.results)
     lines += _fidelity_sections(run)
     lines += _charts_section(run_dir, charts)

@@ -91,7 +91,7 @@ def cmd_crossover(args: argparse.Namespace) -> int:
     from devbench.store import load_any
 
     run = load_any(args.source)
-    sys.stdout.write(render_crossovers(crossover_frame(run.results), args.format))
+    sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples), args.format))
     return 0
 
 
@@ -138,7 +138,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
     if not args.quiet:
         state = "converged" if outcome.converged else f"stopped after {outcome.rounds} steps (budget spent)"
         print(f"refine: measured {len(outcome.measured)} extra sizes; {state}")
-        sys.stdout.write(render_crossovers(crossover_frame(run.results)))
+        if outcome.skipped:
+            print(f"refine: skipped {len(outcome.skipped)} crossing{'s' if len(outcome.skipped) != 1 else ''} "
+                  f"within noise: {'; '.join(s.describe() for s in outcome.skipped)}")
+        sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
     print(f"results: {args.run_dir}")
     return 0
 

@@ -233,7 +233,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_winners(winners(run.results)))
         print_not_measured(run.results)
-        sys.stdout.write(render_crossovers(crossover_frame(run.results)))
+        sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
         print(f"charts: {len(published.charts)} in {run_dir / 'plots'}; report: {published.report} "
               f"and {published.html}")
     print(f"results: {run_dir}")

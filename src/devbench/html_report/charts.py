@@ -170,7 +170,8 @@ def crossover_chart(
     group: pd.DataFrame, key: tuple[str, str, str], crossovers: pd.DataFrame, colours: Mapping[str, str]
 ) -> go.Figure:
     """Median per call against n (log–log) per device with its 95 % CI band (IQR where no CI), each located
-    crossover as a dashed line with its range shaded; below, each device's speed-up over CPU:0.
+    crossover as a line with its range shaded (solid when decisive, dashed and labelled "within noise"
+    otherwise); below, each device's speed-up over CPU:0.
 
     ``group`` holds the results of one (op, dtype, mode) ``key``; ``crossovers`` that key's rows of
     ``analysis.crossover_frame``. Traces per (device, sync): ``band`` (when any interval is finite) then
@@ -250,12 +251,11 @@ def crossover_chart(
         above, below = str(r["faster_above"]), str(r["faster_below"])
         low, high = float(r["low"]), float(r["high"])
         colour = colours.get(above, "#555")
-        text = crossover_sentence(above, size, low, high, than=below if several_pairs else "")
-        if bool(r.get("uncertain")):
-            text += ", uncertain"
+        decisive = bool(r.get("decisive"))
+        text = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive)
         if math.isfinite(low) and math.isfinite(high) and high > low:
             fig.add_vrect(x0=low, x1=high, fillcolor=colour, opacity=0.1, line_width=0, layer="below")
-        fig.add_vline(x=size, line={"color": colour, "dash": "dash", "width": 1.5})
+        fig.add_vline(x=size, line={"color": colour, "dash": "solid" if decisive else "dash", "width": 1.5})
         # Stacked above the plot, one line per crossing, so that close crossings do not overwrite each other.
         fig.add_annotation(x=math.log10(size), y=1.0, xref="x", yref="paper", text=pt(text), showarrow=False,
                            xanchor="left", yanchor="bottom", yshift=LABEL_LINE_PX * labels,

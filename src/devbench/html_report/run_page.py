@@ -96,9 +96,8 @@ def _sentences(crossovers: pd.DataFrame) -> list[str]:
     for r in records(crossovers):
         size = float(r["crossover_size"])
         if math.isfinite(size):
-            text = crossover_sentence(str(r["faster_above"]), size, float(r["low"]), float(r["high"]),
-                                      than=str(r["faster_below"]))
-            out.append(text + (" — uncertain" if bool(r.get("uncertain")) else ""))
+            out.append(crossover_sentence(str(r["faster_above"]), size, float(r["low"]), float(r["high"]),
+                                          than=str(r["faster_below"]), decisive=bool(r.get("decisive"))))
         else:
             out.append(f"{r['device_a']} vs {r['device_b']}: {r['note']}")
     return out
@@ -295,9 +294,9 @@ def render_html_report(
     run: Run, *, crossovers: pd.DataFrame | None = None, best: pd.DataFrame | None = None
 ) -> str:
     """The report page as text. ``crossovers`` (``analysis.crossover_frame``) and ``best``
-    (``analysis.winners``) are computed from ``run.results`` when not given."""
+    (``analysis.winners``) are computed from ``run.results`` (and ``run.samples``) when not given."""
     results = run.results
-    crossovers = crossover_frame(results) if crossovers is None else crossovers
+    crossovers = crossover_frame(results, run.samples) if crossovers is None else crossovers
     best = winners(results) if best is None else best
     calibration = run.meta.get("calibration")
     calibration = calibration if isinstance(calibration, Mapping) else None

@@ -56,7 +56,7 @@ def figures(run: Run) -> Iterator[tuple[str, Figure]]:
     if results.empty or ok_cells(results).empty:
         return
     colours = device_colours(list(results["device"].astype(str)))
-    crossovers = crossover_frame(results)
+    crossovers = crossover_frame(results, run.samples)
     keys = sorted({(str(r["op"]), str(r["dtype"]), str(r["mode"])) for r in records(ok_cells(results))})
     for key in keys:
         yield (

@@ -44,12 +44,14 @@ def crossover_figure(
     machine: str = "",
     crossovers: pd.DataFrame | None = None,
     colours: dict[str, str] | None = None,
+    samples: pd.DataFrame | None = None,
 ) -> Figure:
     """Median time per call against size (log–log) per device, IQR band, crossovers; speed-up panel below.
 
-    ``key`` is (op, dtype, mode). ``crossovers`` defaults to ``crossover_frame`` of these results; each
-    located crossover is a dashed vertical line (gid ``crossover``) labelled like "GPU:0 faster above n≈724
-    (range 690–760)" with its range shaded. Lines carry gid ``median:<device>`` (top) and
+    ``key`` is (op, dtype, mode). ``crossovers`` defaults to ``crossover_frame`` of these results (and
+    ``samples``, which pair the devices by round); each located crossover is a vertical line (gid
+    ``crossover``), solid when decisive and dashed when within noise, labelled like "GPU:0 faster above n≈724
+    (range 690–760), decisive" with its range shaded. Lines carry gid ``median:<device>`` (top) and
     ``speedup:<device>`` (bottom), so tests can find them.
     """
     _matplotlib()
@@ -63,7 +65,7 @@ def crossover_figure(
     devices = device_order(series["device"].astype(str))
     colours = colours or device_colours(devices)
     if crossovers is None:
-        crossovers = crossover_frame(group)
+        crossovers = crossover_frame(group, samples)
     else:
         crossovers = crossovers[
             (crossovers["op"] == op) & (crossovers["dtype"] == dtype) & (crossovers["mode"] == mode)
@@ -107,12 +109,12 @@ def crossover_figure(
             continue
         above, below = str(r["faster_above"]), str(r["faster_below"])
         low, high = float(r["low"]), float(r["high"])
-        label = crossover_sentence(above, size, low, high, than=below if several_pairs else "")
-        if bool(r["uncertain"]):
-            label += ", uncertain"
+        decisive = bool(r["decisive"])
+        label = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive)
         colour = colours.get(above, "0.3")
         for ax in (top, bottom):
-            ax.axvline(size, color=colour, ls="--", lw=1.3, gid="crossover", label=label if ax is top else "_nolegend_")
+            ax.axvline(size, color=colour, ls="-" if decisive else "--", lw=1.3, gid="crossover",
+                       label=label if ax is top else "_nolegend_")
             if math.isfinite(low) and math.isfinite(high) and high > low:
                 ax.axvspan(low, high, color=colour, alpha=0.08, lw=0, gid="crossover-range")
         n_lines += 1
