@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from devbench.devices import framework_of, is_host_device
 from devbench.spec import NUMPY_DEVICE, TimingPolicy
 
 if TYPE_CHECKING:
@@ -101,7 +102,11 @@ def gemm_flops(n: int) -> float:
 
 
 def _kind(device: str) -> str:
-    return "CPU" if device == NUMPY_DEVICE or device.startswith("CPU:") else device.split(":", 1)[0].upper()
+    """``CPU`` for every host device (TF's ``CPU:k``, ``jax:cpu:k``, ``torch:cpu``, numpy: one host's cores and
+    memory), ``GPU`` for another framework's accelerator, TF's own kind otherwise."""
+    if is_host_device(device):
+        return "CPU"
+    return "GPU" if framework_of(device) in ("jax", "torch") else device.split(":", 1)[0].upper()
 
 
 def search_gemm(probe: GemmProbe, backend: str, device: str, dtype: str, *, start_n: int = START_N,
@@ -199,7 +204,7 @@ def calibrate(
 
     host_devices = [d for d in devices if _kind(d) == "CPU"]
     if host_devices:
-        tf_cpu = next((d for d in host_devices if d != NUMPY_DEVICE), "CPU:0")
+        tf_cpu = next((d for d in host_devices if framework_of(d) == "tf"), "CPU:0")
         gemms: list[ProbeResult] = []
         for dtype in dtypes:
             for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu)):
@@ -314,8 +319,9 @@ def ceiling(calibration: Mapping[str, Any] | None, device: str, dtype: str) -> t
     if not calibration:
         return math.nan, math.nan
     entry = calibration.get("devices", {}).get(device)
-    if entry is None and device.startswith("CPU:"):
-        # A logical CPU not in the calibration shares the host's cores and memory with those that are.
+    if entry is None and is_host_device(device):
+        # A logical CPU, or another framework's host device (jax:cpu:0, torch:cpu), not in the calibration shares
+        # the host's cores and memory with those that are.
         entry = next((e for d, e in calibration.get("devices", {}).items() if _kind(d) == "CPU"), None)
     if entry is None:
         return math.nan, math.nan
