@@ -49,7 +49,7 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {
     f.key: f
     for f in (
-        Framework("tf", "tensorflow", "TensorFlow", 'pip install devbench (TensorFlow is a default dependency)'),
+        Framework("tf", "tensorflow", "TensorFlow", "pip install tensorflow (a dependency of devbench's default install)"),
         Framework("jax", "jax", "JAX", 'pip install "devbench[jax]"'),
         Framework("torch", "torch", "PyTorch", 'pip install "devbench[torch]"'),
     )
