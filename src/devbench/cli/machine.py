@@ -58,12 +58,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         memory = f"{limit / 2**30:.1f} GiB" if limit else ""
         rest = ", ".join(f"{k}={v}" for k, v in details.items())
         table.add_row(device.name, FRAMEWORKS[device.framework].label, device.kind, name, memory, capability, rest)
-    console = Console()
-    console.print(table)
+    Console().print(table)
     for key, reason in found.missing.items():
         framework = FRAMEWORKS[key]
-        console.print(f"{framework.label}: {reason}; its devices are not available (install: {framework.install})",
-                      markup=False, highlight=False)
+        print(f"{framework.label}: {reason}, so its devices are not listed; to install: {framework.install}")
     return 0
 
 
