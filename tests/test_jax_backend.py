@@ -18,9 +18,9 @@ from devbench.runner import run_cell
 from devbench.schema import Record
 from devbench.spec import Cell, TimingPolicy
 
-jax_module = pytest.importorskip("jax", reason="JAX is not installed (pip install 'devbench[jax]')")
+pytest.importorskip("jax", reason="JAX is not installed (pip install 'devbench[jax]')")
 
-from devbench.backends.jax import (  # noqa: E402  (after the skip: the module needs JAX)
+from devbench.backends.jax import (  # after the skip: the module needs JAX
     JaxBackend,
     build_jax,
     graph_loop,
@@ -28,7 +28,7 @@ from devbench.backends.jax import (  # noqa: E402  (after the skip: the module n
     placement_failure,
     sync_scalar,
 )
-from devbench.devices import jax, jax_device  # noqa: E402
+from devbench.devices import jax, jax_device
 
 QUICK = TimingPolicy(max_cell_time=0.2, min_samples=3, max_samples=10, warmup_time=0.02, min_block_time=0.005)
 DEVICE = "jax:cpu:0"

@@ -17,14 +17,14 @@ from devbench.spec import Cell, TimingPolicy
 pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'devbench[torch]'); its tests run "
                     "where it is")
 
-from devbench.backends.torch import (  # noqa: E402  (after the skip: the module needs torch)
+from devbench.backends.torch import (  # after the skip: the module needs torch
     TorchBackend,
     build_torch,
     classify,
     placement_failure,
     torch_device,
 )
-from devbench.devices import torch  # noqa: E402
+from devbench.devices import torch
 
 QUICK = TimingPolicy(max_cell_time=0.2, min_samples=3, max_samples=10, warmup_time=0.02, min_block_time=0.005)
 DEVICE = "torch:cpu"

@@ -29,7 +29,7 @@ from devbench.backends.base import (
     error_reason,
     python_loop,
 )
-from devbench.devices import torch, torch_device_name
+from devbench.devices import torch, torch_cuda_available, torch_device_name
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
 from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
 from devbench.timer import Clock, measure
@@ -268,7 +268,7 @@ class TorchBackend:
             self.torch._dynamo.reset()
             self._compiled = False
         gc.collect()
-        if self.torch.cuda.is_available():
+        if torch_cuda_available():
             self.torch.cuda.empty_cache()
 
 
