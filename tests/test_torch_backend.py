@@ -4,6 +4,11 @@ and unsupported pairs. Skipped where PyTorch is not installed (CI: its wheel is 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +23,7 @@ pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'devb
                     "where it is")
 
 from devbench.backends.torch import (  # after the skip: the module needs torch
+    COMPILE_NEXT_TO_TF,
     TorchBackend,
     build_torch,
     classify,
@@ -28,6 +34,7 @@ from devbench.devices import torch
 
 QUICK = TimingPolicy(max_cell_time=0.2, min_samples=3, max_samples=10, warmup_time=0.02, min_block_time=0.005)
 DEVICE = "torch:cpu"
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +124,37 @@ def test_kernels_torch_lacks_and_cuda_oom_are_classified() -> None:
     assert classify(RuntimeError("something else"))[0] == "error"
 
 
+COMPILE_ALONE = """
+import sys
+from devbench.backends.torch import TorchBackend
+from devbench.runner import run_cell
+from devbench.spec import Cell, TimingPolicy
+
+policy = TimingPolicy(max_cell_time=0.2, min_samples=3, max_samples=10, warmup_time=0.02, min_block_time=0.005)
+record = run_cell(TorchBackend(), "t", Cell(size=16, op="add", dtype="float32", device="torch:cpu", mode="compile"),
+                  policy, seed=0).record
+assert "tensorflow" not in sys.modules
+print(record.status, record.placed_device, record.reason, sep="|")
+"""
+
+
 @pytest.mark.slow
-def test_compile_mode_matches_numpy_and_runs(backend: TorchBackend) -> None:
-    """torch.compile needs a C compiler on the CPU and takes seconds (a minute on 2 busy cores) to compile."""
-    record = _record(backend, _cell("add", size=16, mode="compile"))
-    if record.status == "unsupported":
-        assert record.reason.startswith("torch.compile failed"), record.reason
-        pytest.skip(f"torch.compile cannot compile here: {record.reason}")
-    assert record.status == "ok", record.reason
-    assert record.placed_device == DEVICE
+def test_compile_mode_matches_numpy_and_runs() -> None:
+    """torch.compile needs a C compiler on the CPU and takes seconds (a minute on 2 busy cores). It runs in a
+    process of its own: where TensorFlow is loaded (this test session) it would segfault."""
+    proc = subprocess.run([sys.executable, "-c", COMPILE_ALONE], capture_output=True, text=True, check=False,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert proc.returncode == 0, proc.stderr
+    status, placed, reason = proc.stdout.strip().splitlines()[-1].split("|")
+    if status == "unsupported":
+        assert reason.startswith("torch.compile failed"), reason
+        pytest.skip(f"torch.compile cannot compile here: {reason}")
+    assert (status, placed) == ("ok", DEVICE), reason
+
+
+def test_compile_next_to_tensorflow_is_unsupported_not_a_crash(monkeypatch: pytest.MonkeyPatch,
+                                                              backend: TorchBackend) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    record = _record(backend, _cell("add", mode="compile"))
+    assert record.status == "unsupported"
+    assert record.reason == COMPILE_NEXT_TO_TF

@@ -2,7 +2,8 @@
 
 Modes: ``eager`` (torch's own, op by op) and ``compile`` (``torch.compile`` of the whole op, ``dynamic=False``:
 the cold call compiles it, which needs a C compiler for the CPU and may take seconds; a compilation that fails
-makes the cell ``unsupported`` with the reason). ``graph_loop`` and TensorFlow's modes are ``unsupported``.
+makes the cell ``unsupported`` with the reason, and so does a process that has loaded TensorFlow, where
+torch.compile's Triton import segfaults). ``graph_loop`` and TensorFlow's modes are ``unsupported``.
 
 dtypes: all five where torch has the kernel (an int32 matmul on CUDA has none: ``unsupported`` with torch's
 message); int32 gradients are ``unsupported`` as everywhere.
@@ -14,6 +15,7 @@ element of the last output (``.item()``) waits for all queued work, like TF's ``
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,9 +132,16 @@ SYNCS: dict[str, Callable[[Any], None]] = {
 # Modes
 
 
+COMPILE_NEXT_TO_TF = ("torch.compile is not run in a process that has loaded TensorFlow: its Triton import "
+                      "crashes the process there (segmentation fault; both bundle LLVM). Sweep compile cells "
+                      "with --devices naming torch devices only")
+
+
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise UnsupportedCombination(f"mode {mode!r} does not exist on PyTorch (it has {', '.join(MODES)})")
+    if mode == "compile" and "tensorflow" in sys.modules:
+        raise UnsupportedCombination(COMPILE_NEXT_TO_TF)
 
 
 def wrap_mode(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
