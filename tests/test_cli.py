@@ -86,7 +86,7 @@ def test_sweep_end_to_end_on_two_devices(tmp_path: Path) -> None:
 def test_unsupported_combination_is_a_row_not_a_crash(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = run_cli("sweep", "--sizes", "16", "--ops", "softmax_xent_grad,add", "--dtypes", "int32",
-                   "--max-cell-time", "0.1", "--out", str(out), "--quiet")
+                   "--devices", "CPU:0", "--max-cell-time", "0.1", "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     results = pd.read_parquet(out / "results.parquet").set_index("op")
     assert results.loc["softmax_xent_grad", "status"] == "unsupported"

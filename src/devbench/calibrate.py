@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from devbench.devices import framework_of, is_host_device
 from devbench.spec import NUMPY_DEVICE, TimingPolicy
 
 if TYPE_CHECKING:
@@ -101,9 +102,11 @@ def gemm_flops(n: int) -> float:
 
 
 def device_kind(device: str) -> str:
-    """``CPU`` for the host (every ``CPU:k`` and the numpy baseline share its cores and memory), else the kind
-    in the name (``GPU``)."""
-    return "CPU" if device == NUMPY_DEVICE or device.startswith("CPU:") else device.split(":", 1)[0].upper()
+    """``CPU`` for every host device (TF's ``CPU:k``, ``jax:cpu:k``, ``torch:cpu``, numpy: one host's cores and
+    memory), ``GPU`` for another framework's accelerator, TF's own kind otherwise."""
+    if is_host_device(device):
+        return "CPU"
+    return "GPU" if framework_of(device) in ("jax", "torch") else device.split(":", 1)[0].upper()
 
 
 def search_gemm(probe: GemmProbe, backend: str, device: str, dtype: str, *, start_n: int = START_N,
@@ -201,7 +204,7 @@ def calibrate(
 
     host_devices = [d for d in devices if device_kind(d) == "CPU"]
     if host_devices:
-        tf_cpu = next((d for d in host_devices if d != NUMPY_DEVICE), "CPU:0")
+        tf_cpu = next((d for d in host_devices if framework_of(d) == "tf"), "CPU:0")
         gemms: list[ProbeResult] = []
         for dtype in dtypes:
             for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu)):

@@ -46,7 +46,7 @@ class Rate:
 def ceiling_group(device: str) -> str:
     """The devices that share one ceiling: every ``CPU:k`` and ``numpy:CPU`` are the host's cores and memory
     (``host``); any other device is its own. A backend whose device computes on the host joins the host here
-    (through :func:`_kind`)."""
+    (through :func:`devbench.calibrate.device_kind`)."""
     return HOST if device_kind(device) == "CPU" else device
 
 

@@ -1,10 +1,19 @@
-"""Devices: canonical names (pure), and TensorFlow start-up, discovery and placement (lazy TF import).
+"""Devices of every framework: canonical names (pure), start-up, discovery, placement and free memory.
 
-Canonical names are ``KIND:INDEX`` (``CPU:0``, ``GPU:1``). Users may write ``cpu``, ``/GPU:1``, ``gpu:1``,
-``/device:GPU:1`` or a full TF name such as ``/job:localhost/replica:0/task:0/device:GPU:1``.
+Canonical names say which framework runs the device:
 
-Without a GPU, ``DEVBENCH_LOGICAL_CPUS=N`` splits the CPU into N logical devices (``CPU:0`` … ``CPU:N-1``) so
-that multi-device sweeps can be exercised anywhere; tests use it.
+- TensorFlow: ``KIND:INDEX`` (``CPU:0``, ``GPU:1``), today's names. Users may also write ``tf:CPU:0``, ``cpu``,
+  ``/GPU:1``, ``gpu:1``, ``/device:GPU:1`` or a full TF name such as ``/job:localhost/replica:0/task:0/device:GPU:1``.
+- JAX: ``jax:cpu:0``, ``jax:gpu:N`` (``jax:cuda:N`` and ``jax:gpu`` are accepted), ``jax:tpu:N``.
+- PyTorch: ``torch:cpu``, ``torch:cuda:N`` (``torch:cuda`` means ``torch:cuda:0``), ``torch:mps``.
+- the numpy baseline ``numpy:CPU``.
+
+Checking a name never imports a framework. Each framework is imported on first use (:func:`tensorflow`,
+:func:`jax`, :func:`torch`); one that is not installed (or fails to import) is reported missing by
+:func:`discover_frameworks` instead of raising.
+
+Without a GPU, ``DEVBENCH_LOGICAL_CPUS=N`` splits TensorFlow's CPU into N logical devices (``CPU:0`` …
+``CPU:N-1``) so that multi-device sweeps can be exercised anywhere; tests use it.
 """
 
 from __future__ import annotations
@@ -14,44 +23,107 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from devbench.errors import UsageError
+from devbench.errors import UsageError, first_line
 from devbench.spec import NUMPY_DEVICE
 
 _DEVICE = re.compile(r"(?:^|/)(?:device:)?([A-Za-z_]+)(?::(\d+))?$")
+_JAX_DEVICE = re.compile(r"^(cpu|gpu|cuda|tpu)(?::(\d+))?$")
+_TORCH_DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
 
 LOGICAL_CPUS_ENV = "DEVBENCH_LOGICAL_CPUS"
 
 
-def canonical(name: str) -> str:
-    """Canonical ``KIND:INDEX`` for any accepted spelling; raises UsageError for what is not a device."""
-    text = name.strip()
-    if text.lower() in ("numpy", NUMPY_DEVICE.lower()):
-        return NUMPY_DEVICE  # the numpy baseline (--baseline numpy): plain numpy on the host
+@dataclass(frozen=True)
+class Framework:
+    """A framework devbench can run cells on: its key (the device-name prefix), module, label and install hint."""
+
+    key: str
+    module: str
+    label: str
+    install: str
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    f.key: f
+    for f in (
+        Framework("tf", "tensorflow", "TensorFlow", "pip install tensorflow (devbench's default install has it)"),
+        Framework("torch", "torch", "PyTorch", 'pip install "devbench[torch]"'),
+        Framework("jax", "jax", "JAX", 'pip install "devbench[jax]"'),
+    )
+}
+"""In the order of preference for the default devices: TensorFlow (devbench's default backend), then PyTorch (what
+most GPU users have), then JAX."""
+
+
+def _tf_canonical(text: str, name: str) -> str:
     match = _DEVICE.search(text)
     if not text or not match:
-        raise UsageError(f"bad device name {name!r}; write it like CPU:0 or GPU:1")
+        raise UsageError(f"bad device name {name!r}; write it like CPU:0, GPU:1, jax:cpu:0 or torch:cuda:0")
     kind = match[1].upper()
     index = int(match[2]) if match[2] is not None else 0
     return f"{kind}:{index}"
 
 
+def canonical(name: str) -> str:
+    """Canonical name (see the module docstring) for any accepted spelling; UsageError for what is not a device."""
+    text = name.strip()
+    if text.lower() in ("numpy", NUMPY_DEVICE.lower()):
+        return NUMPY_DEVICE  # the numpy baseline (--baseline numpy): plain numpy on the host
+    prefix, _, rest = text.partition(":")
+    prefix = prefix.lower()
+    if prefix == "jax":
+        match = _JAX_DEVICE.match(rest.strip().lower())
+        if not match:
+            raise UsageError(f"bad JAX device name {name!r}; write it like jax:cpu:0 or jax:gpu:1")
+        kind = "gpu" if match[1] == "cuda" else match[1]
+        return f"jax:{kind}:{int(match[2] or 0)}"
+    if prefix == "torch":
+        match = _TORCH_DEVICE.match(rest.strip().lower())
+        if not match or (match[1] in ("cpu", "mps") and int(match[2] or 0) != 0):
+            raise UsageError(f"bad PyTorch device name {name!r}; write it like torch:cpu, torch:cuda:0 or torch:mps")
+        return f"torch:{match[1]}:{int(match[2] or 0)}" if match[1] == "cuda" else f"torch:{match[1]}"
+    if prefix == "tf":
+        return _tf_canonical(rest.strip(), name)
+    return _tf_canonical(text, name)
+
+
+def framework_of(device: str) -> str:
+    """``tf``, ``jax``, ``torch`` or ``numpy`` for a canonical device name."""
+    if device == NUMPY_DEVICE:
+        return "numpy"
+    prefix = device.split(":", 1)[0]
+    return prefix if prefix in ("jax", "torch") else "tf"
+
+
+def is_host_device(device: str) -> bool:
+    """True for a canonical device whose data lives in host memory and whose work runs on the host's cores:
+    TF's ``CPU:k``, ``jax:cpu:k``, ``torch:cpu`` and the numpy baseline."""
+    return device == NUMPY_DEVICE or device.startswith(("CPU:", "jax:cpu:")) or device == "torch:cpu"
+
+
+def is_accelerator(device: str) -> bool:
+    """True for a canonical device that is not the host (a GPU, TPU or Apple GPU of any framework)."""
+    return not is_host_device(device)
+
+
 DEFAULT_KEYWORDS = ("", "default")
-"""A device list that means the default devices: CPU:0 plus every GPU."""
+"""A device list that means the default devices (see :func:`default_devices`)."""
 ALL_KEYWORD = "all"
-"""A device list that means every device TensorFlow sees."""
+"""A device list that means every device of every installed framework."""
 
 
 def check_names(requested: str | None) -> None:
-    """Check the spelling of a ``--devices`` list without TensorFlow; raises UsageError for a bad name.
+    """Check the spelling of a ``--devices`` list without any framework; raises UsageError for a bad name.
 
     The one syntax check of a device list (sweep, calibrate, the pytest plugin's ``--devbench-devices``), run
-    before TensorFlow is imported so a typo costs no TF start-up. Whether the devices exist is for
-    :func:`resolve`, once TF lists them.
+    before a framework is imported so a typo costs no start-up. Whether the devices exist is for
+    :func:`resolve`, once the frameworks list them.
     """
     if requested is None or requested.strip().lower() in (*DEFAULT_KEYWORDS, ALL_KEYWORD):
         return
@@ -59,11 +131,28 @@ def check_names(requested: str | None) -> None:
         canonical(name)
 
 
+def default_devices(available: list[str]) -> tuple[str, ...]:
+    """The devices of a sweep that names none: the host CPU of the preferred installed framework (``CPU:0``
+    when TensorFlow is there), plus every accelerator of the first framework (TensorFlow, PyTorch, JAX) that
+    has one: each GPU is measured once, not once per framework. No accelerator: the host CPU alone."""
+    hosts = {"tf": "CPU:0", "torch": "torch:cpu", "jax": "jax:cpu:0"}
+    host = next((hosts[key] for key in FRAMEWORKS if hosts[key] in available), None)
+    accelerators: list[str] = []
+    for key in FRAMEWORKS:
+        accelerators = [d for d in available if framework_of(d) == key and is_accelerator(d)]
+        if accelerators:
+            break
+    return tuple([host] if host else []) + tuple(accelerators)
+
+
 def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
-    """The devices to sweep: the default (CPU:0 plus every GPU) or the user's comma list, validated."""
+    """The devices to sweep: the default (:func:`default_devices`) or the user's comma list, validated.
+
+    A JAX or PyTorch name missing from ``available`` is looked up in its own framework (imported then), so a
+    list of TensorFlow's devices is enough to validate any name.
+    """
     if requested is None or requested.strip().lower() in DEFAULT_KEYWORDS:
-        default = ["CPU:0", *[d for d in available if d.startswith("GPU:")]]
-        return tuple(d for d in default if d in available)
+        return default_devices(available)
     if requested.strip().lower() == ALL_KEYWORD:
         return tuple(available)
     chosen: list[str] = []
@@ -71,23 +160,41 @@ def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
         if not raw.strip():
             raise UsageError(f"empty device in {requested!r}; available: {', '.join(available)}")
         name = canonical(raw)
+        if name not in available and framework_of(name) in ("jax", "torch"):
+            # ``available`` may hold TensorFlow's devices only (a run's fingerprint): ask the framework itself.
+            available = [*available, *framework_device_names(framework_of(name))]
         if name not in available and name != NUMPY_DEVICE:
-            raise UsageError(f"device {raw.strip()!r} does not exist here; available: {', '.join(available)}")
+            raise UsageError(f"device {raw.strip()!r} does not exist here{_missing_hint(name)}; "
+                             f"available: {', '.join(available) or 'none'}")
         if name not in chosen:
             chosen.append(name)
     return tuple(chosen)
 
 
+def _missing_hint(device: str) -> str:
+    """`` (TensorFlow is not installed: ...)`` when the device's framework cannot be imported, else ``""``."""
+    framework = FRAMEWORKS.get(framework_of(device))
+    if framework is None:
+        return ""
+    reason = framework_missing(framework.key)
+    return f" ({framework.label} is not available: {reason}; {framework.install})" if reason else ""
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     name: str
-    """Canonical name, e.g. ``GPU:0``."""
+    """Canonical name, e.g. ``GPU:0``, ``jax:gpu:0``, ``torch:cuda:0``."""
     kind: str
+    """``CPU`` or ``GPU`` (``TPU``, ``MPS`` for those), whatever the framework."""
     tf_name: str
+    """The framework's own name of the device (TF's full name, JAX's ``repr``, torch's ``cuda:0``)."""
     details: dict[str, Any] = field(default_factory=dict)
+    framework: str = "tf"
+    """Key of :data:`FRAMEWORKS`."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "tf_name": self.tf_name, "details": self.details}
+        return {"name": self.name, "kind": self.kind, "tf_name": self.tf_name, "details": self.details,
+                "framework": self.framework}
 
 
 _tf: ModuleType | None = None
@@ -182,7 +289,7 @@ def tensorflow_runtime_init() -> dict[str, Any] | None:
     return dict(_runtime_init) if _runtime_init is not None else None
 
 
-def discover() -> list[DeviceInfo]:
+def _discover_tf() -> list[DeviceInfo]:
     """Every logical CPU and GPU device TensorFlow can use, with the details TF gives about each."""
     tf = tensorflow()
     physical = {d.name.split("physical_device:")[-1]: d for d in tf.config.list_physical_devices()}
@@ -217,8 +324,222 @@ def _memory_limits() -> dict[str, int]:
         return {}
 
 
+# ---------------------------------------------------------------------------------------------------------
+# JAX and PyTorch start-up
+
+_jax: ModuleType | None = None
+_torch: ModuleType | None = None
+
+JAX_PREALLOCATE_ENV = "XLA_PYTHON_CLIENT_PREALLOCATE"
+
+
+def jax() -> ModuleType:
+    """Import and configure JAX once: no GPU memory preallocation, 64-bit types enabled.
+
+    JAX reserves 75 % of each GPU's memory at start-up by default, which would starve every other framework
+    in the process and make its free memory meaningless to the memory guard; ``XLA_PYTHON_CLIENT_PREALLOCATE``
+    must be set before JAX starts (a user's own setting wins). ``jax_enable_x64`` lets ``float64`` cells run
+    as asked instead of being silently computed in float32 (JAX's default); every array devbench makes has an
+    explicit dtype, so the flag changes nothing else.
+    """
+    global _jax
+    if _jax is not None:
+        return _jax
+    os.environ.setdefault(JAX_PREALLOCATE_ENV, "false")
+    import jax as module
+
+    module.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
+    _jax = module
+    return _jax
+
+
+OMP_WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+
+
+def torch() -> ModuleType:
+    """Import PyTorch once; next to TensorFlow, with passive OpenMP waiting.
+
+    torch's OpenMP threads spin between parallel regions by default, and so do TensorFlow's own threads: in one
+    process on a small CPU they take each other's cores, and a 64² torch matmul measured 20 ms per call instead
+    of 35 µs (2 cores, TF's CPU:0 cells interleaved). ``OMP_WAIT_POLICY=PASSIVE`` (set before torch loads its
+    OpenMP runtime; a user's own setting wins) lets torch's idle threads sleep. Without TensorFlow in the
+    process torch keeps its default.
+    """
+    global _torch
+    if _torch is None:
+        if _tf is not None:
+            os.environ.setdefault(OMP_WAIT_POLICY_ENV, "PASSIVE")
+        import torch as module
+
+        _torch = module
+    return _torch
+
+
+_LOADERS = {"tf": tensorflow, "jax": jax, "torch": torch}
+_missing: dict[str, str] = {}
+
+
+def framework_missing(key: str) -> str:
+    """Why framework ``key`` cannot be used here (``"not installed"``, or its import error), ``""`` if it can.
+
+    Imports the framework to find out (a broken install fails only then); the answer is kept for the process.
+    """
+    if key in _missing:
+        return _missing[key]
+    try:
+        _LOADERS[key]()
+        _missing[key] = ""
+    except ImportError as exc:
+        wanted = FRAMEWORKS[key].module
+        missing_module = getattr(exc, "name", None)
+        _missing[key] = "not installed" if missing_module == wanted else f"import failed: {first_line(str(exc))}"
+    except Exception as exc:  # a framework whose import crashes is unusable, not a reason to crash devbench
+        _missing[key] = f"import failed: {type(exc).__name__}: {first_line(str(exc))}"
+    return _missing[key]
+
+
+def _discover_jax() -> list[DeviceInfo]:
+    """Every JAX device, by platform (``jax.devices()`` alone lists only the default platform's)."""
+    module = jax()
+    devices: list[DeviceInfo] = []
+    for platform in ("cpu", "gpu", "tpu"):
+        try:
+            found = module.devices(platform)
+        except RuntimeError:  # no such backend in this jaxlib, or no device of it
+            continue
+        for index, device in enumerate(found):
+            details: dict[str, Any] = {"device_name": str(getattr(device, "device_kind", ""))}
+            if platform != "cpu":
+                with contextlib.suppress(Exception):
+                    stats = device.memory_stats() or {}
+                    if "bytes_limit" in stats:
+                        details["memory_limit_bytes"] = int(stats["bytes_limit"])
+                capability = getattr(device, "compute_capability", None)
+                if capability:
+                    details["compute_capability"] = str(capability)
+            devices.append(DeviceInfo(name=f"jax:{platform}:{index}", kind=platform.upper(), tf_name=repr(device),
+                                      details=details, framework="jax"))
+    return devices
+
+
+def jax_device(name: str) -> Any:
+    """The ``jax.Device`` of canonical name ``jax:PLATFORM:INDEX``; UsageError if there is none."""
+    _, platform, index = name.split(":")
+    try:
+        return jax().devices(platform)[int(index)]
+    except (RuntimeError, IndexError):
+        raise UsageError(f"device {name!r} does not exist here") from None
+
+
+def jax_device_name(device: Any) -> str:
+    """Canonical name of a ``jax.Device`` (its position among its platform's devices)."""
+    platform = str(device.platform)
+    return f"jax:{platform}:{list(jax().devices(platform)).index(device)}"
+
+
+def torch_cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without its UserWarning where CUDA cannot initialise (a CPU-only machine
+    with torch's CUDA wheel, or CUDA libraries TensorFlow loaded first): no CUDA is the answer, not a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return bool(torch().cuda.is_available())
+
+
+def _discover_torch() -> list[DeviceInfo]:
+    module = torch()
+    devices = [DeviceInfo(name="torch:cpu", kind="CPU", tf_name="cpu", framework="torch")]
+    if torch_cuda_available():
+        for index in range(module.cuda.device_count()):
+            props = module.cuda.get_device_properties(index)
+            devices.append(DeviceInfo(
+                name=f"torch:cuda:{index}", kind="GPU", tf_name=f"cuda:{index}", framework="torch",
+                details={"device_name": props.name, "memory_limit_bytes": int(props.total_memory),
+                         "compute_capability": f"{props.major}.{props.minor}"}))
+    mps = getattr(module.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append(DeviceInfo(name="torch:mps", kind="MPS", tf_name="mps", framework="torch"))
+    return devices
+
+
+def torch_device_name(device: Any) -> str:
+    """Canonical name of a ``torch.device`` (``cuda`` without an index is the current one)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch().cuda.current_device()
+        return f"torch:cuda:{index}"
+    return f"torch:{device.type}"
+
+
+_DISCOVERERS = {"tf": _discover_tf, "jax": _discover_jax, "torch": _discover_torch}
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The devices of every installed framework, and why the others cannot be used."""
+
+    devices: list[DeviceInfo]
+    missing: dict[str, str]
+    """Framework key -> reason (``not installed``, or its import error)."""
+    versions: dict[str, str]
+    """Framework key -> version, for those that loaded."""
+
+
+def discover_frameworks(frameworks: tuple[str, ...] = tuple(FRAMEWORKS)) -> Discovery:
+    """Import each installed framework of ``frameworks`` and list its devices; never raises for a missing one."""
+    devices: list[DeviceInfo] = []
+    missing: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    for key in frameworks:
+        reason = framework_missing(key)
+        if reason:
+            missing[key] = reason
+            continue
+        versions[key] = str(getattr(_LOADERS[key](), "__version__", ""))
+        devices += _DISCOVERERS[key]()
+    return Discovery(devices=devices, missing=missing, versions=versions)
+
+
+def discover() -> list[DeviceInfo]:
+    """TensorFlow's devices (the default framework), ``[]`` where TensorFlow cannot be imported.
+
+    What a run's machine fingerprint lists. Every framework's devices: :func:`discover_frameworks`.
+    """
+    return discover_frameworks(("tf",)).devices
+
+
+_device_names: dict[str, list[str]] = {}
+
+
+def framework_device_names(key: str) -> list[str]:
+    """Canonical names of framework ``key``'s devices (``[]`` where it is missing), listed once per process."""
+    if key not in _device_names:
+        _device_names[key] = [d.name for d in discover_frameworks((key,)).devices]
+    return _device_names[key]
+
+
+def frameworks_of(devices: Iterable[str]) -> tuple[str, ...]:
+    """The framework keys (in :data:`FRAMEWORKS` order) that run ``devices`` (canonical names; numpy is none)."""
+    used = {framework_of(d) for d in devices}
+    return tuple(key for key in FRAMEWORKS if key in used)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Free memory (the memory guard asks here)
+
+
 def free_memory_bytes(device: str) -> int | None:
-    """Free memory on a GPU as TF sees it (limit minus current use), or None when TF cannot tell."""
+    """Free memory on an accelerator as its framework sees it (bytes), or None when it cannot tell.
+
+    TF GPUs: TF's limit minus its current use; ``jax:gpu:N``: the allocator's ``bytes_limit`` minus
+    ``bytes_in_use`` (``memory_stats()``); ``torch:cuda:N``: the driver's free memory (``mem_get_info``).
+    Host devices: None (the guard uses the host's available memory).
+    """
+    if is_host_device(device):
+        return None
+    framework = framework_of(device)
+    if framework == "jax":
+        return _jax_free(device)
+    if framework == "torch":
+        return _torch_free(device)
     if not device.startswith("GPU:"):
         return None
     tf = tensorflow()
@@ -230,7 +551,28 @@ def free_memory_bytes(device: str) -> int | None:
     return int(limit - info["current"]) if limit else None
 
 
+def _jax_free(device: str) -> int | None:
+    try:
+        stats = jax_device(device).memory_stats() or {}
+    except Exception:  # a backend without memory statistics
+        return None
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _torch_free(device: str) -> int | None:
+    if not device.startswith("torch:cuda:"):
+        return None
+    free, _total = torch().cuda.mem_get_info(int(device.rsplit(":", 1)[1]))
+    return int(free)
+
+
 def tensorflow_fingerprint() -> dict[str, Any]:
+    """TensorFlow's version and build, or ``{"missing": reason}`` where it cannot be imported."""
+    reason = framework_missing("tf")
+    if reason:
+        return {"missing": reason}
     tf = tensorflow()
     build = dict(tf.sysconfig.get_build_info())
     return {

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import psutil
 
+from devbench.devices import is_host_device
 from devbench.formatting import format_duration
 from devbench.ops import ITEMSIZE, OPS
 from devbench.schema import Record
-from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
+from devbench.spec import Cell, TimingPolicy
 
 Guard = Callable[[Cell], "str | None"]
 
@@ -63,7 +64,8 @@ def estimated_bytes(cell: Cell) -> float:
 
 
 class MemoryGuard:
-    """Skips a cell whose estimated working set exceeds free host memory (CPU) or free device memory (GPU).
+    """Skips a cell whose estimated working set exceeds free host memory (host devices of every framework and
+    numpy) or free device memory (an accelerator, as its framework reports it).
 
     ``host_available`` and ``device_free`` are injectable so the logic is testable without filling memory.
     Once a series ran out of memory (status ``oom``: TF raised ResourceExhaustedError despite the estimate),
@@ -76,7 +78,7 @@ class MemoryGuard:
         device_free: Callable[[str], int | None] | None = None,
     ) -> None:
         self.host_available = host_available or (lambda: int(psutil.virtual_memory().available))
-        self.device_free = device_free or _tf_device_free
+        self.device_free = device_free or _device_free
         self.oom_at: dict[Series, int] = {}
         """Smallest size at which each series ran out of memory."""
 
@@ -91,20 +93,21 @@ class MemoryGuard:
             return (f"memory guard: {cell.op} already ran out of memory at n={oom_size} on {cell.device}; "
                     f"n={cell.size} needs more")
         need = estimated_bytes(cell)
-        if cell.device.startswith("GPU:"):
+        on_host = is_host_device(cell.device)
+        if not on_host:
             free = self.device_free(cell.device)
             if free is not None and need > DEVICE_HEADROOM * free:
                 return (f"memory guard: needs about {_gib(need)} on {cell.device}, "
                         f"{_gib(free)} free there")
         available = self.host_available()
-        on_host = cell.device.startswith("CPU:") or cell.device == NUMPY_DEVICE
         host_need = need if on_host else 2.0 * cell.size * cell.size * 8
         if host_need > HOST_HEADROOM * available:
             return f"memory guard: needs about {_gib(host_need)} of host memory, {_gib(available)} available"
         return None
 
 
-def _tf_device_free(device: str) -> int | None:
+def _device_free(device: str) -> int | None:
+    """Free memory of an accelerator, asked of its own framework (devices.free_memory_bytes routes by name)."""
     from devbench.devices import free_memory_bytes
 
     return free_memory_bytes(device)

@@ -69,7 +69,8 @@ def host_fingerprint() -> dict[str, Any]:
         "memory": {"total_bytes": memory.total, "available_bytes": memory.available},
         "load_avg_at_start": load,
         "packages": {
-            name: _version(name) for name in ("devbench", "tensorflow", "keras", "numpy", "pandas")
+            name: _version(name) for name in ("devbench", "tensorflow", "keras", "numpy", "pandas", "jax", "jaxlib",
+                                              "torch", "nvidia-ml-py")
         },
     }
 

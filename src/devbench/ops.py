@@ -2,12 +2,13 @@
 
 An entry holds the op's work per call (FLOP and byte counts, working set, memory- or compute-bound), its seeded
 host input data (the same numbers for every backend), its numpy implementation (the float64 reference *and* the
-``numpy:CPU`` baseline) and one expression per framework (``tf``: a function that gets the ``tensorflow`` module).
+``numpy:CPU`` baseline) and one expression per framework (``tf``, ``jax``, ``torch``: each a function that gets
+the framework's module), all computing the same thing from the same numbers, each in the framework's own idiom.
 Adding an op is one new entry here; adding a framework is one backend module in :mod:`devbench.backends` plus
 one expression field per op.
 
-Nothing here imports TensorFlow at module load, so ``devbench ops`` answers at once; the TF expressions get the
-module passed in by :mod:`devbench.backends.tf`.
+Nothing here imports a framework at module load, so ``devbench ops`` answers at once; each framework's
+expressions get its module passed in by its backend (:mod:`devbench.backends.tf`, ``.jax``, ``.torch``).
 
 FLOPs and bytes are per call, counted the usual way (a multiply-add is 2 FLOPs; bytes = inputs read +
 outputs written once, the minimum traffic, not what caches actually do). They let a result say how fast, in
@@ -61,6 +62,14 @@ class Expression:
 TFExpression = Callable[[Any, tuple[Any, ...]], Expression]
 """``tf(tf_module, params)`` -> the op's TensorFlow expression; ``params`` are device tensors of the dtype."""
 
+JAXExpression = Callable[[Any], Callable[..., Any]]
+"""``jax(jax_module)`` -> a pure function ``fn(*args, *params)`` of device arrays (params are arguments, not
+closed over, so ``jax.jit`` never bakes them into the program as constants)."""
+
+TorchExpression = Callable[[Any, tuple[Any, ...]], Expression]
+"""``torch(torch_module, params)`` -> the op's PyTorch expression ``fn(*args)``; ``params`` are device tensors
+of the dtype (``dense_step`` sets an ``nn.Linear``'s weight and bias to them, kept in ``state``)."""
+
 
 @dataclass(frozen=True)
 class OpDef:
@@ -81,6 +90,8 @@ class OpDef:
     """``numpy(*args, *params)`` in the inputs' dtype: the numpy baseline, and in float64 the reference.
     Returns one array or a tuple of arrays (the leaves, in the framework's output order)."""
     tf: TFExpression
+    jax: JAXExpression
+    torch: TorchExpression
     needs_float: str = ""
     """Non-empty for ops without integer versions (gradients): names what needs a floating-point dtype."""
 
@@ -259,6 +270,137 @@ def _tf_dense_step(tf: Any, params: tuple[Any, ...]) -> Expression:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# JAX expressions (``jax`` is the jax module; ``jax.numpy`` and ``jax.lax`` are reached through it)
+
+
+def _jax_matmul(jax: Any) -> Callable[..., Any]:
+    return jax.numpy.matmul  # type: ignore[no-any-return]
+
+
+def _jax_add(jax: Any) -> Callable[..., Any]:
+    return jax.numpy.add  # type: ignore[no-any-return]
+
+
+def _jax_reduce_sum(jax: Any) -> Callable[..., Any]:
+    def reduce_rows(a: Any) -> Any:
+        return jax.numpy.sum(a, axis=1, dtype=a.dtype)  # int32 would otherwise widen to int64
+
+    return reduce_rows
+
+
+def _jax_conv2d(jax: Any) -> Callable[..., Any]:
+    def conv(x: Any, w: Any) -> Any:
+        return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding="SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    return conv
+
+
+def _xent(np_like: Any, p: Any, q: Any, epsilon: float) -> Any:
+    """Keras' categorical_crossentropy(from_logits=False), summed: q normalised by its row sums, clipped to
+    [epsilon, 1 - epsilon], then -sum(p·log q). Written once for any numpy-like module (jax.numpy)."""
+    normalised = q / np_like.sum(q, axis=-1, keepdims=True)
+    return -np_like.sum(p * np_like.log(np_like.clip(normalised, epsilon, 1.0 - epsilon)))
+
+
+KERAS_EPSILON = 1e-7
+"""Keras' ``backend.epsilon()``, the clipping bound of its cross-entropy."""
+
+
+def _jax_xent_grad(jax: Any) -> Callable[..., Any]:
+    def loss(q: Any, p: Any) -> Any:
+        return _xent(jax.numpy, p, q, KERAS_EPSILON)
+
+    gradient = jax.grad(loss)
+
+    def xent_grad(p: Any, q: Any) -> Any:
+        return gradient(q, p)
+
+    return xent_grad
+
+
+def _jax_dense_step(jax: Any) -> Callable[..., Any]:
+    """Loss and gradients of a linear layer ``x @ w + b`` with MSE plus L2·sum(w²), by ``jax.value_and_grad``."""
+    jnp = jax.numpy
+
+    def loss(params: tuple[Any, Any], x: Any, y: Any) -> Any:
+        w, b = params
+        pred = x @ w + b
+        return jnp.mean(jnp.square(pred - y)) + L2 * jnp.sum(jnp.square(w))
+
+    value_and_grad = jax.value_and_grad(loss)
+
+    def step(x: Any, y: Any, w: Any, b: Any) -> Any:
+        total, (kernel_grad, bias_grad) = value_and_grad((w, b), x, y)
+        return total, kernel_grad, bias_grad
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PyTorch expressions (``torch`` is the torch module)
+
+
+def _torch_matmul(torch: Any, params: tuple[Any, ...]) -> Expression:
+    return Expression(torch.matmul)
+
+
+def _torch_add(torch: Any, params: tuple[Any, ...]) -> Expression:
+    return Expression(torch.add)
+
+
+def _torch_reduce_sum(torch: Any, params: tuple[Any, ...]) -> Expression:
+    def reduce_rows(a: Any) -> Any:
+        return torch.sum(a, dim=1, dtype=a.dtype)  # int32 would otherwise widen to int64
+
+    return Expression(reduce_rows)
+
+
+def _torch_conv2d(torch: Any, params: tuple[Any, ...]) -> Expression:
+    """torch convolves NCHW with OIHW filters: the NHWC input and HWIO filter are permuted views (no copy; the
+    input is then NCHW in channels-last memory, which torch's kernels take as is), the output permuted back."""
+
+    def conv(x: Any, w: Any) -> Any:
+        out = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), padding="same")
+        return out.permute(0, 2, 3, 1)
+
+    return Expression(conv)
+
+
+def _torch_xent_grad(torch: Any, params: tuple[Any, ...]) -> Expression:
+    def xent_grad(p: Any, q: Any) -> Any:
+        q = q.detach().requires_grad_(True)
+        normalised = q / q.sum(dim=-1, keepdim=True)
+        loss = -(p * torch.log(normalised.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON))).sum()
+        (gradient,) = torch.autograd.grad(loss, (q,))
+        return gradient
+
+    return Expression(xent_grad)
+
+
+def _torch_dense_step(torch: Any, params: tuple[Any, ...]) -> Expression:
+    """Loss and gradients of ``nn.Linear(n, n)`` with MSE plus L2·sum(W²), by ``torch.autograd.grad``.
+
+    torch stores the weight as (out, in) and computes x @ Wᵀ + b; the kernel ``params[0]`` is (in, out) as in
+    Keras and numpy, so the weight is set to its transpose and its gradient is returned transposed back.
+    """
+    kernel, bias = params
+    n = int(kernel.shape[0])
+    layer = torch.nn.Linear(n, n, device=kernel.device, dtype=kernel.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(kernel.T)
+        layer.bias.copy_(bias)
+
+    def step(x: Any, y: Any) -> Any:
+        pred = layer(x)
+        total = torch.mean(torch.square(pred - y)) + L2 * torch.sum(torch.square(layer.weight))
+        weight_grad, bias_grad = torch.autograd.grad(total, (layer.weight, layer.bias))
+        return total.detach(), weight_grad.T, bias_grad
+
+    return Expression(step, state=layer)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The registry
 
 OPS: dict[str, OpDef] = {
@@ -276,6 +418,8 @@ OPS: dict[str, OpDef] = {
             inputs=_two_squares,
             numpy=np.matmul,  # BLAS for float32/float64; numpy's own loops for float16 and int32
             tf=_tf_matmul,
+            jax=_jax_matmul,
+            torch=_torch_matmul,
         ),
         OpDef(
             name="conv2d",
@@ -292,6 +436,8 @@ OPS: dict[str, OpDef] = {
             inputs=_conv2d_inputs,
             numpy=conv2d_numpy,
             tf=_tf_conv2d,
+            jax=_jax_conv2d,
+            torch=_torch_conv2d,
         ),
         OpDef(
             name="add",
@@ -305,6 +451,8 @@ OPS: dict[str, OpDef] = {
             inputs=_two_squares,
             numpy=np.add,
             tf=_tf_add,
+            jax=_jax_add,
+            torch=_torch_add,
         ),
         OpDef(
             name="reduce_sum",
@@ -318,6 +466,8 @@ OPS: dict[str, OpDef] = {
             inputs=_one_square,
             numpy=reduce_rows_numpy,
             tf=_tf_reduce_sum,
+            jax=_jax_reduce_sum,
+            torch=_torch_reduce_sum,
         ),
         OpDef(
             name="softmax_xent_grad",
@@ -332,6 +482,8 @@ OPS: dict[str, OpDef] = {
             inputs=_xent_inputs,
             numpy=xent_grad_numpy,
             tf=_tf_xent_grad,
+            jax=_jax_xent_grad,
+            torch=_torch_xent_grad,
             needs_float="a gradient",
         ),
         OpDef(
@@ -347,6 +499,8 @@ OPS: dict[str, OpDef] = {
             inputs=_dense_step_inputs,
             numpy=dense_step_numpy,
             tf=_tf_dense_step,
+            jax=_jax_dense_step,
+            torch=_torch_dense_step,
             needs_float="a training step",
         ),
     )

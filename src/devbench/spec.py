@@ -18,9 +18,12 @@ MAX_SIZES = 1000
 """More sizes than this in one sweep is almost certainly a typo (``1..100000:+1``)."""
 
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int32")
-MODES = ("eager", "function", "xla", "graph_loop")
-"""``graph_loop``: a tf.function runs the op ``number`` times in a ``tf.while_loop``, so per-call time excludes
-Python dispatch; eager minus graph_loop is the dispatch overhead."""
+MODES = ("eager", "function", "xla", "graph_loop", "jit", "compile")
+"""How an op is dispatched. ``eager``: op by op (every framework). TensorFlow: ``function`` (tf.function),
+``xla`` (jit_compile=True). JAX: ``jit`` (``jax.jit``). PyTorch: ``compile`` (``torch.compile``).
+``graph_loop`` (TensorFlow and JAX): one compiled call runs the op ``number`` times in a loop (``tf.while_loop``,
+``jax.lax.fori_loop``), so per-call time excludes Python dispatch; eager minus graph_loop is the dispatch
+overhead. A mode a framework does not have is an ``unsupported`` cell, not an error."""
 SYNC_MODES = ("scalar", "full", "sync_devices", "none", "transfer")
 """``transfer``: each call first copies the inputs from host memory to the device and afterwards copies its whole
 result back (``.numpy()``): what a caller holding numpy data pays on every call."""

@@ -245,7 +245,7 @@ def run_plan(
     init: dict[str, Any] | None = None
     if backend is None:
         from devbench.backends import default_backend, initialise
-        from devbench.devices import discover, resolve, tensorflow_fingerprint
+        from devbench.devices import discover, discover_frameworks, frameworks_of, resolve, tensorflow_fingerprint
 
         # Each device's first op, timed before discovery, calibration or a cell touches it: no cold_s pays it.
         init = initialise(plan.spec.devices)
@@ -253,7 +253,9 @@ def run_plan(
         infos = discover()
         resolve(",".join(plan.spec.devices), [d.name for d in infos])  # a device that is not here: UsageError
         backend = default_backend()
-        machine = fingerprint(tensorflow_fingerprint(), [d.as_dict() for d in infos])
+        # The fingerprint lists the devices of every framework the sweep uses (a jax:gpu:0 run names its GPU).
+        used = discover_frameworks(frameworks_of(plan.spec.devices)).devices
+        machine = fingerprint(tensorflow_fingerprint(), [d.as_dict() for d in used or infos])
     else:
         machine = fingerprint()
     memory_guard = guard if guard is not None else MemoryGuard()

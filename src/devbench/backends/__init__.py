@@ -15,17 +15,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devbench.backends.base import Backend, CellOutcome, DeviceInit, classify
+from devbench.backends.base import Backend, CellOutcome, DeviceInit, UnsupportedCombination, classify
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 from devbench.timer import Clock
 
 
 @dataclass(frozen=True)
 class Route:
-    """Cells whose device name ``matches`` run on ``target`` (``"module:Class"``, made with ``clock=``)."""
+    """Cells whose device name ``matches`` run on ``target`` (``"module:Class"``, made with ``clock=``).
+
+    ``modes`` are the dispatch modes the framework has (empty: any, the numpy baseline has none of its own); a
+    cell in another mode is ``unsupported`` before the backend, or its framework, is even loaded.
+    """
 
     matches: Callable[[str], bool]
     target: str
+    framework: str = ""
+    modes: tuple[str, ...] = ()
 
 
 def _is_tensorflow_device(device: str) -> bool:
@@ -35,18 +41,36 @@ def _is_tensorflow_device(device: str) -> bool:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route(lambda device: device == NUMPY_DEVICE, "devbench.backends.numpy:NumpyBackend"),
-    Route(_is_tensorflow_device, "devbench.backends.tf:TFBackend"),
+    Route(lambda device: device == NUMPY_DEVICE, "devbench.backends.numpy:NumpyBackend", "numpy"),
+    Route(_is_tensorflow_device, "devbench.backends.tf:TFBackend", "TensorFlow",
+          ("eager", "function", "xla", "graph_loop")),
+    Route(lambda device: device.startswith("jax:"), "devbench.backends.jax:JaxBackend", "JAX",
+          ("eager", "jit", "graph_loop")),
+    Route(lambda device: device.startswith("torch:"), "devbench.backends.torch:TorchBackend", "PyTorch",
+          ("eager", "compile")),
 )
-"""First match wins. A new framework adds a line, e.g. ``Route(lambda d: d.startswith("jax:"), ...)``."""
+"""First match wins. A new framework adds a line here."""
+
+
+def route_for(device: str) -> Route:
+    """The route of ``device``; ValueError for a name no backend claims."""
+    for route in ROUTES:
+        if route.matches(device):
+            return route
+    raise ValueError(f"no backend runs device {device!r}")
 
 
 def target_for(device: str) -> str:
     """The ``"module:Class"`` that runs cells of ``device``; ValueError for a name no backend claims."""
-    for route in ROUTES:
-        if route.matches(device):
-            return route.target
-    raise ValueError(f"no backend runs device {device!r}")
+    return route_for(device).target
+
+
+def check_mode(cell: Cell) -> None:
+    """UnsupportedCombination for a mode the cell's framework does not have (``jit`` on TF, ``xla`` on torch)."""
+    route = route_for(cell.device)
+    if route.modes and cell.mode not in route.modes:
+        raise UnsupportedCombination(
+            f"mode {cell.mode!r} does not exist on {route.framework} (it has {', '.join(route.modes)})")
 
 
 def _create(target: str, clock: Clock | None) -> Backend:
@@ -81,6 +105,8 @@ class RoutingBackend:
         return self._backends[target]
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
+        self._last = None  # a mode refused here is classified by the shared rules, and releases nothing
+        check_mode(cell)
         self._last = self.backend_for(cell)
         outcome: CellOutcome = self._last.run_cell(cell, policy, seed)  # type: ignore[assignment]
         return outcome
@@ -94,7 +120,7 @@ class RoutingBackend:
 
 
 def default_backend(clock: Clock | None = None) -> RoutingBackend:
-    """The backend a sweep uses: TensorFlow for its devices, numpy for the ``numpy:CPU`` baseline."""
+    """The backend a sweep uses: each device's framework (TensorFlow, JAX, PyTorch), numpy for ``numpy:CPU``."""
     return RoutingBackend(clock=clock)
 
 
@@ -131,4 +157,5 @@ def initialise(devices: Sequence[str], router: RoutingBackend | None = None) -> 
     return {"devices": per_device, "runtimes": runtimes}
 
 
-__all__ = ["NOT_INITIALISED", "ROUTES", "Route", "RoutingBackend", "default_backend", "initialise", "target_for"]
+__all__ = ["NOT_INITIALISED", "ROUTES", "Route", "RoutingBackend", "check_mode", "default_backend", "initialise",
+           "route_for", "target_for"]

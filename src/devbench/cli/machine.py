@@ -1,6 +1,7 @@
 """Subcommands about the machine rather than a run: ``devices``, ``ops`` and ``calibrate``.
 
-``ops`` needs no TensorFlow (it must stay fast); ``devices`` and ``calibrate`` import it.
+``ops`` needs no framework (it must stay fast); ``devices`` imports every installed framework, ``calibrate``
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from devbench.spec import DTYPES
 
 
 def register(sub: Subcommands[UsageParser]) -> None:
-    add_command(sub, "devices", cmd_devices, help="list the devices TensorFlow sees, with details",
-                description="List the devices TensorFlow sees (imports TensorFlow).")
+    add_command(sub, "devices", cmd_devices,
+                help="list the devices of every installed framework (TensorFlow, JAX, PyTorch), with details",
+                description="List the devices of every installed framework (imports each), and say which "
+                "frameworks are missing and how to install them.")
     add_command(sub, "ops", cmd_ops, help="list the ops and what n means for each",
                 description="List the ops, what the size n means for each, and their FLOPs per call.")
     calibrate = add_command(
@@ -29,30 +32,36 @@ def register(sub: Subcommands[UsageParser]) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    """``devbench devices``: every installed framework's devices, then one line per framework that is missing."""
     del args
     from rich.console import Console
     from rich.table import Table
 
-    from devbench.devices import discover, tensorflow_fingerprint
+    from devbench.devices import FRAMEWORKS, discover_frameworks
     from devbench.machine import cpu_model
 
-    tf_info = tensorflow_fingerprint()
-    table = Table(title=f"TensorFlow {tf_info['version']} devices")
-    for column in ("device", "kind", "name", "memory", "compute capability", "details"):
+    found = discover_frameworks()
+    versions = ", ".join(f"{FRAMEWORKS[key].label} {version}" for key, version in found.versions.items())
+    table = Table(title=f"devices ({versions or 'no framework installed'})")
+    for column in ("device", "framework", "kind", "name", "memory", "compute capability", "details"):
         table.add_column(column, no_wrap=column == "device")
-    for device in discover():
+    for device in found.devices:
         details = dict(device.details)
-        name = str(details.pop("device_name", cpu_model() if device.kind == "CPU" else ""))
+        gpu_name = str(details.pop("device_name", ""))
+        name = cpu_model() if device.kind == "CPU" else gpu_name
         capability = str(details.pop("compute_capability", ""))
         limit = details.pop("memory_limit_bytes", None)
         if device.kind == "CPU":
             import psutil
 
-            limit = psutil.virtual_memory().total  # host memory, shared by every logical CPU device
+            limit = psutil.virtual_memory().total  # host memory, shared by every CPU device of every framework
         memory = f"{limit / 2**30:.1f} GiB" if limit else ""
         rest = ", ".join(f"{k}={v}" for k, v in details.items())
-        table.add_row(device.name, device.kind, name, memory, capability, rest)
+        table.add_row(device.name, FRAMEWORKS[device.framework].label, device.kind, name, memory, capability, rest)
     Console().print(table)
+    for key, reason in found.missing.items():
+        framework = FRAMEWORKS[key]
+        print(f"{framework.label}: {reason}, so its devices are not listed; to install: {framework.install}")
     return 0
 
 
@@ -81,7 +90,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from devbench.calibrate import calibrate_devices, render_calibration
     from devbench.devices import discover, resolve
 
-    devices = resolve(args.devices, [d.name for d in discover()])
+    devices = resolve(args.devices, [d.name for d in discover()])  # TF's devices: calibration probes TF
     calibration = calibrate_devices(devices, dtypes)
     if args.json:
         import json

@@ -27,6 +27,7 @@ from devbench.spec import (
     DEFAULT_ROUNDS,
     DTYPES,
     MODES,
+    NUMPY_DEVICE,
     SIZE_GRAMMAR_HELP,
     SYNC_MODES,
     SweepSpec,
@@ -62,7 +63,8 @@ def register(sub: Subcommands[UsageParser]) -> None:
     sweep.add_argument("--ops", default=",".join(DEFAULT_OPS), help="comma list of ops (default: all; "
                        "see 'devbench ops')")
     add_dtypes_option(sweep)
-    add_devices_option(sweep, "CPU:0 and every GPU; see 'devbench devices'")
+    add_devices_option(sweep, "CPU:0 and every GPU; without a GPU, CPU:0 and the numpy baseline; see "
+                       "'devbench devices'")
     sweep.add_argument("--modes", default="eager", help=f"comma list of {', '.join(MODES)} (default eager)")
     sweep.add_argument("--sync", default="scalar", help=f"how to wait for the device: {', '.join(SYNC_MODES)} "
                        "(default scalar: .numpy() on one element; none reproduces the guide's pitfall)")
@@ -113,13 +115,29 @@ def register(sub: Subcommands[UsageParser]) -> None:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
 
 
+def asks_for_default_devices(args: argparse.Namespace) -> bool:
+    from devbench.devices import DEFAULT_KEYWORDS
+
+    return args.devices is None or args.devices.strip().lower() in DEFAULT_KEYWORDS
+
+
+def no_gpu_note(host: str, available_devices: list[str]) -> str:
+    """The line a default sweep without any accelerator prints: it adds the numpy baseline, and another
+    framework's CPU device (the same cores, other dispatch) is one option away."""
+    other = next((d for d in ("CPU:0", "jax:cpu:0", "torch:cpu") if d in available_devices and d != host), None)
+    how = (f"compare another framework's CPU with --devices {host},{other}" if other else
+           f'to compare another framework\'s CPU: pip install "devbench[jax]", then --devices {host},jax:cpu:0')
+    return f"no GPU found: measuring {host} and the numpy baseline ({NUMPY_DEVICE}); {how}"
+
+
 def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> SweepSpec:
-    """The sweep the options ask for, its devices resolved against those TensorFlow sees."""
+    """The sweep the options ask for, its devices resolved against ``available_devices`` (every installed
+    framework's). The default devices without any accelerator also get the numpy baseline (see
+    :func:`no_gpu_note`): a crossover against numpy is an answer where there is no GPU to cross over with."""
     from dataclasses import replace
 
-    from devbench.devices import resolve
+    from devbench.devices import is_accelerator, resolve
     from devbench.ops import OPS
-    from devbench.spec import NUMPY_DEVICE
 
     policy = TimingPolicy(
         max_cell_time=args.max_cell_time,
@@ -138,7 +156,8 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
         include_transfer=bool(getattr(args, "include_transfer", False)),
         rounds=args.rounds,
     )
-    if getattr(args, "baseline", None) == "numpy" and NUMPY_DEVICE not in spec.devices:
+    no_gpu = asks_for_default_devices(args) and not any(is_accelerator(d) for d in spec.devices)
+    if (getattr(args, "baseline", None) == "numpy" or no_gpu) and NUMPY_DEVICE not in spec.devices:
         spec = replace(spec, devices=(*spec.devices, NUMPY_DEVICE))
     return spec
 
@@ -192,14 +211,23 @@ def shard_of(args: argparse.Namespace) -> ShardSpec | None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     argv: Sequence[str] = args.argv
     plan = validate_without_tf(args, argv)
-    from devbench.devices import discover, resolve
+    from devbench.devices import FRAMEWORKS, canonical, discover_frameworks, frameworks_of, resolve
     from devbench.sweep import plan_new, run_plan
 
-    devices = [d.name for d in discover()]
+    if plan is not None:
+        wanted = frameworks_of(plan.spec.devices)
+    elif asks_for_default_devices(args) or args.devices.strip().lower() == "all":
+        wanted = tuple(FRAMEWORKS)
+    else:
+        wanted = frameworks_of(canonical(name) for name in args.devices.split(","))
+    devices = [d.name for d in discover_frameworks(wanted).devices]
     if plan is None:
         from devbench.store import default_run_dir
 
         spec = spec_from_args(args, devices)
+        if asks_for_default_devices(args) and NUMPY_DEVICE in spec.devices and args.baseline is None:
+            host = next((d for d in spec.devices if d != NUMPY_DEVICE), "CPU:0")
+            print(f"devbench: {no_gpu_note(host, devices)}", file=sys.stderr, flush=True)
         run_dir = args.out if args.out is not None else default_run_dir()
         plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args))
     else:

@@ -1,0 +1,285 @@
+"""The PyTorch backend: a cell's op on a torch device (``torch:cpu``, ``torch:cuda:N``, ``torch:mps``).
+
+Modes: ``eager`` (torch's own, op by op) and ``compile`` (``torch.compile`` of the whole op, ``dynamic=False``:
+the cold call compiles it, which needs a C compiler for the CPU and may take seconds; a compilation that fails
+makes the cell ``unsupported`` with the reason, and so does a process that has loaded TensorFlow, where
+torch.compile's Triton import segfaults). ``graph_loop`` and TensorFlow's modes are ``unsupported``.
+
+dtypes: all five where torch has the kernel (an int32 matmul on CUDA has none: ``unsupported`` with torch's
+message); int32 gradients are ``unsupported`` as everywhere.
+
+torch runs CPU ops synchronously and CUDA ops asynchronously on one stream per device, in order: reading one
+element of the last output (``.item()``) waits for all queued work, like TF's ``.numpy()``.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from devbench.backends.base import (
+    CellFailure,
+    CellOutcome,
+    UnsupportedCombination,
+    check_against_reference,
+    classify_common,
+    error_reason,
+    python_loop,
+)
+from devbench.devices import torch, torch_cuda_available, torch_device_name
+from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
+from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
+from devbench.timer import Clock, measure
+
+MODES = ("eager", "compile")
+
+
+def torch_device(name: str) -> Any:
+    """``torch.device`` of canonical ``torch:cpu`` / ``torch:cuda:N`` / ``torch:mps``."""
+    return torch().device(name.split(":", 1)[1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building an op on the device
+
+
+def to_device(array: np.ndarray, dtype: str, device: Any) -> Any:
+    """A tensor of ``dtype`` on ``device`` from host data (copied in float32/float64/int32, cast on the device)."""
+    module = torch()
+    host_dtype = np.int32 if dtype == "int32" else (np.float64 if dtype == "float64" else np.float32)
+    return module.from_numpy(np.ascontiguousarray(array.astype(host_dtype))).to(device).to(getattr(module, dtype))
+
+
+def host_f64(tensor: Any) -> np.ndarray:
+    out: np.ndarray = tensor.detach().to("cpu", dtype=torch().float64).numpy()
+    return out
+
+
+@dataclass
+class BuiltOp:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    reference: Callable[[], list[np.ndarray]]
+    state: Any = None
+
+
+def build_torch(op: OpDef, n: int, dtype: str, seed: int, device: Any) -> BuiltOp:
+    inputs = op.host_inputs(n, dtype, seed)
+    args = tuple(to_device(a, dtype, device) for a in inputs.args)
+    params = tuple(to_device(p, dtype, device) for p in inputs.params)
+    expression = op.torch(torch(), params)
+
+    def reference() -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[host_f64(t) for t in (*args, *params)]))]
+
+    return BuiltOp(fn=expression.fn, args=args, reference=reference, state=expression.state)
+
+
+def leaves(output: Any) -> list[Any]:
+    return list(output) if isinstance(output, (tuple, list)) else [output]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sync
+
+
+def sync_scalar(output: Any) -> None:
+    """Read one element of the last output back (``.item()``); the device's stream order makes it wait for all."""
+    leaves(output)[-1].reshape(-1)[0].item()
+
+
+def sync_full(output: Any) -> None:
+    """Copy every output to host memory (``.cpu()``; on the CPU it already is there, and ``.numpy()`` would add
+    only a view, which bfloat16 does not have)."""
+    for leaf in leaves(output):
+        leaf.cpu()
+
+
+def sync_devices(output: Any) -> None:
+    """``torch.cuda.synchronize`` (``torch.mps.synchronize``) for the output's device; nothing on the CPU."""
+    device = leaves(output)[-1].device
+    if device.type == "cuda":
+        torch().cuda.synchronize(device)
+    elif device.type == "mps":
+        torch().mps.synchronize()
+
+
+def sync_none(output: Any) -> None:
+    """No wait (on the CPU torch is synchronous, so this equals the others there)."""
+    del output
+
+
+def sync_transfer(output: Any) -> None:
+    """Nothing left to wait for: with sync ``transfer`` every call copies its result to the host itself."""
+    del output
+
+
+SYNCS: dict[str, Callable[[Any], None]] = {
+    "scalar": sync_scalar,
+    "full": sync_full,
+    "sync_devices": sync_devices,
+    "none": sync_none,
+    TRANSFER_SYNC: sync_transfer,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Modes
+
+
+COMPILE_NEXT_TO_TF = ("torch.compile is not run in a process that has loaded TensorFlow: its Triton import "
+                      "crashes the process there (segmentation fault; both bundle LLVM). Sweep compile cells "
+                      "with --devices naming torch devices only")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UnsupportedCombination(f"mode {mode!r} does not exist on PyTorch (it has {', '.join(MODES)})")
+    if mode == "compile" and "tensorflow" in sys.modules:
+        raise UnsupportedCombination(COMPILE_NEXT_TO_TF)
+
+
+def wrap_mode(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    check_mode(mode)
+    if mode == "compile":
+        compiled: Callable[..., Any] = torch().compile(fn, dynamic=False)
+        return compiled
+    return fn
+
+
+@dataclass
+class Dispatch:
+    call: Callable[[], Any]
+    block: Callable[[int], Any]
+
+
+def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync: str, device: Any) -> Dispatch:
+    """The callables the timer drives for ``fn(*args)`` in ``mode``. With sync ``transfer`` each call copies the
+    inputs, kept in host memory, to the device (``.to(device)``) and every output back (``.cpu()``)."""
+    wrapped = wrap_mode(fn, mode)
+    if sync == TRANSFER_SYNC:
+        hosts = tuple(arg.detach().cpu() for arg in args)
+
+        def call_with_transfer() -> Any:
+            output = wrapped(*[host.to(device) for host in hosts])
+            for leaf in leaves(output):
+                leaf.cpu()
+            return output
+
+        return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer))
+    return Dispatch(call=lambda: wrapped(*args), block=python_loop(wrapped, *args))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Placement
+
+
+def placement_failure(requested: str, placed: Sequence[str]) -> CellFailure | None:
+    """A ``fallback`` failure unless every output leaf is on ``requested`` (canonical names, ``tensor.device``)."""
+    devices = sorted(set(placed))
+    if devices != [requested]:
+        return CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested {requested}",
+                           ", ".join(devices))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors -> status
+
+_UNSUPPORTED_HINTS = ("not implemented for", "not supported", "unsupported", "no kernel")
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(status, reason): the shared rules, then CUDA out of memory, kernels torch lacks, and failed compiles."""
+    common = classify_common(exc)
+    if common is not None:
+        return common
+    module = torch()
+    if isinstance(exc, module.cuda.OutOfMemoryError):
+        return "oom", error_reason(exc)
+    origin = type(exc).__module__
+    if origin.startswith(("torch._dynamo", "torch._inductor")):
+        return "unsupported", f"torch.compile failed: {error_reason(exc)}"
+    if isinstance(exc, NotImplementedError) or any(hint in str(exc).lower() for hint in _UNSUPPORTED_HINTS):
+        return "unsupported", error_reason(exc)
+    return "error", error_reason(exc)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running a cell
+
+
+class TorchBackend:
+    """Runs cells on torch devices. Remembers which (op, dtype, device, mode) passed the numpy check."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.torch = torch()
+        self.clock = clock
+        self._checked: dict[tuple[str, str, str, str], CellFailure | None] = {}
+        self._compiled = False
+
+    def check_correctness(self, cell: Cell, seed: int) -> None:
+        key = (cell.op, cell.dtype, cell.device, cell.mode)
+        if key not in self._checked:
+            built = build_torch(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, torch_device(cell.device))
+            output = wrap_mode(built.fn, cell.mode)(*built.args)
+            got = [host_f64(leaf) for leaf in leaves(output)]
+            self._checked[key] = check_against_reference(got, built.reference(), cell.dtype)
+        failure = self._checked[key]
+        if failure is not None:
+            raise failure
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
+        check_mode(cell.mode)
+        op = OPS[cell.op]
+        op.require_dtype(cell.dtype)
+        self._compiled = cell.mode == "compile"
+        self.check_correctness(cell, seed)
+        device = torch_device(cell.device)
+        built = build_torch(op, cell.size, cell.dtype, seed, device)
+        dispatch = make_dispatch(built.fn, built.args, cell.mode, cell.sync, device)
+        placed: list[str] = []
+
+        def check(output: Any) -> None:
+            names = [torch_device_name(leaf.device) for leaf in leaves(output)]
+            placed.extend(sorted(set(names)))
+            failure = placement_failure(cell.device, names)
+            if failure is not None:
+                raise failure
+
+        kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
+        if cell.sync == "none":
+            kwargs["drain"] = sync_full
+        if self.clock is not None:
+            kwargs["clock"] = self.clock
+        measurement = measure(dispatch.call, SYNCS[cell.sync], policy, **kwargs)
+        measurement.output = None
+        return CellOutcome(
+            measurement=measurement,
+            placed_device=placed[0] if placed else "",
+            flops=op.flops(cell.size),
+            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
+        )
+
+    @staticmethod
+    def classify(exc: BaseException) -> tuple[str, str]:
+        return classify(exc)
+
+    def release(self) -> None:
+        """Forget compiled graphs after a ``compile`` cell (dynamo caches them per code object and, past its
+        cache limit, would silently run later sizes eagerly), and give cached CUDA memory back."""
+        if self._compiled:
+            self.torch._dynamo.reset()
+            self._compiled = False
+        gc.collect()
+        if torch_cuda_available():
+            self.torch.cuda.empty_cache()
+
+
+__all__ = ["MODES", "SYNCS", "TorchBackend", "build_torch", "classify", "make_dispatch",
+           "placement_failure"]
