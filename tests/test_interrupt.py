@@ -169,8 +169,8 @@ def test_memory_guard_skips_a_matmul_that_cannot_fit_without_allocating(tmp_path
     never have held anything near that (its peak resident memory is what TensorFlow itself takes)."""
     out_dir = tmp_path / "D"
     proc = subprocess.run([sys.executable, "-m", "devbench", "sweep", "--sizes", "65536", "--dtypes", "float64",
-                           "--devices", "CPU:0", "--ops", "matmul", "--out", str(out_dir)], env=_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+                           "--devices", "CPU:0", "--ops", "matmul", "--out", str(out_dir)], env=_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     results = pd.read_parquet(out_dir / "results.parquet")
     assert results["status"].tolist() == ["skipped"]
