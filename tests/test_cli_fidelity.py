@@ -39,15 +39,15 @@ def test_sweep_with_baseline_transfer_graph_loop_and_calibration(tmp_path: Path)
                    "--quiet")
     assert proc.returncode == 0, proc.stderr
     results = pd.read_parquet(out / "results.parquet")
-    # 2 sizes x 2 ops x 2 devices (CPU:0, numpy:CPU) x 2 modes x 2 syncs
-    assert len(results) == 32
+    # CPU:0: 2 sizes x 2 ops x 2 modes x 2 syncs; numpy:CPU (no modes, synchronous): 2 sizes x 2 ops, once
+    assert len(results) == 16 + 4
     assert set(results["device"]) == {"CPU:0", "numpy:CPU"}
     assert set(results["sync"]) == {"scalar", "transfer"}
     loop_transfer = results[(results["mode"] == "graph_loop") & (results["sync"] == "transfer")
                             & (results["device"] == "CPU:0")]
     assert set(loop_transfer["status"]) == {"unsupported"}
     ok = results[results["status"] == "ok"]
-    assert len(ok) == 32 - len(loop_transfer)
+    assert len(ok) == 20 - len(loop_transfer)
     assert (ok[(ok["mode"] == "graph_loop") & (ok["device"] == "CPU:0")]["traces"] == 1).all()
     assert (ok[ok["device"] == "numpy:CPU"]["traces"] == 0).all()
     assert (ok[ok["device"] == "numpy:CPU"]["placed_device"] == "numpy:CPU").all()
