@@ -92,9 +92,10 @@ def refine_run(
         outcome = refine(results, measure, max_rounds=max_rounds, rel_tol=REL_TOL, samples=samples)
         session.update_meta(refinements=[*(session.meta.get("refinements") or []), {
             "at": utc_now(),
-            "rounds": outcome.rounds,
+            "steps": outcome.rounds,
             "converged": outcome.converged,
             "sizes": sorted({int(c.size) for c in outcome.measured}),
+            "skipped": [crossing.describe() for crossing in outcome.skipped],
         }])
         session.complete()
     return outcome
