@@ -193,3 +193,19 @@ def test_a_block_far_over_the_target_is_recalibrated_down() -> None:
     assert m.calibration_blocks == 2
     assert target <= m.number * 1e-4 <= 1.2 * target
     assert m.samples == pytest.approx([1e-4] * len(m.samples))
+
+
+def test_a_later_visit_counts_its_first_call_as_warm_up() -> None:
+    """A cell's second and later visits find the op warm: the first call is the warm-up, so a visit of a slow
+    op costs its first call and one block, not a cold call, two warm-up calls and a block."""
+    from devbench.spec import TimingPolicy
+
+    slow = TimingPolicy(max_cell_time=10.0, min_samples=1, max_samples=1, warmup_time=0.0)
+    first = FakeDevice(1.0, asynchronous=False)
+    measure(first.call, first.sync, slow, clock=first.clock)
+    later = FakeDevice(1.0, asynchronous=False)
+    measurement = measure(later.call, later.sync, slow.later_visit(), clock=later.clock)
+    assert later.calls == 2  # the first call (warm-up) and one block of one call
+    assert first.calls == 4  # cold call, two warm-up calls, one block
+    assert measurement.warmup_calls == 1
+    assert measurement.samples == [1.0]

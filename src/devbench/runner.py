@@ -150,7 +150,8 @@ def run_visits(
             continue
         if on_start is not None:
             on_start(cell)
-        result = run_cell(backend, run_id, cell, policy, seed, guard=guard, round_=visit.round)
+        visit_policy = policy if visit.round == 1 else policy.later_visit()
+        result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round)
         if result.record.status != "ok":
             stopped.add(cell.key())
         results.append(result)

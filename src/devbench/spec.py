@@ -122,6 +122,8 @@ class TimingPolicy:
     """Stop early once the IQR of the samples is within this fraction of their median."""
     warmup_time: float = 0.1
     min_warmup_calls: int = 2
+    first_call_warms: bool = False
+    """The first call is not cold (a later visit of a cell): it counts as a warm-up call."""
     min_block_time: float = 0.01
     """A sample's block of ``number`` calls lasts at least this long (and at least 100x the sync cost)."""
     max_number: int = 10_000
@@ -138,6 +140,12 @@ class TimingPolicy:
             min_samples=max(2, math.ceil(self.min_samples / rounds)),
             max_samples=max(2, math.ceil(self.max_samples / rounds)),
         )
+
+    def later_visit(self) -> TimingPolicy:
+        """The policy of a cell's second and later visits: the op already ran in this process, so the first call
+        warms up (one warm-up call is enough) instead of being a cold call on its own. What makes rounds
+        affordable for slow cells: a visit of a 1 s call costs two calls, not four."""
+        return replace(self, min_warmup_calls=1, first_call_warms=True)
 
     def validate(self) -> TimingPolicy:
         if not self.max_cell_time > 0:
