@@ -209,3 +209,16 @@ def test_a_later_visit_counts_its_first_call_as_warm_up() -> None:
     assert first.calls == 4  # cold call, two warm-up calls, one block
     assert measurement.warmup_calls == 1
     assert measurement.samples == [1.0]
+
+
+def test_a_later_visit_of_an_op_slower_than_its_budget_is_its_one_warm_call() -> None:
+    from devbench.spec import TimingPolicy
+
+    visit = TimingPolicy(max_cell_time=0.4, min_samples=2, max_samples=10).later_visit()
+    device = FakeDevice(1.0, asynchronous=False)
+    measurement = measure(device.call, device.sync, visit, clock=device.clock)
+    assert device.calls == 1
+    assert measurement.samples == [1.0]
+    assert measurement.stop_reason == "budget"
+    quick = FakeDevice(0.001, asynchronous=False)
+    assert len(measure(quick.call, quick.sync, visit, clock=quick.clock).samples) >= 2  # fast ops: as before

@@ -172,6 +172,13 @@ def measure(
     cold_s = clock() - start
     if check is not None:
         check(output)
+    if policy.first_call_warms and cold_s >= policy.max_cell_time:
+        # A later visit of an op slower than the visit's whole budget: its warm first call is its one sample
+        # (warming up again and then timing a block would spend several times the budget on every visit).
+        if drain is not None:
+            drain(output)
+        return Measurement(cold_s=cold_s, samples=[cold_s], number=1, warmup_calls=0, sync_overhead_s=0.0,
+                           stop_reason="budget", output=output, calibration_blocks=0)
 
     # The budget covers warm-up and samples; the cold call and checks are reported, not budgeted.
     budget_start = clock()
