@@ -57,6 +57,10 @@ Why this module is long (over 600 lines): matching, per-cell intervals, the gate
 the pairing of crossovers are the steps of one comparison and share its identity types; the data types
 live in ``compare_data`` and every rendering elsewhere, and the statistics themselves in ``resampling`` and
 ``stats``.
+
+The module is long (about 630 lines) because matching, the per-cell intervals, the gate and the joint geometric
+mean are one pipeline over the same matched cells; its data types (compare_data) and its rendering
+(compare_render) live apart.
 """
 
 from __future__ import annotations
