@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -202,3 +203,29 @@ def test_gpu_state_of_a_cell_spans_its_visits() -> None:
     assert row["sm_clock_end_mhz"] == 1400.0  # the last visit's end
     assert row["throttle_reasons"] == "sw_power_cap,hw_thermal_slowdown"
     assert row["throttled"] is True
+
+
+class SetUpHeavy(FakeBackend):
+    """Its size-32 cell sleeps 0.05 s per visit (making inputs costs far more than the cell's budget)."""
+
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> FakeOutcome:
+        if cell.size == 32:
+            time.sleep(0.05)
+        return super().run_cell(cell, policy, seed)
+
+
+def test_a_cell_whose_visit_costs_far_more_than_its_budget_is_visited_once(tmp_path: Path) -> None:
+    from devbench.runner import run_visits as visit_all
+
+    visits = interleaved_visits([Cell(16, "add", "float32", "CPU:0"), Cell(32, "add", "float32", "CPU:0")], 3)
+    backend = SetUpHeavy()
+    results = visit_all(visits, backend, "run", TimingPolicy(), 0, cell_budget=0.01)
+    assert [(r.record.size, r.round) for r in results] == [(16, 1), (32, 1), (16, 2), (16, 3)]
+    assert results[1].record.reason.startswith("visited once: its first visit took")
+    spec = SweepSpec(ops=("add",), sizes=(16, 32), devices=("CPU:0",), rounds=3,
+                     policy=TimingPolicy(max_cell_time=0.01))
+    run = execute(spec, tmp_path / "run", backend=SetUpHeavy(), guard=ROOMY, calibrate=False)
+    rows = run.results.set_index("size")
+    assert rows.loc[32, "n_rounds"] == 1
+    assert not rows.loc[32, "incomplete"]  # not interrupted: visited once on purpose, and the reason says why
+    assert plan_resume(tmp_path / "run").visits_left() == []

@@ -9,13 +9,14 @@ visit starts. A cell's row in the results table is made from all its visits (dev
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from devbench import telemetry
 from devbench.backends.base import Backend, Outcome
-from devbench.schema import Record, with_derived
+from devbench.schema import VISITED_ONCE, Record, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
 from devbench.stats import summarize
 from devbench.store import utc_now
@@ -122,6 +123,9 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 
+VISITED_ONCE_FACTOR = 2.0
+
+
 def run_visits(
     visits: Sequence[Visit],
     backend: Backend,
@@ -134,13 +138,17 @@ def run_visits(
     done: Collection[tuple[Any, ...]] = (),
     settled: Collection[tuple[Any, ...]] = (),
     guard: Callable[[Cell], str | None] | None = None,
+    cell_budget: float | None = None,
 ) -> list[CellResult]:
     """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
     one visit: :meth:`TimingPolicy.per_visit`).
 
     A cell is visited again only while all its visits were ``ok``: once one was not (unsupported, skipped,
     out of memory, …) its later visits would fail the same way, so the cell is settled (``settled`` holds the
-    keys of cells settled before this call).
+    keys of cells settled before this call). A cell whose first visit took more than
+    :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) is settled too, and its
+    reason says so (:data:`VISITED_ONCE`): making its inputs and its calls costs more than the budget, so
+    every further visit would multiply the sweep's time (a 1×4096×4096×16 conv2d's inputs take seconds to make).
     """
     results: list[CellResult] = []
     stopped = set(settled)
@@ -151,9 +159,16 @@ def run_visits(
         if on_start is not None:
             on_start(cell)
         visit_policy = policy if visit.round == 1 else policy.later_visit()
+        started = time.monotonic()
         result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round)
+        took = time.monotonic() - started
         if result.record.status != "ok":
             stopped.add(cell.key())
+        elif visit.round == 1 and cell_budget is not None and took > VISITED_ONCE_FACTOR * cell_budget:
+            stopped.add(cell.key())
+            note = (f"{VISITED_ONCE} its first visit took {took:.3g} s, over {VISITED_ONCE_FACTOR:g}× the cell's "
+                    f"{cell_budget:g} s budget")
+            result.record.reason = "; ".join(part for part in (result.record.reason, note) if part)
         results.append(result)
         if on_result is not None:
             on_result(result)

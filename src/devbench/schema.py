@@ -23,6 +23,10 @@ STATUSES = ("ok", "unsupported", "fallback", "wrong", "oom", "skipped", "error")
 another device than asked; ``wrong`` the result missed the numpy reference; ``oom`` TF ran out of memory;
 ``skipped`` not attempted (reason says why: memory or time guard); ``error`` anything else (a bug to report)."""
 
+VISITED_ONCE = "visited once:"
+"""Starts the reason of a cell that was not visited again because one visit cost far more than its budget
+(devbench.runner.run_visits); such a row is not ``incomplete``, and a resume does not visit it again."""
+
 IDENTITY = ("op", "size", "dtype", "device", "mode", "sync")
 """Columns that identify a cell within a run (with ``run_id`` across runs)."""
 

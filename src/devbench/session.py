@@ -32,7 +32,7 @@ from typing import Any
 from devbench.ceilings import annotate
 from devbench.errors import UsageError
 from devbench.runner import CellResult
-from devbench.schema import Record
+from devbench.schema import VISITED_ONCE, Record
 from devbench.store import (
     META,
     CellLog,
@@ -198,7 +198,8 @@ class Reopened:
     @property
     def settled(self) -> frozenset[tuple[Any, ...]]:
         """Cells not to visit again: one of their visits was not ``ok`` (see devbench.runner.run_visits)."""
-        return frozenset(Record(**r).key() for r in self.contents.records if r.get("status") != "ok")
+        return frozenset(Record(**r).key() for r in self.contents.records
+                         if r.get("status") != "ok" or VISITED_ONCE in str(r.get("reason") or ""))
 
     @property
     def other_problems(self) -> list[str]:

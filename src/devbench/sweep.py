@@ -297,7 +297,8 @@ def run_plan(
 
         run_visits(plan.visits(), backend, str(session.meta.get("run_id") or plan.run_dir.name),
                    spec.policy.per_visit(spec.rounds), spec.seed, on_result=save, on_start=on_start,
-                   done=session.done, settled=session.settled, guard=combine(memory_guard, plan.time_guard))
+                   done=session.done, settled=session.settled, guard=combine(memory_guard, plan.time_guard),
+                   cell_budget=spec.policy.max_cell_time if spec.rounds > 1 else None)
         session.complete()
     assert session.run is not None
     return session.run

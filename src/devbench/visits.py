@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devbench.schema import IDENTITY
+from devbench.schema import IDENTITY, VISITED_ONCE
 from devbench.stats import summarize_rounds
 from devbench.telemetry import TELEMETRY_COLUMNS
 
@@ -90,7 +90,7 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> dict[str, An
         reason="; ".join(reasons),
         finished_at=ok[-1].record.get("finished_at", ""),
         cold_s=first.record.get("cold_s", math.nan),
-        incomplete=len(ok) < rounds_planned,
+        incomplete=len(ok) < rounds_planned and VISITED_ONCE not in str(first.record.get("reason") or ""),
         **_pooled_telemetry(ok),
     )
     return row
