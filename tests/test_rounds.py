@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from devbench import runner as runner_module
 from devbench.guards import MemoryGuard
 from devbench.runner import run_visits
 from devbench.spec import NUMPY_DEVICE, Cell, SweepSpec, TimingPolicy, Visit, interleaved_visits
@@ -206,15 +207,17 @@ def test_gpu_state_of_a_cell_spans_its_visits() -> None:
 
 
 class SetUpHeavy(FakeBackend):
-    """Its size-32 cell sleeps 0.05 s per visit (making inputs costs far more than the cell's budget)."""
+    """Its size-32 cell sleeps past the floor per visit (making inputs costs far more than the cell's budget)."""
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> FakeOutcome:
         if cell.size == 32:
-            time.sleep(0.05)
+            time.sleep(0.05 + runner_module.VISITED_ONCE_MIN_S)
         return super().run_cell(cell, policy, seed)
 
 
-def test_a_cell_whose_visit_costs_far_more_than_its_budget_is_visited_once(tmp_path: Path) -> None:
+def test_a_cell_whose_visit_costs_far_more_than_its_budget_is_visited_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "VISITED_ONCE_MIN_S", 0.5)  # far above a fake visit of a few ms
     from devbench.runner import run_visits as visit_all
 
     visits = interleaved_visits([Cell(16, "add", "float32", "CPU:0"), Cell(32, "add", "float32", "CPU:0")], 3)

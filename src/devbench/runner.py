@@ -124,6 +124,9 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
 
 
 VISITED_ONCE_FACTOR = 2.0
+VISITED_ONCE_MIN_S = 5.0
+"""...and at least this many seconds: a visit of a small cell always costs some set-up over a short budget, and
+visiting it once for that would depend on how loaded the machine is; the cells this is for take 8-10 s."""
 
 
 def run_visits(
@@ -146,7 +149,8 @@ def run_visits(
     A cell is visited again only while all its visits were ``ok``: once one was not (unsupported, skipped,
     out of memory, …) its later visits would fail the same way, so the cell is settled (``settled`` holds the
     keys of cells settled before this call). A cell whose first visit took more than
-    :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) is settled too, and its
+    :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) and more than
+    :data:`VISITED_ONCE_MIN_S` is settled too, and its
     reason says so (:data:`VISITED_ONCE`): making its inputs and its calls costs more than the budget, so
     every further visit would multiply the sweep's time (a 1×4096×4096×16 conv2d's inputs take seconds to make).
     """
@@ -164,7 +168,8 @@ def run_visits(
         took = time.monotonic() - started
         if result.record.status != "ok":
             stopped.add(cell.key())
-        elif visit.round == 1 and cell_budget is not None and took > VISITED_ONCE_FACTOR * cell_budget:
+        elif (visit.round == 1 and cell_budget is not None
+              and took > max(VISITED_ONCE_FACTOR * cell_budget, VISITED_ONCE_MIN_S)):
             stopped.add(cell.key())
             note = (f"{VISITED_ONCE} its first visit took {took:.3g} s, over {VISITED_ONCE_FACTOR:g}× the cell's "
                     f"{cell_budget:g} s budget")
