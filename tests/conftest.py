@@ -6,6 +6,8 @@ These must be set before TensorFlow initialises, which happens at the first TF t
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -34,3 +36,12 @@ def async_executor(tf: ModuleType):  # type: ignore[no-untyped-def]
     tf.config.experimental.set_synchronous_execution(False)
     yield
     tf.config.experimental.set_synchronous_execution(True)
+
+
+@pytest.fixture
+def ctrl_c_delivered() -> Iterator[None]:
+    """Deliver SIGINT as Ctrl-C whatever started pytest: a background job of a non-interactive shell inherits
+    SIGINT ignored, and devbench (like every Unix tool) leaves an ignored signal ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,7 @@ SPEC = SweepSpec(ops=("matmul", "add"), sizes=(16, 32, 64, 128), devices=("CPU:0
                  policy=TimingPolicy(max_cell_time=0.1), rounds=1)
 """One round: these tests are about cells surviving signals and resumes (tests/test_rounds.py: visits)."""
 N_CELLS = 16
-@pytest.fixture(autouse=True)
-def _ctrl_c_delivered() -> Iterator[None]:
-    """Deliver SIGINT as Ctrl-C whatever started pytest: a background job of a non-interactive shell inherits
-    SIGINT ignored, and devbench (like every Unix tool) leaves an ignored signal ignored."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
+pytestmark = pytest.mark.usefixtures("ctrl_c_delivered")
 
 ROOMY = MemoryGuard(host_available=lambda: 2**40, device_free=lambda d: None)
 

@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,7 @@ from devbench.sweep import SweepInterrupted, execute, plan_resume, resume
 from devbench.timer import Measurement
 from tests.test_runner import FakeBackend, FakeOutcome
 
-
-@pytest.fixture(autouse=True)
-def _ctrl_c_delivered() -> Iterator[None]:
-    """Deliver SIGINT as Ctrl-C whatever started pytest: a background job of a non-interactive shell inherits
-    SIGINT ignored, and devbench (like every Unix tool) leaves an ignored signal ignored."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
+pytestmark = pytest.mark.usefixtures("ctrl_c_delivered")
 
 ROOMY = MemoryGuard(host_available=lambda: 2**40, device_free=lambda d: None)
 SPEC = SweepSpec(ops=("matmul",), sizes=(16, 32), devices=("CPU:0", "CPU:1"), rounds=3,
