@@ -33,6 +33,7 @@ __all__ = [
     "Backend",
     "CellFailure",
     "CellOutcome",
+    "CheckedOnce",
     "DeviceInit",
     "FirstOps",
     "Initialising",
@@ -202,6 +203,21 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Correctness
+
+
+class CheckedOnce:
+    """The correctness check's verdicts, one per key (e.g. op, dtype, device, mode): a check runs the first
+    time its key is asked for, and its failure (a :class:`CellFailure`) is raised for every cell of that key."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[tuple[str, ...], CellFailure | None] = {}
+
+    def require(self, key: tuple[str, ...], check: Callable[[], CellFailure | None]) -> None:
+        if key not in self._verdicts:
+            self._verdicts[key] = check()
+        failure = self._verdicts[key]
+        if failure is not None:
+            raise failure
 
 
 def check_against_reference(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], dtype: str,

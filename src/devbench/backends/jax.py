@@ -26,6 +26,7 @@ import numpy as np
 from devbench.backends.base import (
     CellFailure,
     CellOutcome,
+    CheckedOnce,
     UnsupportedCombination,
     check_against_reference,
     classify_common,
@@ -252,20 +253,18 @@ class JaxBackend:
     def __init__(self, clock: Clock | None = None) -> None:
         self.jax = jax()
         self.clock = clock
-        self._checked: dict[tuple[str, str, str, str], CellFailure | None] = {}
+        self._checked = CheckedOnce()
         self._compiled = False
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
         """Compare the op at a small size with its numpy float64 reference, once per (op, dtype, device, mode)."""
-        key = (cell.op, cell.dtype, cell.device, cell.mode)
-        if key not in self._checked:
+        def check() -> CellFailure | None:
             built = build_jax(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, jax_device(cell.device))
             output = make_dispatch(built.fn, built.operands, cell.mode, "scalar", None).call()
             got = [host_f64(leaf) for leaf in leaves(output)]
-            self._checked[key] = check_against_reference(got, built.reference(), cell.dtype)
-        failure = self._checked[key]
-        if failure is not None:
-            raise failure
+            return check_against_reference(got, built.reference(), cell.dtype)
+
+        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), check)
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
         check_mode(cell.mode)

@@ -24,6 +24,7 @@ from devbench.backends.base import (
     FIRST_OPS,
     CellFailure,
     CellOutcome,
+    CheckedOnce,
     DeviceInit,
     UnsupportedCombination,
     check_against_reference,
@@ -79,7 +80,7 @@ class NumpyBackend:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock
-        self._checked: dict[tuple[str, str], CellFailure | None] = {}
+        self._checked = CheckedOnce()
 
     @staticmethod
     def initialise(device: str) -> DeviceInit:
@@ -92,14 +93,12 @@ class NumpyBackend:
         return None
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
-        key = (cell.op, cell.dtype)
-        if key not in self._checked:
+        def check() -> CellFailure | None:
             built = build_numpy(cell.op, CHECK_SIZE, cell.dtype, seed)
             got = leaves_of(built.fn(*built.args, *built.params))
-            self._checked[key] = check_against_reference(got, built.reference(), cell.dtype, who="numpy")
-        failure = self._checked[key]
-        if failure is not None:
-            raise failure
+            return check_against_reference(got, built.reference(), cell.dtype, who="numpy")
+
+        self._checked.require((cell.op, cell.dtype), check)
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
         if cell.device != NUMPY_DEVICE:

@@ -19,6 +19,7 @@ from devbench.backends.base import (
     FIRST_OPS,
     CellFailure,
     CellOutcome,
+    CheckedOnce,
     DeviceInit,
     UnsupportedCombination,
     check_against_reference,
@@ -336,7 +337,7 @@ class TFBackend:
     def __init__(self, clock: Clock | None = None) -> None:
         self.tf = tensorflow()
         self.clock = clock
-        self._checked: dict[tuple[str, str, str, str], CellFailure | None] = {}
+        self._checked = CheckedOnce()
         self._needs_cleanup = False
 
     def _tf_device(self, device: str) -> str:
@@ -352,12 +353,7 @@ class TFBackend:
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
         """Compare the op at a small size with its numpy float64 reference, once per (op, dtype, device, mode)."""
-        key = (cell.op, cell.dtype, cell.device, cell.mode)
-        if key not in self._checked:
-            self._checked[key] = self._run_check(cell, seed)
-        failure = self._checked[key]
-        if failure is not None:
-            raise failure
+        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), lambda: self._run_check(cell, seed))
 
     def _run_check(self, cell: Cell, seed: int) -> CellFailure | None:
         with self.tf.device(self._tf_device(cell.device)):

@@ -25,6 +25,7 @@ import numpy as np
 from devbench.backends.base import (
     CellFailure,
     CellOutcome,
+    CheckedOnce,
     UnsupportedCombination,
     check_against_reference,
     classify_common,
@@ -220,19 +221,17 @@ class TorchBackend:
     def __init__(self, clock: Clock | None = None) -> None:
         self.torch = torch()
         self.clock = clock
-        self._checked: dict[tuple[str, str, str, str], CellFailure | None] = {}
+        self._checked = CheckedOnce()
         self._compiled = False
 
     def check_correctness(self, cell: Cell, seed: int) -> None:
-        key = (cell.op, cell.dtype, cell.device, cell.mode)
-        if key not in self._checked:
+        def check() -> CellFailure | None:
             built = build_torch(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, torch_device(cell.device))
             output = wrap_mode(built.fn, cell.mode)(*built.args)
             got = [host_f64(leaf) for leaf in leaves(output)]
-            self._checked[key] = check_against_reference(got, built.reference(), cell.dtype)
-        failure = self._checked[key]
-        if failure is not None:
-            raise failure
+            return check_against_reference(got, built.reference(), cell.dtype)
+
+        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), check)
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
         check_mode(cell.mode)
