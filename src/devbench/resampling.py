@@ -232,11 +232,11 @@ def expansion_factor(parts: Sequence[DriftPart], confidence: float) -> Expansion
     drift_dof = sum(d for d, _ in pairs) ** 2 / sum(d * d / (r - 1) for d, r in pairs)
     total_dof = total * total / sum(d * d / (r - 1) for d, r in pairs)
     q = 0.5 + confidence / 2.0
-    t_over_z = _t_quantile(q, drift_dof) / _NORMAL.inv_cdf(q)
+    t_over_z = t_quantile(q, drift_dof) / _NORMAL.inv_cdf(q)
     return Expansion(max(1.0, math.sqrt((within + t_over_z**2 * scaled) / total)), total_dof)
 
 
-def _t_quantile(q: float, dof: float) -> float:
+def t_quantile(q: float, dof: float) -> float:
     """Student's t quantile (normal for infinite dof), by scipy.special: without scipy.stats' overhead."""
     if math.isinf(dof):
         return _NORMAL.inv_cdf(q)
@@ -287,7 +287,7 @@ class LogInterval:
         """P(T > gap) for the scaled-t tail whose ``confidence`` quantile is ``half`` away from the estimate."""
         if not (math.isfinite(self.half_low) and math.isfinite(self.half_high)):
             return math.nan
-        scale = half / _t_quantile(0.5 + self.confidence / 2.0, self.dof)
+        scale = half / t_quantile(0.5 + self.confidence / 2.0, self.dof)
         if scale == 0.0:  # a zero-width side (or one so narrow that the scale underflows): a step
             return 0.0 if gap > 0 else 1.0
         return _t_cdf(-gap / scale, self.dof)
