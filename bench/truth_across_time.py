@@ -4,19 +4,25 @@ They measure; they are not tests (tests/test_compare.py, test_analysis.py, test_
 with synthetic samples that drift between rounds). Each experiment runs real sweeps through the CLI, as a
 user would, and prints its figure on one line:
 
-- ``aa-compare``: two identical sweeps, one after the other, compared: how many cells come out ``slower`` or
-  ``faster`` (false verdicts: the truth is "no change") and whether ``--fail-on-regression`` exits 0; and the
-  first run compared with itself: how many cells are ``same``.
+- ``aa-compare``: three identical sweeps, one after the other, compared as ``A1 A2 -- A3`` (two runs on the
+  base side, so run-to-run offsets enter the interval): how many cells come out ``slower`` or ``faster``
+  (false verdicts: the truth is "no change") and whether ``--fail-on-regression`` exits 0; and the first run
+  compared with itself: how many cells are ``same``.
 - ``aa-crossover``: one sweep over two logical CPUs (``DEVBENCH_LOGICAL_CPUS=2``: two names for the same
-  cores) as two devices: how many decisive crossovers are claimed between identical devices (truth: none).
-- ``power``: a real change, ``TF_NUM_INTRAOP_THREADS=1`` against the default, compared: whether the large
-  matmuls are reported ``slower`` and the gate exits 1.
+  cores) as two devices on a 25-size grid (64..4096 by x1.19): how many decisive crossovers are claimed
+  between identical devices (truth: none).
+- ``crossover-numpy``: three sweeps of ``CPU:0`` against the numpy baseline for add and matmul: where
+  TensorFlow overtakes numpy, each run's decisive crossings with their ranges, and whether the three runs'
+  ranges overlap (a repeatable answer).
+- ``power``: a real change, ``TF_NUM_INTRAOP_THREADS=1`` against the default, compared (``A1 A2 -- ONE`` with
+  the aa-compare runs when they exist, else two fresh default runs): whether the large matmuls are reported
+  ``slower`` and the gate exits 1.
 
-    PYTHONPATH=src python bench/truth_across_time.py [aa-compare|aa-crossover|power|all] [--rounds R]
-                                                     [--out DIR] [--keep]
+    PYTHONPATH=src python bench/truth_across_time.py [aa-compare|aa-crossover|crossover-numpy|power|all]
+                                                     [--rounds R] [--processes P] [--out DIR] [--keep]
 
-Runs take minutes on a 2-core machine (``all``: about 8 minutes with the default rounds). Run directories go
-under ``--out`` (default a temporary folder, removed unless ``--keep``).
+Runs take minutes on a 2-core machine (``all``: about 20 minutes with the default rounds). Run directories
+go under ``--out`` (default a temporary folder, removed unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 AA_SWEEP = ["--sizes", "64..1024", "--ops", "matmul,add,reduce_sum,softmax_xent_grad"]
 """The sweep of the issue's A/A measurement (three identical runs gave 5-13 false verdicts of 20 before rounds)."""
-CROSSOVER_SWEEP = ["--sizes", "64..1024", "--ops", "matmul,add", "--devices", "CPU:0,CPU:1"]
-POWER_SWEEP = ["--sizes", "256..1024", "--ops", "matmul"]
+CROSSOVER_SWEEP = ["--sizes", "64..4096:x1.19", "--ops", "add", "--devices", "CPU:0,CPU:1"]
+"""25 sizes: a fine grid, where a search over per-size intervals found the most false crossings."""
+NUMPY_SWEEP = ["--sizes", "64..2048", "--ops", "matmul,add", "--devices", "CPU:0,numpy:CPU"]
 LARGE = 512
 """Matmuls from this n on are "large": one thread instead of two must show there."""
 
@@ -50,8 +58,15 @@ def devbench(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           check=False)
 
 
+PROCESSES: list[str] = []
+"""``--processes P`` for every sweep, when given on the command line."""
+
+
 def sweep(out: Path, extra: list[str], rounds: int | None, env: dict[str, str] | None = None) -> Path:
-    args = ["sweep", *extra, "--quiet", "--no-calibrate", "--out", str(out)]
+    if (out / "results.parquet").exists():  # --out DIR --keep: a finished run is reused, not measured again
+        print(f"  sweep {out.name}: reused", flush=True)
+        return out
+    args = ["sweep", *extra, *PROCESSES, "--quiet", "--no-calibrate", "--out", str(out)]
     if rounds is not None:
         args += ["--rounds", str(rounds)]
     start = time.monotonic()
@@ -62,8 +77,10 @@ def sweep(out: Path, extra: list[str], rounds: int | None, env: dict[str, str] |
     return out
 
 
-def compare(base: Path, new: Path, *gate: str) -> tuple[list[dict[str, Any]], int]:
-    proc = devbench("compare", str(base), str(new), "--format", "json", "--chart", str(new / "compare.png"), *gate)
+def compare(base: Sequence[Path], new: Sequence[Path], *gate: str) -> tuple[list[dict[str, Any]], int]:
+    """``devbench compare BASE... -- NEW... --format json``: the cells and the exit code."""
+    runs = [str(p) for p in base] + ["--"] + [str(p) for p in new]
+    proc = devbench("compare", *runs, "--format", "json", "--chart", str(new[-1] / "compare.png"), *gate)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"compare failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     cells: list[dict[str, Any]] = json.loads(proc.stdout)["cells"]
@@ -71,53 +88,90 @@ def compare(base: Path, new: Path, *gate: str) -> tuple[list[dict[str, Any]], in
 
 
 def aa_compare(root: Path, rounds: int | None) -> None:
-    a = sweep(root / "aa-a", AA_SWEEP, rounds)
-    b = sweep(root / "aa-b", AA_SWEEP, rounds)
-    cells, code = compare(a, b, "--fail-on-regression")
+    a1, a2, a3 = (sweep(root / f"aa-{i}", AA_SWEEP, rounds) for i in (1, 2, 3))
+    cells, code = compare([a1, a2], [a3], "--fail-on-regression")
     verdicts = Counter(str(c["verdict"]) for c in cells)
     false = verdicts["slower"] + verdicts["faster"]
-    print(f"aa-compare: {false} of {len(cells)} cells slower/faster between identical sweeps "
+    print(f"aa-compare: A1 A2 -- A3: {false} of {len(cells)} cells slower/faster between identical sweeps "
           f"({dict(sorted(verdicts.items()))}); --fail-on-regression exit {code}")
-    self_cells, _ = compare(a, a)
+    for base, new in ((a1, a2), (a1, a3), (a2, a3)):
+        pair, pair_code = compare([base], [new], "--fail-on-regression")
+        counts = Counter(str(c["verdict"]) for c in pair)
+        print(f"aa-compare: {base.name} -- {new.name} (one run a side, conditional on each run): "
+              f"{counts['slower'] + counts['faster']} of {len(pair)} slower/faster; gate exit {pair_code}")
+    self_cells, _ = compare([a1], [a1])
     same = Counter(str(c["verdict"]) for c in self_cells)
     print(f"aa-compare: a run compared with itself: {same['same']} of {len(self_cells)} cells same "
           f"({dict(sorted(same.items()))})")
 
 
+def crossings(run: Path) -> list[dict[str, Any]]:
+    proc = devbench("crossover", str(run), "--format", "json")
+    if proc.returncode != 0:
+        raise SystemExit(f"crossover failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    return [r for r in rows if r.get("crossover_size") is not None]
+
+
 def aa_crossover(root: Path, rounds: int | None) -> None:
     run = sweep(root / "aa-logical", CROSSOVER_SWEEP, rounds, env={"DEVBENCH_LOGICAL_CPUS": "2"})
-    proc = devbench("crossover", str(run), "--format", "json")
-    rows: list[dict[str, Any]] = json.loads(proc.stdout)
-    located = [r for r in rows if r.get("crossover_size") is not None]
+    located = crossings(run)
     decisive = [r for r in located if r.get("decisive")]
-    print(f"aa-crossover: {len(decisive)} decisive crossovers between CPU:0 and CPU:1 (the same cores); "
-          f"{len(located)} crossings located in all, {len(located) - len(decisive)} within noise")
+    print(f"aa-crossover: {len(decisive)} decisive crossovers between CPU:0 and CPU:1 (the same cores) over 25 "
+          f"sizes; {len(located)} crossings located in all, {len(located) - len(decisive)} within noise")
     for r in decisive:
         print(f"  decisive: {r['op']} {r['dtype']} {r['mode']} at n≈{r['crossover_size']:.0f}")
 
 
+def crossover_numpy(root: Path, rounds: int | None) -> None:
+    runs = [sweep(root / f"numpy-{i}", NUMPY_SWEEP, rounds) for i in (1, 2, 3)]
+    by_op: dict[str, list[list[tuple[float, float, float]]]] = {}
+    for run in runs:
+        found: dict[str, list[tuple[float, float, float]]] = {}
+        for r in crossings(run):
+            if r.get("decisive"):
+                found.setdefault(str(r["op"]), []).append(
+                    (float(r["crossover_size"]), float(r["low"]), float(r["high"])))
+        for op in ("add", "matmul"):
+            by_op.setdefault(op, []).append(found.get(op, []))
+    for op, per_run in by_op.items():
+        text = "; ".join(", ".join(f"n≈{s:.0f} [{lo:.0f}, {hi:.0f}]" for s, lo, hi in found) or "none decisive"
+                         for found in per_run)
+        firsts = [found[0] for found in per_run if found]
+        agree = (len(firsts) == len(per_run)
+                 and max(lo for _, lo, _ in firsts) <= min(hi for _, _, hi in firsts))
+        print(f"crossover-numpy: {op}: CPU:0 vs numpy:CPU in 3 runs: {text}; "
+              f"{'ranges overlap' if agree else 'ranges do not all overlap (or a run has none)'}")
+
+
 def power(root: Path, rounds: int | None) -> None:
-    base = sweep(root / "threads-default", POWER_SWEEP, rounds)
-    one = sweep(root / "threads-1", POWER_SWEEP, rounds, env={"TF_NUM_INTRAOP_THREADS": "1"})
-    cells, code = compare(base, one, "--fail-on-regression")
-    large = [c for c in cells if int(c["size"]) >= LARGE]
+    base = [root / f"aa-{i}" for i in (1, 2) if (root / f"aa-{i}" / "results.parquet").exists()]
+    if len(base) < 2:
+        base = [sweep(root / f"aa-{i}", AA_SWEEP, rounds) for i in (1, 2)]
+    one = sweep(root / "threads-1", AA_SWEEP, rounds, env={"TF_NUM_INTRAOP_THREADS": "1"})
+    cells, code = compare(base, [one], "--fail-on-regression")
+    large = [c for c in cells if c["op"] == "matmul" and int(c["size"]) >= LARGE]
     slower = [c for c in large if c["verdict"] == "slower"]
     ratios = ", ".join(f"n={c['size']}: {float(c['ratio']):.2f}× [{float(c['ci_low']):.2f}, "
                        f"{float(c['ci_high']):.2f}]" for c in large)
-    print(f"power: TF_NUM_INTRAOP_THREADS=1 vs default: {len(slower)} of {len(large)} large matmuls slower "
-          f"({ratios}); --fail-on-regression exit {code}")
+    print(f"power: TF_NUM_INTRAOP_THREADS=1 vs default (A1 A2 -- ONE): {len(slower)} of {len(large)} large "
+          f"matmuls slower ({ratios}); --fail-on-regression exit {code}")
 
 
-EXPERIMENTS = {"aa-compare": aa_compare, "aa-crossover": aa_crossover, "power": power}
+EXPERIMENTS = {"aa-compare": aa_compare, "aa-crossover": aa_crossover, "crossover-numpy": crossover_numpy,
+               "power": power}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", nargs="?", default="all", choices=[*EXPERIMENTS, "all"])
     parser.add_argument("--rounds", type=int, default=None, help="sweep --rounds (default: devbench's default)")
+    parser.add_argument("--processes", type=int, default=None, help="sweep --processes (default: devbench's)")
     parser.add_argument("--out", type=Path, default=None, help="where the run directories go")
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
     args = parser.parse_args()
+    if args.processes is not None:
+        PROCESSES.extend(["--processes", str(args.processes)])
     root = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="devbench-truth-"))
     root.mkdir(parents=True, exist_ok=True)
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]

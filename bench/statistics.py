@@ -1,0 +1,56 @@
+"""The rates behind devbench's statistical claims, measured by simulation (issue "Right answers").
+
+A claim such as "identical devices give a decisive crossing in at most 5 % of curves" or "the gate fails at
+most 5 % of A/A comparisons" is a rate over many seeded synthetic runs with a known truth, never one real
+pair. This script prints them, one line per setting, with the target each must meet:
+
+- ``crossovers``: false decisive crossings between identical devices, by grid, rounds and samples a round;
+  detection of a real crossing (the device ratio changes 5 % per doubling of size); how often a decisive
+  crossing's range holds the true crossing (``devbench.simulation.crossovers``).
+- ``gate``: compare's p-values under the null in the far tail (P(p <= 1e-4) / 1e-4), A/A family failures
+  of the Holm and BH gates with drift per cell, per round and per run, and detection of real slowdowns
+  (``devbench.simulation.gate``).
+
+The noise model (``devbench.simulation.Noise``): lognormal offsets per run, per round (shared by a round's
+cells), per cell and round, and per sample. Everything is seeded: the same command prints the same figures.
+
+    PYTHONPATH=src python bench/statistics.py [all|crossovers|gate] [--trials N] [--seed S]
+
+With the default trials it takes a few minutes on one core; ``--trials`` scales every setting (the tests in
+tests/test_crossover.py and tests/test_gate_rates.py run the same functions at a small size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from devbench.simulation import crossovers, gate
+
+PARTS: dict[str, Callable[..., list[str]]] = {"crossovers": crossovers.table, "gate": gate.table}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", *PARTS])
+    parser.add_argument("--trials", type=int, default=0,
+                        help="simulated curves or families per setting (default: each part's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.trials < 0:
+        parser.error(f"--trials {args.trials} must be 0 (each part's default) or more")
+    for name, table in PARTS.items():
+        if args.part not in ("all", name):
+            continue
+        start = time.perf_counter()
+        kwargs = {"seed": args.seed, **({"trials": args.trials} if args.trials else {})}
+        for line in table(**kwargs):
+            print(line, flush=True)
+        print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
