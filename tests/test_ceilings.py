@@ -308,7 +308,7 @@ def tables(draw: st.DrawFn) -> tuple[dict[str, Any] | None, pd.DataFrame]:
     return calibration, pd.DataFrame(rows, columns=columns)
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(tables())
 def test_pct_of_best_never_exceeds_100_and_pct_of_peak_is_flagged_exactly_above_100(
         case: tuple[dict[str, Any] | None, pd.DataFrame]) -> None:

@@ -330,8 +330,9 @@ interval (what ``pct_of_best`` is measured against; NaN without such cells)."""
 
 
 def ceilings_frame(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (device, dtype) of the calibration and of the results' ok rows (:data:`CEILING_COLUMNS`):
-    what ``pct_of_peak`` and ``pct_of_best`` are measured against, with sources and reasons."""
+    """One row per (device, dtype) of the calibration and of the results' rows with a rate (ok, synchronised,
+    with a work count; :data:`CEILING_COLUMNS`): what ``pct_of_peak`` and ``pct_of_best`` are measured
+    against, with sources and reasons."""
     import pandas as pd
 
     ceilings = calibrated(calibration)
@@ -339,10 +340,11 @@ def ceilings_frame(calibration: Mapping[str, Any] | None, results: pd.DataFrame 
     best = Best()
     if results is not None and not results.empty:
         rows = _rows_of(results)
-        best = best_rates(zip(rows, _bounds(rows), strict=True))
-        for row in rows:
+        bounds = _bounds(rows)
+        best = best_rates(zip(rows, bounds, strict=True))
+        for row, bound in zip(rows, bounds, strict=True):
             pair = (str(row.get("device")), str(row.get("dtype")))
-            if is_witness(row) and pair not in pairs:
+            if math.isfinite(rate_of(row, bound)) and pair not in pairs:  # a row with a rate to measure
                 pairs.append(pair)
     out = []
     for device, dtype in pairs:
@@ -372,7 +374,11 @@ def _best_fields(name: str, rate: Rate | None) -> dict[str, Any]:
 
 
 def _giga(value: float) -> str:
-    return f"{value / 1e9:.3g}" if math.isfinite(value) else "-"
+    """In units of 1e9, three significant figures, whole thousands written out (10,400 rather than 1.04e+04)."""
+    if not math.isfinite(value):
+        return "-"
+    giga = value / 1e9
+    return f"{giga:.3g}" if abs(giga) < 1000 else f"{giga:,.0f}"
 
 
 def _best_text(row: Mapping[str, Any], name: str, unit: str) -> str:
