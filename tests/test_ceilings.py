@@ -3,6 +3,7 @@ without a calibration) and pct_of_best against the run's own best rate (<= 100 %
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,3 +378,14 @@ def test_a_sweep_faster_than_its_calibration_reports_130_flagged(tmp_path: Path)
     assert written.loc[2048, "above_peak"]
     assert written.loc[1024, "pct_of_best"] == pytest.approx(50.0)
     assert load_run(tmp_path / "run").results["above_peak"].tolist() == run.results["above_peak"].tolist()
+    # a cell log written before the new fields (and its old, capped pct_of_peak) is rebuilt with them
+    log = tmp_path / "run" / "cells.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:
+        del line["record"]["pct_of_best"], line["record"]["above_peak"]
+        line["record"]["pct_of_peak"] = min(100.0, line["record"]["pct_of_peak"])
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rebuilt = load_run(tmp_path / "run").results.set_index("size")
+    assert rebuilt["pct_of_peak"].tolist() == pytest.approx([65.0, 130.0])
+    assert rebuilt["above_peak"].tolist() == [False, True]
+    assert rebuilt["pct_of_best"].tolist() == pytest.approx([50.0, 100.0])

@@ -139,7 +139,8 @@ DERIVED_COLUMNS = ("iqr_s", "rel_iqr", "noisy", "unsynchronized", "gflops", "gbp
 
 PCT_COLUMNS = ("above_peak", "pct_of_best")
 """Result columns added to schema version 2 with issue 16 (devbench.ceilings): an older table lacks them and
-still reads (``above_peak`` derived, ``pct_of_best`` NaN until its run's table is rebuilt from the cell log)."""
+still reads, with the defaults (``above_peak`` False: its ``pct_of_peak`` was capped at 100; ``pct_of_best``
+NaN); a run's table rebuilt from its cell log gets both computed."""
 
 if TYPE_CHECKING:
     import pandas as pd
