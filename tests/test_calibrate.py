@@ -18,7 +18,7 @@ from devbench.calibrate import (
     search_gemm,
     sweep_calibrator,
 )
-from devbench.ceilings import annotate, ceiling, ceilings_frame, pct_of_peak, roofline, with_pct_of_peak
+from devbench.ceilings import annotate, ceiling, ceilings_frame, pct_of_peak, roofline, with_pct_columns
 from devbench.schema import Record
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.timer import Measurement
@@ -136,23 +136,25 @@ def test_pct_of_peak_compute_bound_is_flops_over_peak() -> None:
     # matmul 1024: 2.1e9 FLOPs, 12.6e6 bytes: intensity 171 >> ridge 10
     flops, nbytes = 2.0 * 1024**3, 3.0 * 1024 * 1024 * 4
     median = flops / 50e9  # achieves 50 GFLOP/s
-    assert pct_of_peak(flops, nbytes, median, device="CPU:0", dtype="float32", calibration=CAL) == pytest.approx(50)
+    assert pct_of_peak(flops, nbytes, median, device="CPU:0", dtype="float32", bound="compute",
+                       calibration=CAL) == pytest.approx(50)
 
 
 def test_pct_of_peak_memory_bound_is_bytes_over_bandwidth() -> None:
     # add 1024: 1M FLOPs, 12.6 MB: intensity 1/12 << ridge
     flops, nbytes = 1024.0 * 1024, 3.0 * 1024 * 1024 * 4
     median = nbytes / 5e9  # moves 5 GB/s
-    assert pct_of_peak(flops, nbytes, median, device="CPU:0", dtype="float32", calibration=CAL) == pytest.approx(50)
+    assert pct_of_peak(flops, nbytes, median, device="CPU:0", dtype="float32", bound="memory",
+                       calibration=CAL) == pytest.approx(50)
 
 
 def test_pct_of_peak_is_nan_without_calibration_of_that_device_or_dtype() -> None:
     args = (2e9, 1e7, 0.1)
-    assert math.isnan(pct_of_peak(*args, device="CPU:0", dtype="float32", calibration=None))
-    assert math.isnan(pct_of_peak(*args, device="CPU:0", dtype="float64", calibration=CAL))
-    assert math.isnan(pct_of_peak(*args, device="GPU:1", dtype="float32", calibration=CAL))
+    assert math.isnan(pct_of_peak(*args, device="CPU:0", dtype="float32", bound="compute", calibration=None))
+    assert math.isnan(pct_of_peak(*args, device="CPU:0", dtype="float64", bound="compute", calibration=CAL))
+    assert math.isnan(pct_of_peak(*args, device="GPU:1", dtype="float32", bound="compute", calibration=CAL))
     # a logical CPU that was not calibrated shares the host's ceilings
-    assert pct_of_peak(*args, device="CPU:1", dtype="float32", calibration=CAL) == pytest.approx(20)
+    assert pct_of_peak(*args, device="CPU:1", dtype="float32", bound="compute", calibration=CAL) == pytest.approx(20)
     assert ceiling(CAL, "CPU:3", "float32") == (100e9, 10e9)
 
 
@@ -172,7 +174,7 @@ def test_pct_of_peak_can_be_recomputed_for_a_loaded_table() -> None:
 
     table = pd.DataFrame([_record().as_dict(), _record(device="GPU:0").as_dict(),
                           _record(status="error").as_dict()])
-    out = with_pct_of_peak(table, CAL)
+    out = with_pct_columns(table, CAL)
     assert out["pct_of_peak"].iloc[0] == pytest.approx(50)
     assert out["pct_of_peak"].iloc[1] == pytest.approx(2e9 / 0.04 / 10e12 * 100)
     assert math.isnan(out["pct_of_peak"].iloc[2])

@@ -205,8 +205,17 @@ def test_tables_are_plain_html_with_captions(report_text: str) -> None:
     assert machine["cpu.model"] == "Synthetic CPU 9000"
     assert machine["devices[1].details.device_name"] == "Synthetic GPU X1"
     ceilings = parsed.table("Calibrated ceilings")
-    assert ["GPU:0", "float32", "50000.0", "calibration GEMM tf_gemm", "1000.0", "calibration copy tf_deepcopy",
-            "50"] in ceilings
+    assert ceilings[0] == ["device", "dtype", "peak GFLOP/s", "from", "bandwidth GB/s", "from", "ridge FLOP/byte",
+                           "run's best GFLOP/s", "from", "run's best GB/s", "from"]
+    gpu = next(r for r in ceilings if r[:2] == ["GPU:0", "float32"])
+    assert gpu[:7] == ["GPU:0", "float32", "50000.0", "calibration GEMM tf_gemm", "1000.0",
+                       "calibration copy tf_deepcopy", "50"]
+    assert gpu[8].startswith("sweep: matmul n=4096 on GPU:0")
+    # a device the probes did not measure: no ceiling, and why
+    assert any(r[3].startswith("not calibrated: the calibration did not probe GPU:1") for r in ceilings)
+    behind = next(t for t in parsed.tables if str(t["caption"]).startswith("Median time per call"))["rows"]
+    assert isinstance(behind, list)
+    assert {"% of calibrated peak", "% of the run's best"} <= set(behind[0])
 
 
 def test_charts_are_labelled_and_the_page_prints(report_text: str) -> None:
@@ -273,6 +282,29 @@ def test_throughput_ceilings_come_from_the_calibration() -> None:
     assert ceilings == {"CPU:0": pytest.approx(100.0), "GPU:0": pytest.approx(50_000.0)}  # GFLOP/s
     gpu = next(t for t in fig.data if t.meta == {"role": "throughput", "device": "GPU:0", "sync": "scalar"})
     assert gpu.y[-1] == pytest.approx(2 * 4096**3 / (1e-6 * 4096) / 1e9)
+    assert "% of the calibrated peak" in gpu.hovertext[-1]
+    # this synthetic CPU:0 runs at 2000 GFLOP/s, 20 × its calibration: every point marked, none moved
+    (above,) = [t for t in fig.data if t.meta["role"] == "above_peak"]
+    assert above.meta["device"] == "CPU:0"
+    assert list(above.y) == pytest.approx([2000.0] * 7)
+
+
+def test_throughput_points_above_the_calibrated_ceiling_are_marked_not_clipped() -> None:
+    results = sweep_results(("matmul",), hostile=False)
+    low = {"devices": {**CALIBRATION["devices"], "GPU:0": {**CALIBRATION["devices"]["GPU:0"],
+                                                           "peak_flops": {"float32": 2e13}}}}
+    fig = ch.throughput_chart(results, ("matmul", "float32", "eager"), ch.device_colours(["CPU:0", "GPU:0"]),
+                              memory_bound=False, calibration=low)
+    assert fig is not None
+    gpu = next(t for t in fig.data if t.meta == {"role": "throughput", "device": "GPU:0", "sync": "scalar"})
+    (above,) = [t for t in fig.data if t.meta == {"role": "above_peak", "device": "GPU:0"}]
+    assert list(above.y) == [y for y in gpu.y if y > 20_000.0]  # the very points, at their own height
+    assert "above the calibrated ceiling: the calibration is the thing to fix" in above.name
+    assert "flags: above the calibrated ceiling" in above.hovertext[-1]
+    from devbench.ceilings import with_pct_columns
+
+    text = render_html_report(run(with_pct_columns(results, low), meta={"calibration": low}))
+    assert "Above the calibrated ceiling (" in text
 
 
 def test_bare_table_without_fingerprint_or_calibration_renders(tmp_path: Path) -> None:

@@ -148,8 +148,13 @@ def test_report_shows_limits_dispatch_gap_and_transfer_cost(tmp_path: Path) -> N
     assert "25 µs (n=64)" in text
     assert "## Cost of moving data" in text
     assert "no bus to cross" in text
+    assert "calibrated peak 200 GFLOP/s" in text
     plain = render_report(synthetic.run(eager), tmp_path)
-    assert "Machine limits" not in plain
+    # not calibrated: the limits section says why pct_of_peak is empty and lists the run's best (pct_of_best)
+    assert "## Machine limits" in plain
+    assert "- CPU:0 float32: no calibrated peak (the run was not calibrated" in plain
+    assert "the run's best" in plain
+    assert "The calibration probes" not in plain
     assert "Dispatch overhead" not in plain
     assert "moving data" not in plain
 

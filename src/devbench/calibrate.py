@@ -10,11 +10,10 @@
 - the **ridge point** peak / bandwidth (FLOP per byte): an op whose arithmetic intensity (its FLOPs over its
   minimum bytes) is below the ridge is memory-bound on that device, above it compute-bound.
 
-Each result row then gets ``pct_of_peak``: its achieved rate as a per cent of the roofline at its intensity,
-``min(peak, intensity × bandwidth)``, i.e. achieved FLOP/s over peak for a compute-bound op and achieved bytes/s
-over bandwidth for a memory-bound one. The roofline a results table is measured against is the *effective*
-one (:func:`effective_ceilings`): per device and dtype the best sustained rate of the calibration and of the
-sweep's own cells, so ``pct_of_peak`` never exceeds 100 %, and each ceiling says where it came from.
+Each result row then gets ``pct_of_peak``: its achieved rate by its op's bound as a per cent of these
+calibrated ceilings, i.e. achieved FLOP/s over peak for a compute-bound op and achieved bytes/s over bandwidth
+for a memory-bound one (devbench.ceilings). It is not clipped: a cell that outruns the probe is over 100 %
+and flagged ``above_peak``, and then the calibration is the thing to fix.
 
 Sizes adapt to the device so that one calibration stays short (a few seconds per dtype on a small CPU): GEMM
 sizes double from ``START_N`` while the next call is predicted (×8 per doubling) to take at most

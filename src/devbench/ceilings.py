@@ -1,16 +1,23 @@
-"""The roofline of a run: each device's ceilings (peak FLOP/s per dtype, memory bandwidth) and ``pct_of_peak``.
+"""A cell's rate against two ceilings: ``pct_of_peak`` (the machine's, as calibrated) and ``pct_of_best`` (the run's).
 
-A ceiling is the best sustained rate seen on a device at a dtype: the calibration probe's, or a sweep cell's
-where one ran faster (a short probe at the start of a sweep is not always the fastest thing the sweep sees:
-the default sweep measured matmul at 512, 2048 and 4096 above it). A cell's rate is its work over its median
-time, the very number ``pct_of_peak`` is computed from, so a cell can never be above a ceiling it takes part
-in: pct_of_peak <= 100 % by construction. (Its work over ``ci_high_s``, the slow end of its interval, would be
-more conservative but would leave the cell that set the ceiling above it.) The interval of a ceiling set by a
-cell is that cell's work over its median's 95 % interval; a calibrated ceiling has none (a probe keeps only
-its best block).
+A cell's *rate* is its work by its op's bound (:func:`op_bound`: FLOPs for a compute-bound op, bytes for a
+memory-bound one) over its median time, the number the throughput chart draws. Two per cents of it:
 
-The probes themselves (what ``devbench calibrate`` and the start of a sweep measure) are devbench.calibrate;
-this module only uses their results, and the results of the run's own cells.
+- ``pct_of_peak``: over the *calibrated* ceiling of its device and dtype, the calibration probes' sustained
+  peak FLOP/s (the best large GEMM) or bandwidth (a large copy), by the bound. The only column that says how
+  close an op comes to the machine's limit: a uniform 10 % slowdown lowers it by 10 %. It can exceed 100 %
+  (a cell outran the short probe: the default sweep measured matmul at 512, 2048 and 4096 above it); such a
+  row is flagged (``above_peak``; rule: :func:`devbench.schema.derive_columns`) and named in the report, never
+  clipped: the calibration is the thing to fix. NaN for a row that is not ``ok`` or unsynchronized, and where
+  nothing was calibrated (``--no-calibrate``, a probe that failed, a device or dtype the probes did not
+  measure): the report says why where it lists the ceilings (:func:`ceilings_frame`'s ``*_reason``).
+- ``pct_of_best``: over the best rate the run itself saw on the same device, dtype and bound: at most 100 %
+  by construction (100 for the best cell), needs no calibration, and says nothing about the machine's limit
+  (a uniform slowdown leaves it unchanged).
+
+Logical CPUs and the numpy baseline share one host (:func:`ceiling_group`) for both. The probes themselves
+(``devbench calibrate`` and the start of a sweep) are devbench.calibrate; this module only reads their
+results and the run's cells.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from devbench.calibrate import HOST, device_kind
 
@@ -27,15 +34,22 @@ if TYPE_CHECKING:
 
     from devbench.schema import Record
 
-PCT_CAP = 100.0
-"""``pct_of_peak`` of the cell that sets a ceiling; every other cell is at or below it."""
+Bound = Literal["memory", "compute"]
+
+MEMORY_BOUND_INTENSITY = 4.0
+"""FLOPs per byte below which an op devbench does not define (a bare table from another tool) counts as
+memory-bound. Known ops say which they are (``OpDef.bound``), so that one op's rate does not change unit with
+the size range swept (matmul's intensity is n/6 FLOP/byte in float32, under 4 for n < 24)."""
+
+ABOVE_PEAK_NOTE = "above the calibrated ceiling: the calibration is the thing to fix"
+"""What the report, the HTML page and the throughput chart say of a row with ``above_peak``."""
 
 
 @dataclass(frozen=True)
 class Rate:
-    """A candidate ceiling: ``value`` (FLOP/s or bytes/s), its 95 % interval ``low``..``high`` (NaN when there
-    is none), and ``source``, where it was seen (``calibration GEMM numpy n=2048``, ``sweep: matmul n=2048 on
-    CPU:0 (eager)``)."""
+    """A ceiling: ``value`` (FLOP/s or bytes/s), its 95 % interval ``low``..``high`` (NaN when there is none:
+    a probe keeps only its best block), and ``source``, where it was seen (``calibration GEMM numpy n=2048``,
+    ``sweep: matmul n=2048 on CPU:0 (eager)``)."""
 
     value: float
     low: float
@@ -48,6 +62,23 @@ def ceiling_group(device: str) -> str:
     (``host``); any other device is its own. A backend whose device computes on the host joins the host here
     (through :func:`devbench.calibrate.device_kind`)."""
     return HOST if device_kind(device) == "CPU" else device
+
+
+def op_bound(op: str, flops: Iterable[Any], nbytes: Iterable[Any]) -> Bound:
+    """Which ceiling limits ``op``: ``OpDef.bound`` for devbench's ops; for another tool's op, ``memory`` when
+    the median intensity of its cells (``flops`` over ``nbytes``, per cell) is under
+    :data:`MEMORY_BOUND_INTENSITY`, else ``compute``. The throughput chart's unit follows the same rule."""
+    from devbench.ops import OPS
+
+    if op in OPS:
+        return OPS[op].bound
+    intensities = sorted(f / b for f, b in zip(map(_number, flops), map(_number, nbytes), strict=True)
+                         if _finite_positive(f, b))
+    if not intensities:
+        return "compute"
+    middle = len(intensities) // 2
+    median = intensities[middle] if len(intensities) % 2 else (intensities[middle - 1] + intensities[middle]) / 2
+    return "memory" if median < MEMORY_BOUND_INTENSITY else "compute"
 
 
 def _finite_positive(*values: float) -> bool:
@@ -66,85 +97,8 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-@dataclass
-class Ceilings:
-    """The effective ceilings of a run: per (group, dtype) the best peak FLOP/s, per group the best bandwidth
-    (bytes/s; one per device whatever the dtype: the memory does not know the element type), and what the
-    calibration alone said. Build with :func:`ceilings_of`; look up with :meth:`of`."""
-
-    peaks: dict[tuple[str, str], Rate] = field(default_factory=dict)
-    bandwidths: dict[str, Rate] = field(default_factory=dict)
-    calibrated_peaks: dict[tuple[str, str], float] = field(default_factory=dict)
-    calibrated_bandwidths: dict[str, float] = field(default_factory=dict)
-    pairs: list[tuple[str, str]] = field(default_factory=list)
-    """(device, dtype) to report, in the order first seen (calibration, then results)."""
-
-    def offer_peak(self, group: str, dtype: str, rate: Rate) -> None:
-        best = self.peaks.get((group, dtype))
-        if best is None or rate.value > best.value:
-            self.peaks[(group, dtype)] = rate
-
-    def offer_bandwidth(self, group: str, rate: Rate) -> None:
-        best = self.bandwidths.get(group)
-        if best is None or rate.value > best.value:
-            self.bandwidths[group] = rate
-
-    def add_pair(self, device: str, dtype: str) -> None:
-        if (device, dtype) not in self.pairs:
-            self.pairs.append((device, dtype))
-
-    def of(self, device: str, dtype: str) -> tuple[Rate | None, Rate | None]:
-        """(peak, bandwidth) of ``device`` at ``dtype``; None for what neither calibration nor sweep measured."""
-        group = ceiling_group(device)
-        return self.peaks.get((group, dtype)), self.bandwidths.get(group)
-
-    def pct_of_peak(self, flops: float, nbytes: float, median_s: float, device: str, dtype: str) -> float:
-        """``flops``/``nbytes`` per call done in ``median_s`` as a per cent of the roofline (NaN when unknown)."""
-        peak, bandwidth = self.of(device, dtype)
-        if peak is None or bandwidth is None:
-            return math.nan
-        return _pct(flops, nbytes, median_s, peak.value, bandwidth.value)
-
-
-def _pct(flops: float, nbytes: float, median_s: float, peak: float, bandwidth: float) -> float:
-    """100 × achieved / min(peak, intensity × bandwidth), written as 100 × max(FLOP rate / peak, byte rate /
-    bandwidth) (the same number): each ratio is computed exactly as a witness's rate is, so a cell that set a
-    ceiling is at exactly 100 and no cell above it, not even by a rounding error."""
-    if not _finite_positive(flops, nbytes, median_s, peak, bandwidth):
-        return math.nan
-    return PCT_CAP * max((flops / median_s) / peak, (nbytes / median_s) / bandwidth)
-
-
-def _add_calibration(ceilings: Ceilings, calibration: Mapping[str, Any] | None) -> None:
-    for device, entry in ((calibration or {}).get("devices") or {}).items():
-        if not isinstance(entry, Mapping):
-            continue
-        group = ceiling_group(str(device))
-        peaks = entry.get("peak_flops") or {}
-        sources = entry.get("peak_source") or {}
-        for dtype, value in peaks.items():
-            peak = _number(value)
-            ceilings.add_pair(str(device), str(dtype))
-            if _finite_positive(peak):
-                ceilings.calibrated_peaks[(group, str(dtype))] = peak
-                ceilings.offer_peak(group, str(dtype), Rate(peak, math.nan, math.nan,
-                                                            f"calibration GEMM {sources.get(dtype, '')}".strip()))
-        if not peaks:
-            ceilings.add_pair(str(device), "")
-        bandwidth = _number(entry.get("bandwidth"))
-        if _finite_positive(bandwidth):
-            ceilings.calibrated_bandwidths[group] = bandwidth
-            source = f"calibration copy {entry.get('bandwidth_source', '')}".strip()
-            ceilings.offer_bandwidth(group, Rate(bandwidth, math.nan, math.nan, source))
-
-
-def _witness_source(row: Mapping[str, Any], *, with_dtype: bool) -> str:
-    dtype = f" {row.get('dtype')}" if with_dtype else ""
-    return f"sweep: {row.get('op')} n={row.get('size')}{dtype} on {row.get('device')} ({row.get('mode', 'eager')})"
-
-
 def is_witness(row: Mapping[str, Any]) -> bool:
-    """Can this result row set a ceiling? It must be ``ok``, synchronised (an unsynchronized row times the
+    """Does this result row have a rate? It must be ``ok``, synchronised (an unsynchronized row times the
     launch, not the work: see :func:`devbench.schema.derive_columns`) and have a positive median time."""
     # A Record's ``unsynchronized`` is only derived when the table is built: read the sync too.
     flag = row.get("unsynchronized")
@@ -153,108 +107,93 @@ def is_witness(row: Mapping[str, Any]) -> bool:
             and _finite_positive(_number(row.get("median_s"))))
 
 
-def _add_cells(ceilings: Ceilings, rows: Iterable[Mapping[str, Any]]) -> None:
-    for row in rows:
-        if not is_witness(row):
+def rate_of(row: Mapping[str, Any], bound: Bound) -> float:
+    """The row's rate by ``bound``: FLOP/s or bytes/s from its median time; NaN when it has none."""
+    work = _number(row.get("bytes" if bound == "memory" else "flops"))
+    median = _number(row.get("median_s"))
+    return work / median if is_witness(row) and _finite_positive(work, median) else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The calibrated ceilings, and why one is missing
+
+
+NO_CALIBRATION = "the run was not calibrated (--no-calibrate, or a results table without a run's meta.json)"
+
+
+@dataclass
+class Calibrated:
+    """What the calibration measured: per (group, dtype) the peak FLOP/s, per group the bandwidth (bytes/s;
+    the memory does not know the element type), each a :class:`Rate` with its probe as source, and per
+    (group, dtype) / group why one is missing. Build with :func:`calibrated`."""
+
+    peaks: dict[tuple[str, str], Rate] = field(default_factory=dict)
+    bandwidths: dict[str, Rate] = field(default_factory=dict)
+    entries: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The calibration's entry of each group (meta.json ``calibration.devices``)."""
+    calibration: Mapping[str, Any] | None = None
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    """(device, dtype) the calibration names, in its order."""
+
+    def of(self, device: str, dtype: str) -> tuple[Rate | None, Rate | None]:
+        """(peak, bandwidth) of ``device`` at ``dtype``; None for what the calibration did not measure."""
+        group = ceiling_group(device)
+        return self.peaks.get((group, dtype)), self.bandwidths.get(group)
+
+    def by_bound(self, device: str, dtype: str, bound: Bound) -> Rate | None:
+        """The ceiling that limits an op of ``bound`` on ``device`` at ``dtype``."""
+        peak, bandwidth = self.of(device, dtype)
+        return bandwidth if bound == "memory" else peak
+
+    def reason(self, device: str, dtype: str, bound: Bound) -> str:
+        """Why :meth:`by_bound` is None, in words ("" when it is not)."""
+        if self.by_bound(device, dtype, bound) is not None:
+            return ""
+        if not self.calibration or not self.calibration.get("devices"):
+            return NO_CALIBRATION
+        group = ceiling_group(device)
+        if group not in self.entries:
+            return f"the calibration did not probe {device}"
+        what, probe = ("copy", "bandwidth probe (a large copy)") if bound == "memory" else \
+            ("gemm", f"{dtype} GEMM probe")
+        if bound == "compute" and dtype not in (self.calibration.get("dtypes") or [dtype]):
+            return f"the calibration did not probe {dtype}"
+        errors = [str(m.get("error")) for m in self.calibration.get("measurements") or []
+                  if isinstance(m, Mapping) and m.get("error") and m.get("what") == what
+                  and ceiling_group(str(m.get("device"))) == group and (what == "copy" or m.get("dtype") == dtype)]
+        return f"the {probe} failed: {errors[0]}" if errors else f"the {probe} measured no rate"
+
+
+def calibrated(calibration: Mapping[str, Any] | None) -> Calibrated:
+    """The calibrated ceilings of meta.json's ``calibration`` (None: no calibration, every reason says so)."""
+    out = Calibrated(calibration=calibration)
+    for device, entry in ((calibration or {}).get("devices") or {}).items():
+        if not isinstance(entry, Mapping):
             continue
-        device, dtype = str(row.get("device")), str(row.get("dtype"))
-        group = ceiling_group(device)
-        median, ci_low, ci_high = (_number(row.get(k)) for k in ("median_s", "ci_low_s", "ci_high_s"))
-        interval_known = _finite_positive(ci_low, ci_high)
-        offered = False
-        for work_key in ("flops", "bytes"):
-            work = _number(row.get(work_key))
-            if not _finite_positive(work):
-                continue
-            low, high = (work / ci_high, work / ci_low) if interval_known else (math.nan, math.nan)
-            if work_key == "flops":
-                ceilings.offer_peak(group, dtype, Rate(work / median, low, high,
-                                                       _witness_source(row, with_dtype=False)))
-            else:
-                ceilings.offer_bandwidth(group, Rate(work / median, low, high, _witness_source(row, with_dtype=True)))
-            offered = True
-        if offered:
-            ceilings.add_pair(device, dtype)
-
-
-def ceilings_of(calibration: Mapping[str, Any] | None, rows: Iterable[Mapping[str, Any]] = ()) -> Ceilings:
-    """The effective ceilings from ``calibration`` (meta.json's) and result ``rows`` (dicts with at least
-    ``device, dtype, status, flops, bytes, median_s``; ``op, size, mode, sync, ci_low_s, ci_high_s`` when known).
-
-    Every synchronised ``ok`` row is a witness of both ceilings of its device: its FLOP rate of the peak and
-    its byte rate of the bandwidth. Both, not only the one its op is bound by (``OpDef.bound``), because
-    pct_of_peak is achieved over the *lower* roof: a matmul's byte rate above the bandwidth would push it over
-    100 % as surely as a FLOP rate above the peak. In practice an op only ever sets the ceiling it is bound by.
-    A small memory-bound cell whose data sits in cache can set a bandwidth above main memory's: the source then
-    names it, and that is the bandwidth the sweep saw."""
-    ceilings = Ceilings()
-    _add_calibration(ceilings, calibration)
-    _add_cells(ceilings, rows)
-    return ceilings
-
-
-def _rows_of(results: pd.DataFrame) -> list[dict[str, Any]]:
-    from devbench.schema import derive_columns
-
-    frame = results if "unsynchronized" in results.columns or "sync" not in results.columns else \
-        derive_columns(results, ["unsynchronized"])
-    return [{str(key): value for key, value in record.items()} for record in frame.to_dict("records")]
-
-
-def ceilings_for(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None) -> Ceilings:
-    """:func:`ceilings_of` a results table (the whole run's: a matmul chart's peak may be set by any compute
-    cell of its device). ``.of(device, dtype)`` gives the (peak, bandwidth) :class:`Rate` with its source."""
-    return ceilings_of(calibration, _rows_of(results) if results is not None else ())
-
-
-CEILING_COLUMNS = ["device", "dtype", "peak_flops", "peak_source", "bandwidth", "bandwidth_source", "ridge",
-                   "peak_low", "peak_high", "bandwidth_low", "bandwidth_high", "calibrated_peak_flops",
-                   "calibrated_bandwidth"]
-"""Of :func:`effective_ceilings`: FLOP/s, bytes/s, FLOP/byte; ``*_low``/``*_high`` the 95 % interval of the
-rate that set the ceiling (NaN for a calibrated one); ``calibrated_*`` what the calibration alone measured."""
-
-
-def effective_ceilings(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per (device, dtype) of the calibration and of the results' witnesses (see :func:`ceilings_of`):
-    the best sustained peak FLOP/s and bandwidth and where each came from (:data:`CEILING_COLUMNS`). What
-    :func:`with_pct_of_peak` measures against, and what the throughput chart and the report draw and state."""
-    import pandas as pd
-
-    ceilings = ceilings_for(calibration, results)
-    rows = []
-    for device, dtype in ceilings.pairs:
-        group = ceiling_group(device)
-        peak, bandwidth = ceilings.of(device, dtype)
-        ridge = peak.value / bandwidth.value if peak is not None and bandwidth is not None else math.nan
-        rows.append({
-            "device": device,
-            "dtype": dtype,
-            "peak_flops": peak.value if peak is not None else math.nan,
-            "peak_source": peak.source if peak is not None else "",
-            "bandwidth": bandwidth.value if bandwidth is not None else math.nan,
-            "bandwidth_source": bandwidth.source if bandwidth is not None else "",
-            "ridge": ridge,
-            "peak_low": peak.low if peak is not None else math.nan,
-            "peak_high": peak.high if peak is not None else math.nan,
-            "bandwidth_low": bandwidth.low if bandwidth is not None else math.nan,
-            "bandwidth_high": bandwidth.high if bandwidth is not None else math.nan,
-            "calibrated_peak_flops": ceilings.calibrated_peaks.get((group, dtype), math.nan),
-            "calibrated_bandwidth": ceilings.calibrated_bandwidths.get(group, math.nan),
-        })
-    frame: pd.DataFrame = pd.DataFrame(rows, columns=CEILING_COLUMNS)
-    return frame
-
-
-def ceilings_frame(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None = None) -> pd.DataFrame:
-    """:func:`effective_ceilings`; without ``results``, the calibration's own ceilings (same columns)."""
-    return effective_ceilings(calibration, results)
+        group = ceiling_group(str(device))
+        out.entries.setdefault(group, entry)
+        peaks = entry.get("peak_flops") or {}
+        sources = entry.get("peak_source") or {}
+        for dtype, value in peaks.items():
+            peak = _number(value)
+            if (str(device), str(dtype)) not in out.pairs:
+                out.pairs.append((str(device), str(dtype)))
+            if _finite_positive(peak) and (group, str(dtype)) not in out.peaks:
+                source = f"calibration GEMM {sources.get(dtype, '')}".strip()
+                out.peaks[(group, str(dtype))] = Rate(peak, math.nan, math.nan, source)
+        if not peaks and (str(device), "") not in out.pairs:
+            out.pairs.append((str(device), ""))
+        bandwidth = _number(entry.get("bandwidth"))
+        if _finite_positive(bandwidth) and group not in out.bandwidths:
+            source = f"calibration copy {entry.get('bandwidth_source', '')}".strip()
+            out.bandwidths[group] = Rate(bandwidth, math.nan, math.nan, source)
+    return out
 
 
 def ceiling(calibration: Mapping[str, Any] | None, device: str, dtype: str) -> tuple[float, float]:
-    """(peak FLOP/s, bandwidth bytes/s) the calibration alone gives ``device`` at ``dtype``; NaN for what was not
-    calibrated. A logical CPU (or numpy:CPU) not in the calibration shares the host's. For the ceilings a run's
-    rows are measured against, use :func:`effective_ceilings` or :func:`ceilings_of`."""
-    peak, bandwidth = ceilings_of(calibration).of(device, dtype)
+    """(peak FLOP/s, bandwidth bytes/s) the calibration gives ``device`` at ``dtype``; NaN for what was not
+    calibrated. A logical CPU (or numpy:CPU) not in the calibration shares the host's."""
+    peak, bandwidth = calibrated(calibration).of(device, dtype)
     return (peak.value if peak is not None else math.nan, bandwidth.value if bandwidth is not None else math.nan)
 
 
@@ -270,82 +209,217 @@ def roofline(flops: float, nbytes: float, peak: float, bandwidth: float) -> tupl
     return (memory_roof, "memory") if memory_roof < peak else (peak, "compute")
 
 
-def pct_of_peak(flops: float, nbytes: float, median_s: float, *, device: str, dtype: str,
+def pct_of_peak(flops: float, nbytes: float, median_s: float, *, device: str, dtype: str, bound: Bound,
                 calibration: Mapping[str, Any] | None) -> float:
-    """Achieved rate as a per cent of the *calibrated* roofline at the op's intensity: FLOP/s over peak when
-    compute-bound, bytes/s over bandwidth when memory-bound (the same number: both are achieved / attainable).
-    NaN when the device or dtype was not calibrated, or the time or work is unknown. This one can exceed 100 %
-    (a cell faster than the probe); the tables use :func:`with_pct_of_peak`, whose ceilings include the cells."""
-    return ceilings_of(calibration).pct_of_peak(flops, nbytes, median_s, device, dtype)
+    """The rate by ``bound`` (FLOP/s or bytes/s over ``median_s``) as a per cent of the calibrated ceiling of
+    ``device`` at ``dtype`` by that bound; NaN when it was not calibrated or the work or time is unknown. Not
+    clipped: above 100 % the probe was slower than the cell."""
+    row = {"flops": flops, "bytes": nbytes, "median_s": median_s}
+    return _pct(rate_of(row, bound), calibrated(calibration).by_bound(device, dtype, bound))
+
+
+def _pct(rate: float, ceiling_rate: Rate | None) -> float:
+    if ceiling_rate is None or not _finite_positive(rate, ceiling_rate.value):
+        return math.nan
+    return 100.0 * (rate / ceiling_rate.value)  # the ratio first: the best cell is at exactly 100, not 99.999…
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run's own best rates (pct_of_best)
+
+
+@dataclass
+class Best:
+    """The best rate the run saw per (group, dtype, bound), each a :class:`Rate` whose interval is its cell's
+    work over its median's 95 % interval and whose source names the cell. Build with :func:`best_rates`."""
+
+    rates: dict[tuple[str, str, Bound], Rate] = field(default_factory=dict)
+
+    def offer(self, group: str, dtype: str, bound: Bound, rate: Rate) -> None:
+        best = self.rates.get((group, dtype, bound))
+        if best is None or rate.value > best.value:
+            self.rates[(group, dtype, bound)] = rate
+
+    def of(self, device: str, dtype: str, bound: Bound) -> Rate | None:
+        return self.rates.get((ceiling_group(device), dtype, bound))
+
+
+def _cell_source(row: Mapping[str, Any]) -> str:
+    return f"sweep: {row.get('op')} n={row.get('size')} on {row.get('device')} ({row.get('mode', 'eager')})"
+
+
+def best_rates(rows: Iterable[tuple[Mapping[str, Any], Bound]]) -> Best:
+    """The best of ``rows`` (each with its op's bound) per device group, dtype and bound."""
+    best = Best()
+    for row, bound in rows:
+        rate = rate_of(row, bound)
+        if not math.isfinite(rate):
+            continue
+        work = rate * _number(row.get("median_s"))
+        ci_low, ci_high = _number(row.get("ci_low_s")), _number(row.get("ci_high_s"))
+        low, high = (work / ci_high, work / ci_low) if _finite_positive(ci_low, ci_high) else (math.nan, math.nan)
+        best.offer(ceiling_group(str(row.get("device"))), str(row.get("dtype")), bound,
+                   Rate(rate, low, high, _cell_source(row)))
+    return best
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The columns
+
+
+def _rows_of(results: pd.DataFrame) -> list[dict[str, Any]]:
+    from devbench.schema import derive_columns
+
+    frame = results if "unsynchronized" in results.columns or "sync" not in results.columns else \
+        derive_columns(results, ["unsynchronized"])
+    return [{str(key): value for key, value in record.items()} for record in frame.to_dict("records")]
+
+
+def _bounds(rows: list[dict[str, Any]]) -> list[Bound]:
+    """Each row's bound by :func:`op_bound` over its (op, dtype, mode) group, as the throughput chart does."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((str(row.get("op")), str(row.get("dtype")), str(row.get("mode"))), []).append(row)
+    bound = {key: op_bound(key[0], [r.get("flops") for r in members], [r.get("bytes") for r in members])
+             for key, members in groups.items()}
+    return [bound[(str(row.get("op")), str(row.get("dtype")), str(row.get("mode")))] for row in rows]
+
+
+def with_pct_columns(results: pd.DataFrame, calibration: Mapping[str, Any] | None) -> pd.DataFrame:
+    """A copy of a results table with ``pct_of_peak`` (over the calibrated ceilings only), ``above_peak`` and
+    ``pct_of_best`` (over the table's own best rates) (re)computed; see the module docstring."""
+    from devbench.schema import derive_columns
+
+    out: pd.DataFrame = results.copy()
+    rows = _rows_of(out)
+    bounds = _bounds(rows)
+    ceilings = calibrated(calibration)
+    best = best_rates(zip(rows, bounds, strict=True))
+    out["pct_of_peak"] = [_pct(rate_of(r, b), ceilings.by_bound(str(r.get("device")), str(r.get("dtype")), b))
+                          for r, b in zip(rows, bounds, strict=True)]
+    out["pct_of_best"] = [_pct(rate_of(r, b), best.of(str(r.get("device")), str(r.get("dtype")), b))
+                          for r, b in zip(rows, bounds, strict=True)]
+    framed: pd.DataFrame = derive_columns(out, ["above_peak"])
+    return framed
 
 
 def annotate(record: Record, calibration: Mapping[str, Any] | None) -> Record:
-    """Set ``record.pct_of_peak`` against the calibration and the record itself (so it is at most 100 %); NaN
-    unless it is ``ok``, synchronised, and there is a calibration. The results table recomputes it against
-    every cell of the run (:func:`with_pct_of_peak`)."""
-    record.pct_of_peak = math.nan
-    if calibration:
-        row = record.as_dict()
-        if is_witness(row):
-            record.pct_of_peak = ceilings_of(calibration, [row]).pct_of_peak(
-                record.flops, record.bytes, record.median_s, record.device, record.dtype)
-    return record
+    """Set ``record.pct_of_peak`` and ``above_peak`` against the calibration (final: they need nothing else);
+    ``pct_of_best`` stays NaN until the results table is built (it needs the run's other cells)."""
+    from devbench.schema import with_derived
+
+    row = record.as_dict()
+    bound = op_bound(record.op, [record.flops], [record.bytes])
+    record.pct_of_peak = _pct(rate_of(row, bound), calibrated(calibration).by_bound(record.device, record.dtype, bound))
+    record.pct_of_best = math.nan
+    return with_derived(record)
 
 
-def with_pct_of_peak(results: pd.DataFrame, calibration: Mapping[str, Any] | None) -> pd.DataFrame:
-    """A copy of a results table with ``pct_of_peak`` (re)computed against the run's effective ceilings: the
-    calibration and every synchronised ok row of ``results`` (:func:`ceilings_of`), so no row exceeds 100 %.
-    NaN for every row without a calibration (``--no-calibrate``), and for rows that are not ok or are
-    unsynchronized (they time the launch, not the work)."""
-    out: pd.DataFrame = results.copy()
-    if not calibration:
-        out["pct_of_peak"] = math.nan
-        return out
-    rows = _rows_of(out)
-    ceilings = ceilings_of(calibration, rows)
-    out["pct_of_peak"] = [
-        ceilings.pct_of_peak(_number(r.get("flops")), _number(r.get("bytes")), _number(r.get("median_s")),
-                             str(r.get("device")), str(r.get("dtype")))
-        if is_witness(r) else math.nan
-        for r in rows
-    ]
-    return out
+# ---------------------------------------------------------------------------------------------------------
+# What the report lists
+
+
+CEILING_COLUMNS = ["device", "dtype", "peak_flops", "peak_source", "peak_reason", "bandwidth", "bandwidth_source",
+                   "bandwidth_reason", "ridge", "best_flops", "best_flops_source", "best_flops_low",
+                   "best_flops_high", "best_bandwidth", "best_bandwidth_source", "best_bandwidth_low",
+                   "best_bandwidth_high"]
+"""Of :func:`ceilings_frame`: the calibrated ``peak_flops`` (FLOP/s) and ``bandwidth`` (bytes/s), their probes,
+why one is NaN (``*_reason``) and the ``ridge`` (FLOP/byte); ``best_*`` the run's best rate of its
+compute-bound (``best_flops``) and memory-bound (``best_bandwidth``) cells, the cell that set it and its 95 %
+interval (what ``pct_of_best`` is measured against; NaN without such cells)."""
+
+
+def ceilings_frame(calibration: Mapping[str, Any] | None, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (device, dtype) of the calibration and of the results' rows with a rate (ok, synchronised,
+    with a work count; :data:`CEILING_COLUMNS`): what ``pct_of_peak`` and ``pct_of_best`` are measured
+    against, with sources and reasons."""
+    import pandas as pd
+
+    ceilings = calibrated(calibration)
+    pairs = list(ceilings.pairs)
+    best = Best()
+    if results is not None and not results.empty:
+        rows = _rows_of(results)
+        bounds = _bounds(rows)
+        best = best_rates(zip(rows, bounds, strict=True))
+        for row, bound in zip(rows, bounds, strict=True):
+            pair = (str(row.get("device")), str(row.get("dtype")))
+            if math.isfinite(rate_of(row, bound)) and pair not in pairs:  # a row with a rate to measure
+                pairs.append(pair)
+    out = []
+    for device, dtype in pairs:
+        peak, bandwidth = ceilings.of(device, dtype)
+        best_flops, best_bytes = best.of(device, dtype, "compute"), best.of(device, dtype, "memory")
+        out.append({
+            "device": device,
+            "dtype": dtype,
+            "peak_flops": peak.value if peak is not None else math.nan,
+            "peak_source": peak.source if peak is not None else "",
+            "peak_reason": ceilings.reason(device, dtype, "compute") if dtype else "",
+            "bandwidth": bandwidth.value if bandwidth is not None else math.nan,
+            "bandwidth_source": bandwidth.source if bandwidth is not None else "",
+            "bandwidth_reason": ceilings.reason(device, dtype, "memory"),
+            "ridge": peak.value / bandwidth.value if peak is not None and bandwidth is not None else math.nan,
+            **_best_fields("best_flops", best_flops),
+            **_best_fields("best_bandwidth", best_bytes),
+        })
+    frame: pd.DataFrame = pd.DataFrame(out, columns=CEILING_COLUMNS)
+    return frame
+
+
+def _best_fields(name: str, rate: Rate | None) -> dict[str, Any]:
+    if rate is None:
+        return {name: math.nan, f"{name}_source": "", f"{name}_low": math.nan, f"{name}_high": math.nan}
+    return {name: rate.value, f"{name}_source": rate.source, f"{name}_low": rate.low, f"{name}_high": rate.high}
 
 
 def _giga(value: float) -> str:
-    return f"{value / 1e9:.3g}" if math.isfinite(value) else "-"
+    """In units of 1e9, three significant figures, whole thousands written out (10,400 rather than 1.04e+04)."""
+    if not math.isfinite(value):
+        return "-"
+    giga = value / 1e9
+    return f"{giga:.3g}" if abs(giga) < 1000 else f"{giga:,.0f}"
+
+
+def _best_text(row: Mapping[str, Any], name: str, unit: str) -> str:
+    value, low, high = (_number(row.get(k)) for k in (name, f"{name}_low", f"{name}_high"))
+    if not math.isfinite(value):
+        return ""
+    text = f"{_giga(value)} {unit}"
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" (95 % CI {_giga(low)}–{_giga(high)})"
+    return f"{text} from {row.get(f'{name}_source')}"
+
+
+CEILINGS_SENTENCE = (
+    "pct_of_peak is a cell's rate (FLOP/s for a compute-bound op, bytes/s for a memory-bound one, over its "
+    "median time) as a per cent of its device's calibrated ceiling listed here: how close it comes to the "
+    "machine's limit. It is not clipped: a cell above 100 % ran faster than the probe (above_peak), and the "
+    "calibration is the thing to fix. pct_of_best is the same rate as a per cent of the best the run itself "
+    "reached on that device, dtype and bound (the run's best, listed here too): at most 100 % by construction, "
+    "it says nothing about the machine's limit.")
+"""The first line of :func:`render_ceilings`: what the two columns are measured against."""
 
 
 def render_ceilings(frame: pd.DataFrame) -> list[str]:
-    """Plain-text lines (Markdown list items) for the report: per device and dtype, each ceiling, its interval
-    and its source, and what the calibration alone measured where a sweep cell set it. ``frame`` is
-    :func:`effective_ceilings`'s."""
+    """Plain-text lines (Markdown list items) for the report: per device and dtype, each calibrated ceiling and
+    its probe, or why there is none (then pct_of_peak is empty there), and the run's best rates with the cell
+    that set each and its interval. ``frame`` is :func:`ceilings_frame`'s."""
     lines = [CEILINGS_SENTENCE]
-    for row in frame.to_dict("records"):
+    for record in frame.to_dict("records"):
+        row = {str(key): value for key, value in record.items()}
         parts = []
-        for name, unit, key, source_key, calibrated_key in (
-            ("peak", "GFLOP/s", "peak_flops", "peak_source", "calibrated_peak_flops"),
-            ("bandwidth", "GB/s", "bandwidth", "bandwidth_source", "calibrated_bandwidth"),
-        ):
-            value, low, high = (_number(row.get(k)) for k in (key, f"{name}_low", f"{name}_high"))
-            if not math.isfinite(value):
-                continue
-            source, calibrated = str(row.get(source_key, "")), _number(row.get(calibrated_key))
-            text = f"{name} {_giga(value)} {unit}"
-            if math.isfinite(low) and math.isfinite(high):
-                text += f" (95 % CI {_giga(low)}–{_giga(high)})"
-            text += f" from {source}"
-            if source.startswith("sweep") and math.isfinite(calibrated):
-                text += f" (the calibration measured {_giga(calibrated)})"
-            parts.append(text)
+        for name, unit, key in (("peak", "GFLOP/s", "peak_flops"), ("bandwidth", "GB/s", "bandwidth")):
+            value = _number(row.get(key))
+            if math.isfinite(value):
+                parts.append(f"calibrated {name} {_giga(value)} {unit} from {row.get(f'{name}_source')}")
+            elif row.get(f"{name}_reason"):
+                parts.append(f"no calibrated {name} ({row.get(f'{name}_reason')}): pct_of_peak is empty for its "
+                             f"{'memory' if name == 'bandwidth' else 'compute'}-bound cells")
+        best = [text for text in (_best_text(row, "best_flops", "GFLOP/s"), _best_text(row, "best_bandwidth", "GB/s"))
+                if text]
+        if best:
+            parts.append("the run's best " + " and ".join(best))
         if parts:
-            lines.append(f"- {row.get('device')} {row.get('dtype')}: " + "; ".join(parts))
+            lines.append(f"- {row.get('device')} {row.get('dtype') or '(no dtype)'}: " + "; ".join(parts))
     return lines
-
-
-CEILINGS_SENTENCE = ("Ceilings are the best sustained rate seen on each device and dtype: the calibration's, or "
-                     "a sweep cell's (its work over its median time) where one ran faster; so no pct_of_peak "
-                     "exceeds 100 %.")
-"""The first line of :func:`render_ceilings`: how the ceilings were made."""
-
-

@@ -255,6 +255,13 @@ def _warnings_section(run: Run) -> list[str]:
             for r in records(flagged[ok & flagged["is_unsync"]])
         ]
         body += _listing("Unsynchronized cells", unsync)
+        if "above_peak" in results.columns:
+            from devbench.ceilings import ABOVE_PEAK_NOTE
+
+            above = [f"- {_cell_name(r)}: {format_percent(r['pct_of_peak'] / 100)} of the calibrated peak, "
+                     f"{ABOVE_PEAK_NOTE}"
+                     for r in records(results[ok & results["above_peak"].fillna(False).astype(bool)])]
+            body += _listing("Above the calibrated ceiling", above)
         for status, title in FAILED_STATUSES:
             failed = results[results["status"].astype(str) == status]
             body += _listing(
@@ -274,19 +281,21 @@ def _warnings_section(run: Run) -> list[str]:
 
 
 def _fidelity_sections(run: Run) -> list[str]:
-    """Machine limits (``devbench calibrate``), dispatch overhead (eager − graph_loop) and the cost of moving
-    data (sync ``transfer``), each only when the run holds what it needs."""
+    """Machine limits (the calibrated ceilings of ``devbench calibrate`` or why there are none, and the run's
+    best rates), dispatch overhead (eager − graph_loop) and the cost of moving data (sync ``transfer``), each
+    only when the run holds what it needs."""
+    from devbench.ceilings import ceilings_frame, render_ceilings
     from devbench.fidelity import dispatch_gap_by_device, host_only, transfer_overhead
 
     lines: list[str] = []
     calibration = run.meta.get("calibration")
+    frame = ceilings_frame(calibration, run.results)
+    if not frame.empty:
+        lines += ["## Machine limits", "", *render_ceilings(frame), ""]
     if calibration:
         from devbench.calibrate import render_calibration
-        from devbench.ceilings import effective_ceilings, render_ceilings
 
-        lines += ["## Machine limits", "",
-                  *render_ceilings(effective_ceilings(calibration, run.results)), "",
-                  "The calibration probes (the best large GEMM per dtype and a large copy):", "", "```",
+        lines += ["The calibration probes (the best large GEMM per dtype and a large copy):", "", "```",
                   *render_calibration(calibration), "```", ""]
     results = run.results
     gaps = dispatch_gap_by_device(results) if {"mode", "median_s"} <= set(results.columns) else None

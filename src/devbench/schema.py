@@ -71,8 +71,14 @@ class Record:
     traces: int = 0
     """Times the timed tf.function was traced over the cell (modes function, xla, graph_loop; 0 otherwise)."""
     pct_of_peak: float = math.nan
-    """Per cent of the device's calibrated roofline at this op's arithmetic intensity (see devbench.calibrate);
-    NaN without a calibration."""
+    """The rate by the op's bound (FLOP/s or bytes/s) as a per cent of the device's *calibrated* ceiling (peak
+    GEMM rate or copy bandwidth, devbench.ceilings); not clipped: over 100 is ``above_peak``. NaN without a
+    calibration of that device and dtype, and for rows that are not ok or unsynchronized."""
+    above_peak: bool = False
+    """``pct_of_peak`` over 100: the cell outran the calibration probe, the calibration is the thing to fix."""
+    pct_of_best: float = math.nan
+    """The same rate as a per cent of the best the run saw on that device, dtype and bound (<= 100; says
+    nothing about the machine's limit). Added in schema version 2's lifetime: older tables lack it."""
     n_rounds: int = 0
     """Visits whose samples are in this row (rounds: devbench.spec.SweepSpec.visits)."""
     between_round_rel: float = math.nan
@@ -128,8 +134,13 @@ BOOL_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "bool")
 TEXT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "text")
 FLOAT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "float")
 
-DERIVED_COLUMNS = ("iqr_s", "rel_iqr", "noisy", "unsynchronized", "gflops", "gbps")
+DERIVED_COLUMNS = ("iqr_s", "rel_iqr", "noisy", "unsynchronized", "gflops", "gbps", "above_peak")
 """Columns computed from others (:func:`derive_columns`); a bare table may leave them out."""
+
+PCT_COLUMNS = ("above_peak", "pct_of_best")
+"""Result columns added to schema version 2 with issue 16 (devbench.ceilings): an older table lacks them and
+still reads, with the defaults (``above_peak`` False: its ``pct_of_peak`` was capped at 100; ``pct_of_best``
+NaN); a run's table rebuilt from its cell log gets both computed."""
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,7 +175,8 @@ def _derive(values: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
     same numpy arithmetic serves both), each computed from the values before it. The one place these rules
     live: IQR from the quartiles, rel. IQR over the median, ``noisy`` above
     :data:`devbench.stats.NOISY_REL_IQR`, ``unsynchronized`` for sync ``none``, GFLOP/s and GB/s from the work
-    per call over the median. Undefined values (no positive median) are NaN / False."""
+    per call over the median, ``above_peak`` for ``pct_of_peak`` over 100 (devbench.ceilings). Undefined
+    values (no positive median) are NaN / False."""
     import numpy as np
 
     from devbench.stats import NOISY_REL_IQR
@@ -184,10 +196,12 @@ def _derive(values: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
             out["gflops"] = np.asarray(out["flops"], dtype=np.float64) / median / 1e9
         if "gbps" in wanted:
             out["gbps"] = np.asarray(out["bytes"], dtype=np.float64) / median / 1e9
+        if "above_peak" in wanted:
+            out["above_peak"] = np.asarray(out["pct_of_peak"], dtype=np.float64) > 100.0
     return out
 
 
-_DERIVED_INPUTS = ("median_s", "q1_s", "q3_s", "iqr_s", "rel_iqr", "sync", "flops", "bytes")
+_DERIVED_INPUTS = ("median_s", "q1_s", "q3_s", "iqr_s", "rel_iqr", "sync", "flops", "bytes", "pct_of_peak")
 
 
 def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS) -> pd.DataFrame:

@@ -50,6 +50,7 @@ from devbench.schema import (
     FLOAT_COLUMNS,
     IDENTITY,
     INT_COLUMNS,
+    PCT_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
     RESULT_COLUMNS,
     SAMPLE_COLUMNS,
@@ -432,8 +433,9 @@ def tables_from_log(contents: CellLogContents, meta: Mapping[str, Any] | None = 
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the results and samples tables from the cell log: one row per cell from all its visits
     (:func:`devbench.visits.cell_row`; a visit logged twice keeps its last line). ``meta`` gives the rounds
-    the sweep planned (``incomplete``) and the calibration (``pct_of_peak`` of the pooled median)."""
-    from devbench.ceilings import with_pct_of_peak
+    the sweep planned (``incomplete``) and the calibration (``pct_of_peak`` of the pooled median; ``pct_of_best``
+    needs none)."""
+    from devbench.ceilings import with_pct_columns
 
     meta = meta or {}
     spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
@@ -446,9 +448,7 @@ def tables_from_log(contents: CellLogContents, meta: Mapping[str, Any] | None = 
         rows.append(row)
         sample_rows.extend(sample_rows_of(row, visits if row.get("n_rounds") else visits[:1]))
     samples = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
-    results = derive_columns(results_frame(rows))
-    if meta.get("calibration"):
-        results = with_pct_of_peak(results, meta.get("calibration"))
+    results = with_pct_columns(derive_columns(results_frame(rows)), meta.get("calibration"))
     return results, samples
 
 
@@ -572,7 +572,8 @@ def load_run(run_dir: Path) -> Run:
     if contents.records:
         results, samples = tables_from_log(contents, meta)
     elif (run_dir / RESULTS_PARQUET).exists():
-        results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS, ROUND_COLUMNS))
+        results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS,
+                                            (*ROUND_COLUMNS, *PCT_COLUMNS)))
         samples_path = run_dir / SAMPLES_PARQUET
         samples = (
             _read_table(samples_path, SAMPLE_COLUMNS, ("round",))

@@ -66,6 +66,9 @@ def flags(r: Mapping[str, Any]) -> list[str]:
     throttled = r.get("throttled")
     if isinstance(throttled, (bool, np.bool_)) and bool(throttled):
         out.append("throttled")
+    above = r.get("above_peak")
+    if isinstance(above, (bool, np.bool_)) and bool(above):
+        out.append("above the calibrated ceiling")
     return out
 
 
@@ -278,6 +281,17 @@ def crossover_chart(
     return fig
 
 
+def _rate_text(r: Mapping[str, Any], unit: str) -> str:
+    """A point's rate with its pct_of_peak (against the calibrated ceiling) and pct_of_best (where known)."""
+    text = f"{r['rate']:.3g} {unit}"
+    peak, best = float(r.get("pct_of_peak", math.nan)), float(r.get("pct_of_best", math.nan))
+    if math.isfinite(peak):
+        text += f" · {peak:.3g} % of the calibrated peak"
+    if math.isfinite(best):
+        text += f" · {best:.3g} % of the run's best"
+    return text
+
+
 def throughput_chart(
     group: pd.DataFrame,
     key: tuple[str, str, str],
@@ -287,18 +301,23 @@ def throughput_chart(
     calibration: Mapping[str, Any] | None,
 ) -> go.Figure | None:
     """GFLOP/s (GB/s when ``memory_bound``) from the median time, per device, with each device's calibrated
-    ceiling as a dotted line (role ``ceiling``, drawn once per distinct value: logical CPUs share the host's).
-    None when the results have neither FLOP nor byte counts (a bare table from another tool)."""
+    ceiling as a dotted line (role ``ceiling``, drawn once per distinct value: logical CPUs share the host's),
+    the ceiling pct_of_peak is measured against. Points above it are ringed (role ``above_peak``, named with
+    :data:`devbench.ceilings.ABOVE_PEAK_NOTE`), never clipped. Hover labels give pct_of_peak and, where the
+    results have it, pct_of_best. None when the results have neither FLOP nor byte counts (a bare table from
+    another tool)."""
     import plotly.graph_objects as go
 
-    from devbench.ceilings import ceiling
+    from devbench.ceilings import ABOVE_PEAK_NOTE, calibrated, with_pct_columns
 
     series = series_cells(group)
     work, unit = ("bytes", "GB/s") if memory_bound else ("flops", "GFLOP/s")
     rate = pd.to_numeric(series[work], errors="coerce") / series["median_s"] / 1e9
     if not np.isfinite(rate.to_numpy(dtype=float)).any():
         return None
-    series = series.assign(rate=rate)
+    # pct_of_peak and above_peak need only the row and the calibration; pct_of_best (the whole run's) is the table's
+    scored = with_pct_columns(series, calibration)
+    series = series.assign(rate=rate, pct_of_peak=scored["pct_of_peak"], above_peak=scored["above_peak"])
     devices = device_order(series["device"].astype(str))
     syncs = series.groupby("device")["sync"].nunique()
     fig = go.Figure()
@@ -315,20 +334,35 @@ def throughput_chart(
                     legendgroup=device,
                     line={"color": colours[device], "dash": "dash" if unsync else "solid", "width": 2},
                     marker=_markers(part, colours[device]),
-                    hovertext=[point_label(r, rate=f"{r['rate']:.3g} {unit}") for r in records(part)],
+                    hovertext=[point_label(r, rate=_rate_text(r, unit)) for r in records(part)],
                     hoverinfo="text", meta={"role": "throughput", "device": device, "sync": str(sync)},
                 )
             )
+    above = series[series["above_peak"].to_numpy(dtype=bool) & np.isfinite(series["rate"].to_numpy(dtype=float))]
+    for device in devices:
+        part = above[above["device"] == device]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part["size"].tolist(), y=part["rate"].tolist(), mode="markers", legendgroup=device,
+                name=f"{pt(device)}: {len(part)} point(s) {ABOVE_PEAK_NOTE}",
+                marker={"symbol": "triangle-up-open", "size": 14, "color": colours[device], "line": {"width": 2}},
+                hovertext=[point_label(r, rate=_rate_text(r, unit)) for r in records(part)], hoverinfo="text",
+                meta={"role": "above_peak", "device": device},
+            )
+        )
     sizes = sorted({int(s) for s in series["size"]})
     drawn: set[float] = set()
     op, dtype, mode = key
+    ceilings = calibrated(calibration)
     for device in devices:
-        peak, bandwidth = ceiling(calibration, device, dtype)
-        limit = (bandwidth if memory_bound else peak) / 1e9
-        if not math.isfinite(limit) or limit <= 0 or round(limit, 6) in drawn:
+        ceiling_rate = ceilings.by_bound(device, dtype, "memory" if memory_bound else "compute")
+        if ceiling_rate is None or round(ceiling_rate.value / 1e9, 6) in drawn:
             continue
+        limit = ceiling_rate.value / 1e9
         drawn.add(round(limit, 6))
-        label = f"{pt(device)} ceiling {number_text(limit)} {unit}"
+        label = f"{pt(device)} calibrated ceiling {number_text(limit)} {unit} ({pt(ceiling_rate.source)})"
         fig.add_trace(
             go.Scatter(
                 x=[sizes[0], sizes[-1]], y=[limit, limit], mode="lines", name=label, legendgroup=device,

@@ -147,13 +147,19 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
         "</details></section>"
 
 
+PCT_HEADERS = {"pct_of_peak": "% of calibrated peak", "pct_of_best": "% of the run's best"}
+"""Headers of the numbers tables' pct columns: pct_of_best is labelled as what it is, not as a peak."""
+
+
 def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
     """The numbers behind a group's charts, for readers without JavaScript or a mouse."""
     cells = ch.series_cells(group).sort_values(["device", "sync", "size"])
     unit, work = ("GB/s", "bytes") if memory_bound else ("GFLOP/s", "flops")
     has_rounds = "n_rounds" in cells.columns
+    pcts = [c for c in ("pct_of_peak", "pct_of_best") if c in cells.columns]
     headers = ["device", "sync", "n", "median / call", "95 % CI", "IQR", "samples",
-               *(["rounds"] if has_rounds else []), unit, "flags"]
+               *(["rounds"] if has_rounds else []), unit,
+               *(PCT_HEADERS[c] for c in pcts), "flags"]
     rows = []
     for r in records(cells):
         rate = float(r[work]) / float(r["median_s"]) / 1e9 if pd.notna(r[work]) else math.nan
@@ -162,6 +168,7 @@ def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
             f"{format_time(r['ci_low_s'])} – {format_time(r['ci_high_s'])}",
             f"{format_time(r['q1_s'])} – {format_time(r['q3_s'])}", str(r["n_samples"]),
             *([str(r["n_rounds"])] if has_rounds else []), f"{rate:.3g}" if math.isfinite(rate) else "–",
+            *(f"{float(r[c]):.3g}" if pd.notna(r[c]) and math.isfinite(float(r[c])) else "–" for c in pcts),
             ", ".join(ch.flags(r)),
         ])
     return table("Median time per call and throughput per device and size", headers, rows)
@@ -169,6 +176,7 @@ def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
 
 def _group_section(index: int, key: tuple[str, str, str], group: pd.DataFrame, *, crossovers: pd.DataFrame,
                    colours: Mapping[str, str], calibration: Mapping[str, Any] | None, charts: Charts) -> str:
+    from devbench.ceilings import ABOVE_PEAK_NOTE
     from devbench.plots import is_memory_bound
 
     op, dtype, mode = key
@@ -193,7 +201,8 @@ def _group_section(index: int, key: tuple[str, str, str], group: pd.DataFrame, *
             f"Throughput in {unit} against size n for {devices}, with each device's calibrated ceiling as a "
             f"dotted line where the run was calibrated.",
             "Dotted: the device's calibrated ceiling (memory bandwidth for memory-bound ops, peak GEMM rate "
-            "otherwise).",
+            "otherwise), what pct_of_peak is measured against. Triangle: a point above it, "
+            f"{ABOVE_PEAK_NOTE}.",
         )
     out += f"<details><summary>Table: the numbers behind these charts</summary>{_numbers_table(group, memory)}" \
         "</details>"
@@ -215,6 +224,13 @@ def _warning_rows(results: pd.DataFrame) -> list[tuple[str, list[list[str]], str
         throttled = results["throttled"].fillna(False).astype(bool)
         out.append(("Throttled cells (the clock dropped while measuring)",
                     [[*_cell(r), str(r["reason"]) or "–"] for r in records(results[ok & throttled])], "reason"))
+    if "above_peak" in results.columns:
+        from devbench.ceilings import ABOVE_PEAK_NOTE
+
+        above = results["above_peak"].fillna(False).astype(bool)
+        out.append(("Above the calibrated ceiling",
+                    [[*_cell(r), f"{float(r['pct_of_peak']):.3g} % of the calibrated peak: {ABOVE_PEAK_NOTE}"]
+                     for r in records(results[ok & above])], "pct_of_peak"))
     unsync = [[*_cell(r), f"sync={r['sync']}: measures launch, not work"]
               for r in records(flagged[ok & flagged["is_unsync"]])]
     out.append(("Unsynchronized cells", unsync, "why"))
@@ -268,25 +284,35 @@ def _machine_section(meta: Mapping[str, Any]) -> str:
         "Machine fingerprint (meta.json)", ["field", "value"], rows) + "</section>"
 
 
-def _calibration_section(meta: Mapping[str, Any]) -> str:
-    from devbench.ceilings import ceilings_frame
+def _calibration_section(meta: Mapping[str, Any], results: pd.DataFrame) -> str:
+    """The calibrated ceilings (what pct_of_peak is measured against, or why there is none) and the run's best
+    rates (what pct_of_best is measured against), per device and dtype (devbench.ceilings.ceilings_frame)."""
+    from devbench.ceilings import CEILINGS_SENTENCE, ceilings_frame
 
     out = '<section id="calibration" aria-labelledby="calibration-h"><h2 id="calibration-h">Calibration</h2>'
     calibration = meta.get("calibration")
-    frame = ceilings_frame(calibration if isinstance(calibration, Mapping) else None)
+    frame = ceilings_frame(calibration if isinstance(calibration, Mapping) else None, results)
+    if not (isinstance(calibration, Mapping) and calibration.get("devices")):
+        out += "<p>Not calibrated (<code>--no-calibrate</code>, or a bare results table): the throughput " \
+            "charts have no ceilings and pct_of_peak is empty.</p>"
     if frame.empty:
-        return out + "<p>Not calibrated (<code>--no-calibrate</code>, or a bare results table): the throughput " \
-            "charts have no ceilings.</p></section>"
+        return out + "</section>"
 
     def number(value: Any, scale: float, fmt: str = ".1f") -> str:
         return format(float(value) / scale, fmt) if pd.notna(value) and math.isfinite(float(value)) else "–"
 
-    rows = [[str(r["device"]), str(r["dtype"]) or "–", number(r["peak_flops"], 1e9), str(r["peak_source"]),
-             number(r["bandwidth"], 1e9), str(r["bandwidth_source"]), number(r["ridge"], 1.0, ".3g")]
+    def source(r: Mapping[str, Any], name: str) -> str:
+        return str(r[f"{name}_source"]) or (f"not calibrated: {r[f'{name}_reason']}" if r[f"{name}_reason"] else "–")
+
+    rows = [[str(r["device"]), str(r["dtype"]) or "–", number(r["peak_flops"], 1e9), source(r, "peak"),
+             number(r["bandwidth"], 1e9), source(r, "bandwidth"), number(r["ridge"], 1.0, ".3g"),
+             number(r["best_flops"], 1e9, ".3g"), str(r["best_flops_source"]) or "–",
+             number(r["best_bandwidth"], 1e9, ".3g"), str(r["best_bandwidth_source"]) or "–"]
             for r in records(frame)]
-    return out + "<p>Each device's practical ceiling: the best large GEMM per dtype and a large copy.</p>" + table(
-        "Calibrated ceilings per device and dtype",
-        ["device", "dtype", "peak GFLOP/s", "from", "bandwidth GB/s", "from", "ridge FLOP/byte"], rows,
+    return out + f"<p>{esc(CEILINGS_SENTENCE)}</p>" + table(
+        "Calibrated ceilings per device and dtype, and the run's best rates",
+        ["device", "dtype", "peak GFLOP/s", "from", "bandwidth GB/s", "from", "ridge FLOP/byte",
+         "run's best GFLOP/s", "from", "run's best GB/s", "from"], rows,
     ) + "</section>"
 
 
@@ -325,7 +351,7 @@ def render_html_report(
         "</section>",
         _warnings_section(run),
         _machine_section(run.meta),
-        _calibration_section(run.meta),
+        _calibration_section(run.meta, results),
         "</main>",
     ]
     return page(f"devbench report: {title}", "".join(body), charts)

@@ -1,8 +1,11 @@
-"""Throughput chart: GFLOP/s (GB/s for memory-bound ops) against size per device, with calibrated ceilings."""
+"""Throughput chart: GFLOP/s (GB/s for memory-bound ops) against size per device, with calibrated ceilings.
+
+The points are the rates pct_of_peak is computed from and the dotted lines the ceilings it is computed against
+(devbench.ceilings), so a point above its line is a row with ``above_peak``: it is ringed and noted, never
+clipped."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,7 @@ import pandas as pd
 from devbench.analysis import (
     device_order,
 )
+from devbench.ceilings import ABOVE_PEAK_NOTE, calibrated, op_bound, with_pct_columns
 from devbench.formatting import format_rate
 from devbench.plots.common import (
     _legend,
@@ -28,48 +32,47 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-MEMORY_BOUND_INTENSITY = 4.0
-"""FLOPs per byte below which an op devbench does not define (a bare table from another tool) is charted in
-GB/s rather than GFLOP/s. Known ops say which they are (``OpDef.bound``), so that one op's chart does not
-change unit with the size range swept (matmul's intensity is n/6 FLOP/byte in float32, under 4 for n < 24)."""
-
-
 # ---------------------------------------------------------------------------------------------------------
 # 2. Throughput chart
 
 
 def is_memory_bound(op: str, flops: pd.Series[Any], nbytes: pd.Series[Any]) -> bool:
-    """Chart in GB/s rather than GFLOP/s? ``OpDef.bound`` for devbench's ops, else median FLOP/byte < 4."""
-    from devbench.ops import OPS
-
-    if op in OPS:
-        return OPS[op].bound == "memory"
-    intensity = (pd.to_numeric(flops, errors="coerce") / pd.to_numeric(nbytes, errors="coerce")).to_numpy()
-    intensity = intensity[np.isfinite(intensity) & (intensity > 0)]
-    return bool(intensity.size) and float(np.median(intensity)) < MEMORY_BOUND_INTENSITY
+    """Chart in GB/s rather than GFLOP/s? The op's bound (:func:`devbench.ceilings.op_bound`: ``OpDef.bound``
+    for devbench's ops, else the median FLOP/byte), the rule pct_of_peak uses."""
+    return op_bound(op, flops, nbytes) == "memory"
 
 
-def _ceilings(ax: Axes, devices: list[str], *, dtype: str, memory: bool, unit: str, colours: dict[str, str],
-              calibration: Mapping[str, Any] | None, results: pd.DataFrame) -> None:
-    """Each device's ceiling as a dotted line: bandwidth for memory-bound ops, else peak; the best sustained
-    rate from the calibration and the whole run's cells (devbench.ceilings.ceilings_for), with its source."""
-    if not calibration:
-        return
-    from devbench.ceilings import ceilings_for
-
-    table = ceilings_for(calibration, results)
+def _ceilings(ax: Axes, devices: list[str], *, dtype: str, memory: bool, colours: dict[str, str],
+              calibration: Mapping[str, Any] | None) -> None:
+    """Each device's calibrated ceiling as a dotted line (what pct_of_peak is measured against): bandwidth for
+    memory-bound ops, else peak, with the probe that measured it."""
+    ceilings = calibrated(calibration)
     drawn: set[float] = set()
     for device in devices:
-        peak, bandwidth = table.of(device, dtype)
-        rate = bandwidth if memory else peak
+        rate = ceilings.by_bound(device, dtype, "memory" if memory else "compute")
         if rate is None:
             continue
         limit = rate.value / 1e9
-        if not math.isfinite(limit) or limit <= 0 or round(limit, 6) in drawn:
+        if round(limit, 6) in drawn:
             continue  # logical CPUs share one host ceiling: draw it once
         drawn.add(round(limit, 6))
         ax.axhline(limit, color=colours.get(device, "grey"), ls=":", lw=1.5, gid=f"ceiling:{device}",
-                   label=f"{device} ceiling {format_rate(limit * 1e9, 'B' if memory else 'FLOP')} ({rate.source})")
+                   label=f"{device} calibrated ceiling {format_rate(rate.value, 'B' if memory else 'FLOP')} "
+                         f"({rate.source})")
+
+
+def _above_peak(ax: Axes, series: pd.DataFrame, devices: list[str], colours: dict[str, str]) -> None:
+    """Ring the points above their calibrated ceiling (gid ``above_peak:<device>``) and say what it means."""
+    above = series[series["above_peak"].to_numpy(dtype=bool) & np.isfinite(series["rate"].to_numpy(dtype=float))]
+    if above.empty:
+        return
+    for device in devices:
+        part = above[above["device"] == device]
+        if not part.empty:
+            ax.scatter(part["size"], part["rate"], s=110, facecolors="none", edgecolors=colours[device],
+                       linewidths=1.8, marker="^", zorder=5, gid=f"above_peak:{device}")
+    ax.text(0.01, 0.01, f"△ {len(above)} point(s) {ABOVE_PEAK_NOTE}", transform=ax.transAxes, fontsize=8,
+            va="bottom", ha="left", gid="above_peak_note")
 
 
 def throughput_figure(
@@ -79,8 +82,9 @@ def throughput_figure(
     """GFLOP/s (or GB/s for memory-bound ops) against size per device; None when the table has neither
     FLOP nor byte counts (a bare table from another tool). Lines carry gid ``throughput:<device>``.
 
-    With a ``calibration`` (meta.json's, from ``devbench calibrate``) each device's ceiling, its peak
-    FLOP/s or its memory bandwidth, is a dotted horizontal line (gid ``ceiling:<device>``)."""
+    With a ``calibration`` (meta.json's, from ``devbench calibrate``) each device's calibrated ceiling, its
+    peak FLOP/s or its memory bandwidth, is a dotted horizontal line (gid ``ceiling:<device>``); points above
+    it are ringed (gid ``above_peak:<device>``) with a note (gid ``above_peak_note``)."""
     _matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
@@ -93,7 +97,7 @@ def throughput_figure(
     rate = pd.to_numeric(series[work], errors="coerce") / series["median_s"] / 1e9
     if not np.isfinite(rate.to_numpy(dtype=float)).any():
         return None
-    series = series.assign(rate=rate)
+    series = with_pct_columns(series.assign(rate=rate), calibration)
     devices = device_order(series["device"].astype(str))
     colours = colours or device_colours(devices)
     syncs_per_device = series.groupby("device")["sync"].nunique()
@@ -119,8 +123,8 @@ def throughput_figure(
                 gid=f"throughput:{device}",
             )
             _quality_markers(ax, part["size"], part["rate"], part, seen)
-    _ceilings(ax, devices, dtype=dtype, memory=memory, unit=unit, colours=colours, calibration=calibration,
-              results=results)
+    _ceilings(ax, devices, dtype=dtype, memory=memory, colours=colours, calibration=calibration)
+    _above_peak(ax, series, devices, colours)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_ylabel(f"throughput ({unit}, from median time)")
