@@ -33,13 +33,13 @@ from devbench.crossover import (
 )
 from devbench.errors import UsageError
 from devbench.formatting import MISSING, format_ratio, format_size, format_time, json_text, rich_table
+from devbench.frameworks import is_accelerator
 from devbench.selection import (
     GROUP,
     REFERENCE_DEVICE,
     TRANSFER_SUFFIX,
     device_order,
     device_sort_key,
-    is_accelerator,
     merge_results,
     noisy_flags,
     ok_cells,
