@@ -77,10 +77,11 @@ class Framework:
     install: str
     """How to install it, for the line that says it is missing."""
     grammar: Grammar
-    host: str
-    """Canonical name of its host device (the one a sweep's default device list starts from)."""
     backend: str
     """``"module:Class"`` of the backend that runs its cells, imported on first use (see devbench.backends)."""
+    host: str = ""
+    """Canonical name of its host device (the one a sweep's default device list starts from); empty for a
+    framework without one (a GPU-only library)."""
     modes: tuple[str, ...] = ()
     """The dispatch modes it has; empty: it has none of its own and runs any mode (the numpy baseline)."""
     syncs: Mapping[str, str] = field(default_factory=dict)
