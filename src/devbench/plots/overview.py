@@ -102,7 +102,8 @@ def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
     contender = contender_name(table)
     bar.set_label(f"{contender} vs {REFERENCE_DEVICE} (×)")
     foot = f"* noisy   ! unsynchronized   grey: no {REFERENCE_DEVICE} or no {contender}"
-    if contender != "best accelerator":
-        foot = f"no accelerator measured: colour = the {contender}'s speed-up over {REFERENCE_DEVICE}   " + foot
-    fig.text(0.01, 0.005, foot, fontsize=7, color="0.35", gid="footnote")
+    if contender != "best accelerator":  # the colour bar says what is compared; grey cannot happen with two devices
+        foot = f"no accelerator measured: colour = {contender} vs {REFERENCE_DEVICE}   * noisy   ! unsynchronized"
+    # As the figure's x label, so the constrained layout keeps room for it below the axis label.
+    fig.supxlabel(foot, x=0.01, ha="left", fontsize=7, color="0.35").set_gid("footnote")
     return fig
