@@ -56,8 +56,9 @@ for _framework in (_tf.FRAMEWORK, _torch.FRAMEWORK, _jax.FRAMEWORK, _numpy.FRAME
     register(_framework)
 
 MODES: tuple[str, ...] = tuple(dict.fromkeys(m for key in ("tf", "jax", "torch") for m in FRAMEWORKS[key].modes))
-"""Every dispatch mode of the built-in frameworks (``spec.MODES`` is this tuple). ``eager`` (op by op) is every
-framework's; a mode a framework does not have is an ``unsupported`` cell, not an error."""
+"""Every dispatch mode of the built-in frameworks (``spec.MODES`` is this tuple), in the order the CLI has always
+listed them (TensorFlow's, then JAX's, then PyTorch's). ``eager`` (op by op) is every framework's; a mode a
+framework does not have is an ``unsupported`` cell, not an error."""
 
 
 def get(key: str) -> Framework:
