@@ -116,3 +116,55 @@ def test_the_readme_module_map_matches_the_architecture_doc() -> None:
     for top in sorted({n.split(".")[1] for n in _modules() if n.count(".") >= 1}):
         assert f"`{top}" in readme, f"README's module map lacks {top}"
         assert f"`{top}" in doc_table
+
+
+FRAMEWORKS_PACKAGE = "devbench.frameworks"
+SPLITS_ON_COLON = {
+    ("devbench.machine", "line"): "a /proc/cpuinfo line, 'model name : ...'",
+    ("devbench.backends", "target"): "a backend's 'module:Class', not a device name",
+}
+"""``x.split(":")`` and its kin outside devbench.frameworks, with what ``x`` is: none of them a device name."""
+REGISTRY_QUESTIONS = ("canonical", "framework_of", "frameworks_of", "is_accelerator", "is_host", "is_host_device")
+
+
+def _outside_the_registry() -> dict[str, ast.Module]:
+    return {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in _modules().items()
+            if name != FRAMEWORKS_PACKAGE and not name.startswith(FRAMEWORKS_PACKAGE + ".")}
+
+
+def test_there_is_one_device_name_parser() -> None:
+    """Only devbench.frameworks splits a device name to find its framework or its kind: no other module splits
+    a string on ':' (except the listed non-device strings) or tests one for a framework's or kind's prefix
+    (``startswith("jax:")``, ``startswith("CPU:")``); they ask the registry."""
+    from devbench import frameworks
+
+    prefixes = {*frameworks.FRAMEWORKS, "cpu", "gpu", "tpu", "mps", "cuda", "device"}
+    found = []
+    for name, tree in _outside_the_registry().items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            method, receiver = node.func.attr, ast.unparse(node.func.value)
+            literals = [a.value for arg in node.args for a in ast.walk(arg)
+                        if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if (method in ("split", "rsplit", "partition", "rpartition") and literals[:1] == [":"]
+                    and (name, receiver) not in SPLITS_ON_COLON):
+                found.append(f"{name}: {ast.unparse(node)}")
+            if method in ("startswith", "endswith") and any(
+                    text.endswith(":") and text.strip("/:").lower() in prefixes for text in literals):
+                found.append(f"{name}: {ast.unparse(node)}")
+    assert not found, f"device names parsed outside devbench.frameworks: {found}"
+
+
+def test_there_is_one_is_accelerator() -> None:
+    """The registry's questions (accelerator or host, framework, canonical spelling) are defined once, in
+    devbench.frameworks; other modules import them."""
+    defined = [f"{name}.{node.name}" for name, tree in _outside_the_registry().items() for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in REGISTRY_QUESTIONS]
+    assert defined == []
+    import devbench.analysis
+    import devbench.devices
+    from devbench import frameworks
+
+    assert devbench.analysis.is_accelerator is devbench.devices.is_accelerator is frameworks.is_accelerator
+    assert devbench.devices.is_host_device is frameworks.is_host

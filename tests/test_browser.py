@@ -9,7 +9,8 @@ request but the page itself; every chart drawn with the expected traces and poin
 ``gd.data`` and from the SVG); hovering a known point shows its numbers; a legend click hides a device;
 the page's text holds the crossover sentence; hostile text in the results stays text; the print view (no
 navigation, folded tables open, charts at paper width); the tables without JavaScript; the compare page's
-filter hides rows; a CPU-only run and a run directory written through the store render. A screenshot of
+filter hides rows; a CPU-only run and a run directory written through the store render, and a CPU-only run
+with the numpy baseline has a filled overview heatmap. A screenshot of
 each page is saved (path printed; ``DEVBENCH_ARTIFACTS`` chooses the folder, else pytest's tmp path).
 """
 
@@ -333,6 +334,32 @@ def test_a_cpu_only_sweep_renders_without_speed_ups(browser: WebDriver, tmp_path
     assert [(t["role"], t["device"], t["n"]) for t in crossover["traces"]] == [
         ("band", "CPU:0", 2 * len(SIZES)), ("median", "CPU:0", len(SIZES))]
     assert crossover["points"] == len(SIZES)
+
+
+def test_a_cpu_only_default_sweep_shows_a_filled_overview(browser: WebDriver, tmp_path: Path) -> None:
+    """The default sweep without a GPU (CPU:0 and the numpy baseline): the overview heatmap is the first chart a
+    newcomer sees, so every cell must be coloured and name its winner, never blank."""
+    from devbench.html_report import write_html_report
+    from tests.synthetic import from_model, run
+
+    results = from_model({"CPU:0": lambda n: 1e-12 * n**3, "numpy:CPU": lambda n: 2e-12 * n**3 + 1e-7}, SIZES)
+    path = write_html_report(run(results), tmp_path)
+    open_page(browser, path, 3)  # overview, crossover, throughput
+    assert console_errors(browser) == []
+    overview = browser.execute_script(
+        "var gd = document.querySelector('.js-plotly-plot'); var t = gd.data[0];"
+        "return {role: t.meta.role, z: [].concat.apply([], t.z), text: [].concat.apply([], t.text),"
+        "        cells: gd.querySelectorAll('.heatmaplayer image').length, title: gd.layout.title.text};")
+    assert overview["role"] == "overview"
+    assert len(overview["z"]) == len(SIZES)
+    assert all(z is not None for z in overview["z"]), overview["z"]  # every cell coloured
+    assert all(z < 0 for z in overview["z"])  # CPU:0 faster everywhere here: red
+    assert all(text.startswith("CPU:0<br>") for text in overview["text"]), overview["text"]
+    assert overview["cells"] == 1  # the heatmap image is drawn
+    assert "fastest other device" in overview["title"]
+    shot = artifact_dir(tmp_path) / "cpu-only-overview.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of a CPU-only report: {shot}")
 
 
 def test_a_run_directory_written_by_the_store_renders(browser: WebDriver, tmp_path: Path) -> None:

@@ -224,7 +224,7 @@ def test_overview_labels_each_cell_with_the_winner() -> None:
     ax = fig.axes[0]
     labels = texts(ax, "cell-label")
     assert len(labels) == 2 * 7
-    assert labels[0] == "CPU:0"  # add, n=64
+    assert labels[0] == "CPU:0\n244×"  # add, n=64: CPU:0 wins, by 64e-6 s / 64**3e-12 s over GPU:0
     assert labels[-1].startswith("GPU:0\n")  # matmul, n=4096
     assert [t.get_text() for t in ax.get_yticklabels()] == ["add float32", "matmul float32"]
     assert ax.get_xlabel() == "size n (matrix side)"
@@ -238,18 +238,89 @@ def test_overview_flags_noisy_and_unsynchronized_cells() -> None:
     results.loc[results["size"] == 64, "rel_iqr"] = 0.5
     fig = overview_figure(results)
     labels = texts(fig.axes[0], "cell-label")
-    assert labels[0] == "CPU:0*!"
+    assert labels[0].startswith("CPU:0*!\n")
     assert "UNSYNCHRONIZED" in title(fig)
 
 
-def test_overview_does_not_colour_the_numpy_baseline_as_an_accelerator() -> None:
-    results = frame([row(64, "CPU:0", 2e-6), row(64, "numpy:CPU", 1e-6)])
-    fig = overview_figure(results)
-    assert texts(fig.axes[0], "cell-label")[0].startswith("numpy:CPU")  # it still wins the cell
+def overview_cells(fig: Figure) -> tuple[list[str], np.ndarray]:
+    """The cell labels and the colour values (speed-ups, NaN where grey) of an overview figure."""
     colours = fig.axes[0].images[0].get_array()
     assert colours is not None
-    assert not np.isfinite(colours).any()  # but the cell is grey (no accelerator), not blue
-    assert any(t.get_text().startswith("no accelerator measured") for t in fig.texts if t.get_gid() == "footnote")
+    return texts(fig.axes[0], "cell-label"), np.ma.filled(colours.astype(float), np.nan).ravel()
+
+
+def test_overview_of_a_cpu_only_run_is_filled_with_the_fastest_device() -> None:
+    """The default run without a GPU (CPU:0 and numpy:CPU): every cell names the faster device and its speed-up
+    over the slower one, coloured by numpy:CPU's speed-up over CPU:0 (blue where numpy wins, red where CPU:0
+    does), never grey."""
+    results = from_medians({"CPU:0": {64: 2e-6, 4096: 1e-3}, "numpy:CPU": {64: 1e-6, 4096: 4e-3}})
+    fig = overview_figure(results)
+    labels, colours = overview_cells(fig)
+    assert labels == ["numpy:CPU\n2×", "CPU:0\n4×"]
+    assert colours == pytest.approx([2.0, 0.25])
+    assert "fastest other device vs CPU:0" in fig.axes[1].get_ylabel()
+    footnote = fig.get_supxlabel()
+    assert footnote.startswith("no accelerator measured: colour = fastest other device vs CPU:0")
+
+
+def test_overview_of_every_framework_cpu_colours_the_fastest_other_cpu() -> None:
+    results = from_medians({"CPU:0": {64: 3e-6}, "jax:cpu:0": {64: 2e-6}, "torch:cpu": {64: 1e-6},
+                            "numpy:CPU": {64: 6e-6}})
+    labels, colours = overview_cells(overview_figure(results))
+    assert labels == ["torch:cpu\n3×"]
+    assert colours == pytest.approx([3.0])
+
+
+@pytest.mark.parametrize("gpu", ["jax:gpu:0", "torch:cuda:0", "GPU:0"])
+def test_overview_colours_every_framework_gpu_as_the_accelerator(gpu: str) -> None:
+    """A GPU machine running JAX or PyTorch: the colour is the GPU's speed-up over CPU:0, not numpy:CPU's (which
+    is faster than CPU:0 here but is the host)."""
+    results = from_medians({"CPU:0": {64: 4e-6, 4096: 1e-2}, "numpy:CPU": {64: 2e-6, 4096: 1e-2}, gpu: {64: 8e-6,
+                                                                                                        4096: 1e-4}})
+    fig = overview_figure(results)
+    labels, colours = overview_cells(fig)
+    assert labels == ["numpy:CPU\n2×", f"{gpu}\n100×"]
+    assert colours == pytest.approx([0.5, 100.0])
+    assert "best accelerator vs CPU:0" in fig.axes[1].get_ylabel()
+
+
+def test_overview_picks_the_best_of_a_jax_and_a_torch_gpu() -> None:
+    results = from_medians({"CPU:0": {4096: 1e-2}, "jax:gpu:0": {4096: 2e-4}, "torch:cuda:0": {4096: 1e-4}})
+    labels, colours = overview_cells(overview_figure(results))
+    assert labels == ["torch:cuda:0\n100×"]
+    assert colours == pytest.approx([100.0])
+
+
+def html_overview(results: pd.DataFrame) -> tuple[list[float | None], list[str], str]:
+    """What report.html's overview chart gets: its colour values (log10 speed-ups, None where blank), its cell
+    texts and its colour bar title."""
+    from devbench.analysis import winners
+    from devbench.html_report.charts import overview_chart
+
+    fig = overview_chart(winners(results))
+    assert fig is not None
+    heatmap = fig.data[0]
+    z = [v for row_ in heatmap.z for v in row_]
+    text = [t for row_ in heatmap.text for t in row_]
+    return z, text, str(heatmap.colorbar.title.text)
+
+
+def test_html_overview_of_a_cpu_only_run_is_filled() -> None:
+    results = from_medians({"CPU:0": {64: 2e-6, 4096: 1e-3}, "numpy:CPU": {64: 1e-6, 4096: 4e-3}})
+    z, text, bar = html_overview(results)
+    assert z == pytest.approx([math.log10(2.0), math.log10(0.25)])
+    assert text == ["numpy:CPU<br>2×", "CPU:0<br>4×"]
+    assert bar.startswith("fastest other device")
+
+
+@pytest.mark.parametrize("gpu", ["jax:gpu:0", "torch:cuda:0"])
+def test_html_overview_colours_a_jax_or_torch_gpu(gpu: str) -> None:
+    results = from_medians({"CPU:0": {64: 4e-6, 4096: 1e-2}, "numpy:CPU": {64: 2e-6, 4096: 1e-2},
+                            gpu: {64: 8e-6, 4096: 1e-4}})
+    z, text, bar = html_overview(results)
+    assert z == pytest.approx([math.log10(0.5), 2.0])
+    assert text == ["numpy:CPU<br>2×", f"{gpu}<br>100×"]
+    assert bar.startswith("best accelerator")
 
 
 def test_cold_vs_warm_has_the_parity_line_and_ratios() -> None:

@@ -33,13 +33,13 @@ from devbench.crossover import (
 )
 from devbench.errors import UsageError
 from devbench.formatting import MISSING, format_ratio, format_size, format_time, json_text, rich_table
+from devbench.frameworks import is_accelerator
 from devbench.selection import (
     GROUP,
     REFERENCE_DEVICE,
     TRANSFER_SUFFIX,
     device_order,
     device_sort_key,
-    is_accelerator,
     merge_results,
     noisy_flags,
     ok_cells,
@@ -65,6 +65,7 @@ __all__ = [
     "Refinement",
     "SkippedCrossing",
     "bracket_converged",
+    "contender_name",
     "crossover_frame",
     "crossover_sentence",
     "crossover_table_rows",
@@ -100,6 +101,9 @@ WINNER_COLUMNS: tuple[str, ...] = (
     "n_devices",
     "noisy",
     "unsynchronized",
+    "contender",
+    "contender_speedup",
+    "margin",
 )
 
 Format = Literal["table", "csv", "json"]
@@ -110,17 +114,35 @@ FORMATS: tuple[str, ...] = ("table", "csv", "json")
 # Winners
 
 
+def _fastest(group: pd.DataFrame) -> pd.Series | None:
+    """The row with the smallest median (the first of equals), None for no rows."""
+    return group.iloc[int(np.argmin(group["median_s"].to_numpy()))] if len(group) else None
+
+
+def contender_name(table: pd.DataFrame) -> str:
+    """What the overview compares with CPU:0, for a chart's legend: ``best accelerator`` when the winner table
+    has any accelerator, else ``fastest other device`` (see :func:`winners`)."""
+    has_accelerator = not table.empty and bool((table["best_accelerator"].astype(str) != "").any())
+    return "best accelerator" if has_accelerator else "fastest other device"
+
+
 def winners(results: pd.DataFrame) -> pd.DataFrame:
     """The fastest ok device per (op, dtype, mode, size), with its speed-up over CPU:0.
 
     ``speedup_vs_cpu`` = CPU:0 median / winner median (≥ 1; NaN when CPU:0 has no ok cell there).
-    ``best_accelerator`` is the fastest device that :func:`is_accelerator` accepts (not a host CPU, not
-    numpy:CPU) and ``accelerator_speedup`` its speed-up over CPU:0
-    (< 1 when CPU:0 wins): that is what the overview heatmap colours. ``noisy`` / ``unsynchronized`` are true
-    when the winner's or CPU:0's cell is, since either makes the speed-up doubtful. Columns:
-    ``WINNER_COLUMNS``; ties go to the device first in ``device_order``.
+    ``best_accelerator`` is the fastest device that :func:`is_accelerator` accepts (a GPU, TPU or Apple GPU of
+    any framework; not a host CPU, not numpy:CPU) and ``accelerator_speedup`` its speed-up over CPU:0 (< 1 when
+    CPU:0 wins). ``noisy`` / ``unsynchronized`` are true when the winner's or CPU:0's cell is, since either makes
+    the speed-up doubtful. Columns: ``WINNER_COLUMNS``; ties go to the device first in ``device_order``.
+
+    What the overview heatmap colours is ``contender_speedup``, CPU:0 median / ``contender`` median: the
+    contender is the best accelerator when the results hold any accelerator, else (a CPU-only run: CPU:0 and
+    numpy:CPU, or every framework's CPU) the fastest device other than CPU:0, so the first chart of a run without
+    a GPU is filled too. ``margin`` is the winner's speed-up over the device it beat in that comparison: over
+    CPU:0 when another device wins, over the contender when CPU:0 wins (NaN without the other one).
     """
     cells = ok_cells(results)
+    any_accelerator = any(is_accelerator(str(d)) for d in cells["device"].unique())
     rows: list[dict[str, Any]] = []
     for key, unordered in cells.groupby([*GROUP, "size"], sort=True):
         op, dtype, mode, size = (str(k) for k in key)
@@ -130,8 +152,12 @@ def winners(results: pd.DataFrame) -> pd.DataFrame:
         cpu = group[group["device"] == REFERENCE_DEVICE]
         accel = group[[is_accelerator(d) for d in group["device"].astype(str)]]
         cpu_median = float(cpu["median_s"].iloc[0]) if len(cpu) else math.nan
-        best_accel = accel.iloc[int(np.argmin(accel["median_s"].to_numpy()))] if len(accel) else None
+        best_accel = _fastest(accel)
         accel_speedup = math.nan if best_accel is None else cpu_median / float(best_accel["median_s"])
+        contender = best_accel if any_accelerator else _fastest(group[group["device"] != REFERENCE_DEVICE])
+        contender_speedup = math.nan if contender is None else cpu_median / float(contender["median_s"])
+        speedup = cpu_median / float(best["median_s"])
+        margin = 1 / contender_speedup if str(best["device"]) == REFERENCE_DEVICE else speedup
         involved = pd.concat([group[group["device"] == best["device"]], cpu])
         rows.append(
             {
@@ -141,13 +167,16 @@ def winners(results: pd.DataFrame) -> pd.DataFrame:
                 "size": int(size),
                 "device": str(best["device"]),
                 "median_s": float(best["median_s"]),
-                "speedup_vs_cpu": cpu_median / float(best["median_s"]),
+                "speedup_vs_cpu": speedup,
                 "cpu_median_s": cpu_median,
                 "best_accelerator": "" if best_accel is None else str(best_accel["device"]),
                 "accelerator_speedup": accel_speedup,
                 "n_devices": len(group),
                 "noisy": bool(involved["is_noisy"].any()),
                 "unsynchronized": bool(involved["is_unsynchronized"].any()),
+                "contender": "" if contender is None else str(contender["device"]),
+                "contender_speedup": contender_speedup,
+                "margin": margin,
             }
         )
     frame = pd.DataFrame(rows, columns=list(WINNER_COLUMNS))

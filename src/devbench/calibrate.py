@@ -45,7 +45,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devbench.devices import framework_of, is_host_device
+from devbench.errors import UsageError
+from devbench.frameworks import framework_of, parse
 from devbench.spec import NUMPY_DEVICE, TimingPolicy
 
 if TYPE_CHECKING:
@@ -102,10 +103,13 @@ def gemm_flops(n: int) -> float:
 
 def device_kind(device: str) -> str:
     """``CPU`` for every host device (TF's ``CPU:k``, ``jax:cpu:k``, ``torch:cpu``, numpy: one host's cores and
-    memory), ``GPU`` for another framework's accelerator, TF's own kind otherwise."""
-    if is_host_device(device):
-        return "CPU"
-    return "GPU" if framework_of(device) in ("jax", "torch") else device.split(":", 1)[0].upper()
+    memory), else the accelerator's kind (``GPU`` for every framework's CUDA device, ``TPU``, ``MPS``), as the
+    registry (devbench.frameworks) parses the name; ``unknown`` for a name no framework claims (text read from
+    a results file), which is then nobody's host."""
+    try:
+        return parse(device).kind
+    except UsageError:
+        return "unknown"
 
 
 def search_gemm(probe: GemmProbe, backend: str, device: str, dtype: str, *, start_n: int = START_N,

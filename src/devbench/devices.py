@@ -1,14 +1,9 @@
-"""Devices of every framework: canonical names (pure), start-up, discovery, placement and free memory.
+"""Devices of every framework: start-up, discovery, placement and free memory.
 
-Canonical names say which framework runs the device:
-
-- TensorFlow: ``KIND:INDEX`` (``CPU:0``, ``GPU:1``), today's names. Users may also write ``tf:CPU:0``, ``cpu``,
-  ``/GPU:1``, ``gpu:1``, ``/device:GPU:1`` or a full TF name such as ``/job:localhost/replica:0/task:0/device:GPU:1``.
-- JAX: ``jax:cpu:0``, ``jax:gpu:N`` (``jax:cuda:N`` and ``jax:gpu`` are accepted), ``jax:tpu:N``.
-- PyTorch: ``torch:cpu``, ``torch:cuda:N`` (``torch:cuda`` means ``torch:cuda:0``), ``torch:mps``.
-- the numpy baseline ``numpy:CPU``.
-
-Checking a name never imports a framework. Each framework is imported on first use (:func:`tensorflow`,
+Device names (canonical spellings, which framework runs a device, host or accelerator) are the registry's,
+:mod:`devbench.frameworks`, one module per framework; this module re-exports its answers (``canonical``,
+``framework_of``, ``frameworks_of``, ``is_host_device``, ``is_accelerator``) and adds what needs the framework
+itself. Checking a name never imports a framework. Each framework is imported on first use (:func:`tensorflow`,
 :func:`jax`, :func:`torch`); one that is not installed (or fails to import) is reported missing by
 :func:`discover_frameworks` instead of raising.
 
@@ -20,96 +15,39 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from devbench.errors import UsageError, first_line
-from devbench.spec import NUMPY_DEVICE
-
-_DEVICE = re.compile(r"(?:^|/)(?:device:)?([A-Za-z_]+)(?::(\d+))?$")
-_JAX_DEVICE = re.compile(r"^(cpu|gpu|cuda|tpu)(?::(\d+))?$")
-_TORCH_DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
+from devbench.frameworks import FRAMEWORKS as _REGISTRY
+from devbench.frameworks import (
+    NUMPY_DEVICE,
+    Framework,
+    canonical,
+    framework_for,
+    framework_of,
+    frameworks_of,
+    is_accelerator,
+    is_host,
+    parse,
+    runtimes,
+)
 
 LOGICAL_CPUS_ENV = "DEVBENCH_LOGICAL_CPUS"
 
+is_host_device = is_host
+"""The registry's :func:`devbench.frameworks.is_host`, under the name this module's callers know."""
 
-@dataclass(frozen=True)
-class Framework:
-    """A framework devbench can run cells on: its key (the device-name prefix), module, label and install hint."""
-
-    key: str
-    module: str
-    label: str
-    install: str
-
-
-FRAMEWORKS: dict[str, Framework] = {
-    f.key: f
-    for f in (
-        Framework("tf", "tensorflow", "TensorFlow", "pip install tensorflow (devbench's default install has it)"),
-        Framework("torch", "torch", "PyTorch", 'pip install "devbench[torch]"'),
-        Framework("jax", "jax", "JAX", 'pip install "devbench[jax]"'),
-    )
-}
-"""In the order of preference for the default devices: TensorFlow (devbench's default backend), then PyTorch (what
-most GPU users have), then JAX."""
-
-
-def _tf_canonical(text: str, name: str) -> str:
-    match = _DEVICE.search(text)
-    if not text or not match:
-        raise UsageError(f"bad device name {name!r}; write it like CPU:0, GPU:1, jax:cpu:0 or torch:cuda:0")
-    kind = match[1].upper()
-    index = int(match[2]) if match[2] is not None else 0
-    return f"{kind}:{index}"
-
-
-def canonical(name: str) -> str:
-    """Canonical name (see the module docstring) for any accepted spelling; UsageError for what is not a device."""
-    text = name.strip()
-    if text.lower() in ("numpy", NUMPY_DEVICE.lower()):
-        return NUMPY_DEVICE  # the numpy baseline (--baseline numpy): plain numpy on the host
-    prefix, _, rest = text.partition(":")
-    prefix = prefix.lower()
-    if prefix == "jax":
-        match = _JAX_DEVICE.match(rest.strip().lower())
-        if not match:
-            raise UsageError(f"bad JAX device name {name!r}; write it like jax:cpu:0 or jax:gpu:1")
-        kind = "gpu" if match[1] == "cuda" else match[1]
-        return f"jax:{kind}:{int(match[2] or 0)}"
-    if prefix == "torch":
-        match = _TORCH_DEVICE.match(rest.strip().lower())
-        if not match or (match[1] in ("cpu", "mps") and int(match[2] or 0) != 0):
-            raise UsageError(f"bad PyTorch device name {name!r}; write it like torch:cpu, torch:cuda:0 or torch:mps")
-        return f"torch:{match[1]}:{int(match[2] or 0)}" if match[1] == "cuda" else f"torch:{match[1]}"
-    if prefix == "tf":
-        return _tf_canonical(rest.strip(), name)
-    return _tf_canonical(text, name)
-
-
-def framework_of(device: str) -> str:
-    """``tf``, ``jax``, ``torch`` or ``numpy`` for a canonical device name."""
-    if device == NUMPY_DEVICE:
-        return "numpy"
-    prefix = device.split(":", 1)[0]
-    return prefix if prefix in ("jax", "torch") else "tf"
-
-
-def is_host_device(device: str) -> bool:
-    """True for a canonical device whose data lives in host memory and whose work runs on the host's cores:
-    TF's ``CPU:k``, ``jax:cpu:k``, ``torch:cpu`` and the numpy baseline."""
-    return device == NUMPY_DEVICE or device.startswith(("CPU:", "jax:cpu:")) or device == "torch:cpu"
-
-
-def is_accelerator(device: str) -> bool:
-    """True for a canonical device that is not the host (a GPU, TPU or Apple GPU of any framework)."""
-    return not is_host_device(device)
+FRAMEWORKS: dict[str, Framework] = {key: _REGISTRY[key] for key in runtimes()}
+"""The frameworks with a runtime to import and discover (not the numpy baseline), in the order of preference for
+the default devices: TensorFlow (devbench's default backend), then PyTorch (what most GPU users have), then JAX.
+Names are parsed by the registry, :mod:`devbench.frameworks`; ``canonical``, ``framework_of``, ``frameworks_of``,
+``is_host_device`` and ``is_accelerator`` here are its answers, re-exported for callers of this module."""
 
 
 DEFAULT_KEYWORDS = ("", "default")
@@ -135,8 +73,7 @@ def default_devices(available: list[str]) -> tuple[str, ...]:
     """The devices of a sweep that names none: the host CPU of the preferred installed framework (``CPU:0``
     when TensorFlow is there), plus every accelerator of the first framework (TensorFlow, PyTorch, JAX) that
     has one: each GPU is measured once, not once per framework. No accelerator: the host CPU alone."""
-    hosts = {"tf": "CPU:0", "torch": "torch:cpu", "jax": "jax:cpu:0"}
-    host = next((hosts[key] for key in FRAMEWORKS if hosts[key] in available), None)
+    host = next((FRAMEWORKS[key].host for key in FRAMEWORKS if FRAMEWORKS[key].host in available), None)
     accelerators: list[str] = []
     for key in FRAMEWORKS:
         accelerators = [d for d in available if framework_of(d) == key and is_accelerator(d)]
@@ -160,7 +97,7 @@ def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
         if not raw.strip():
             raise UsageError(f"empty device in {requested!r}; available: {', '.join(available)}")
         name = canonical(raw)
-        if name not in available and framework_of(name) in ("jax", "torch"):
+        if name not in available and framework_of(name) in FRAMEWORKS and framework_of(name) != "tf":
             # ``available`` may hold TensorFlow's devices only (a run's fingerprint): ask the framework itself.
             available = [*available, *framework_device_names(framework_of(name))]
         if name not in available and name != NUMPY_DEVICE:
@@ -173,8 +110,8 @@ def resolve(requested: str | None, available: list[str]) -> tuple[str, ...]:
 
 def _missing_hint(device: str) -> str:
     """`` (TensorFlow is not installed: ...)`` when the device's framework cannot be imported, else ``""``."""
-    framework = FRAMEWORKS.get(framework_of(device))
-    if framework is None:
+    framework = framework_for(device)
+    if framework.key not in FRAMEWORKS:  # the numpy baseline is never missing
         return ""
     reason = framework_missing(framework.key)
     return f" ({framework.label} is not available: {reason}; {framework.install})" if reason else ""
@@ -424,9 +361,9 @@ def _discover_jax() -> list[DeviceInfo]:
 
 def jax_device(name: str) -> Any:
     """The ``jax.Device`` of canonical name ``jax:PLATFORM:INDEX``; UsageError if there is none."""
-    _, platform, index = name.split(":")
+    device = parse(name)
     try:
-        return jax().devices(platform)[int(index)]
+        return jax().devices(device.native)[device.ordinal or 0]
     except (RuntimeError, IndexError):
         raise UsageError(f"device {name!r} does not exist here") from None
 
@@ -516,12 +453,6 @@ def framework_device_names(key: str) -> list[str]:
     return _device_names[key]
 
 
-def frameworks_of(devices: Iterable[str]) -> tuple[str, ...]:
-    """The framework keys (in :data:`FRAMEWORKS` order) that run ``devices`` (canonical names; numpy is none)."""
-    used = {framework_of(d) for d in devices}
-    return tuple(key for key in FRAMEWORKS if key in used)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Free memory (the memory guard asks here)
 
@@ -533,14 +464,14 @@ def free_memory_bytes(device: str) -> int | None:
     ``bytes_in_use`` (``memory_stats()``); ``torch:cuda:N``: the driver's free memory (``mem_get_info``).
     Host devices: None (the guard uses the host's available memory).
     """
-    if is_host_device(device):
+    parsed = parse(device)
+    if parsed.is_host:
         return None
-    framework = framework_of(device)
-    if framework == "jax":
+    if parsed.framework == "jax":
         return _jax_free(device)
-    if framework == "torch":
+    if parsed.framework == "torch":
         return _torch_free(device)
-    if not device.startswith("GPU:"):
+    if parsed.framework != "tf" or parsed.kind != "GPU":
         return None
     tf = tensorflow()
     try:
@@ -562,9 +493,10 @@ def _jax_free(device: str) -> int | None:
 
 
 def _torch_free(device: str) -> int | None:
-    if not device.startswith("torch:cuda:"):
+    parsed = parse(device)
+    if parsed.kind != "GPU" or parsed.ordinal is None:
         return None
-    free, _total = torch().cuda.mem_get_info(int(device.rsplit(":", 1)[1]))
+    free, _total = torch().cuda.mem_get_info(parsed.ordinal)
     return int(free)
 
 
@@ -581,3 +513,39 @@ def tensorflow_fingerprint() -> dict[str, Any]:
         "build_info": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in build.items()},
         "gpus_visible": len(tf.config.list_physical_devices("GPU")),
     }
+
+
+__all__ = [
+    "ALL_KEYWORD",
+    "DEFAULT_KEYWORDS",
+    "FRAMEWORKS",
+    "JAX_PREALLOCATE_ENV",
+    "LOGICAL_CPUS_ENV",
+    "NUMPY_DEVICE",
+    "OMP_WAIT_POLICY_ENV",
+    "TF_LOGS_ENV",
+    "DeviceInfo",
+    "Discovery",
+    "canonical",
+    "check_names",
+    "default_devices",
+    "discover",
+    "discover_frameworks",
+    "framework_device_names",
+    "framework_missing",
+    "framework_of",
+    "frameworks_of",
+    "free_memory_bytes",
+    "is_accelerator",
+    "is_host_device",
+    "jax",
+    "jax_device",
+    "jax_device_name",
+    "resolve",
+    "tensorflow",
+    "tensorflow_fingerprint",
+    "tensorflow_runtime_init",
+    "torch",
+    "torch_cuda_available",
+    "torch_device_name",
+]

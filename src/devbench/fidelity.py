@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from devbench.formatting import format_percent, format_time
+from devbench.frameworks import is_host
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,6 +178,7 @@ def transfer_overhead(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def host_only(devices: Sequence[str]) -> bool:
-    """True when every device is the host CPU (``CPU:k`` or ``numpy:CPU``): transfer crosses no bus, so the
+    """True when every device is the host CPU (``CPU:k``, ``jax:cpu:k``, ``torch:cpu``, ``numpy:CPU``): transfer
+    crosses no bus, so the
     crossover with transfer is the resident one up to conversion costs, and a report should say so."""
-    return all(str(d).startswith("CPU:") or str(d) == "numpy:CPU" for d in devices)
+    return all(is_host(str(d)) for d in devices)

@@ -2,8 +2,8 @@
 
 The shared filters of every results reader: ``ok_cells`` (status ok, finite positive median, one row per cell,
 a synchronized measurement preferred), the quality flags (noisy, unsynchronized), transfer timings as a mode of
-their own, the device order (``CPU:0`` first: the reference of every speed-up) and the one rule for what counts
-as an accelerator (``is_accelerator``). Units: times are seconds per call, sizes the matrix side n.
+their own, the device order (``CPU:0`` first: the reference of every speed-up). What counts as an accelerator is the
+registry's rule (``devbench.frameworks.is_accelerator``). Units: times are seconds per call, sizes the matrix side n.
 """
 
 from __future__ import annotations
@@ -117,16 +117,6 @@ def device_sort_key(device: str) -> tuple[int, str, int, str]:
     match = _DEVICE.match(device)
     kind, index = (match.group(1).upper(), int(match.group(2))) if match else (device, 0)
     return (0 if device == REFERENCE_DEVICE else 1, kind, index, device)
-
-
-def is_accelerator(device: str) -> bool:
-    """True for a framework device that is not the host CPU (GPU:0, TPU:0, /device:GPU:1).
-
-    The one rule for "accelerator": every CPU:n is the host, and so is ``numpy:CPU`` (a host baseline, not a
-    device anyone places work on). The overview heatmap colours the best accelerator's speed-up over CPU:0.
-    """
-    match = _DEVICE.match(device)
-    return match is not None and match.group(1).upper() != "CPU"
 
 
 def device_order(devices: Iterable[str]) -> list[str]:

@@ -12,24 +12,28 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from devbench import frameworks
 from devbench.errors import UsageError
 
 MAX_SIZES = 1000
 """More sizes than this in one sweep is almost certainly a typo (``1..100000:+1``)."""
 
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int32")
-MODES = ("eager", "function", "xla", "graph_loop", "jit", "compile")
-"""How an op is dispatched. ``eager``: op by op (every framework). TensorFlow: ``function`` (tf.function),
-``xla`` (jit_compile=True). JAX: ``jit`` (``jax.jit``). PyTorch: ``compile`` (``torch.compile``).
-``graph_loop`` (TensorFlow and JAX): one compiled call runs the op ``number`` times in a loop (``tf.while_loop``,
+MODES = frameworks.MODES
+"""How an op is dispatched: the modes of every framework, declared once in each one's module of
+devbench.frameworks. ``eager``: op by op (every framework). TensorFlow: ``function`` (tf.function), ``xla``
+(jit_compile=True). JAX: ``jit`` (``jax.jit``). PyTorch: ``compile`` (``torch.compile``). ``graph_loop``
+(TensorFlow and JAX): one compiled call runs the op ``number`` times in a loop (``tf.while_loop``,
 ``jax.lax.fori_loop``), so per-call time excludes Python dispatch; eager minus graph_loop is the dispatch
 overhead. A mode a framework does not have is an ``unsupported`` cell, not an error."""
-SYNC_MODES = ("scalar", "full", "sync_devices", "none", "transfer")
+SYNC_MODES = frameworks.SYNC_MODES
 """``transfer``: each call first copies the inputs from host memory to the device and afterwards copies its whole
 result back (``.numpy()``): what a caller holding numpy data pays on every call."""
-TRANSFER_SYNC = "transfer"
+TRANSFER_SYNC = frameworks.TRANSFER_SYNC
+NO_SYNC = frameworks.NO_SYNC
+"""No wait: times how fast work is enqueued, not the work (an unsynchronized cell)."""
 
-NUMPY_DEVICE = "numpy:CPU"
+NUMPY_DEVICE = frameworks.NUMPY_DEVICE
 """The numpy baseline's pseudo-device (``--baseline numpy``): the same ops in plain numpy on the host."""
 
 DEFAULT_ROUNDS = 5

@@ -19,6 +19,9 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from devbench.errors import UsageError
+from devbench.frameworks import parse
+
 __all__ = [
     "POWER_OR_HEAT_REASONS",
     "TELEMETRY_COLUMNS",
@@ -248,10 +251,11 @@ def _visible_entry(position: int, env: Mapping[str, str]) -> str | None:
 
 def _framework_position(device: str) -> int | None:
     """The CUDA ordinal in a devbench device name: ``GPU:N``, ``tf:GPU:N``, ``torch:cuda:N``, ``jax:gpu:N``."""
-    *kind, ordinal = device.split(":")
-    if kind not in (["GPU"], ["tf", "GPU"], ["torch", "cuda"], ["jax", "gpu"], ["jax", "cuda"]):
+    try:
+        parsed = parse(device)
+    except UsageError:
         return None
-    return int(ordinal) if ordinal.isdigit() else None
+    return parsed.ordinal if parsed.kind == "GPU" else None
 
 
 def nvml_index(device: str, env: Mapping[str, str] | None = None, nvml: Any | None = None) -> int | None:

@@ -1,63 +1,61 @@
 """Backends: one module per framework, and the router that sends each cell to the backend of its device.
 
-:data:`ROUTES` maps a device name to the backend class that runs it, as ``"module:Class"`` strings, so a
-backend's module (and its framework) is imported only when a cell of its device runs: a numpy-only sweep never
-imports TensorFlow. Adding a framework is one module here (a class with ``run_cell``, ``classify`` and
-``release``, see :class:`~devbench.backends.base.Backend`, and ``initialise``/``runtime_init``, see
-:class:`~devbench.backends.base.Initialising`), one route below, and its expression per op in
-:mod:`devbench.ops`. :func:`initialise` times each device's first op before a sweep calibrates or measures.
+:func:`route_for` maps a device name to the backend class that runs it: the registry (devbench.frameworks) says
+which framework the name is, and that framework's ``backend`` (a ``"module:Class"`` string) is imported only
+when a cell of its device runs: a numpy-only sweep never imports TensorFlow. Adding a framework is one module
+in devbench.frameworks, one module here (a class with ``run_cell``, ``classify`` and ``release``, see
+:class:`~devbench.backends.base.Backend`, and ``initialise``/``runtime_init``, see
+:class:`~devbench.backends.base.Initialising`), and its expression per op in :mod:`devbench.ops`.
+:func:`initialise` times each device's first op before a sweep calibrates or measures.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from devbench.backends.base import Backend, CellOutcome, DeviceInit, UnsupportedCombination, classify
-from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
+from devbench.errors import UsageError
+from devbench.frameworks import FRAMEWORKS, Framework, parse
+from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock
 
 
 @dataclass(frozen=True)
 class Route:
-    """Cells whose device name ``matches`` run on ``target`` (``"module:Class"``, made with ``clock=``).
+    """Cells of framework ``key``'s devices run on ``target`` (``"module:Class"``, made with ``clock=``).
 
     ``modes`` are the dispatch modes the framework has (empty: any, the numpy baseline has none of its own); a
     cell in another mode is ``unsupported`` before the backend, or its framework, is even loaded.
     """
 
-    matches: Callable[[str], bool]
+    key: str
     target: str
     framework: str = ""
+    """The framework's label, for messages."""
     modes: tuple[str, ...] = ()
 
 
-def _is_tensorflow_device(device: str) -> bool:
-    """TensorFlow's own names carry no framework prefix: ``CPU:0``, ``GPU:1``."""
-    kind, _, index = device.partition(":")
-    return kind.isalpha() and kind.isupper() and index.isdigit()
+def _route(framework: Framework) -> Route:
+    return Route(framework.key, framework.backend, framework.label, framework.modes)
 
 
-ROUTES: tuple[Route, ...] = (
-    Route(lambda device: device == NUMPY_DEVICE, "devbench.backends.numpy:NumpyBackend", "numpy"),
-    Route(_is_tensorflow_device, "devbench.backends.tf:TFBackend", "TensorFlow",
-          ("eager", "function", "xla", "graph_loop")),
-    Route(lambda device: device.startswith("jax:"), "devbench.backends.jax:JaxBackend", "JAX",
-          ("eager", "jit", "graph_loop")),
-    Route(lambda device: device.startswith("torch:"), "devbench.backends.torch:TorchBackend", "PyTorch",
-          ("eager", "compile")),
-)
-"""First match wins. A new framework adds a line here."""
+ROUTES: tuple[Route, ...] = tuple(_route(f) for f in FRAMEWORKS.values())
+"""The routes of the built-in frameworks, from the registry (devbench.frameworks); :func:`route_for` asks the
+registry itself, so a framework registered later is routed too."""
 
 
 def route_for(device: str) -> Route:
-    """The route of ``device``; ValueError for a name no backend claims."""
-    for route in ROUTES:
-        if route.matches(device):
-            return route
-    raise ValueError(f"no backend runs device {device!r}")
+    """The route of canonical device name ``device``; ValueError for a name no framework claims as its own."""
+    try:
+        parsed = parse(device)
+    except UsageError:
+        parsed = None
+    if parsed is None or parsed.name != device:
+        raise ValueError(f"no backend runs device {device!r}")
+    return _route(FRAMEWORKS[parsed.framework])
 
 
 def target_for(device: str) -> str:

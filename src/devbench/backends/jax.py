@@ -34,11 +34,11 @@ from devbench.backends.base import (
     python_loop,
 )
 from devbench.devices import jax, jax_device, jax_device_name
+from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
+from devbench.frameworks.jax import MODES
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
+from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock, measure
-
-MODES = ("eager", "jit", "graph_loop")
 
 # ---------------------------------------------------------------------------------------------------------
 # Building an op on the device
@@ -122,10 +122,10 @@ def sync_transfer(output: Any) -> None:
 
 
 SYNCS: dict[str, Callable[[Any], None]] = {
-    "scalar": sync_scalar,
-    "full": sync_full,
-    "sync_devices": sync_devices,
-    "none": sync_none,
+    SCALAR_SYNC: sync_scalar,
+    FULL_SYNC: sync_full,
+    SYNC_DEVICES: sync_devices,
+    NO_SYNC: sync_none,
     TRANSFER_SYNC: sync_transfer,
 }
 
@@ -287,7 +287,7 @@ class JaxBackend:
                 raise failure
 
         kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-        if cell.sync == "none":
+        if cell.sync == NO_SYNC:
             kwargs["drain"] = sync_full
         if self.clock is not None:
             kwargs["clock"] = self.clock

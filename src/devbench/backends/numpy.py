@@ -31,6 +31,7 @@ from devbench.backends.base import (
     classify,
     python_loop,
 )
+from devbench.frameworks.base import SCALAR_SYNC
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, leaves_of
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 from devbench.timer import Clock, measure
@@ -117,7 +118,7 @@ class NumpyBackend:
             placed_device=NUMPY_DEVICE,
             flops=op.flops(cell.size),
             bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
-            note=SYNC_NOTE.format(sync=cell.sync) if cell.sync != "scalar" else "",
+            note=SYNC_NOTE.format(sync=cell.sync) if cell.sync != SCALAR_SYNC else "",
         )
 
     @staticmethod

@@ -28,8 +28,10 @@ from devbench.backends.base import (
     python_loop,
 )
 from devbench.devices import canonical, tensorflow, tensorflow_runtime_init
+from devbench.frameworks import is_host
+from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
+from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock, measure
 
 # ---------------------------------------------------------------------------------------------------------
@@ -116,10 +118,10 @@ def sync_transfer(output: Any) -> None:
 
 
 SYNCS: dict[str, Callable[[Any], None]] = {
-    "scalar": sync_scalar,
-    "full": sync_full,
-    "sync_devices": sync_devices,
-    "none": sync_none,
+    SCALAR_SYNC: sync_scalar,
+    FULL_SYNC: sync_full,
+    SYNC_DEVICES: sync_devices,
+    NO_SYNC: sync_none,
     TRANSFER_SYNC: sync_transfer,  # each call copies its inputs in and its result out (see make_dispatch)
 }
 
@@ -212,7 +214,7 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
     traced = wrapped if mode in ("function", "xla") else None
     if sync == TRANSFER_SYNC:
         hosts = tuple(arg.numpy() for arg in args)
-        on_host = device.startswith("CPU:")
+        on_host = is_host(device)
 
         def call_with_transfer() -> Any:
             if on_host:
@@ -237,7 +239,7 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
 
 def _memory_of(device: str) -> str:
     """Which memory a device's tensors live in: one host memory for every CPU device, its own for the others."""
-    return "host" if device.startswith("CPU:") else device
+    return "host" if is_host(device) else device
 
 
 def placement_failure(requested: str, leaves: Sequence[tuple[str, str]]) -> CellFailure | None:
@@ -388,7 +390,7 @@ class TFBackend:
                 check_placement(output)
 
             kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-            if cell.sync == "none":
+            if cell.sync == NO_SYNC:
                 kwargs["drain"] = sync_full
             if self.clock is not None:
                 kwargs["clock"] = self.clock

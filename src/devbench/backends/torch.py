@@ -33,16 +33,17 @@ from devbench.backends.base import (
     python_loop,
 )
 from devbench.devices import torch, torch_cuda_available, torch_device_name
+from devbench.frameworks import parse
+from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
+from devbench.frameworks.torch import MODES
 from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import TRANSFER_SYNC, Cell, TimingPolicy
+from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock, measure
-
-MODES = ("eager", "compile")
 
 
 def torch_device(name: str) -> Any:
     """``torch.device`` of canonical ``torch:cpu`` / ``torch:cuda:N`` / ``torch:mps``."""
-    return torch().device(name.split(":", 1)[1])
+    return torch().device(parse(name).native)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,10 +122,10 @@ def sync_transfer(output: Any) -> None:
 
 
 SYNCS: dict[str, Callable[[Any], None]] = {
-    "scalar": sync_scalar,
-    "full": sync_full,
-    "sync_devices": sync_devices,
-    "none": sync_none,
+    SCALAR_SYNC: sync_scalar,
+    FULL_SYNC: sync_full,
+    SYNC_DEVICES: sync_devices,
+    NO_SYNC: sync_none,
     TRANSFER_SYNC: sync_transfer,
 }
 
@@ -252,7 +253,7 @@ class TorchBackend:
                 raise failure
 
         kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-        if cell.sync == "none":
+        if cell.sync == NO_SYNC:
             kwargs["drain"] = sync_full
         if self.clock is not None:
             kwargs["clock"] = self.clock

@@ -21,6 +21,7 @@ import pandas as pd
 
 from devbench.analysis import (
     REFERENCE_DEVICE,
+    contender_name,
     crossover_sentence,
     device_order,
     ok_cells,
@@ -380,9 +381,10 @@ def throughput_chart(
 
 
 def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
-    """Rows (op, dtype, mode), columns size: colour = speed-up of the best accelerator over CPU:0 on a log
-    scale from 1/100× (red, CPU:0 wins) to 100× (blue); each cell names the fastest device (``*`` noisy,
-    ``!`` unsynchronized). Blank where CPU:0 or every accelerator is missing. None without ok cells."""
+    """Rows (op, dtype, mode), columns size: colour = speed-up of the contender (the best accelerator; on a run
+    without one, the fastest other device) over CPU:0 on a log scale from 1/100× (red, CPU:0 wins) to 100×
+    (blue); each cell names the fastest device and its speed-up over the slower of the two (``*`` noisy, ``!``
+    unsynchronized). Blank where CPU:0 or the contender is missing. None without ok cells."""
     import plotly.graph_objects as go
 
     from devbench.plots.common import OVERVIEW_EXTENT
@@ -390,6 +392,7 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
     if winners.empty:
         return None
     decades = math.log10(OVERVIEW_EXTENT)  # the same fixed colour scale as the PNG overview
+    contender = contender_name(winners)
     rows = sorted({(str(r["op"]), str(r["dtype"]), str(r["mode"])) for r in records(winners)})
     sizes = sorted({int(s) for s in winners["size"]})
     z: list[list[float | None]] = [[None] * len(sizes) for _ in rows]
@@ -399,20 +402,20 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
     col = {s: j for j, s in enumerate(sizes)}
     for r in records(winners):
         i, j = where[(str(r["op"]), str(r["dtype"]), str(r["mode"]))], col[int(r["size"])]
-        speedup = float(r["accelerator_speedup"])
+        speedup = float(r["contender_speedup"])
         if math.isfinite(speedup) and speedup > 0:
             z[i][j] = max(-decades, min(decades, math.log10(speedup)))
         marks = ("*" if r["noisy"] else "") + ("!" if r["unsynchronized"] else "")
-        factor = float(r["speedup_vs_cpu"])
+        margin = float(r["margin"])
         best = f"{pt(r['device'])}{marks}"
-        text[i][j] = best + (f"<br>{ratio_text(factor)}" if r["device"] != REFERENCE_DEVICE else "")
-        accel = str(r["best_accelerator"])
+        text[i][j] = best + (f"<br>{ratio_text(margin)}" if math.isfinite(margin) else "")
+        other = str(r["contender"])
         hover[i][j] = "<br>".join(
             [
                 f"<b>{pt(r['op'])} {pt(r['dtype'])} {pt(r['mode'])}</b> · n={int(r['size'])}",
                 f"fastest {best}: {format_time(float(r['median_s']))} per call",
-                f"best accelerator {pt(accel)}: {ratio_text(speedup)} vs {REFERENCE_DEVICE}" if accel
-                else "no accelerator measured",
+                f"{contender} {pt(other)}: {ratio_text(speedup)} vs {REFERENCE_DEVICE}" if other
+                else f"no {contender} measured",
             ]
         )
     from plotly.colors import diverging  # type: ignore[import-untyped]
@@ -423,12 +426,13 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
             z=z, x=[str(s) for s in sizes], y=[pt(" ".join(k)) for k in rows], text=text, texttemplate="%{text}",
             hovertext=hover, hoverinfo="text", colorscale=diverging.RdBu, zmin=-decades,
             zmax=decades, xgap=2, ygap=2,
-            colorbar={"title": {"text": f"best accelerator<br>vs {REFERENCE_DEVICE}"}, "tickvals": ticks,
+            colorbar={"title": {"text": f"{contender}<br>vs {REFERENCE_DEVICE}"}, "tickvals": ticks,
                       "ticktext": [ratio_text(10**t) for t in ticks]},
             meta={"role": "overview"},
         )
     )
-    fig.update_layout(**_base_layout("Fastest device per cell (colour: best accelerator's speed-up over CPU:0)",
+    fig.update_layout(**_base_layout(f"Fastest device per cell (colour: {contender}'s speed-up over "
+                                     f"{REFERENCE_DEVICE})",
                                      height=max(260, 120 + 42 * len(rows))))
     fig.update_xaxes(type="category", title_text="size n (matrix side)")
     fig.update_yaxes(autorange="reversed")

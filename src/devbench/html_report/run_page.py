@@ -19,6 +19,7 @@ from devbench.analysis import (
     CROSSOVER_HEADERS,
     GROUP,
     REFERENCE_DEVICE,
+    contender_name,
     crossover_frame,
     crossover_sentence,
     crossover_table_rows,
@@ -123,24 +124,26 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
     fig = ch.overview_chart(best)
     if fig is None:
         return head + "<p>No ok cells: nothing to rank.</p></section>"
+    contender = contender_name(best)
+    without = "" if contender == "best accelerator" else " (no accelerator measured)"
     chart = charts.embed(
         fig,
-        f"Heatmap: rows op, dtype and mode; columns size n; each cell names the fastest device and is coloured "
-        f"by the best accelerator's speed-up over {REFERENCE_DEVICE} (red: {REFERENCE_DEVICE} faster, blue: "
-        f"the accelerator faster).",
-        "* noisy, ! unsynchronized; blank: CPU:0 or every accelerator missing. The same numbers are in the "
-        "table below.",
+        f"Heatmap: rows op, dtype and mode; columns size n; each cell names the fastest device and its speed-up "
+        f"over the slower one, and is coloured by the {contender}'s speed-up over {REFERENCE_DEVICE}{without} "
+        f"(red: {REFERENCE_DEVICE} faster, blue: the {contender} faster).",
+        f"* noisy, ! unsynchronized; blank: {REFERENCE_DEVICE} or the {contender} missing. The same numbers are in "
+        "the table below.",
     )
     rows = [
         [f"{r['op']} {r['dtype']} {r['mode']}", str(r["size"]), str(r["device"]), format_time(r["median_s"]),
-         ch.ratio_text(r["speedup_vs_cpu"]), str(r["best_accelerator"]) or "–",
-         ch.ratio_text(r["accelerator_speedup"]), _flags_text(r)]
+         ch.ratio_text(r["speedup_vs_cpu"]), str(r["contender"]) or "–",
+         ch.ratio_text(r["contender_speedup"]), _flags_text(r)]
         for r in records(best)
     ]
     body = table(
         "Fastest device per (op, dtype, mode) and size",
-        ["op dtype mode", "n", "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}", "best accelerator",
-         f"accelerator vs {REFERENCE_DEVICE}", "flags"],
+        ["op dtype mode", "n", "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}", contender,
+         f"{contender} vs {REFERENCE_DEVICE}", "flags"],
         rows,
     )
     return head + chart + f"<details><summary>Table: fastest device per cell ({len(rows)} cells)</summary>{body}" \

@@ -1,4 +1,5 @@
-"""Overview heatmap: per op and size, the best accelerator's speed-up over CPU:0 and the fastest device."""
+"""Overview heatmap: per op and size, the fastest device and the contender's speed-up over CPU:0 (the best
+accelerator; on a run without one, the fastest other device: see :func:`devbench.analysis.winners`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from devbench.analysis import (
     REFERENCE_DEVICE,
+    contender_name,
     records,
     winners,
 )
@@ -30,12 +32,14 @@ if TYPE_CHECKING:
 
 
 def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
-    """Rows op/dtype(/mode), columns size; colour = speed-up of the best accelerator over CPU:0 (log scale,
-    white at 1×, blue where the accelerator wins, red where CPU:0 does); each cell names the fastest device.
+    """Rows op/dtype(/mode), columns size; colour = speed-up of the contender over CPU:0 (log scale, white at
+    1×, blue where the contender wins, red where CPU:0 does); each cell names the fastest device and its
+    speed-up over the slower of the two (``margin``).
 
-    The colour uses the best *non-CPU:0* device rather than the overall winner, whose speed-up over CPU:0 is
-    never below 1 and would hide how much slower the accelerator is. Grey: CPU:0 or every accelerator
-    missing. Cell suffixes: ``*`` noisy, ``!`` unsynchronized (also in the footnote).
+    The contender is the best accelerator, or on a run without one (CPU:0 and numpy:CPU, or every framework's
+    CPU) the fastest device other than CPU:0: never the overall winner, whose speed-up over CPU:0 is never below
+    1 and would hide how much slower the contender is. Grey: CPU:0 or the contender missing. Cell suffixes:
+    ``*`` noisy, ``!`` unsynchronized (also in the footnote).
     """
     _matplotlib()
     from matplotlib.colors import LogNorm
@@ -62,10 +66,10 @@ def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
     col_index = {s: j for j, s in enumerate(sizes)}
     for r in records(table):
         i, j = row_index[(r["op"], r["dtype"], r["mode"])], col_index[int(r["size"])]
-        values[i, j] = r["accelerator_speedup"]
+        values[i, j] = r["contender_speedup"]
         marks = ("*" if r["noisy"] else "") + ("!" if r["unsynchronized"] else "")
-        ratio = r["speedup_vs_cpu"]
-        factor = f"\n{format_ratio(ratio)}" if math.isfinite(ratio) and r["device"] != REFERENCE_DEVICE else ""
+        margin = float(r["margin"])
+        factor = f"\n{format_ratio(margin)}" if math.isfinite(margin) else ""
         labels[i][j] = f"{r['device']}{marks}{factor}"
     extent = OVERVIEW_EXTENT
     norm = LogNorm(vmin=1 / extent, vmax=extent)
@@ -95,10 +99,11 @@ def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
     ax.set_xlabel("size n (matrix side)")
     ax.set_ylabel("op / dtype" + (" / mode" if len(modes) > 1 else ""))
     bar = fig.colorbar(image, ax=ax, shrink=0.9, extend="both", format=FuncFormatter(lambda v, _pos: format_ratio(v)))
-    bar.set_label(f"best accelerator vs {REFERENCE_DEVICE} (×)")
-    accelerators = set(table["best_accelerator"]) - {""}
-    foot = "* noisy   ! unsynchronized   grey: no CPU:0 or no accelerator"
-    if not accelerators:
-        foot = "no accelerator measured   " + foot
-    fig.text(0.01, 0.005, foot, fontsize=7, color="0.35", gid="footnote")
+    contender = contender_name(table)
+    bar.set_label(f"{contender} vs {REFERENCE_DEVICE} (×)")
+    foot = f"* noisy   ! unsynchronized   grey: no {REFERENCE_DEVICE} or no {contender}"
+    if contender != "best accelerator":  # the colour bar says what is compared; grey cannot happen with two devices
+        foot = f"no accelerator measured: colour = {contender} vs {REFERENCE_DEVICE}   * noisy   ! unsynchronized"
+    # As the figure's x label, so the constrained layout keeps room for it below the axis label.
+    fig.supxlabel(foot, x=0.01, ha="left", fontsize=7, color="0.35").set_gid("footnote")
     return fig
