@@ -1,5 +1,5 @@
 """t intervals over rounds and runs: exact arithmetic, the variance floor, and p-value tails under the null
-(fixed seeds; the full-size rates are printed by bench/statistics.py)."""
+(fixed seeds; the full-size rates are printed by bench/statistical_rates.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ far tail of a distribution, and a bootstrap over 3-10 rounds cannot give it:
 Both are answered here with the classic tool: a t statistic on round-level log values (a round's log
 median, or a round's log ratio of medians), its variance estimated from the rounds and never cut off, its
 degrees of freedom from the rounds (Welch-Satterthwaite for two sides). Within-round noise is inside the
-round values, so nothing is counted twice. The simulated rates are in ``bench/statistics.py`` and
+round values, so nothing is counted twice. The simulated rates are in ``bench/statistical_rates.py`` and
 ``tests/test_t_intervals.py``.
 
 Units: every value here is a natural log of seconds or of a ratio of seconds; :class:`LogInterval` turns

@@ -2,7 +2,7 @@
 
 A claim such as "identical devices give a decisive crossing in at most 5 % of curves" or "the gate fails at
 most 5 % of A/A comparisons" is a rate over many synthetic runs, never one real pair. This package makes
-those runs and measures the rates with devbench's own functions; ``bench/statistics.py`` prints them at full
+those runs and measures the rates with devbench's own functions; ``bench/statistical_rates.py`` prints them at full
 size and the tests keep fast seeded versions.
 
 The noise model (:class:`Noise`) is multiplicative, lognormal, in four levels, each an independent normal

@@ -11,10 +11,14 @@ pair. This script prints them, one line per setting, with the target each must m
   of the Holm and BH gates with drift per cell, per round and per run, and detection of real slowdowns
   (``devbench.simulation.gate``).
 
+Why not ``bench/statistics.py``: a script runs with its own folder first on ``sys.path``, and a file of that
+name there would shadow the standard library's ``statistics`` (which devbench imports) for every script in
+``bench/``, ``gpu_check.py`` included.
+
 The noise model (``devbench.simulation.Noise``): lognormal offsets per run, per round (shared by a round's
 cells), per cell and round, and per sample. Everything is seeded: the same command prints the same figures.
 
-    PYTHONPATH=src python bench/statistics.py [all|crossovers|gate] [--trials N] [--seed S]
+    PYTHONPATH=src python bench/statistical_rates.py [all|crossovers|gate] [--trials N] [--seed S]
 
 With the default trials it takes a few minutes on one core; ``--trials`` scales every setting (the tests in
 tests/test_crossover.py and tests/test_gate_rates.py run the same functions at a small size).
