@@ -105,7 +105,8 @@ def test_each_round_group_runs_in_its_own_process_and_the_table_is_the_in_proces
     assert [c.size for c in started] == [64, 128, 64, 128]  # the progress bar hears of every visit
     assert [(r.process, r.round) for r in finished] == [(1, 1), (1, 1), (2, 2), (2, 2)]
     meta = read_meta(tmp_path / "workers")
-    assert meta["processes"] == 2 and meta["status"] == "complete"
+    assert meta["processes"] == 2
+    assert meta["status"] == "complete"
     assert [(w["process"], w["rounds"], w["visits"], w["exit_code"]) for w in meta["workers"]] == [
         (1, [1, 1], 2, 0), (2, [2, 2], 2, 0)]
     assert all(NUMPY_DEVICE in w["init"]["devices"] for w in meta["workers"])
@@ -117,7 +118,8 @@ def test_each_round_group_runs_in_its_own_process_and_the_table_is_the_in_proces
     keys = ["op", "size", "dtype", "device", "mode", "sync", "status", "n_rounds", "incomplete"]
     assert run.results[keys].to_dict("records") == alone.results[keys].to_dict("records")
     assert run.results["cold_s"].notna().all()  # the first visit's, made in the first worker
-    assert len(run.samples) > 0 and set(run.samples["round"]) == {1, 2}
+    assert len(run.samples) > 0
+    assert set(run.samples["round"]) == {1, 2}
 
 
 @pytest.mark.slow
@@ -156,7 +158,8 @@ def test_an_interrupt_stops_the_worker_keeps_its_visits_and_resume_starts_a_new_
     run = resume(run_dir)
     assert _lines(run_dir)[3:] == [(3, 2, 128, "ok")]  # the unfinished group, in a new process
     assert read_meta(run_dir)["status"] == "complete"
-    assert set(run.results["n_rounds"]) == {2} and not run.results["incomplete"].any()
+    assert set(run.results["n_rounds"]) == {2}
+    assert not run.results["incomplete"].any()
 
 
 @pytest.mark.slow
@@ -174,7 +177,8 @@ def test_a_crashed_worker_keeps_its_visits_says_what_is_lost_and_resumes(
     assert message == (f"devbench: worker 2 (2 of 3: round 2) {said} after 1 visit; rounds 2-3 not finished "
                        f"(3 visits left); every visit reported before is saved in {run_dir}\n"
                        f"devbench: resume with: devbench sweep --resume {run_dir}")
-    assert crashed.value.run is not None and crashed.value.run.meta["status"] == "failed"
+    assert crashed.value.run is not None
+    assert crashed.value.run.meta["status"] == "failed"
     meta = read_meta(run_dir)
     assert meta["error"].startswith("WorkerCrashed: worker 2 (2 of 3: round 2)")
     if how == "exit":  # what a worker writes on stderr reaches the user's

@@ -124,6 +124,8 @@ class Plan:
         notes = [f"rough estimate {format_duration(sum(estimates))}",
                  f"per cell: {budget} budget shared by its visits, ~{overhead} set-up and clean-up a visit, its "
                  "cold call; early convergence takes less, slow calls more"]
+        if self.processes > 1:
+            notes.append("each worker process adds its frameworks' import and device start-up")
         if skips:
             notes.append(f"{skips} cells predicted over --max-call-time "
                          f"{format_duration(self.time_guard.max_call_time)}")

@@ -283,9 +283,10 @@ def work(run_dir: Path, first: int, last: int, process: int, channel: IO[str]) -
     plan = plan_of_run(run_dir, locked_by_parent=True)
     meta = plan.meta or {}
     spec = plan.spec
-    apply_tf32(str(meta.get("tf32_setting") or "default"), frameworks_of(spec.devices))
     backend = default_backend()
+    # As in the sweep's own process: each device's first op timed before anything else touches it.
     send({"init": initialise(spec.devices, backend)})
+    apply_tf32(str(meta.get("tf32_setting") or "default"), frameworks_of(spec.devices))
     memory_guard = MemoryGuard()
     for record in plan.prior:  # the time guard has learnt from them in plan_of_run
         memory_guard.observe(record)
