@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from devbench.spec import NUMPY_DEVICE, Cell, SweepSpec, TimingPolicy, interleav
 from devbench.store import read_cell_log, read_meta
 from devbench.sweep import SweepInterrupted, WorkerCrashed, execute, plan_resume, resume
 from devbench.workers import TEST_EXIT_ENV, check_processes, rounds_text, split_rounds
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import SRC, run_cli
 from tests.test_runner import FakeBackend, FakeOutcome
 
 FAST = TimingPolicy(max_cell_time=0.05, min_samples=3, max_samples=5, warmup_time=0.0)
@@ -107,8 +109,7 @@ def test_each_round_group_runs_in_its_own_process_and_the_table_is_the_in_proces
     meta = read_meta(tmp_path / "workers")
     assert meta["processes"] == 2
     assert meta["status"] == "complete"
-    assert [(w["process"], w["rounds"], w["visits"], w["exit_code"]) for w in meta["workers"]] == [
-        (1, [1, 1], 2, 0), (2, [2, 2], 2, 0)]
+    assert [(w["process"], w["rounds"], w["exit_code"]) for w in meta["workers"]] == [(1, [1, 1], 0), (2, [2, 2], 0)]
     assert all(NUMPY_DEVICE in w["init"]["devices"] for w in meta["workers"])
 
     alone = execute(SPEC, tmp_path / "alone", calibrate=False)
@@ -188,6 +189,15 @@ def test_a_crashed_worker_keeps_its_visits_says_what_is_lost_and_resumes(
     resume(run_dir)
     assert _lines(run_dir)[3:] == [(3, 2, 128, "ok"), (4, 3, 64, "ok"), (4, 3, 128, "ok")]
     assert read_meta(run_dir)["status"] == "complete"
+
+
+def test_a_worker_whose_parent_is_gone_leaves_at_once(tmp_path: Path) -> None:
+    """An orphan must not measure beside whatever runs next (a resume): it leaves before reading anything."""
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "devbench.workers", str(tmp_path / "nothing"), "--rounds", "1-1",
+                           "--process", "1", "--parent", "1"], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -23,19 +23,22 @@ with the worker's index (``process`` in the cells.jsonl line), exactly as it rec
 lock, the fsynced log, the progress bar, the guards' learning and ``meta.json`` behave the same. Anything
 else a worker prints goes to its stderr, which is the user's (its stdout is moved there before anything is
 imported, so a stray print cannot corrupt the channel). ``meta.json["workers"]`` lists every worker: index,
-rounds, device initialisation, visits reported, exit code.
+rounds, device initialisation, exit code (null: the sweep's process died first).
 
 Stopping. SIGINT and SIGTERM are the parent's to handle (a worker ignores SIGINT, which Ctrl-C sends the whole
 process group): the parent ends the worker (SIGTERM, then SIGKILL), keeps every visit already recorded and
 says ``interrupted``; ``--resume`` starts workers for the groups that still have visits, with the run's own
 ``processes``. A worker that exits non-zero or is killed ends the sweep with :class:`WorkerCrashed`: the
 visits it reported are kept, meta.json says ``failed``, and the message names the rounds not finished and
-how to resume.
+how to resume. A worker whose parent dies (``kill -9``) is killed by the kernel (Linux), so no orphan goes on
+measuring beside whatever runs next.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -183,13 +186,14 @@ def run_in_workers(visits: Sequence[Visit], session: RunSession, processes: int,
         if not left(first, last):
             continue
         index += 1
-        entry: dict[str, Any] = {"process": index, "rounds": [first, last], "init": None, "visits": 0,
-                                 "exit_code": None}
+        # exit_code stays null if this process dies first; the visits a worker made are the log's lines.
+        entry: dict[str, Any] = {"process": index, "rounds": [first, last], "init": None, "exit_code": None}
+        reported = 0
         workers.append(entry)
         session.update_meta(workers=workers)
         name = f"worker {index} ({number} of {processes}: {rounds_text(range(first, last + 1))})"
         command = [sys.executable, "-m", WORKER_MODULE, str(session.run_dir), "--rounds", f"{first}-{last}",
-                   "--process", str(index)]
+                   "--process", str(index), "--parent", str(os.getpid())]
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=_worker_env())
         try:
             assert proc.stdout is not None
@@ -213,7 +217,7 @@ def run_in_workers(visits: Sequence[Visit], session: RunSession, processes: int,
                     warn(f"{name} sent a line that is not a valid message, ignored ({exc}): {raw[:200]!r}")
                     continue
                 on_result(result)
-                entry["visits"] += 1
+                reported += 1
                 done.add((result.record.key(), result.round))
                 if settles(result.record.as_dict()):
                     settled.add(result.record.key())
@@ -229,7 +233,7 @@ def run_in_workers(visits: Sequence[Visit], session: RunSession, processes: int,
         how = _how_it_ended(code) if code != 0 else "exited before finishing its visits"
         missing = left(1, rounds)
         raise WorkerCrashed(
-            f"{name} {how} after {entry['visits']} visit{'s' if entry['visits'] != 1 else ''}; "
+            f"{name} {how} after {reported} visit{'s' if reported != 1 else ''}; "
             f"{rounds_text(v.round for v in missing)} not finished ({len(missing)} visits left); every visit "
             f"reported before is saved in {session.run_dir}", session.run_dir)
 
@@ -247,6 +251,19 @@ def _claim_stdout() -> IO[str]:
     sys.stdout.flush()
     os.dup2(2, 1)
     return channel
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies (``kill -9``, the OOM killer; Linux), and leave
+    now if it already has: an orphan would go on measuring alongside whatever runs next, a resume included."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _test_exit(process: int) -> tuple[int, str] | None:
@@ -325,7 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--rounds", type=_rounds_arg, required=True, metavar="FIRST-LAST")
     parser.add_argument("--process", type=int, required=True, metavar="K")
+    parser.add_argument("--parent", type=int, default=None, metavar="PID",
+                        help="the sweep's process: this worker ends when it does")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        _die_with(args.parent)
     try:
         first, last = args.rounds
         work(args.run_dir, first, last, args.process, channel)
