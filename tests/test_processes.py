@@ -69,6 +69,26 @@ def test_rounds_are_named_as_ranges() -> None:
     assert rounds_text([5, 1, 2, 3, 2]) == "rounds 1-3, 5"
 
 
+def test_a_workers_lines_are_checked_as_the_log_checks_them() -> None:
+    from devbench.workers import _message
+
+    record = {"run_id": "r", "op": "add", "size": 64, "dtype": "float32", "device": NUMPY_DEVICE,
+              "mode": "eager", "sync": "scalar", "status": "ok", "median_s": float("nan")}
+    kind, result = _message(json.dumps({"visit": {"round": 2, "record": record, "samples": [1e-6]}}).encode(), 3)
+    assert kind == "visit"
+    assert (result.process, result.round, result.record.size, result.samples) == (3, 2, 64, [1e-6])
+    assert _message(b'{"start": {"size": 64, "op": "add", "dtype": "float32", "device": "numpy:CPU"}}\n', 1) == (
+        "start", Cell(64, "add", "float32", NUMPY_DEVICE))
+    for bad, why in [(b"hello\n", "not JSON"), (b'{"shout": 1}', "unknown message 'shout'"),
+                     (b'{"start": {"size": 64}}', "not a cell"),
+                     (json.dumps({"visit": {"round": 0, "record": record, "samples": []}}).encode(), "round"),
+                     (json.dumps({"visit": {"round": 1, "record": record, "samples": [-1.0]}}).encode(), "samples"),
+                     (json.dumps({"visit": {"round": 1, "record": {**record, "status": "fine"}, "samples": []}}
+                                 ).encode(), "status 'fine'")]:
+        with pytest.raises(ValueError, match=why):
+            _message(bad, 1)
+
+
 class PolicyRecorder(FakeBackend):
     def __init__(self) -> None:
         super().__init__()

@@ -285,7 +285,8 @@ def validate_record(raw: object) -> dict[str, Any]:
     return out
 
 
-def _validate_samples(raw: object) -> list[float]:
+def validate_samples(raw: object) -> list[float]:
+    """A visit's samples as floats; ValueError unless a list of finite seconds >= 0."""
     if not isinstance(raw, list):
         raise ValueError(f"samples is a {type(raw).__name__}, not a list")
     for value in raw:
@@ -314,7 +315,7 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
             if not isinstance(entry, dict) or "record" not in entry or "samples" not in entry:
                 raise ValueError("not an object with 'record' and 'samples'")
             record = validate_record(entry["record"])
-            samples = _validate_samples(entry["samples"])
+            samples = validate_samples(entry["samples"])
             round_ = entry.get("round", 1)
             if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
                 raise ValueError(f"round must be a whole number >= 1, found {round_!r}")
@@ -357,7 +358,7 @@ def repair_torn_tail(run_dir: Path) -> bytes:
     try:
         entry = json.loads(tail.decode("utf-8"))
         validate_record(entry["record"])
-        _validate_samples(entry["samples"])
+        validate_samples(entry["samples"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         with open(path, "r+b") as handle:
             handle.truncate(end)

@@ -53,7 +53,7 @@ from devbench.runner import CellResult
 from devbench.schema import Record
 from devbench.session import RunSession, resume_command, settles, signal_name
 from devbench.spec import Cell, Visit
-from devbench.store import validate_record
+from devbench.store import validate_record, validate_samples
 
 if TYPE_CHECKING:
     from devbench.store import Run
@@ -150,19 +150,30 @@ def _how_it_ended(code: int) -> str:
     return f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
 
 
-def _result_of(message: dict[str, Any], process: int) -> CellResult:
-    """The CellResult a worker's ``visit`` message describes; ValueError when it is not a valid visit."""
-    visit = message["visit"]
-    if not isinstance(visit, dict):
-        raise ValueError("'visit' is not an object")
-    round_ = visit.get("round")
+def _message(raw: bytes, process: int) -> tuple[str, Any]:
+    """What one line from worker ``process`` says: ``("start", Cell)``, ``("visit", CellResult)`` (checked as a
+    cells.jsonl line is when read back) or ``("init", dict)``; ValueError for anything else."""
+    try:
+        message = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(message, dict) or len(message) != 1:
+        raise ValueError("not an object with one key")
+    kind, value = next(iter(message.items()))
+    if kind == "start":
+        try:
+            return kind, Cell(**value)
+        except TypeError as exc:
+            raise ValueError(f"not a cell: {exc}") from None
+    if kind == "init" and isinstance(value, dict):
+        return kind, value
+    if kind != "visit" or not isinstance(value, dict):
+        raise ValueError(f"unknown message {kind!r}")
+    round_ = value.get("round")
     if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
         raise ValueError(f"round must be a whole number >= 1, found {round_!r}")
-    samples = visit.get("samples")
-    if not isinstance(samples, list) or not all(isinstance(s, (int, float)) for s in samples):
-        raise ValueError("samples is not a list of numbers")
-    record = Record(**validate_record(visit.get("record")))
-    return CellResult(record, [float(s) for s in samples], round=round_, process=process)
+    record = Record(**validate_record(value.get("record")))
+    return kind, CellResult(record, validate_samples(value.get("samples")), round=round_, process=process)
 
 
 def run_in_workers(visits: Sequence[Visit], session: RunSession, processes: int, rounds: int, *,
@@ -199,28 +210,20 @@ def run_in_workers(visits: Sequence[Visit], session: RunSession, processes: int,
             assert proc.stdout is not None
             for raw in proc.stdout:
                 try:
-                    message = json.loads(raw.decode("utf-8"))
-                    if not isinstance(message, dict):
-                        raise ValueError("not an object")
-                    if "visit" in message:
-                        result = _result_of(message, index)
-                    elif "start" in message:
-                        if on_start is not None:
-                            on_start(Cell(**message["start"]))
-                        continue
-                    elif "init" in message:
-                        entry["init"] = message["init"]
-                        continue
-                    else:
-                        raise ValueError(f"unknown message {sorted(message)}")
-                except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+                    kind, value = _message(raw, index)
+                except ValueError as exc:
                     warn(f"{name} sent a line that is not a valid message, ignored ({exc}): {raw[:200]!r}")
                     continue
-                on_result(result)
-                reported += 1
-                done.add((result.record.key(), result.round))
-                if settles(result.record.as_dict()):
-                    settled.add(result.record.key())
+                if kind == "start" and on_start is not None:
+                    on_start(value)
+                elif kind == "init":
+                    entry["init"] = value
+                elif kind == "visit":
+                    on_result(value)
+                    reported += 1
+                    done.add((value.record.key(), value.round))
+                    if settles(value.record.as_dict()):
+                        settled.add(value.record.key())
             code = proc.wait()
         finally:
             _stop(proc)
