@@ -29,6 +29,9 @@ class CellResult:
     record: Record
     samples: list[float] = field(default_factory=list)
     round: int = 1
+    process: int = 0
+    """The worker process that made the visit (``devbench sweep --processes``: 1, 2, …; devbench.workers), 0
+    for a visit made in the sweep's own process."""
 
 
 def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
@@ -142,9 +145,16 @@ def run_visits(
     settled: Collection[tuple[Any, ...]] = (),
     guard: Callable[[Cell], str | None] | None = None,
     cell_budget: float | None = None,
+    new_process: bool = False,
 ) -> list[CellResult]:
     """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
     one visit: :meth:`TimingPolicy.per_visit`).
+
+    A later round's visit finds the cell's kernels loaded and its functions traced, so its first call is a
+    warm-up call (:meth:`TimingPolicy.later_visit`). Not in a ``new_process`` (a worker of ``--processes``,
+    devbench.workers) that has not run the cell yet: there the first call pays the cold costs again, so the
+    cell's first visit in this process times it apart from the samples, as a first round does (its
+    ``cold_s`` is still NaN: the cell's cold call is its first visit's).
 
     A cell is visited again only while all its visits were ``ok``: once one was not (unsupported, skipped,
     out of memory, …) its later visits would fail the same way, so the cell is settled (``settled`` holds the
@@ -156,16 +166,19 @@ def run_visits(
     """
     results: list[CellResult] = []
     stopped = set(settled)
+    ran_here: set[tuple[Any, ...]] = set()  # cells visited by this call (in a new_process: calls no longer cold)
     for visit in visits:
         cell = visit.cell
         if visit.key() in done or cell.key() in stopped:
             continue
         if on_start is not None:
             on_start(cell)
-        visit_policy = policy if visit.round == 1 else policy.later_visit()
+        cold_here = visit.round == 1 or (new_process and cell.key() not in ran_here)
+        visit_policy = policy if cold_here else policy.later_visit()
         started = time.monotonic()
         result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round)
         took = time.monotonic() - started
+        ran_here.add(cell.key())
         if result.record.status != "ok":
             stopped.add(cell.key())
         elif (visit.round == 1 and cell_budget is not None

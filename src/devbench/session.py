@@ -177,6 +177,13 @@ class Signals:
             raise SessionInterrupted(self.received, again=self.again)
 
 
+def settles(record: Mapping[str, Any]) -> bool:
+    """Whether a visit with this record (a dict of its fields) ends its cell's visits: it was not ``ok``, or
+    the runner found the cell too slow to visit again (devbench.runner.run_visits makes the same decision
+    as it goes; this reads it back from a log or a worker's report)."""
+    return record.get("status") != "ok" or VISITED_ONCE in str(record.get("reason") or "")
+
+
 @dataclass(frozen=True)
 class Reopened:
     """What a session found in an existing run when it took the lock."""
@@ -198,8 +205,7 @@ class Reopened:
     @property
     def settled(self) -> frozenset[tuple[Any, ...]]:
         """Cells not to visit again: one of their visits was not ``ok`` (see devbench.runner.run_visits)."""
-        return frozenset(Record(**r).key() for r in self.contents.records
-                         if r.get("status") != "ok" or VISITED_ONCE in str(r.get("reason") or ""))
+        return frozenset(Record(**r).key() for r in self.contents.records if settles(r))
 
     @property
     def other_problems(self) -> list[str]:
@@ -311,7 +317,7 @@ class RunSession:
         learners see it. A signal that arrived while writing is raised after the write."""
         annotate(result.record, self.meta.get("calibration"))
         with self.signals.deferred():
-            self._log.append(result.record, result.samples, result.round)
+            self._log.append(result.record, result.samples, result.round, result.process)
             self._recorded += 1
         for learn in self.learners:
             learn(result.record)

@@ -4,8 +4,9 @@ A run directory is self-contained::
 
     RUN_DIR/
       meta.json        schema_version, command, spec, start/end, status, machine fingerprint
-      cells.jsonl      one complete JSON line per finished visit of a cell (round + record + raw samples),
-                       appended as visits finish and fsynced, so a killed sweep keeps everything it measured
+      cells.jsonl      one complete JSON line per finished visit of a cell (round + process + record + raw
+                       samples), appended as visits finish and fsynced, so a killed sweep keeps everything it
+                       measured
       results.parquet  one row per cell, pooled over its visits (schema.RESULT_COLUMNS; devbench.visits);
                        results.csv is the same table as text
       samples.parquet  one row per timed block (schema.SAMPLE_COLUMNS)
@@ -195,10 +196,11 @@ class CellLog:
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / CELLS
 
-    def append(self, record: Record, samples: Sequence[float], round_: int = 1) -> None:
-        """Append one visit: its record, its samples and its round (1-based)."""
-        line = json.dumps({"round": round_, "record": record.as_dict(), "samples": list(samples)},
-                          allow_nan=True) + "\n"
+    def append(self, record: Record, samples: Sequence[float], round_: int = 1, process: int = 0) -> None:
+        """Append one visit: its record, its samples, its round (1-based) and the worker process that made it
+        (``--processes``; 0: the sweep's own process)."""
+        line = json.dumps({"round": round_, "process": process, "record": record.as_dict(),
+                           "samples": list(samples)}, allow_nan=True) + "\n"
         data = line.encode("utf-8")
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -221,6 +223,8 @@ class CellLogContents:
     samples: list[list[float]] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)
     """The round of each record (1 for lines of schema version 1, which had one visit per cell)."""
+    processes: list[int] = field(default_factory=list)
+    """The worker process of each record (0: the sweep's own process, and lines from before ``--processes``)."""
     torn_lines: int = 0
     """Lines ignored: torn (a process killed mid-write leaves at most one, at the end) or not a valid record."""
     torn_tail: int = 0
@@ -282,7 +286,8 @@ def validate_record(raw: object) -> dict[str, Any]:
     return out
 
 
-def _validate_samples(raw: object) -> list[float]:
+def validate_samples(raw: object) -> list[float]:
+    """A visit's samples as floats; ValueError unless a list of finite seconds >= 0."""
     if not isinstance(raw, list):
         raise ValueError(f"samples is a {type(raw).__name__}, not a list")
     for value in raw:
@@ -311,10 +316,13 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
             if not isinstance(entry, dict) or "record" not in entry or "samples" not in entry:
                 raise ValueError("not an object with 'record' and 'samples'")
             record = validate_record(entry["record"])
-            samples = _validate_samples(entry["samples"])
+            samples = validate_samples(entry["samples"])
             round_ = entry.get("round", 1)
             if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
                 raise ValueError(f"round must be a whole number >= 1, found {round_!r}")
+            process = entry.get("process", 0)
+            if isinstance(process, bool) or not isinstance(process, int) or process < 0:
+                raise ValueError(f"process must be a whole number >= 0, found {process!r}")
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             contents.torn_lines += 1
             why = "torn last line (no newline: the write was cut short)" if torn else first_line(str(exc))
@@ -323,6 +331,7 @@ def read_cell_log(run_dir: Path) -> CellLogContents:
         contents.records.append(record)  # (a whole last record that lacks only its newline is kept)
         contents.samples.append(samples)
         contents.rounds.append(round_)
+        contents.processes.append(process)
     return contents
 
 
@@ -350,7 +359,7 @@ def repair_torn_tail(run_dir: Path) -> bytes:
     try:
         entry = json.loads(tail.decode("utf-8"))
         validate_record(entry["record"])
-        _validate_samples(entry["samples"])
+        validate_samples(entry["samples"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         with open(path, "r+b") as handle:
             handle.truncate(end)
@@ -530,7 +539,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "finished_at": (str, type(None)), "argv": (list,), "spec": (dict,), "machine": (dict,),
     "guards": (dict,), "resumed": (list,), "refinements": (list,), "calibration": (dict, type(None)),
     "n_cells": (int,), "error": (str,), "gpu": (dict,), "tf32": (dict,), "tf32_setting": (str,),
-    "init": (dict, type(None)),
+    "init": (dict, type(None)), "processes": (int,), "workers": (list,),
 }
 """Types of the meta.json fields devbench reads; a field of another type is a corrupt file, not a crash later."""
 

@@ -14,11 +14,15 @@ already in cells.jsonl (whatever its status; read under the run's lock), measure
 and rebuilds the same final files an uninterrupted run would have. A torn last line of the log is cut off with
 a warning; a run another process is writing is refused; a different machine or TensorFlow is warned about and
 recorded in meta.json.
+
+Worker processes. With ``processes`` above 1 (``devbench sweep --processes P``) the rounds are measured in P
+fresh Python processes, one after another, and this process stays the run's one writer: see
+devbench.workers. A resume uses the run's own ``processes`` again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +45,10 @@ from devbench.session import (
 from devbench.shard import ShardSpec, shard_cells, shard_meta, shard_of_meta
 from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, Visit
 from devbench.store import META, Run, check_new_run_dir, check_not_locked, read_cell_log, read_meta, utc_now
+from devbench.workers import WorkerCrashed, check_processes, run_in_workers
 
-__all__ = ["Plan", "SweepInterrupted", "execute", "plan_new", "plan_resume", "resume", "resume_command",
-           "run_plan", "spec_from_meta"]
+__all__ = ["Plan", "SweepInterrupted", "WorkerCrashed", "execute", "measure_visits", "plan_new", "plan_of_run",
+           "plan_resume", "resume", "resume_command", "run_plan", "spec_from_meta"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -69,6 +74,8 @@ class Plan:
     """Lines of cells.jsonl that are ignored, and why."""
     shard: ShardSpec | None = None
     """The part of the sweep this run measures (``--shard K/N``; devbench.shard), or None for all of it."""
+    processes: int = 1
+    """Worker processes the rounds are spread over (``--processes``; devbench.workers); 1: this process."""
 
     @property
     def resuming(self) -> bool:
@@ -108,6 +115,8 @@ class Plan:
                 else f"plan: {cells} × {rounds}")
         if spec.rounds == 1:
             head += " (one round cannot see drift between rounds: intervals will be empty)"
+        if self.processes > 1:
+            head += f" in {self.processes} worker processes, one after another"
         if not left:
             return f"{head}; nothing left to measure"
         budget = format_duration(spec.policy.max_cell_time)
@@ -115,6 +124,8 @@ class Plan:
         notes = [f"rough estimate {format_duration(sum(estimates))}",
                  f"per cell: {budget} budget shared by its visits, ~{overhead} set-up and clean-up a visit, its "
                  "cold call; early convergence takes less, slow calls more"]
+        if self.processes > 1:
+            notes.append("each worker process adds its frameworks' import and device start-up")
         if skips:
             notes.append(f"{skips} cells predicted over --max-call-time "
                          f"{format_duration(self.time_guard.max_call_time)}")
@@ -127,13 +138,15 @@ def visit_guard(spec: SweepSpec, max_call_time: float) -> TimeGuard:
 
 
 def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME,
-             shard: ShardSpec | None = None) -> Plan:
-    """A plan for a new run into ``run_dir`` (of the whole sweep, or of ``shard``); checks that the directory
-    can be created (creates nothing)."""
+             shard: ShardSpec | None = None, processes: int = 1) -> Plan:
+    """A plan for a new run into ``run_dir`` (of the whole sweep, or of ``shard``, its rounds in ``processes``
+    worker processes); checks that the directory can be created (creates nothing)."""
+    check_processes(processes, spec.rounds)
     check_new_run_dir(run_dir)
     if shard is not None:
         shard_cells(spec, shard)  # a shard count above the number of curves is a UsageError now, not later
-    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time), shard=shard)
+    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time), shard=shard,
+                processes=processes)
 
 
 def spec_from_meta(meta: dict[str, Any], run_dir: Path) -> SweepSpec:
@@ -176,6 +189,14 @@ def _max_call_time_from_meta(meta: dict[str, Any], run_dir: Path) -> float:
     return float(value)
 
 
+def _processes_from_meta(meta: dict[str, Any], spec: SweepSpec, run_dir: Path) -> int:
+    value = meta.get("processes", 1)  # runs from before --processes ran in their own process
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= spec.rounds:
+        raise UsageError(f"{str(run_dir / META)!r}: processes {value!r} is not a whole number from 1 to the "
+                         f"run's {spec.rounds} rounds; the run cannot be resumed")
+    return value
+
+
 def plan_resume(run_dir: Path) -> Plan:
     """A plan that finishes the run in ``run_dir``. Reads and validates everything without importing
     TensorFlow; raises UsageError for a missing, empty, corrupt, other-schema or busy run directory.
@@ -184,10 +205,20 @@ def plan_resume(run_dir: Path) -> Plan:
     under the run's lock, which is what decides (another process may have added cells in between)."""
     run_dir = Path(run_dir)
     require_writable_run(run_dir, "--resume")
+    return plan_of_run(run_dir)
+
+
+def plan_of_run(run_dir: Path, *, locked_by_parent: bool = False) -> Plan:
+    """What is left of the run in ``run_dir``, read from its meta.json and cells.jsonl (see :func:`plan_resume`).
+
+    ``locked_by_parent``: read by a worker process (devbench.workers) while the sweep that started it holds
+    the run's lock and writes nothing meanwhile, so the log it reads is the one that decides."""
     meta = read_meta(run_dir)
     spec = spec_from_meta(meta, run_dir)
     time_guard = visit_guard(spec, _max_call_time_from_meta(meta, run_dir))
-    check_not_locked(run_dir)
+    processes = _processes_from_meta(meta, spec, run_dir)
+    if not locked_by_parent:
+        check_not_locked(run_dir)
     contents = read_cell_log(run_dir)
     logged = Reopened(contents=contents, torn=b"")
     prior = logged.records
@@ -195,7 +226,7 @@ def plan_resume(run_dir: Path) -> Plan:
         time_guard.observe(record)
     return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta, done=logged.visits_done,
                 settled=logged.settled, prior=prior, log_problems=list(contents.problems),
-                shard=shard_of_meta(meta))
+                shard=shard_of_meta(meta), processes=processes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -237,8 +268,16 @@ def run_plan(
     is the memory guard (default :class:`MemoryGuard`); the plan's time guard runs after it. Raises
     :class:`SweepInterrupted` after SIGINT/SIGTERM (with everything measured saved), UsageError for a busy or
     unusable directory.
+
+    A plan with ``processes`` above 1 measures its rounds in worker processes (devbench.workers), each with
+    the real backends and its own memory guard: ``backend`` and ``guard`` must then be None. A worker that
+    crashes raises :class:`WorkerCrashed` (its ``run`` holds what was saved; meta.json says ``failed``).
     """
     from devbench.machine import fingerprint
+
+    if plan.processes > 1 and (backend is not None or guard is not None):
+        raise ValueError("worker processes make their own backends and memory guards: give neither with "
+                         f"processes={plan.processes}")
 
     # The roofline (devbench.calibrate) goes into meta["calibration"] at the start; each row's pct_of_peak uses it.
     calibrator = sweep_calibrator(calibrate, real_backend=backend is None)
@@ -268,7 +307,7 @@ def run_plan(
     if plan.meta is None:
         extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time},
                                  "tf32_setting": setting, "tf32": tf32_applied, "gpu": telemetry.gpu_fingerprint(),
-                                 "init": init}
+                                 "init": init, "processes": plan.processes}
         if plan.shard is not None:
             extra["shard"] = shard_meta(spec, plan.shard)
         session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv, extra=extra,
@@ -281,27 +320,46 @@ def run_plan(
     memory_observe = getattr(memory_guard, "observe", None)
     if callable(memory_observe):
         session.learners.append(memory_observe)
-    with session:
-        if plan.meta is not None:
-            _record_resume(session, plan, machine, argv, warn, init=init)
-            for earlier in session.reopened.records if session.reopened else []:
-                for learn in session.learners:
-                    learn(earlier)
-        if "calibration" not in session.meta:
-            session.update_meta(calibration=calibrator(spec) if calibrator is not None else None)
+    try:
+        with session:
+            if plan.meta is not None:
+                _record_resume(session, plan, machine, argv, warn, init=init)
+                for earlier in session.reopened.records if session.reopened else []:
+                    for learn in session.learners:
+                        learn(earlier)
+            if "calibration" not in session.meta:
+                session.update_meta(calibration=calibrator(spec) if calibrator is not None else None)
 
-        def save(result: CellResult) -> None:
-            session.record(result)
-            if on_result is not None:
-                on_result(result)
+            def save(result: CellResult) -> None:
+                session.record(result)
+                if on_result is not None:
+                    on_result(result)
 
-        run_visits(plan.visits(), backend, str(session.meta.get("run_id") or plan.run_dir.name),
-                   spec.policy.per_visit(spec.rounds), spec.seed, on_result=save, on_start=on_start,
-                   done=session.done, settled=session.settled, guard=combine(memory_guard, plan.time_guard),
-                   cell_budget=spec.policy.max_cell_time if spec.rounds > 1 else None)
-        session.complete()
+            if plan.processes > 1:
+                run_in_workers(plan.visits(), session, plan.processes, spec.rounds, on_start=on_start,
+                               on_result=save, warn=warn)
+            else:
+                measure_visits(plan, plan.visits(), backend, str(session.meta.get("run_id") or plan.run_dir.name),
+                               on_result=save, on_start=on_start, done=session.done, settled=session.settled,
+                               guard=combine(memory_guard, plan.time_guard))
+            session.complete()
+    except WorkerCrashed as exc:
+        exc.run = session.run
+        raise
     assert session.run is not None
     return session.run
+
+
+def measure_visits(plan: Plan, visits: Sequence[Visit], backend: Backend, run_id: str, *,
+                   on_result: Callable[[CellResult], None], on_start: Callable[[Cell], None] | None,
+                   done: Collection[tuple[Any, ...]], settled: Collection[tuple[Any, ...]], guard: Guard,
+                   new_process: bool = False) -> None:
+    """Make ``visits`` of the plan's sweep with its per-visit policy and seed (devbench.runner.run_visits);
+    the one call the sweep's own process and a worker process (devbench.workers) both make."""
+    spec = plan.spec
+    run_visits(visits, backend, run_id, spec.policy.per_visit(spec.rounds), spec.seed, on_result=on_result,
+               on_start=on_start, done=done, settled=settled, guard=guard,
+               cell_budget=spec.policy.max_cell_time if spec.rounds > 1 else None, new_process=new_process)
 
 
 def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], argv: Sequence[str],
@@ -351,6 +409,7 @@ def execute(
     max_call_time: float = DEFAULT_MAX_CALL_TIME,
     handle_signals: bool = True,
     calibrate: bool | Calibrator | None = None,
+    processes: int = 1,
 ) -> Run:
     """Measure every cell of ``spec`` into ``run_dir`` (created if needed) and return the finished run.
 
@@ -359,11 +418,13 @@ def execute(
     guard skips cells whose single call is predicted over ``max_call_time`` seconds. SIGINT/SIGTERM raise
     :class:`SweepInterrupted` once what was measured is saved (``handle_signals=False`` leaves signals alone).
     ``calibrate``: measure the machine's ceilings first (devbench.calibrate; default: only with the real
-    backends); False skips it (``--no-calibrate``), a callable replaces the measurement.
+    backends); False skips it (``--no-calibrate``), a callable replaces the measurement. ``processes``: measure
+    the rounds in that many fresh worker processes, one after another (devbench.workers; needs the real
+    backends).
     """
-    return run_plan(plan_new(spec, Path(run_dir), max_call_time=max_call_time), argv=argv, backend=backend,
-                    on_start=on_start, on_result=on_result, guard=guard, handle_signals=handle_signals,
-                    calibrate=calibrate)
+    plan = plan_new(spec, Path(run_dir), max_call_time=max_call_time, processes=processes)
+    return run_plan(plan, argv=argv, backend=backend, on_start=on_start, on_result=on_result, guard=guard,
+                    handle_signals=handle_signals, calibrate=calibrate)
 
 
 def resume(

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SIZES = "64..4096"
 
+EXIT_WORKER_CRASHED = 1
+"""A worker process of ``--processes`` crashed: the run is saved as ``failed`` and can be resumed."""
+
 RESUME_COMPATIBLE = ("--resume", "--quiet", "--refine")
 """Sweep options that may be given with --resume; every other one would change the plan stored in the run."""
 
@@ -89,6 +92,11 @@ def register(sub: Subcommands[UsageParser]) -> None:
                        help="visit every cell this many times, interleaved with the others, so that drift of "
                        "the machine shows in each cell's interval instead of passing for a difference "
                        f"(default {DEFAULT_ROUNDS}; 1 cannot see drift; the cell budget is shared by its visits)")
+    sweep.add_argument("--processes", type=positive_int("--processes"), default=1,
+                       help="spread the rounds over this many fresh worker processes, run one after another, "
+                       "each with its own framework import and device initialisation, so that what is fixed for "
+                       "a process's life shows in the intervals; each costs a framework start-up (TensorFlow: "
+                       "seconds); at most --rounds (default 1: every round in this process)")
     sweep.add_argument("--tf32", choices=["on", "off", "default"], default="default",
                        help="TensorFloat-32 for float32 matmuls and convolutions on GPUs: off forces full float32 "
                        "in TensorFlow, PyTorch and JAX, on allows TF32 in all three, default keeps each "
@@ -181,6 +189,7 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     from devbench.devices import check_names
     from devbench.ops import OPS
     from devbench.store import check_new_run_dir
+    from devbench.workers import check_processes
 
     parse_sizes(args.sizes)
     choose_list("op", args.ops, OPS)
@@ -188,6 +197,7 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
     check_names(args.devices)
+    check_processes(args.processes, args.rounds)
     shard_of(args)
     if args.out is not None:
         check_new_run_dir(args.out)
@@ -212,7 +222,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     argv: Sequence[str] = args.argv
     plan = validate_without_tf(args, argv)
     from devbench.devices import FRAMEWORKS, canonical, discover_frameworks, frameworks_of, resolve
-    from devbench.sweep import plan_new, run_plan
+    from devbench.sweep import WorkerCrashed, plan_new, run_plan
 
     if plan is not None:
         wanted = frameworks_of(plan.spec.devices)
@@ -229,7 +239,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             host = next((d for d in spec.devices if d != NUMPY_DEVICE), "CPU:0")
             print(f"devbench: {no_gpu_note(host, devices)}", file=sys.stderr, flush=True)
         run_dir = args.out if args.out is not None else default_run_dir()
-        plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args))
+        plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args),
+                        processes=args.processes)
     else:
         try:
             resolve(",".join(plan.spec.devices), devices)
@@ -242,10 +253,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(plan.describe(), file=sys.stderr, flush=True)
     # SIGINT/SIGTERM raise SweepInterrupted (a KeyboardInterrupt) once what was measured is saved; main()
     # prints how to resume and exits 130/143.
-    with SweepProgress(plan.visits_left(), total=len(plan.visits()), enabled=not args.quiet,
-                       estimate=plan.time_guard.estimate_cell_seconds) as progress:
-        run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
-                       calibrate=False if getattr(args, "no_calibrate", False) else None, tf32=args.tf32)
+    try:
+        with SweepProgress(plan.visits_left(), total=len(plan.visits()), enabled=not args.quiet,
+                           estimate=plan.time_guard.estimate_cell_seconds) as progress:
+            run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
+                           calibrate=False if getattr(args, "no_calibrate", False) else None, tf32=args.tf32)
+    except WorkerCrashed as exc:  # not a bug of this process: say what is kept and how to go on, no traceback
+        print(exc.message, file=sys.stderr, flush=True)
+        return EXIT_WORKER_CRASHED
     if args.refine:
         from devbench.refine import refine_run
         from devbench.store import load_run
