@@ -190,7 +190,7 @@ def test_a_crashed_worker_keeps_its_visits_says_what_is_lost_and_resumes(
         said: str) -> None:
     run_dir = tmp_path / "run"
     spec = SweepSpec(ops=("add",), sizes=(64, 128), devices=(NUMPY_DEVICE,), rounds=3, policy=FAST)
-    monkeypatch.setenv(TEST_EXIT_ENV, f"2:1:{how}")
+    monkeypatch.setenv(TEST_EXIT_ENV, f"2,1,{how}")
     with pytest.raises(WorkerCrashed) as crashed:
         execute(spec, run_dir, calibrate=False, processes=3)
     assert _lines(run_dir) == [(1, 1, 64, "ok"), (1, 1, 128, "ok"), (2, 2, 64, "ok")]
@@ -229,7 +229,7 @@ def test_the_command_line_reports_a_crashed_worker_without_a_traceback(tmp_path:
     run_dir = tmp_path / "run"
     proc = run_cli("sweep", "--devices", "numpy:CPU", "--ops", "add", "--sizes", "64,128", "--rounds", "2",
                    "--processes", "2", "--no-calibrate", "--max-cell-time", "0.05", "--quiet", "--out", str(run_dir),
-                   env={TEST_EXIT_ENV: "2:1"})
+                   env={TEST_EXIT_ENV: "2,1"})
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"devbench: resume with: devbench sweep --resume {run_dir}" in proc.stderr

@@ -61,8 +61,8 @@ if TYPE_CHECKING:
 WORKER_MODULE = "devbench.workers"
 
 TEST_EXIT_ENV = "DEVBENCH_TEST_WORKER_EXIT"
-"""For tests only: ``K:N`` makes worker K leave with exit code 3 right after reporting its N-th visit,
-``K:N:kill`` kills it with SIGKILL there instead (a crash at a known point, without a crashing op)."""
+"""For tests only: ``K,N`` makes worker K leave with exit code 3 right after reporting its N-th visit,
+``K,N,kill`` kills it with SIGKILL there instead (a crash at a known point, without a crashing op)."""
 
 STOP_TIMEOUT_S = 10.0
 """Seconds a worker is given to end after SIGTERM before it is killed."""
@@ -272,7 +272,7 @@ def _die_with(parent: int) -> None:
 def _test_exit(process: int) -> tuple[int, str] | None:
     """(visits, how) from :data:`TEST_EXIT_ENV` when it names this worker, else None."""
     value = os.environ.get(TEST_EXIT_ENV, "")
-    parts = value.split(":")
+    parts = value.split(",")
     if len(parts) < 2 or parts[0] != str(process):
         return None
     return int(parts[1]), parts[2] if len(parts) > 2 else "exit"
