@@ -97,13 +97,12 @@ SIDES = Path("\0--")
 
 class _SidesParser(UsageParser):
     """The ``compare`` parser: argparse drops a ``--`` among positionals (and takes every option after it
-    as a run), so the first ``--`` that stands between runs is turned into :data:`SIDES` before parsing."""
+    as a run), so each ``--`` is turned into :data:`SIDES` before parsing; ``split_sides`` then refuses
+    more than one."""
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        tokens = list(sys.argv[1:] if args is None else args)
-        if "--" in tokens:
-            tokens[tokens.index("--")] = str(SIDES)
+        tokens = [str(SIDES) if token == "--" else token for token in (sys.argv[1:] if args is None else args)]
         return super().parse_known_args(tokens, namespace)
 
 
