@@ -6,6 +6,7 @@ a round median, the round medians moved by drift between rounds and by the sampl
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,15 +31,20 @@ ROUNDS = 5
 Rounds = list[list[float]]
 
 
+@functools.cache
+def _normal_scores(n: int) -> npt.NDArray[np.float64]:
+    """The n standard-normal quantiles at (i + 0.5) / n, interleaved so the order is not sorted (as real
+    samples are not)."""
+    scores = sps.norm.ppf((np.arange(n) + 0.5) / n)
+    return np.asarray(scores[np.argsort((np.arange(n) * 7919) % n)], dtype=np.float64)
+
+
 def spread_samples(median: float, sigma: float, n: int = 10) -> list[float]:
     """n per-call times (s) at the quantiles of a log-normal with this median: deterministic, no seed."""
-    quantiles = (np.arange(n) + 0.5) / n
-    values = median * np.exp(sigma * sps.norm.ppf(quantiles))
-    # Interleave so the sample order is not sorted (as real samples are not).
-    order = np.argsort((np.arange(n) * 7919) % n)
-    return [float(v) for v in values[order]]
+    return (median * np.exp(sigma * _normal_scores(n))).tolist()  # type: ignore[no-any-return]
 
 
+@functools.cache
 def _pattern(rounds: int, stride: int) -> npt.NDArray[np.float64]:
     """``rounds`` standard-normal quantiles, mixed in a fixed order: a deterministic stand-in for a draw."""
     z = sps.norm.ppf((np.arange(rounds) + 0.5) / rounds)

@@ -61,10 +61,10 @@ def test_identical_runs_with_independent_drift_have_no_slower_or_faster_cell() -
     the run) and 2 % within-round noise: the drift of a whole run moves every ratio, but the intervals see
     it; no ``slower``/``faster``, the gate passes."""
     rng = np.random.default_rng(11)
-    for _ in range(3):
+    for _ in range(2):
         base = drifting_run(60, rng, run_id="base", drift=0.08, noise=0.02)
         new = drifting_run(60, rng, run_id="new", drift=0.08, noise=0.02)
-        comparison = compare_runs(base, new)
+        comparison = compare_runs(base, new, n_boot=200)
         assert comparison.counts()["slower"] == comparison.counts()["faster"] == 0
         assert not has_regression(comparison)
 
@@ -195,7 +195,7 @@ def test_a_cell_slower_by_its_interval_but_not_after_correction_is_noted_not_fai
                   for i in range(200)]
     new_cells = [FakeCell(op=c.op, size=c.size, rounds=rounds_of(1e-3 * (1.064 if i == 0 else 1.0), 0.02))
                  for i, c in enumerate(base_cells)]
-    comparison = compare_runs(make_run(base_cells), make_run(new_cells, run_id="new"))
+    comparison = compare_runs(make_run(base_cells), make_run(new_cells, run_id="new"), n_boot=200)
     edge = by_key(comparison)[("op0", 1)]
     assert edge.verdict == "slower"
     assert 0.0 < edge.p_value < 0.025

@@ -75,7 +75,7 @@ side only are listed in ``only_in_base`` / ``only_in_new``. With several runs pe
 not ok, or without samples) in some runs uses the runs it has and its note says how many. Nothing is
 dropped silently.
 
-Why this module is long (about 700 lines): matching, per-cell intervals, the gate, the geometric means and
+Why this module is long (about 800 lines): matching, per-cell intervals, the gate, the geometric means and
 the pairing of crossovers are the steps of one comparison and share its identity types; the data types
 live in ``compare_data``, every rendering elsewhere, the statistics in ``t_intervals``, ``resampling`` and
 ``stats``.
@@ -409,7 +409,7 @@ def _compare_cell(key: CellKey, idents: tuple[Ident, Ident], base: _Side, new: _
         ok_rows.append([side.rows[j][ident] for j in ok])
         runs = {j: side.samples[j][ident] for j in ok if side.samples[j].get(ident)}
         sides.append(runs)
-        if side.n_runs > 1 and len(runs) < side.n_runs:
+        if 0 < len(runs) < side.n_runs:  # none at all: the "no raw samples" note says it
             notes.append(f"{side.name}: {len(runs)} of {side.n_runs} runs (the cell is missing, not ok or "
                          "without samples in the others)")
     b_runs, n_runs = sides

@@ -66,8 +66,9 @@ def _render_table(comparison: Comparison, width: int) -> str:
     low, high = same_band(s.threshold)
     console.print(f"devbench compare\n{_side_lines(comparison)}\n"
                   f"  ratio = new/base of the geometric mean of round medians (>1 slower); same band "
-                  f"[{format_ratio(low)}, {format_ratio(high)}] (threshold {format_percent(s.threshold)}); "
-                  f"{format_percent(s.confidence)} CI: Welch t over {_unit(comparison)}; verdict from the CI alone\n"
+                  f"[{format_ratio(low)}, {format_ratio(high)}] (threshold {format_percent(s.threshold)})\n"
+                  f"  {format_percent(s.confidence)} CI: Welch t over {_unit(comparison)}; verdict from the CI "
+                  "alone\n"
                   f"  gate (--fail-on-regression): p = P(slower by more than {format_percent(s.threshold)}), "
                   f"{s.gate_method} over {comparison.n_judged} cells at alpha {s.alpha:g}")
     for warning in comparison.warnings:
