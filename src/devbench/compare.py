@@ -1,66 +1,84 @@
-"""Machine-vs-machine comparison of two runs: the statistical core of ``devbench compare``.
+"""Machine-vs-machine comparison of runs: the statistical core of ``devbench compare``.
 
-``compare_runs(base, new)`` matches the cells of two runs, and for every cell measured ``ok`` in both gives
-the ratio NEW/BASE of the median per-call time, its interval, a verdict read off that interval, and the
-gate's p-values. It adds geometric-mean ratios per (op, dtype) and overall, the differences between the two
+``compare_runs(base, new)`` matches the cells of the BASE run(s) and the NEW run(s), and for every cell
+measured ``ok`` on both sides gives the ratio NEW/BASE, its interval, a verdict read off that interval, and
+the gate's p-values. It adds geometric-mean ratios per (op, dtype) and overall, the differences between the
 machines' fingerprints, the cells that could not be compared (and why), and optionally the crossover sizes
-of both runs side by side. Everything is plain frozen data; rendering (``compare_render.render_comparison``:
-table, csv, json), the chart (``plots.compare``) and the HTML page read that data and compute nothing new.
-No TensorFlow or matplotlib here.
+of both sides. Everything is plain frozen data; rendering (``compare_render.render_comparison``: table,
+csv, json), the chart (``plots.compare``) and the HTML page read that data and compute nothing new. No
+TensorFlow or matplotlib here.
 
-The unit of evidence is the round. A sweep visits every cell ``--rounds`` times, interleaved with the other
-cells, so the machine's drift shows up as differences between a cell's rounds. A cell's ratio interval is
-``resampling.ratio_of_cells``: a two-level bootstrap on each side (rounds, then samples within the drawn
-rounds), widened for few rounds, at ``confidence`` (default 95 %). Its seed is (``seed``, CRC-32 of the
-cell's label), so a cell's interval is the same whatever else the runs hold.
+The statistics of one cell (:func:`cell_statistics`, callable on bare rounds so ``simulation.gate`` measures
+the very function compare uses):
 
-Verdicts (threshold t, default 0.05; [lo, hi] the interval of r = median(new) / median(base)), from the
-interval alone (``stats.verdict_from_interval``), so a verdict and its printed interval never disagree:
+- each side's value is the mean of the cell's log round medians (``t_intervals.mean_over_runs``): with one
+  run per side the round is the unit (dof rounds - 1); with several runs per side the run is the unit (each
+  run's mean of its rounds, equally weighted; dof runs - 1), so whole-run offsets enter the variance;
+- the ratio NEW/BASE is the Welch difference of the two sides (``t_intervals.welch_difference``) at
+  ``confidence``: its estimate is the geometric mean of the round medians of NEW over that of BASE (the
+  ``ratio`` column), its interval a t interval with Welch-Satterthwaite degrees of freedom, the variance
+  floored at the resolution the samples show (``t_intervals.log_resolution``) so identical quantised
+  samples never claim a zero-width interval;
+- no random stream: a cell's interval depends on its own samples only, never on the other cells, a seed or
+  its sync variant.
 
-- ``slower`` when lo > 1 + t; ``faster`` when hi < 1 - t;
-- ``same`` when 1 - t <= lo and hi <= 1 + t (an equivalence test: the data rule out any change beyond t,
-  so a real 2 % change under a 5 % threshold is ``same``);
+Why not the two-level bootstrap (``resampling.ratio_of_cells``)? The gate corrects p-values for hundreds of
+cells, so Holm acts at p ~ 1e-4, far in the tail; a scaled t fitted to a bootstrap half-width turns normal
+there whenever the estimated drift variance is cut off at 0, and measured 10-12x the nominal rate at 1e-4.
+Welch's t on the round medians keeps the variance and its degrees of freedom from the rounds and measured
+within about 1.5x nominal down to 1e-4 (``simulation.gate``, printed by ``bench/statistics.py``).
+
+What a comparison is conditional on: all rounds of a run ran in one process, so an offset of the whole run
+(process layout, allocator, clock state) is shared by every round and invisible to them. With one run per
+side the interval is conditional on the two runs; give several runs per side (``devbench compare A1 A2 --
+B1 B2``) and the run becomes the unit, so run-level offsets enter the interval.
+
+Verdicts (threshold t, default 0.05; [lo, hi] the interval of the ratio r), from the interval alone
+(``stats.verdict_from_interval``) with the log-symmetric band [1/(1 + t), 1 + t] (``stats.same_band``), so
+a verdict and its printed interval never disagree and swapping base and new mirrors every verdict:
+
+- ``slower`` when lo > 1 + t; ``faster`` when hi < 1/(1 + t);
+- ``same`` when 1/(1 + t) <= lo and hi <= 1 + t (an equivalence test: the data rule out any change beyond
+  t, so a real 2 % change under a 5 % threshold is ``same``);
 - ``uncertain`` otherwise, and whenever there is no interval: a side without raw samples (a bare results
   table: the ratio then comes from the stored ``median_s``), fewer than ``resampling.MIN_ROUNDS_FOR_CI``
-  rounds on a side ("1 round: cannot see drift between rounds"), or non-positive times. The note says why.
+  rounds on a side with one run ("1 round: cannot see drift between rounds"), samples that show no spread
+  at all, or non-positive times. The note says why.
 
-The gate (``--fail-on-regression``): per cell p = ``interval.p_above(1 + t)``, the one-sided p-value of
-"slower by more than t" (the ``p_value`` column); the p-values of every cell that has one are corrected
+The gate (``--fail-on-regression``): per cell p = ``interval.p_above(1 + t)``, exactly Welch's one-sided
+p-value of "slower by more than t" (the ``p_value`` column), consistent with the interval by construction
+(p < (1 - confidence) / 2 exactly when lo > 1 + t); the p-values of every cell that has one are corrected
 together, by Holm (default: family-wise error rate) or Benjamini–Hochberg (``gate_method="bh"``: false
 discovery rate), and the gate fails on a cell when its adjusted p is at most ``alpha`` (default 0.05) *and*
-its verdict is ``slower``. The second condition only makes the gate stricter (its promise holds), and it
-means every cell the gate names is ``slower`` in the table. The converse does not hold: a cell can be
-``slower`` by its own 95 % interval and still not fail the gate once the number of cells is accounted for
-(``Comparison.slower_not_significant``; the table notes it).
+its verdict is ``slower``. The second condition only makes the gate stricter, and it means every cell the
+gate names is ``slower`` in the table. The converse does not hold: a cell can be ``slower`` by its own 95 %
+interval and still not fail the gate once the number of cells is accounted for
+(``Comparison.slower_not_significant``; the table notes it). What it promises: with Holm at alpha, when no
+cell is truly slower by more than t, the gate fails on at most alpha of comparisons, whatever the number
+of cells and their correlation, as long as each cell's p-value holds its level; with BH the same when
+nothing changed, and on average at most alpha of the cells it names are false alarms otherwise. The rates
+(A/A families of 200 cells with drift per cell, per round and per run; the p-value tail; detection) are in
+``simulation.gate``.
 
-What the gate promises, in numbers: with Holm at alpha 0.05, when no cell is truly slower by more than t,
-the gate fails on at most 5 % of comparisons whatever the number of cells and however they are correlated,
-as long as each cell's interval holds its nominal coverage (the two-level bootstrap's ratio intervals
-covered 96-99 % at 3, 5 and 10 rounds in ``resampling``'s simulation: on the safe side). Simulated end to
-end in tests/test_compare.py (``test_aa_families_*``): 12 A/A comparisons of 200 cells (5 rounds x 10
-samples, 5 % drift between rounds, each run its own), judged at threshold 0 where the gate is most
-exposed: Holm failed 0 of 12, BH 0 of 12, with drift shared by a run's cells and with drift drawn per
-cell; a gate without correction (any p < 0.05) failed 2 and 12 of 12, and "any cell ``slower`` by its own
-95 % interval" 1 and 12 of 12. At the default t = 5 %: 0 of 12 families, 0 of 2400 cells ``slower``. With
-BH the promise is the same when nothing changed; when some cells did, on average at most 5 % of the cells
-it names are false alarms, and it names more of the real ones than Holm.
+The geometric means: with one run per side, ``resampling.joint_geomean_ratio`` (one draw of rounds per run
+and replicate, shared by every cell of that run, since the cells of a run were measured interleaved and
+share its drift), centred on the mean of the cells' log ratios. With several runs per side the run is the
+unit here too: each run's level over the group's cells (a cell missing from a run does not shift it), then
+Welch over the runs with the rounds' spread as a floor. A bootstrap over 2-3 runs has 3-10 distinct
+resamples and cannot give an interval; the t interval over runs is the same test the cells get, one level
+up, and it sees the run offsets the cells of a run share, which a joint bootstrap over rounds cannot.
 
-The geometric means are ``resampling.joint_geomean_ratio``: one draw of rounds per run and replicate, shared
-by every cell of that run, since the cells of a run were measured interleaved and share its drift.
-
-Matching: cells are matched by (op, size, dtype, device, mode). When a run holds one cell per such key (one
+Matching: cells are matched by (op, size, dtype, device, mode). When a side holds one cell per such key (one
 sync method per sweep, the usual case) a differing ``sync`` still matches and the cell carries a note;
-cells whose status is not ``ok`` on both sides are listed in ``not_compared``; cells found in one run only
-are listed in ``only_in_base`` / ``only_in_new``. Nothing is dropped silently.
+cells whose status is not ``ok`` in any run of a side are listed in ``not_compared``; cells found on one
+side only are listed in ``only_in_base`` / ``only_in_new``. With several runs per side a cell missing (or
+not ok, or without samples) in some runs uses the runs it has and its note says how many. Nothing is
+dropped silently.
 
-Why this module is long (over 600 lines): matching, per-cell intervals, the gate, the geometric means and
+Why this module is long (about 800 lines): matching, per-cell intervals, the gate, the geometric means and
 the pairing of crossovers are the steps of one comparison and share its identity types; the data types
-live in ``compare_data`` and every rendering elsewhere, and the statistics themselves in ``resampling`` and
+live in ``compare_data``, every rendering elsewhere, the statistics in ``t_intervals``, ``resampling`` and
 ``stats``.
-
-The module is long (about 630 lines) because matching, the per-cell intervals, the gate and the joint geometric
-mean are one pipeline over the same matched cells; its data types (compare_data) and its rendering
-(compare_render) live apart.
 """
 
 from __future__ import annotations
@@ -70,7 +88,7 @@ import math
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,10 +114,11 @@ from devbench.compare_data import (
     has_regression,
 )
 from devbench.errors import UsageError
-from devbench.machine import FingerprintDiff, fingerprint_diff
-from devbench.resampling import joint_geomean_ratio, ratio_of_cells
+from devbench.machine import FingerprintDiff, fingerprint_diff, incomparable_changes
+from devbench.resampling import LogInterval, Rounds, joint_geomean_ratio
 from devbench.stats import NOISY_REL_IQR, between_round_rel, gate_failures, rel_iqr, verdict_from_interval
 from devbench.store import Run
+from devbench.t_intervals import Mean, log_resolution, mean_over_runs, welch_difference
 
 __all__ = [
     "CROSSOVER_COLUMNS",
@@ -109,6 +128,7 @@ __all__ = [
     "VERDICTS",
     "CellComparison",
     "CellKey",
+    "CellStatistics",
     "CompareSettings",
     "Comparison",
     "CrossoverFrames",
@@ -117,8 +137,10 @@ __all__ = [
     "GateMethod",
     "GeoMean",
     "LoneCell",
+    "Runs",
     "StatusPair",
     "Verdict",
+    "cell_statistics",
     "compare_runs",
     "crossover_side_by_side",
     "fingerprint_diff",
@@ -130,13 +152,73 @@ _REQUIRED_RESULT_COLUMNS = ("op", "size", "dtype", "device", "mode", "status")
 CellRounds = list[FloatArray]
 """A cell's samples by round, in round order (round 1 first); rounds without samples are left out."""
 
+Runs = Run | Sequence[Run]
+"""One side of a comparison: a run, or several runs of the same thing (the run is then the unit)."""
+
 CrossoverFrames = tuple[pd.DataFrame, pd.DataFrame] | Callable[..., pd.DataFrame]
 """Crossover frames for ``compare_runs``: (base, new) frames, or ``crossover_frame(results)`` /
-``crossover_frame(results, samples)`` applied to each run."""
+``crossover_frame(results, samples)`` applied to the first run of each side."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# The statistics of one cell
+
+
+@dataclass(frozen=True)
+class CellStatistics:
+    """What one cell's samples give: each side's mean of log round medians and the interval of NEW/BASE;
+    read at ``threshold``, the verdict and the gate's p-value (NaN, with ``interval.reason``, when there is
+    no interval)."""
+
+    base: Mean
+    new: Mean
+    interval: LogInterval
+    threshold: float
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.interval.reason:
+            return "uncertain"
+        return verdict_from_interval(self.interval.ci_low, self.interval.ci_high, self.threshold)
+
+    @property
+    def p_value(self) -> float:
+        """Welch's one-sided p of "slower by more than the threshold": the interval's ``p_above(1 + t)``."""
+        return math.nan if self.interval.reason else self.interval.p_above(1.0 + self.threshold)
+
+    def at(self, threshold: float) -> CellStatistics:
+        """The same cell read at another threshold (the interval does not depend on it)."""
+        return replace(self, threshold=threshold)
+
+
+def _log_round_medians(rounds: Rounds) -> FloatArray:
+    kept = [r for r in rounds if len(r)]
+    sizes = {len(r) for r in kept}
+    if len(sizes) == 1:  # one sort for all rounds: per-round np.median calls dominate the simulations' time
+        ordered = np.sort(np.asarray(kept, dtype=np.float64), axis=1)
+        k = ordered.shape[1]
+        return np.asarray(np.log(0.5 * (ordered[:, (k - 1) // 2] + ordered[:, k // 2])), dtype=np.float64)
+    return np.log(np.array([np.median(r) for r in kept], dtype=np.float64))
+
+
+def cell_statistics(base: Sequence[Rounds], new: Sequence[Rounds], *, threshold: float,
+                    confidence: float) -> CellStatistics:
+    """The per-cell statistics of ``compare`` (rules in the module docstring), on bare samples.
+
+    ``base`` / ``new``: one entry per run of that side, each the cell's per-call seconds by round (positive).
+    """
+    runs = [run for side in (base, new) for run in side]
+    resolution = log_resolution([r for run in runs for r in run if len(r)])
+    b = mean_over_runs([_log_round_medians(run) for run in base], resolution=resolution)
+    n = mean_over_runs([_log_round_medians(run) for run in new], resolution=resolution)
+    return CellStatistics(b, n, welch_difference(b, n, confidence), threshold)
 
 
 # --------------------------------------------------------------------------------------------------------
 # Matching
+
+Ident = tuple[CellKey, str]
+"""A cell's identity within a run: (CellKey, sync)."""
 
 
 def _str(value: Any) -> str:
@@ -154,9 +236,9 @@ def _check_results(run: Run, side: str) -> pd.DataFrame:
     return results
 
 
-def _rows_by_identity(results: pd.DataFrame) -> dict[tuple[CellKey, str], dict[str, Any]]:
+def _rows_by_identity(results: pd.DataFrame) -> dict[Ident, dict[str, Any]]:
     """(CellKey, sync) → row; a cell listed twice keeps its last row, as the store does."""
-    rows: dict[tuple[CellKey, str], dict[str, Any]] = {}
+    rows: dict[Ident, dict[str, Any]] = {}
     for record in results.to_dict("records"):
         row = {str(k): v for k, v in record.items()}
         key = CellKey(op=_str(row["op"]), size=int(row["size"]), dtype=_str(row["dtype"]),
@@ -165,7 +247,7 @@ def _rows_by_identity(results: pd.DataFrame) -> dict[tuple[CellKey, str], dict[s
     return rows
 
 
-def _samples_by_identity(samples: pd.DataFrame) -> dict[tuple[CellKey, str], CellRounds]:
+def _samples_by_identity(samples: pd.DataFrame) -> dict[Ident, CellRounds]:
     """(CellKey, sync) → the cell's finite per-call times (s) grouped by round, rounds in order.
 
     A samples table without ``round`` (a hand-made table) is one round per cell."""
@@ -179,38 +261,64 @@ def _samples_by_identity(samples: pd.DataFrame) -> dict[tuple[CellKey, str], Cel
         frame["round"] = 1
     order = [c for c in ("round", "sample") if c in frame.columns]
     frame = frame.sort_values(order, kind="stable")
-    out: dict[tuple[CellKey, str], CellRounds] = {}
-    for ident, group in frame.groupby([*MATCH_KEY, "sync"], sort=False, dropna=False):
-        op, size, dtype, device, mode, sync = ident
+    values = frame["per_call_s"].to_numpy(dtype=np.float64)
+    # One grouping by (identity, round): a groupby per cell costs more than all the statistics.
+    visits = frame.groupby([*MATCH_KEY, "sync", "round"], sort=False, dropna=False).indices
+    by_ident: dict[Ident, list[tuple[Any, FloatArray]]] = defaultdict(list)
+    for (op, size, dtype, device, mode, sync, round_), rows in visits.items():
         key = CellKey(op=_str(op), size=int(size), dtype=_str(dtype), device=_str(device), mode=_str(mode))
-        rounds: CellRounds = []
-        for _, visit in group.groupby("round", sort=True):
-            values = visit["per_call_s"].to_numpy(dtype=np.float64)
-            values = values[np.isfinite(values)]
-            if values.size:
-                rounds.append(values)
-        out[(key, _str(sync))] = rounds
-    return out
+        visit = values[np.sort(rows)]
+        by_ident[(key, _str(sync))].append((round_, visit[np.isfinite(visit)]))
+    return {ident: [v for _, v in sorted(found, key=lambda item: item[0]) if v.size]
+            for ident, found in by_ident.items()}
+
+
+@dataclass(frozen=True)
+class _Side:
+    """The runs of one side, read once: each run's rows and samples by identity, and one row per identity
+    across the runs (the first ``ok`` row, else the first row) for matching and for the status lists."""
+
+    name: str
+    labels: tuple[str, ...]
+    rows: tuple[dict[Ident, dict[str, Any]], ...]
+    samples: tuple[dict[Ident, CellRounds], ...]
+    merged: dict[Ident, dict[str, Any]]
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.rows)
+
+
+def _read_side(runs: Sequence[Run], name: str) -> _Side:
+    rows = tuple(_rows_by_identity(_check_results(run, name)) for run in runs)
+    merged: dict[Ident, dict[str, Any]] = {}
+    for by_ident in rows:
+        for ident, row in by_ident.items():
+            if ident not in merged or (_str(merged[ident]["status"]) != "ok" and _str(row["status"]) == "ok"):
+                merged[ident] = row
+    many = len(runs) > 1
+    labels = tuple(_label(run, f"{name} {i + 1}" if many else name) for i, run in enumerate(runs))
+    return _Side(name=name, labels=labels, rows=rows, samples=tuple(_samples_by_identity(r.samples) for r in runs),
+                 merged=merged)
 
 
 def _pair_cells(
-    base_rows: Mapping[tuple[CellKey, str], dict[str, Any]],
-    new_rows: Mapping[tuple[CellKey, str], dict[str, Any]],
-) -> tuple[list[tuple[tuple[CellKey, str], tuple[CellKey, str]]], list[tuple[CellKey, str]],
-           list[tuple[CellKey, str]]]:
+    base_rows: Mapping[Ident, dict[str, Any]],
+    new_rows: Mapping[Ident, dict[str, Any]],
+) -> tuple[list[tuple[Ident, Ident]], list[Ident], list[Ident]]:
     """Pair identities: first exactly (sync included), then leftovers by CellKey when that pairing is
     unambiguous (one leftover on each side). Returns (pairs, only_base, only_new)."""
     pairs = [(ident, ident) for ident in base_rows if ident in new_rows]
-    left_base: dict[CellKey, list[tuple[CellKey, str]]] = defaultdict(list)
-    left_new: dict[CellKey, list[tuple[CellKey, str]]] = defaultdict(list)
+    left_base: dict[CellKey, list[Ident]] = defaultdict(list)
+    left_new: dict[CellKey, list[Ident]] = defaultdict(list)
     for ident in base_rows:
         if ident not in new_rows:
             left_base[ident[0]].append(ident)
     for ident in new_rows:
         if ident not in base_rows:
             left_new[ident[0]].append(ident)
-    only_base: list[tuple[CellKey, str]] = []
-    only_new: list[tuple[CellKey, str]] = []
+    only_base: list[Ident] = []
+    only_new: list[Ident] = []
     for key, idents in left_base.items():
         others = left_new.pop(key, [])
         if len(idents) == 1 and len(others) == 1:
@@ -246,6 +354,13 @@ def _validate(threshold: float, alpha: float, confidence: float, n_boot: int, se
         raise UsageError(f"--gate-method {gate_method!r} is unknown; allowed: {', '.join(GATE_METHODS)}")
 
 
+def _as_runs(runs: Runs, side: str) -> tuple[Run, ...]:
+    out = (runs,) if isinstance(runs, Run) else tuple(runs)
+    if not out:
+        raise UsageError(f"no {side} run given; allowed: one run or several runs per side")
+    return out
+
+
 def _label(run: Run, default: str) -> str:
     if run.path is not None:
         return str(run.path)
@@ -253,78 +368,88 @@ def _label(run: Run, default: str) -> str:
     return str(run_id) if run_id else default
 
 
-def _median_from_row(row: Mapping[str, Any]) -> float:
-    try:
-        value = float(row.get("median_s", math.nan))
-    except (TypeError, ValueError):
-        return math.nan
-    return value
+def _median_from_rows(rows: Sequence[Mapping[str, Any]]) -> float:
+    """The stored medians of a cell's rows (one per run), as a geometric mean; NaN when none is positive."""
+    values = []
+    for row in rows:
+        try:
+            values.append(float(row.get("median_s", math.nan)))
+        except (TypeError, ValueError):
+            continue
+    good = [v for v in values if math.isfinite(v) and v > 0]
+    return float(np.exp(np.mean(np.log(good)))) if good else math.nan
 
 
-def _cell_seed(seed: int, label: str) -> list[int]:
-    """The generator seed of one cell or group: its own, so its interval ignores every other cell."""
+def _seed(seed: int, label: str) -> list[int]:
+    """The generator seed of one geometric-mean group: its own, so its interval ignores the other groups."""
     return [seed, zlib.crc32(label.encode())]
 
 
-_CellResult = tuple[CellComparison, tuple[CellRounds, CellRounds] | None]
+CellRuns = dict[int, CellRounds]
+"""A cell's rounds on one side, by the index of the run they come from (runs without samples left out)."""
+
+_CellResult = tuple[CellComparison, tuple[CellRuns, CellRuns] | None]
 """A compared cell and its rounds (base, new) when both sides have valid samples (for the geometric mean)."""
 
 
-def _compare_cell(
-    *,
-    key: CellKey,
-    base_sync: str,
-    new_sync: str,
-    base_row: Mapping[str, Any],
-    new_row: Mapping[str, Any],
-    base_rounds: CellRounds | None,
-    new_rounds: CellRounds | None,
-    settings: CompareSettings,
-) -> _CellResult:
+def _compare_cell(key: CellKey, idents: tuple[Ident, Ident], base: _Side, new: _Side,
+                  settings: CompareSettings) -> _CellResult:
     """Compare one cell (rules in the module docstring); p_adjusted and gate_fails are filled in later."""
+    base_sync, new_sync = idents[0][1], idents[1][1]
     notes: list[str] = []
     if base_sync != new_sync:
         notes.append(f"sync differs (base {base_sync or '?'}, new {new_sync or '?'})")
     if "none" in (base_sync, new_sync):
         notes.append("unsynchronized (sync=none): times measure launch, not work")
 
-    b_rounds, n_rounds = base_rounds or [], new_rounds or []
-    n_base = sum(int(r.size) for r in b_rounds)
-    n_new = sum(int(r.size) for r in n_rounds)
-    base_med = float(np.median(np.concatenate(b_rounds))) if n_base else _median_from_row(base_row)
-    new_med = float(np.median(np.concatenate(n_rounds))) if n_new else _median_from_row(new_row)
-    ratio = new_med / base_med if base_med > 0 and math.isfinite(new_med) else math.nan
+    sides: list[CellRuns] = []
+    ok_rows: list[list[dict[str, Any]]] = []
+    for side, ident in zip((base, new), idents, strict=True):
+        ok = [j for j, rows in enumerate(side.rows) if ident in rows and _str(rows[ident]["status"]) == "ok"]
+        ok_rows.append([side.rows[j][ident] for j in ok])
+        runs = {j: side.samples[j][ident] for j in ok if side.samples[j].get(ident)}
+        sides.append(runs)
+        if 0 < len(runs) < side.n_runs:  # none at all: the "no raw samples" note says it
+            notes.append(f"{side.name}: {len(runs)} of {side.n_runs} runs (the cell is missing, not ok or "
+                         "without samples in the others)")
+    b_runs, n_runs = sides
+    b_all = [r for rounds in b_runs.values() for r in rounds]
+    n_all = [r for rounds in n_runs.values() for r in rounds]
+    n_base, n_new = sum(int(r.size) for r in b_all), sum(int(r.size) for r in n_all)
 
-    def cell(ci_low: float = math.nan, ci_high: float = math.nan, p_value: float = math.nan,
-             verdict: Verdict = "uncertain", first: str = "") -> CellComparison:
+    def cell(base_med: float, new_med: float, *, ci_low: float = math.nan, ci_high: float = math.nan,
+             p_value: float = math.nan, verdict: Verdict = "uncertain", first: str = "") -> CellComparison:
+        ratio = new_med / base_med if base_med > 0 and math.isfinite(new_med) else math.nan
         return CellComparison(key=key, base_sync=base_sync, new_sync=new_sync, n_base=n_base, n_new=n_new,
                               base_median_s=base_med, new_median_s=new_med, ratio=ratio, ci_low=ci_low,
                               ci_high=ci_high, p_value=p_value, verdict=verdict,
                               notes=(first, *notes) if first else tuple(notes),
-                              n_rounds_base=len(b_rounds), n_rounds_new=len(n_rounds))
+                              n_rounds_base=len(b_all), n_rounds_new=len(n_all))
 
     if n_base == 0 or n_new == 0:
-        sides = [name for name, n in (("base", n_base), ("new", n_new)) if n == 0]
-        return cell(first=f"no raw samples ({' and '.join(sides)}): ratio of stored medians, not tested"), None
-    if any(np.any(r <= 0) for r in (*b_rounds, *n_rounds)):
-        return cell(first="non-positive per-call times: not tested"), None
+        missing = [name for name, n in (("base", n_base), ("new", n_new)) if n == 0]
+        return cell(_median_from_rows(ok_rows[0]), _median_from_rows(ok_rows[1]),
+                    first=f"no raw samples ({' and '.join(missing)}): ratio of stored medians, not tested"), None
+    if any(np.any(r <= 0) for r in (*b_all, *n_all)):
+        return cell(_median_from_rows(ok_rows[0]), _median_from_rows(ok_rows[1]),
+                    first="non-positive per-call times: not tested"), None
 
-    noisy = [f"{side} IQR {spread:.0%}" for side, rounds in (("base", b_rounds), ("new", n_rounds))
+    noisy = [f"{name} IQR {spread:.0%}" for name, rounds in (("base", b_all), ("new", n_all))
              if (spread := rel_iqr(np.concatenate(rounds).tolist())) > NOISY_REL_IQR]
     if noisy:
         notes.append("noisy: " + ", ".join(noisy) + " of median")
-    drifting = [f"{side} {spread:.0%}" for side, rounds in (("base", b_rounds), ("new", n_rounds))
+    drifting = [f"{name} {spread:.0%}" for name, rounds in (("base", b_all), ("new", n_all))
                 if len(rounds) > 1 and (spread := between_round_rel(rounds)) > NOISY_REL_IQR]
     if drifting:
         notes.append("drift between rounds: " + ", ".join(drifting) + " of median")
 
-    interval = ratio_of_cells(b_rounds, n_rounds, confidence=settings.confidence, n_boot=settings.n_boot,
-                              seed=_cell_seed(settings.seed, key.label()))
-    if interval.reason:
-        return cell(first=f"{interval.reason}: not tested"), (b_rounds, n_rounds)
-    lo, hi = interval.ci_low, interval.ci_high
-    return cell(ci_low=lo, ci_high=hi, p_value=interval.p_above(1.0 + settings.threshold),
-                verdict=verdict_from_interval(lo, hi, settings.threshold)), (b_rounds, n_rounds)
+    stats = cell_statistics(list(b_runs.values()), list(n_runs.values()), threshold=settings.threshold,
+                            confidence=settings.confidence)
+    base_med, new_med = math.exp(stats.base.value), math.exp(stats.new.value)
+    if stats.interval.reason:
+        return cell(base_med, new_med, first=f"{stats.interval.reason}: not tested"), (b_runs, n_runs)
+    return cell(base_med, new_med, ci_low=stats.interval.ci_low, ci_high=stats.interval.ci_high,
+                p_value=stats.p_value, verdict=stats.verdict), (b_runs, n_runs)
 
 
 def _apply_gate(cells: Sequence[CellComparison], settings: CompareSettings) -> list[CellComparison]:
@@ -349,26 +474,66 @@ def _apply_gate(cells: Sequence[CellComparison], settings: CompareSettings) -> l
     return out
 
 
-def _geomean(items: Sequence[_CellResult], op: str | None, dtype: str | None,
+# --------------------------------------------------------------------------------------------------------
+# Geometric means
+
+
+def _run_levels(cells: Sequence[CellRuns], n_runs: int) -> list[FloatArray]:
+    """One side of a group with several runs: per run, its series over rounds of the group's mean log round
+    median, each cell centred on its own level first so a cell missing from a run (or a round) shifts
+    nothing; the run's offset is estimated from the cells it has. The series feed ``mean_over_runs``."""
+    logs = [{j: _log_round_medians(rounds) for j, rounds in cell.items()} for cell in cells]
+    levels = [float(np.mean([m.mean() for m in by_run.values()])) for by_run in logs]
+    level = float(np.mean(levels))
+    series: list[FloatArray] = []
+    for j in range(n_runs):
+        present = [(by_run[j], lvl) for by_run, lvl in zip(logs, levels, strict=True) if j in by_run]
+        if not present:
+            continue
+        offset = float(np.mean([m.mean() - lvl for m, lvl in present]))
+        width = max(m.size for m, _ in present)
+        sums, counts = np.zeros(width), np.zeros(width)
+        for m, _ in present:
+            sums[: m.size] += m - m.mean()
+            counts[: m.size] += 1
+        series.append(level + offset + sums / counts)
+    return series
+
+
+def _geomean_interval(data: Sequence[tuple[CellRuns, CellRuns]], label: str, base: _Side, new: _Side,
+                      settings: CompareSettings) -> LogInterval:
+    if base.n_runs == 1 and new.n_runs == 1:
+        return joint_geomean_ratio([(b[0], n[0]) for b, n in data], confidence=settings.confidence,
+                                   n_boot=settings.n_boot, seed=_seed(settings.seed, "geomean " + label))
+    sides = [mean_over_runs(_run_levels([cell[i] for cell in data], side.n_runs))
+             for i, side in enumerate((base, new))]
+    return welch_difference(sides[0], sides[1], settings.confidence)
+
+
+def _geomean(items: Sequence[_CellResult], op: str | None, dtype: str | None, *, base: _Side, new: _Side,
              settings: CompareSettings) -> GeoMean:
     usable = [(c, rounds) for c, rounds in items if math.isfinite(c.ratio) and c.ratio > 0]
     if not usable:
         return GeoMean(op=op, dtype=dtype, n_cells=0, ratio=math.nan, ci_low=math.nan, ci_high=math.nan,
                        note="no comparable cells")
-    ratio = float(np.exp(np.mean([math.log(c.ratio) for c, _ in usable])))
-    pairs = [rounds for _, rounds in usable if rounds is not None]
-    missing = len(usable) - len(pairs)
+    log_ratio = float(np.mean([math.log(c.ratio) for c, _ in usable]))
+    ratio = math.exp(log_ratio)
+    data = [rounds for _, rounds in usable if rounds is not None]
+    missing = len(usable) - len(data)
     if missing:
         return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=math.nan,
                        ci_high=math.nan, note=f"no interval: {missing} cell(s) without usable raw samples")
-    label = "overall" if op is None else f"{op} {dtype}"
-    interval = joint_geomean_ratio(pairs, confidence=settings.confidence, n_boot=settings.n_boot,
-                                   seed=_cell_seed(settings.seed, "geomean " + label))
+    interval = _geomean_interval(data, "overall" if op is None else f"{op} {dtype}", base, new, settings)
     if interval.reason:
         return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=math.nan,
                        ci_high=math.nan, note=f"no interval: {interval.reason}")
-    return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio, ci_low=interval.ci_low,
-                   ci_high=interval.ci_high)
+    # Centred on the cells' own log ratios (the ratio shown), with the interval's half-widths.
+    return GeoMean(op=op, dtype=dtype, n_cells=len(usable), ratio=ratio,
+                   ci_low=math.exp(log_ratio - interval.half_low), ci_high=math.exp(log_ratio + interval.half_high))
+
+
+# --------------------------------------------------------------------------------------------------------
+# compare_runs
 
 
 def _takes_samples(function: Callable[..., pd.DataFrame]) -> bool:
@@ -390,9 +555,29 @@ def _crossover_frames(crossovers: CrossoverFrames, base: Run, new: Run) -> tuple
     return crossovers(base.results), crossovers(new.results)
 
 
+def _check_schema_versions(runs: Sequence[tuple[str, Run]]) -> None:
+    versions = {(side, run.meta.get("schema_version")) for side, run in runs
+                if run.meta.get("schema_version") is not None}
+    if len({v for _, v in versions}) > 1:
+        shown = ", ".join(f"{side} {v!r}" for side, v in sorted(versions, key=str))
+        raise UsageError(f"the runs have different schema versions ({shown}); compare runs written with the "
+                         "same schema version")
+
+
+def _machine_warnings(side: _Side, runs: Sequence[Run]) -> list[str]:
+    """A line per run of a side measured on another machine than the side's first run."""
+    out = []
+    for label, run in zip(side.labels[1:], runs[1:], strict=True):
+        diffs = incomparable_changes(runs[0].meta, run.meta)
+        if diffs:
+            out.append(f"{side.name} runs {side.labels[0]} and {label} are from different machines "
+                       f"({', '.join(d.field for d in diffs)}): their spread includes the machines' difference")
+    return out
+
+
 def compare_runs(
-    base: Run,
-    new: Run,
+    base: Runs,
+    new: Runs,
     *,
     threshold: float = 0.05,
     alpha: float = 0.05,
@@ -402,44 +587,41 @@ def compare_runs(
     gate_method: GateMethod = "holm",
     crossovers: CrossoverFrames | None = None,
 ) -> Comparison:
-    """Compare NEW against BASE cell by cell (verdict rules and the gate in the module docstring).
+    """Compare NEW against BASE cell by cell (statistics, verdicts and the gate in the module docstring).
 
-    threshold: smallest relative change of the median per-call time that counts, a fraction 0 <= t < 1
-        (0.05 = 5 %). The same band [1 - t, 1 + t] decides ``same``. 0 means any change counts and ``same``
-        needs an interval of exactly 1.
+    base, new: a run, or a sequence of runs per side (the run is then the unit of the intervals).
+    threshold: smallest relative change of the per-call time that counts, a fraction 0 <= t < 1 (0.05 =
+        5 %). The band [1/(1 + t), 1 + t] decides ``same``. 0 means any change counts and ``same`` needs an
+        interval of exactly 1.
     alpha: the gate's level over all judged cells (family-wise with Holm, false discovery rate with BH),
         0 < alpha < 1.
-    confidence: level of the bootstrap intervals (per cell and geometric means), 0 < confidence < 1.
-    n_boot: bootstrap replicates per cell (>= 100).
-    seed: a whole number >= 0 that makes the intervals reproducible; each cell's generator is derived
-        from it and the cell's identity, so a cell gets the same interval whatever else the runs hold.
+    confidence: level of the intervals (per cell and geometric means), 0 < confidence < 1.
+    n_boot: bootstrap replicates of the geometric means' joint bootstrap with one run per side (>= 100).
+    seed: a whole number >= 0 that makes that bootstrap reproducible; each group's generator is derived from
+        it and the group's label. The per-cell intervals use no random numbers.
     gate_method: ``holm`` or ``bh`` (see ``stats.gate_failures``).
     crossovers: optional crossover sizes to show side by side: either the two frames (base, new) with
         ``CROSSOVER_COLUMNS`` or a function making such a frame from a run's results table (and its samples
-        table, when it takes a second argument: ``crossover.crossover_frame``), applied to both runs.
+        table, when it takes a second argument: ``crossover.crossover_frame``), applied to the first run of
+        each side.
 
-    Raises UsageError for an out-of-range parameter, runs whose meta give different ``schema_version``s, or
-    a results table without the identity columns.
+    Raises UsageError for an out-of-range parameter, a side without runs, runs whose meta give different
+    ``schema_version``s, or a results table without the identity columns.
     """
     _validate(threshold, alpha, confidence, n_boot, seed, gate_method=gate_method)
-    base_version, new_version = base.meta.get("schema_version"), new.meta.get("schema_version")
-    if base_version is not None and new_version is not None and base_version != new_version:
-        raise UsageError(f"the runs have different schema versions (base {base_version!r}, new "
-                         f"{new_version!r}); compare runs written with the same schema version")
+    base_runs, new_runs = _as_runs(base, "base"), _as_runs(new, "new")
+    _check_schema_versions([*(("base", r) for r in base_runs), *(("new", r) for r in new_runs)])
     settings = CompareSettings(threshold=float(threshold), alpha=float(alpha), confidence=float(confidence),
                                n_boot=n_boot, seed=seed, gate_method=gate_method)
-    base_rows = _rows_by_identity(_check_results(base, "base"))
-    new_rows = _rows_by_identity(_check_results(new, "new"))
-    base_samples = _samples_by_identity(base.samples)
-    new_samples = _samples_by_identity(new.samples)
-    pairs, only_base, only_new = _pair_cells(base_rows, new_rows)
+    b_side, n_side = _read_side(base_runs, "base"), _read_side(new_runs, "new")
+    pairs, only_base, only_new = _pair_cells(b_side.merged, n_side.merged)
     pairs.sort(key=lambda pair: (pair[0][0].sort_key, pair[0][1]))
 
     compared: list[_CellResult] = []
     not_compared: list[StatusPair] = []
     for base_ident, new_ident in pairs:
         key = base_ident[0]
-        b_row, n_row = base_rows[base_ident], new_rows[new_ident]
+        b_row, n_row = b_side.merged[base_ident], n_side.merged[new_ident]
         b_status, n_status = _str(b_row["status"]), _str(n_row["status"])
         if b_status != "ok" or n_status != "ok":
             not_compared.append(StatusPair(
@@ -447,20 +629,17 @@ def compare_runs(
                 new_status=n_status, base_reason=_str(b_row.get("reason", "")),
                 new_reason=_str(n_row.get("reason", ""))))
             continue
-        compared.append(_compare_cell(
-            key=key, base_sync=base_ident[1], new_sync=new_ident[1], base_row=b_row, new_row=n_row,
-            base_rounds=base_samples.get(base_ident), new_rounds=new_samples.get(new_ident),
-            settings=settings))
+        compared.append(_compare_cell(key, (base_ident, new_ident), b_side, n_side, settings))
     gated = _apply_gate([c for c, _ in compared], settings)
     compared = [(c, rounds) for c, (_, rounds) in zip(gated, compared, strict=True)]
 
     groups: dict[tuple[str, str], list[_CellResult]] = defaultdict(list)
     for item in compared:
         groups[(item[0].key.op, item[0].key.dtype)].append(item)
-    geomeans = tuple(_geomean(items, op, dtype, settings) for (op, dtype), items in sorted(groups.items()))
+    geomeans = tuple(_geomean(items, op, dtype, base=b_side, new=n_side, settings=settings)
+                     for (op, dtype), items in sorted(groups.items()))
 
-    def lone(idents: Iterable[tuple[CellKey, str]], rows: Mapping[tuple[CellKey, str], dict[str, Any]]
-             ) -> tuple[LoneCell, ...]:
+    def lone(idents: Iterable[Ident], rows: Mapping[Ident, dict[str, Any]]) -> tuple[LoneCell, ...]:
         return tuple(
             LoneCell(key=ident[0], sync=ident[1], status=_str(rows[ident]["status"]),
                      reason=_str(rows[ident].get("reason", "")))
@@ -469,20 +648,23 @@ def compare_runs(
 
     crossover_pairs: tuple[CrossoverPair, ...] | None = None
     if crossovers is not None:
-        crossover_pairs = crossover_side_by_side(*_crossover_frames(crossovers, base, new))
+        crossover_pairs = crossover_side_by_side(*_crossover_frames(crossovers, base_runs[0], new_runs[0]))
 
     return Comparison(
-        base_label=_label(base, "base"),
-        new_label=_label(new, "new"),
+        base_label=", ".join(b_side.labels),
+        new_label=", ".join(n_side.labels),
         settings=settings,
-        fingerprint=tuple(fingerprint_diff(base.meta, new.meta)),
+        fingerprint=tuple(fingerprint_diff(base_runs[0].meta, new_runs[0].meta)),
         cells=tuple(cell for cell, _ in compared),
         geomeans=geomeans,
-        overall=_geomean(compared, None, None, settings),
+        overall=_geomean(compared, None, None, base=b_side, new=n_side, settings=settings),
         not_compared=tuple(not_compared),
-        only_in_base=lone(only_base, base_rows),
-        only_in_new=lone(only_new, new_rows),
+        only_in_base=lone(only_base, b_side.merged),
+        only_in_new=lone(only_new, n_side.merged),
         crossovers=crossover_pairs,
+        base_runs=b_side.labels,
+        new_runs=n_side.labels,
+        warnings=(*_machine_warnings(b_side, base_runs), *_machine_warnings(n_side, new_runs)),
     )
 
 

@@ -1,8 +1,9 @@
 """The data of a machine-vs-machine comparison: plain frozen types that ``compare.compare_runs`` fills in.
 
 Renderers (``compare_render``, ``plots.compare``, an HTML page) read these and compute nothing new. Times are
-seconds per call; every ratio is NEW/BASE of the median per-call time (> 1: the new run is slower). Import
-them from :mod:`devbench.compare`, which re-exports every name here.
+seconds per call; every ratio is NEW/BASE of a cell's typical per-call time, the geometric mean of its round
+medians (> 1: the new side is slower). Import them from :mod:`devbench.compare`, which re-exports every name
+here.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ CSV_COLUMNS = (
 )
 """Columns of ``render_comparison(..., "csv")``, one row per compared cell (status ok in both runs).
 
-Times in seconds; ``n_base``/``n_new`` samples and ``n_rounds_*`` rounds (visits) with samples;
-``ratio``, ``ci_low``, ``ci_high`` are NEW/BASE of the median per-call time (>1 = slower), the interval from
-the two-level bootstrap over rounds on both sides; ``p_value`` is the one-sided p of "slower by more than the
-threshold" (``LogInterval.p_above(1 + t)``), ``p_adjusted`` that p after the gate's correction (Holm or BH
-over every cell with a p); ``gate_fails`` whether ``--fail-on-regression`` fails on this cell; empty fields
-mean "not available" (no raw samples, too few rounds); ``notes`` joins the cell's notes with "; "."""
+Times in seconds; ``n_base``/``n_new`` samples and ``n_rounds_*`` rounds (visits) with samples, summed over
+the runs of a side; ``base_median_s``/``new_median_s`` a side's typical per-call time: the geometric mean of
+the cell's round medians (with several runs, of each run's geometric mean; the stored ``median_s`` when a
+side has no raw samples); ``ratio`` = new_median_s / base_median_s (>1 = slower), the estimate of the
+interval [``ci_low``, ``ci_high``]: Welch's t interval of the log ratio with the round (one run per side) or
+the run (several) as the unit; ``p_value`` is Welch's one-sided p of "slower by more than the threshold"
+(``LogInterval.p_above(1 + t)``), ``p_adjusted`` that p after the gate's correction (Holm or BH over every
+cell with a p); ``gate_fails`` whether ``--fail-on-regression`` fails on this cell; empty fields mean "not
+available" (no raw samples, too few rounds); ``notes`` joins the cell's notes with "; "."""
 
 CROSSOVER_COLUMNS = (
     "op", "dtype", "mode", "device_a", "device_b", "crossover_size", "low", "high",
@@ -83,13 +87,13 @@ class CellKey:
 
 @dataclass(frozen=True)
 class CellComparison:
-    """One cell measured ``ok`` in both runs. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
+    """One cell measured ``ok`` on both sides. Times in seconds; ratios NEW/BASE (>1 means NEW is slower).
 
-    ``ci_low``/``ci_high`` (the ``confidence`` two-level bootstrap interval of ``ratio``), ``p_value`` (one-sided
-    p of "slower by more than the threshold") and ``p_adjusted`` (after the gate's multiple-comparison
-    correction) are NaN where they could not be computed (see ``notes``). ``verdict`` is a function of the
-    interval alone (``stats.verdict_from_interval``). ``gate_fails``: the cell is ``slower`` and its adjusted p
-    is at most alpha, so ``--fail-on-regression`` fails on it.
+    ``ci_low``/``ci_high`` (the ``confidence`` Welch t interval of ``ratio``; see ``CSV_COLUMNS``),
+    ``p_value`` (one-sided p of "slower by more than the threshold") and ``p_adjusted`` (after the gate's
+    multiple-comparison correction) are NaN where they could not be computed (see ``notes``). ``verdict``
+    is a function of the interval alone (``stats.verdict_from_interval``). ``gate_fails``: the cell is
+    ``slower`` and its adjusted p is at most alpha, so ``--fail-on-regression`` fails on it.
     """
 
     key: CellKey
@@ -133,11 +137,12 @@ class CellComparison:
 class GeoMean:
     """Geometric mean of the per-cell ratios over ``n_cells`` compared cells.
 
-    ``op``/``dtype`` are None for the overall mean. The interval is ``resampling.joint_geomean_ratio``: each
-    replicate draws one set of rounds per run and applies it to every cell of that run, since interleaved
-    cells share their run's drift (independent per-cell bootstraps would shrink like 1/sqrt(cells)). It is
-    NaN when a cell in the group has no raw samples or a run has too few rounds (``note`` says so) or the
-    group is empty.
+    ``op``/``dtype`` are None for the overall mean. With one run per side the interval is
+    ``resampling.joint_geomean_ratio``: each replicate draws one set of rounds per run and applies it to
+    every cell of the run, since interleaved cells share their run's drift (independent per-cell bootstraps
+    would shrink like 1/sqrt(cells)); with several runs per side a t interval with the run as the unit
+    (``compare``'s docstring). It is centred on ``ratio`` and NaN when a cell in the group has no raw
+    samples or a side has too few rounds or runs (``note`` says so) or the group is empty.
     """
 
     op: str | None
@@ -270,7 +275,12 @@ class Comparison:
     only_in_base: tuple[LoneCell, ...] = ()
     only_in_new: tuple[LoneCell, ...] = ()
     crossovers: tuple[CrossoverPair, ...] | None = None
-    """Crossover sizes side by side; None when no crossover frames were given to ``compare_runs``."""
+    """Crossover sizes side by side (of each side's first run); None when no crossover frames were given."""
+    base_runs: tuple[str, ...] = ()
+    """The label of every run on the base side (``base_label`` joins them)."""
+    new_runs: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Lines the reader must see, e.g. runs of one side measured on different machines."""
 
     def counts(self) -> dict[Verdict, int]:
         """Number of cells per verdict (every verdict present, zeros included)."""
@@ -304,6 +314,9 @@ class Comparison:
         data: dict[str, Any] = {
             "base": self.base_label,
             "new": self.new_label,
+            "base_runs": list(self.base_runs),
+            "new_runs": list(self.new_runs),
+            "warnings": list(self.warnings),
             "settings": self.settings.as_dict(),
             "summary": {**self.counts(), "cells": len(self.cells), "regression": has_regression(self),
                         "gate_judged": self.n_judged, "gate_fails": len(self.regressions)},

@@ -1,7 +1,8 @@
 """Text, CSV and JSON renderings of a :class:`devbench.compare.Comparison` (``devbench compare``).
 
 Reads the comparison's frozen data and computes nothing new; every number goes through
-:mod:`devbench.formatting`. Times are seconds per call, ratios NEW/BASE of the median per-call time.
+:mod:`devbench.formatting`. Times are seconds per call, ratios NEW/BASE of the geometric mean of a cell's
+round medians.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from devbench.formatting import (
     format_size_interval,
     format_time,
 )
+from devbench.stats import same_band
 
 __all__ = ["render_comparison"]
 
@@ -34,6 +36,25 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def _side_lines(comparison: Comparison) -> str:
+    """The header's base/new lines: every run of each side, by name."""
+    lines = []
+    for name, label, runs in (("base", comparison.base_label, comparison.base_runs),
+                              ("new", comparison.new_label, comparison.new_runs)):
+        if len(runs) > 1:
+            lines.append(f"  {name} ({len(runs)} runs): {', '.join(runs)}")
+        else:
+            lines.append(f"  {name}:{' ' if name == 'new' else ''} {label}")
+    return "\n".join(lines)
+
+
+def _unit(comparison: Comparison) -> str:
+    """What the cells' intervals treat as independent: rounds (one run per side) or runs."""
+    if len(comparison.base_runs) > 1 or len(comparison.new_runs) > 1:
+        return "runs (the run is the unit; run-level offsets included)"
+    return "rounds (conditional on the two runs)"
+
+
 def _render_table(comparison: Comparison, width: int) -> str:
     from rich import box
     from rich.console import Console
@@ -42,12 +63,16 @@ def _render_table(comparison: Comparison, width: int) -> str:
     console = Console(file=io.StringIO(), record=True, width=width, color_system=None,
                       force_terminal=False, highlight=False, soft_wrap=False)
     s = comparison.settings
-    console.print(f"devbench compare\n  base: {comparison.base_label}\n  new:  {comparison.new_label}\n"
-                  f"  ratio = new/base median per-call time (>1 slower); threshold ±{format_percent(s.threshold)}; "
-                  f"{format_percent(s.confidence)} CI by bootstrap over rounds, then samples "
-                  f"({s.n_boot} resamples, seed {s.seed}); verdict from the CI alone\n"
+    low, high = same_band(s.threshold)
+    console.print(f"devbench compare\n{_side_lines(comparison)}\n"
+                  f"  ratio = new/base of the geometric mean of round medians (>1 slower); same band "
+                  f"[{format_ratio(low)}, {format_ratio(high)}] (threshold {format_percent(s.threshold)})\n"
+                  f"  {format_percent(s.confidence)} CI: Welch t over {_unit(comparison)}; verdict from the CI "
+                  "alone\n"
                   f"  gate (--fail-on-regression): p = P(slower by more than {format_percent(s.threshold)}), "
                   f"{s.gate_method} over {comparison.n_judged} cells at alpha {s.alpha:g}")
+    for warning in comparison.warnings:
+        console.print(f"  WARNING: {warning}")
 
     if comparison.fingerprint:
         fp = Table(title="Machine differences", box=box.SIMPLE, title_justify="left")

@@ -190,23 +190,36 @@ def _check_threshold(threshold: float) -> None:
                          "(0.05 means a 5 % change)")
 
 
-def verdict_from_interval(ci_low: float, ci_high: float, threshold: float) -> Verdict:
-    """What an interval of a ratio NEW/BASE (> 1: slower) allows, with the band [1 - t, 1 + t]:
+def same_band(threshold: float) -> tuple[float, float]:
+    """The band of ratios NEW/BASE that count as no change: [1/(1 + t), 1 + t].
 
-    ``slower`` when ci_low > 1 + t; ``faster`` when ci_high < 1 - t; ``same`` when 1 - t <= ci_low and
-    ci_high <= 1 + t (the data rule out any change beyond t); ``uncertain`` otherwise, and for a NaN bound.
-    The verdict depends on nothing but the interval, so the two never disagree.
+    Symmetric on the log scale (|log r| <= log(1 + t)), so swapping base and new (r -> 1/r) maps the band
+    onto itself and every verdict onto its mirror; [1 - t, 1 + t] would not (0.95 is inside it, 1/0.95 =
+    1.053 is not).
     """
     _check_threshold(threshold)
+    return 1.0 / (1.0 + threshold), 1.0 + threshold
+
+
+def verdict_from_interval(ci_low: float, ci_high: float, threshold: float) -> Verdict:
+    """What an interval of a ratio NEW/BASE (> 1: slower) allows, with the band [1/(1 + t), 1 + t]
+    (:func:`same_band`):
+
+    ``slower`` when ci_low > 1 + t; ``faster`` when ci_high < 1/(1 + t); ``same`` when 1/(1 + t) <= ci_low
+    and ci_high <= 1 + t (the data rule out any change beyond t); ``uncertain`` otherwise, and for a NaN
+    bound. The verdict depends on nothing but the interval, so the two never disagree; and the verdict of
+    the inverse interval [1/ci_high, 1/ci_low] (base and new swapped) is its mirror (slower <-> faster).
+    """
+    low, high = same_band(threshold)
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return "uncertain"
     if ci_low > ci_high:
         raise ValueError(f"interval [{ci_low}, {ci_high}] has its low end above its high end")
-    if ci_low > 1.0 + threshold:
+    if ci_low > high:
         return "slower"
-    if ci_high < 1.0 - threshold:
+    if ci_high < low:
         return "faster"
-    if 1.0 - threshold <= ci_low and ci_high <= 1.0 + threshold:
+    if low <= ci_low and ci_high <= high:
         return "same"
     return "uncertain"
 
@@ -277,8 +290,8 @@ def gate_failures(p_values: Sequence[float] | npt.NDArray[np.float64], alpha: fl
 
     What it promises, in numbers: with ``holm``, when no cell is truly slower by more than t, the gate
     fails with probability at most ``alpha`` however many cells it judges and however they are correlated
-    (strong family-wise control, given per-cell p-values that hold their level; the bootstrap's do to
-    within the coverage measured in tests/test_resampling.py). With ``bh`` the promise is the same when no
+    (strong family-wise control, given per-cell p-values that hold their level: compare's Welch p-values
+    do so down to 1e-4 within about 1.5x, measured in ``simulation.gate``). With ``bh`` the promise is the same when no
     cell changed, and when some did, at most a fraction ``alpha`` of the cells it flags are false on
     average (for independent or positively dependent p-values, as shared drift makes them); it flags more
     of the real changes than Holm.

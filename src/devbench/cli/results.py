@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from devbench.cli.options import (
@@ -18,6 +19,7 @@ from devbench.cli.options import (
     fraction,
     positive_int,
 )
+from devbench.errors import UsageError
 
 EXIT_REGRESSION = 1
 """``compare --fail-on-regression`` found a cell slower beyond the threshold, significant after the gate's
@@ -57,15 +59,18 @@ def register(sub: Subcommands[UsageParser]) -> None:
                         help="bisection steps at most (default 6)")
     refine.add_argument("--quiet", action="store_true", help="no progress, no tables")
 
-    compare = add_command(sub, "compare", cmd_compare, help="compare two runs cell by cell, with statistics",
-                          description="Match cells of two runs; per cell the ratio NEW/BASE of median "
-                          "time per call with a 95 percent interval from a bootstrap over rounds (so drift between "
-                          "visits widens it) and a verdict read off that interval: slower (whole interval "
-                          "above 1+t), faster (below 1-t), same (inside the band), else uncertain. "
-                          "--fail-on-regression fails only on slower cells that stay significant after "
-                          "correcting for the number of cells (Holm, or BH).")
-    compare.add_argument("base", type=Path, help="the baseline run (" + SOURCE_HELP + ")")
-    compare.add_argument("new", type=Path, help="the new run")
+    compare = add_command(sub, "compare", cmd_compare, help="compare runs cell by cell, with statistics",
+                          description="Match the cells of BASE and NEW; per cell the ratio NEW/BASE of the "
+                          "typical time per call (geometric mean of round medians) with a 95 percent Welch t "
+                          "interval whose unit is the round (one run per side) or the run (several runs per "
+                          "side: BASE1 BASE2 -- NEW1 NEW2), and a verdict read off that interval: slower "
+                          "(whole interval above 1+t), faster (below 1/(1+t)), same (inside the band), else "
+                          "uncertain. --fail-on-regression fails only on slower cells that stay significant "
+                          "after correcting for the number of cells (Holm, or BH).")
+    compare.__class__ = _SidesParser  # keeps the '--' between the sides (see _SidesParser)
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                         help="BASE NEW, or several runs per side: BASE1 BASE2 ... -- NEW1 NEW2 ... (each "
+                         + SOURCE_HELP + "); options go before or after the runs")
     compare.add_argument("--threshold", type=fraction("--threshold", low_inclusive=True), default=0.05,
                          help="smallest relative change that counts (default 0.05 = 5 %%)")
     compare.add_argument("--alpha", type=fraction("--alpha", low_inclusive=False), default=0.05,
@@ -79,11 +84,44 @@ def register(sub: Subcommands[UsageParser]) -> None:
                          help="exit 1 when any cell is slower beyond the threshold and significant after "
                          "the --gate-method correction at --alpha")
     compare.add_argument("--chart", type=Path, default=None,
-                         help="where to write compare.png (default: NEW/plots/compare.png for a run "
-                         "directory; none for a table)")
+                         help="where to write compare.png (default: NEW/plots/compare.png when NEW is one run "
+                         "directory; none for a table or several new runs)")
     compare.add_argument("--html", type=Path, default=None, metavar="FILE",
                          help="also write the comparison as one self-contained interactive page (sorted by "
                          "change, filterable)")
+
+
+SIDES = Path("\0--")
+"""What ``_SidesParser`` turns the ``--`` between the sides into (no path can hold a NUL)."""
+
+
+class _SidesParser(UsageParser):
+    """The ``compare`` parser: argparse drops a ``--`` among positionals (and takes every option after it
+    as a run), so each ``--`` is turned into :data:`SIDES` before parsing; ``split_sides`` then refuses
+    more than one."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        tokens = [str(SIDES) if token == "--" else token for token in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(tokens, namespace)
+
+
+def split_sides(runs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``BASE NEW`` or ``BASE1 ... -- NEW1 ...`` -> (base runs, new runs); UsageError for anything else."""
+    if SIDES not in runs:
+        if len(runs) == 2:
+            return [runs[0]], [runs[1]]
+        raise UsageError(f"compare got {len(runs)} run(s) without '--'; allowed: BASE NEW, or several runs "
+                         "per side separated by '--' (BASE1 BASE2 -- NEW1 NEW2)")
+    at = list(runs).index(SIDES)
+    base, new = list(runs[:at]), list(runs[at + 1:])
+    if SIDES in new:
+        raise UsageError("compare got '--' twice; allowed: one '--' between the base runs and the new runs")
+    if not base or not new:
+        empty = "base" if not base else "new"
+        raise UsageError(f"compare got no {empty} run {'before' if empty == 'base' else 'after'} '--'; "
+                         "allowed: at least one run on each side (BASE1 BASE2 -- NEW1 NEW2)")
+    return base, new
 
 
 def cmd_crossover(args: argparse.Namespace) -> int:
@@ -153,13 +191,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from devbench.plots.compare import write_compare_chart
     from devbench.store import load_any
 
-    base, new = load_any(args.base), load_any(args.new)
+    base_paths, new_paths = split_sides(args.runs)
+    base, new = [load_any(p) for p in base_paths], [load_any(p) for p in new_paths]
     comparison = compare_runs(base, new, threshold=args.threshold, alpha=args.alpha,
                               gate_method=args.gate_method, crossovers=crossover_frame)
     sys.stdout.write(render_comparison(comparison, args.format))
     chart = args.chart
-    if chart is None and args.new.is_dir():
-        chart = args.new / "plots" / "compare.png"
+    if chart is None and len(new_paths) == 1 and new_paths[0].is_dir():
+        chart = new_paths[0] / "plots" / "compare.png"
     if chart is not None and comparison.cells:
         from devbench.store import prepare_output_dir
 

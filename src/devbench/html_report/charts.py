@@ -442,10 +442,11 @@ def overview_chart(winners: pd.DataFrame) -> go.Figure | None:
 def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str], *, threshold: float) -> go.Figure:
     """Ratio NEW/BASE per cell with its CI as an error bar, on a log axis, one trace per verdict (so the
     legend toggles verdicts), cells top to bottom in the order given (the table's, sorted by change); the
-    band 1 ± ``threshold`` shaded grey, as in the PNG compare chart."""
+    ``same`` band [1/(1 + threshold), 1 + threshold] shaded grey, as in the PNG compare chart."""
     import plotly.graph_objects as go
 
     from devbench.plots.compare import VERDICT_COLOURS
+    from devbench.stats import same_band
 
     fig = go.Figure()
     order = {label: i for i, label in enumerate(labels)}
@@ -468,7 +469,8 @@ def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str], *, thr
             )
         )
     if 0 < threshold < 1:
-        fig.add_vrect(x0=1 - threshold, x1=1 + threshold, fillcolor="#888", opacity=0.15, line_width=0,
+        low, high = same_band(threshold)
+        fig.add_vrect(x0=low, x1=high, fillcolor="#888", opacity=0.15, line_width=0,
                       layer="below")
     fig.add_vline(x=1.0, line={"color": "#555", "width": 1})
     fig.update_layout(**_base_layout("Ratio NEW / BASE of the median time per call (> 1: slower)",

@@ -75,9 +75,10 @@ def _cells_section(comparison: Comparison, charts: Charts) -> str:
     if chosen:
         chart = charts.embed(
             ch.compare_chart(chosen, [c.key.label() for c in chosen], threshold=comparison.settings.threshold),
-            "Dot plot: ratio NEW/BASE of the median time per call per cell with its confidence interval, "
-            "coloured by verdict, on a log axis; the line marks 1 (no change).",
-            f"Error bars: bootstrap CI of the ratio; grey band: ±{comparison.settings.threshold:.0%}, the threshold. "
+            "Dot plot: ratio NEW/BASE of the time per call (geometric mean of round medians) per cell with its "
+            "confidence interval, coloured by verdict, on a log axis; the line marks 1 (no change).",
+            f"Error bars: Welch t CI of the ratio; grey band: the same band, ±{comparison.settings.threshold:.0%} "
+            "on a log scale. "
             "Click a verdict in the legend to hide it." + note,
         )
     return head + filter_box + body + chart + "</section>"
@@ -90,19 +91,20 @@ def _summary(comparison: Comparison) -> str:
     items = [
         ("base", comparison.base_label),
         ("new", comparison.new_label),
+        *(("warning", w) for w in comparison.warnings),
         ("cells compared", f"{len(comparison.cells)} (" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"),
         ("regression (gate)", f"yes: {len(comparison.regressions)} cell(s) slower and significant after "
                               f"{s.gate_method} at alpha {s.alpha:g}" if comparison.regressions else "no"),
         ("overall geometric mean", f"{_number(overall.ratio, '.3g')} (CI {_interval(overall.ci_low, overall.ci_high)})"
                                    + (f"; {overall.note}" if overall.note else "")),
         ("settings", f"threshold {s.threshold:.0%}, gate {s.gate_method} at alpha {s.alpha:g}, "
-                     f"confidence {s.confidence:.0%}, "
-                     f"{s.n_boot} bootstrap replicates, seed {s.seed}"),
+                     f"confidence {s.confidence:.0%}"),
     ]
     return '<section id="summary" aria-labelledby="summary-h"><h2 id="summary-h">Summary</h2>' + facts(items) + \
-        "<p>The interval of each ratio comes from a bootstrap over rounds (then samples within them), so drift " \
-        "between visits widens it. A cell is <em>slower</em> when its whole interval lies above 1 + threshold, " \
-        "<em>faster</em> when it lies below 1 − threshold, <em>same</em> when it lies within ±threshold, " \
+        "<p>The interval of each ratio is a Welch t interval of the log round medians, the round (one run per " \
+        "side) or the run (several) the unit, so drift between visits widens it. A cell is <em>slower</em> " \
+        "when its whole interval lies above 1 + threshold, <em>faster</em> when it lies below 1/(1 + " \
+        "threshold), <em>same</em> when it lies within that band, " \
         "<em>uncertain</em> otherwise (or with too few rounds). p: one-sided p-value of “slower by more than " \
         "the threshold”; the gate corrects it for the number of cells.</p></section>"
 

@@ -14,6 +14,7 @@ import numpy as np
 from devbench.compare import VERDICTS, Comparison, Verdict
 from devbench.formatting import format_percent
 from devbench.plots.common import _matplotlib
+from devbench.stats import same_band
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,9 +31,9 @@ _LINESTYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
 def compare_figure(comparison: Comparison) -> Figure:
     """The compare chart as a matplotlib Figure (not registered with pyplot, so nothing to close).
 
-    One subplot per op; x = size (log2 axis), y = ratio NEW/BASE with its bootstrap CI as error bars; one
+    One subplot per op; x = size (log2 axis), y = ratio NEW/BASE with its CI as error bars; one
     line and marker shape per (dtype, device, mode), points nudged sideways so bars do not overlap; marker
-    colour = verdict; a line at 1× and a shaded ±threshold band.
+    colour = verdict; a line at 1× and the shaded ``same`` band [1/(1 + t), 1 + t].
     """
     _matplotlib()
     from matplotlib.figure import Figure
@@ -43,9 +44,11 @@ def compare_figure(comparison: Comparison) -> Figure:
     plotted = [c for c in comparison.cells if math.isfinite(c.ratio)]
     ops = sorted({c.key.op for c in plotted})
     t = comparison.settings.threshold
+    band_low, band_high = same_band(t)
     fig = Figure(figsize=(10.0, 0.9 + 3.0 * max(len(ops), 1)), layout="constrained")
     fig.suptitle(f"{comparison.new_label} vs {comparison.base_label}\n"
-                 "ratio of median per-call time, new/base (>1× = slower)", fontsize=10)
+                 "ratio of per-call time (geometric mean of round medians), new/base (>1× = slower)",
+                 fontsize=10)
     if not ops:
         ax = fig.subplots()
         ax.text(0.5, 0.5, "no cells measured ok in both runs", ha="center", va="center",
@@ -56,7 +59,7 @@ def compare_figure(comparison: Comparison) -> Figure:
     for ax, op in zip(axes, ops, strict=True):
         cells = [c for c in plotted if c.key.op == op]
         series = sorted({(c.key.dtype, c.key.device, c.key.mode) for c in cells})
-        ax.axhspan(1.0 - t, 1.0 + t, color="0.88", zorder=0, label=f"±{format_percent(t)} threshold")
+        ax.axhspan(band_low, band_high, color="0.88", zorder=0, label=f"±{format_percent(t)} threshold")
         ax.axhline(1.0, color="0.25", linewidth=1.0, zorder=1, label="1× (no change)")
         handles: list[Any] = []
         for i, (dtype, device, mode) in enumerate(series):
