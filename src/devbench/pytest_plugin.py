@@ -277,7 +277,9 @@ def run_case(benchmark: Benchmark, case: BenchCase, backend: RoutingBackend | Fr
         try:
             outcome = backend.run_cell(cell, calibration_policy(), seed, after=time_the_rounds)
         except _RoundsFailed as failed:
-            raise failed.__cause__ from None  # type: ignore[misc]
+            cause = failed.__cause__
+            assert cause is not None  # always set: _RoundsFailed is only raised "from" the rounds' exception
+            raise cause from None
         except Exception as exc:
             status, reason = backend.classify(exc)
             if status in ("unsupported", "oom"):
