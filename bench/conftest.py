@@ -23,7 +23,7 @@ from devbench.ops import OPS
 from devbench.pytest_plugin import BenchCase, BenchOptions, Rounds, bench_cases, parse_options, resolve_devices
 
 if TYPE_CHECKING:
-    from devbench.backends.tf import TFBackend
+    from devbench.backends import RoutingBackend
 
 DEFAULT_SIZES = "64..256"
 DEFAULT_DTYPES = "float32"
@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--devbench-devices", default=None, metavar="DEVICES",
                     help="comma-separated devices (CPU:0, GPU:0, ...) or 'all'; default CPU:0 plus every GPU")
     group.addoption("--devbench-modes", default=DEFAULT_MODES, metavar="MODES",
-                    help=f"comma-separated modes (eager, function, xla); default {DEFAULT_MODES}")
+                    help=f"comma-separated modes ({', '.join(pytest_plugin.MODES)}); default {DEFAULT_MODES}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,11 +94,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def devbench_backend() -> TFBackend:
-    """One backend for the session: it remembers which (op, dtype, device, mode) passed the numpy check."""
-    from devbench.backends.tf import TFBackend
+def devbench_backend() -> RoutingBackend:
+    """One router for the session: each case runs on its device's backend (created on first use), which
+    remembers which (op, dtype, device, mode) passed the numpy check."""
+    from devbench.backends import RoutingBackend
 
-    return TFBackend()
+    return RoutingBackend()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from devbench.backends.tf import TFBackend
+from devbench.backends import RoutingBackend
 from devbench.pytest_plugin import BenchCase, Rounds, run_case
 
 
-def test_op(benchmark: BenchmarkFixture, devbench_case: BenchCase, devbench_backend: TFBackend,
+def test_op(benchmark: BenchmarkFixture, devbench_case: BenchCase, devbench_backend: RoutingBackend,
             devbench_rounds: Rounds) -> None:
     run_case(benchmark, devbench_case, devbench_backend, devbench_rounds)

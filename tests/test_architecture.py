@@ -168,3 +168,49 @@ def test_there_is_one_is_accelerator() -> None:
 
     assert devbench.analysis.is_accelerator is devbench.devices.is_accelerator is frameworks.is_accelerator
     assert devbench.devices.is_host_device is frameworks.is_host
+
+
+def _calls(function: ast.AST, name: str) -> bool:
+    """Whether ``function``'s body calls something named ``name`` (``name(...)`` or ``x.name(...)``)."""
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            callee = node.func
+            if (isinstance(callee, ast.Name) and callee.id == name) or (
+                    isinstance(callee, ast.Attribute) and callee.attr == name):
+                return True
+    return False
+
+
+def test_there_is_one_run_cell() -> None:
+    """The skeleton of a cell (check, build, dispatch, placement, measure, outcome) is written once: exactly one
+    function named ``run_cell`` in the package calls the timer's ``measure``, and it is the one in
+    devbench.backends.base that every framework's backend inherits; no other module defines a ``run_cell``
+    method that measures, nor calls ``measure`` on a cell's op (the pytest plugin goes through run_cell too)."""
+    measuring = [f"{name}.{node.name}" for name, path in _modules().items()
+                 for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "run_cell"
+                 and _calls(node, "measure")]
+    assert measuring == ["devbench.backends.base.run_cell"]
+    plugin = ast.parse((PACKAGE / "pytest_plugin.py").read_text(encoding="utf-8"))
+    assert not _calls(plugin, "measure"), "the pytest plugin measures through run_cell, not on its own"
+
+
+def test_every_framework_backend_is_the_one_run_cell_plus_hooks() -> None:
+    """Each framework's backend class inherits run_cell (and check_correctness) instead of defining its own."""
+    import importlib
+
+    from devbench.backends.base import FrameworkBackend
+    from devbench.frameworks import FRAMEWORKS
+
+    for framework in FRAMEWORKS.values():
+        module, _, name = framework.backend.partition(":")
+        tree = ast.parse((ROOT / "src" / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8"))
+        (cls,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+        defined = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+        assert not defined & {"run_cell", "check_correctness"}, f"{framework.backend} has its own skeleton"
+        try:
+            backend_class = getattr(importlib.import_module(module), name)
+        except ImportError:  # the framework is not installed here (torch): the source check above still ran
+            continue
+        assert issubclass(backend_class, FrameworkBackend)
+        assert framework.key == backend_class.FRAMEWORK

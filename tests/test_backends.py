@@ -1,20 +1,31 @@
-"""The backends package without a framework: placement decisions, routing, the op registry, no import cycles."""
+"""The backends package: placement decisions, routing, the op registry, no import cycles, and the contract every
+framework's backend keeps (one parametrised suite over every installed framework)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from devbench import ops
+from devbench import frameworks, ops
 from devbench.backends import ROUTES, RoutingBackend, target_for
-from devbench.backends.base import CellFailure, check_against_reference, classify
-from devbench.backends.tf import placement_failure
+from devbench.backends.base import (
+    CellFailure,
+    FrameworkBackend,
+    check_against_reference,
+    classify,
+    placement_failure,
+)
 from devbench.errors import first_line
-from devbench.spec import NUMPY_DEVICE
+from devbench.frameworks.base import SYNC_MODES
+from devbench.runner import run_cell
+from devbench.schema import Record
+from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -129,8 +140,6 @@ def test_an_injected_backend_is_used_and_nothing_else_is_created() -> None:
         def release(self) -> None:
             pass
 
-    from devbench.spec import Cell, TimingPolicy
-
     recorder = Recorder()
     routing = RoutingBackend(backends={"devbench.backends.tf:TFBackend": recorder})  # type: ignore[dict-item]
     assert routing.classify(RuntimeError("x")) == ("error", "RuntimeError: x")  # before any cell: shared rules
@@ -185,3 +194,164 @@ def test_each_module_imports_alone_without_tensorflow(module: str) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           env={"PYTHONPATH": str(SRC), "PATH": ""})
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The contract every framework's backend keeps: one parametrised suite, run against every installed framework
+# (the framework-specific tests live in test_<framework>_backend.py)
+
+
+FRAMEWORK_DEVICES = [
+    pytest.param(("tf", "CPU:0"), marks=pytest.mark.tf, id="tf"),
+    pytest.param(("jax", "jax:cpu:0"), id="jax"),
+    pytest.param(("torch", "torch:cpu"), id="torch"),
+    pytest.param(("numpy", NUMPY_DEVICE), id="numpy"),
+]
+COMPILED_MODE = {"tf": "function", "jax": "jit"}
+"""A mode that traces (compiles) the op once per cell, where the framework has one cheap enough to test here
+(torch.compile takes a minute: test_torch_backend.py runs it in a process of its own)."""
+QUICK = TimingPolicy(max_cell_time=0.1, min_samples=3, max_samples=10, warmup_time=0.01, min_block_time=0.002)
+FLOATS = ("float32", "float64", "float16", "bfloat16")
+
+
+@dataclass
+class Contract:
+    key: str
+    device: str
+    backend: FrameworkBackend
+
+    def record(self, backend: FrameworkBackend | None = None, **cell: Any) -> Record:
+        fields: dict[str, Any] = {"size": 16, "op": "matmul", "dtype": "float32", **cell}
+        return run_cell(backend or self.backend, "t", Cell(device=self.device, **fields), QUICK, seed=0).record
+
+    def ok(self, **cell: Any) -> Record:
+        record = self.record(**cell)
+        assert record.status == "ok", record.reason
+        return record
+
+
+_BACKENDS: dict[str, FrameworkBackend] = {}
+
+
+@pytest.fixture(params=FRAMEWORK_DEVICES)
+def contract(request: pytest.FixtureRequest) -> Contract:
+    key, device = request.param
+    pytest.importorskip(frameworks.FRAMEWORKS[key].module)
+    if key not in _BACKENDS:  # one backend per framework for the session: its checks are remembered
+        backend = RoutingBackend().backend_for_device(device)
+        assert isinstance(backend, FrameworkBackend)
+        _BACKENDS[key] = backend
+    return Contract(key, device, _BACKENDS[key])
+
+
+def _unsupported_here(key: str, op: str, dtype: str) -> str:
+    """Why ``op`` at ``dtype`` is ``unsupported`` on framework ``key`` ('' where it must run)."""
+    if dtype == "int32" and ops.OPS[op].needs_float:
+        return "needs a floating-point dtype"
+    if key == "numpy" and dtype == "bfloat16":
+        return "numpy has no bfloat16 arithmetic"
+    return ""
+
+
+@pytest.mark.parametrize("dtype", [*FLOATS, "int32"])
+@pytest.mark.parametrize("op", list(ops.OPS))
+def test_every_op_matches_the_numpy_reference_or_is_unsupported(contract: Contract, op: str, dtype: str) -> None:
+    if dtype == "int32" and op not in ("matmul", "add", "reduce_sum", "dense_step", "softmax_xent_grad"):
+        pytest.skip("int32 conv2d has no kernel on every framework's CPU: not part of the contract")
+    cell = Cell(size=ops.CHECK_SIZE, op=op, dtype=dtype, device=contract.device)
+    why = _unsupported_here(contract.key, op, dtype)
+    if why:
+        record = contract.record(op=op, dtype=dtype)
+        assert record.status == "unsupported"
+        assert why in record.reason
+        return
+    contract.backend.check_correctness(cell, seed=0)  # raises CellFailure("wrong") on a miss
+
+
+def test_a_result_off_the_reference_is_wrong(contract: Contract, monkeypatch: pytest.MonkeyPatch) -> None:
+    if contract.key == "numpy":
+        pytest.skip("numpy's reference is numpy's own implementation: it cannot be off it")
+
+    def reference_off_by_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.add(a, b) + 1.0
+        return out
+
+    monkeypatch.setitem(ops.OPS, "add", replace(ops.OPS["add"], numpy=reference_off_by_one))
+    record = contract.record(type(contract.backend)(), op="add")  # a fresh backend: nothing checked yet
+    assert record.status == "wrong"
+    assert "off the numpy float64 reference" in record.reason
+
+
+def test_a_cell_runs_on_the_requested_device_with_no_traces_in_eager_mode(contract: Contract) -> None:
+    record = contract.ok(op="add")
+    assert record.placed_device == contract.device
+    assert record.median_s > 0
+    assert record.cold_s > 0
+    assert record.gflops > 0
+    assert record.traces == 0
+    assert not any(note in record.reason for note in ("retraced", "recompiled", "synchronous"))
+
+
+@pytest.mark.parametrize("sync", list(SYNC_MODES))
+def test_every_sync_runs_and_none_is_flagged(contract: Contract, sync: str) -> None:
+    record = contract.ok(op="dense_step", sync=sync)
+    assert record.unsynchronized == (sync == "none")
+    assert set(contract.backend.SYNCS) == set(frameworks.FRAMEWORKS[contract.key].syncs)
+
+
+def test_a_mode_the_framework_lacks_is_unsupported_naming_the_ones_it_has(contract: Contract) -> None:
+    framework = frameworks.FRAMEWORKS[contract.key]
+    others = [mode for mode in frameworks.all_modes() if framework.modes and mode not in framework.modes]
+    for mode in others:
+        record = contract.record(mode=mode)
+        assert record.status == "unsupported"
+        assert record.reason == f"mode {mode!r} does not exist on {framework.label} (it has " \
+                                f"{', '.join(framework.modes)})"
+    if not framework.modes:  # the numpy baseline has no modes of its own: it runs every cell's mode
+        assert contract.ok(mode="graph_loop").status == "ok"
+
+
+@pytest.mark.parametrize("op", ["dense_step", "softmax_xent_grad"])
+def test_int32_gradients_are_unsupported_not_crashes(contract: Contract, op: str) -> None:
+    record = contract.record(op=op, dtype="int32")
+    assert record.status == "unsupported"
+    assert "needs a floating-point dtype" in record.reason
+    contract.backend.release()  # after a failed cell too
+
+
+def test_a_compiled_mode_traces_once_per_cell(contract: Contract) -> None:
+    mode = COMPILED_MODE.get(contract.key)
+    if mode is None:
+        pytest.skip(f"{contract.key}: no compiled mode cheap enough to test here")
+    record = contract.ok(op="dense_step", mode=mode)
+    assert record.traces == 1
+    assert "retraced" not in record.reason
+    assert "recompiled" not in record.reason
+
+
+def test_graph_loop_with_transfer_is_unsupported(contract: Contract) -> None:
+    if "graph_loop" not in frameworks.FRAMEWORKS[contract.key].modes:
+        pytest.skip(f"{contract.key} has no graph_loop")
+    record = contract.record(mode="graph_loop", sync="transfer")
+    assert record.status == "unsupported"
+    assert "graph_loop" in record.reason
+
+
+def test_initialise_times_the_first_op_once_per_device(contract: Contract) -> None:
+    first = contract.backend.initialise(contract.device)
+    again = contract.backend.initialise(contract.device)
+    assert first.device == contract.device
+    assert first.runtime == frameworks.FRAMEWORKS[contract.key].module
+    assert first.error == ""
+    assert again.already_initialised
+    assert again.init_s == first.init_s
+    if contract.key == "numpy":
+        assert first.init_s is None  # the host's own memory: nothing to initialise
+    else:
+        assert first.init_s is not None
+        assert first.init_s >= 0
+
+
+def test_the_copy_probe_copies_on_the_device(contract: Contract) -> None:
+    seconds = contract.backend.measure_copy(contract.device, 2**20, QUICK)
+    assert seconds > 0

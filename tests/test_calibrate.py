@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
+from devbench.backends import RoutingBackend
 from devbench.calibrate import (
     CALIBRATION_VERSION,
+    PROBE_POLICY,
     calibrate,
+    calibrate_devices,
     calibrate_spec,
+    measure_gemm,
     render_calibration,
     search_gemm,
     sweep_calibrator,
@@ -115,6 +119,71 @@ def test_only_the_numpy_baseline_still_probes_tf_on_cpu0() -> None:
     cal = calibrate(["numpy:CPU"], ["float32"], gemm=machine.gemm, copy=machine.copy, now=lambda: "")
     assert set(cal["devices"]) == {"numpy:CPU"}
     assert ("tensorflow", "CPU:0", "float32", 256) in machine.gemms
+
+
+def test_every_device_is_probed_with_its_own_framework() -> None:
+    """JAX and torch devices get ceilings too: the host through numpy and each host framework asked for, every
+    other device through its framework (the router's backend), named by the framework's module."""
+    machine = FakeMachine(
+        rates={("numpy", "host", "float32"): 80 * GFLOP, ("jax", "jax:cpu:0", "float32"): 120 * GFLOP,
+               ("torch", "torch:cpu", "float32"): 90 * GFLOP, ("jax", "jax:gpu:0", "float32"): 40_000 * GFLOP,
+               ("torch", "torch:cuda:0", "float32"): 45_000 * GFLOP},
+        bandwidths={("numpy", "host"): 20e9, ("jax", "jax:cpu:0"): 15e9, ("torch", "torch:cpu"): 18e9,
+                    ("jax", "jax:gpu:0"): 3e12, ("torch", "torch:cuda:0"): 3.2e12},
+    )
+    cal = calibrate(["jax:cpu:0", "torch:cpu", "numpy:CPU", "jax:gpu:0", "torch:cuda:0"], ["float32"],
+                    gemm=machine.gemm, copy=machine.copy, now=lambda: "")
+    assert {(b, d) for b, d, _, _ in machine.gemms} == {
+        ("numpy", "host"), ("jax", "jax:cpu:0"), ("torch", "torch:cpu"), ("jax", "jax:gpu:0"),
+        ("torch", "torch:cuda:0")}
+    assert not any(b == "tensorflow" for b, _, _, _ in machine.gemms), "no TensorFlow device was asked for"
+    devices = cal["devices"]
+    host = devices["jax:cpu:0"]
+    assert devices["torch:cpu"] == devices["numpy:CPU"] == host
+    assert host["peak_flops"]["float32"] == pytest.approx(120 * GFLOP, rel=0.01)
+    assert host["peak_source"]["float32"].startswith("jax n=")
+    assert set(host["peak_by_backend"]["float32"]) == {"numpy", "jax", "torch"}
+    assert devices["jax:gpu:0"]["peak_flops"]["float32"] == pytest.approx(40_000 * GFLOP, rel=0.01)
+    assert devices["jax:gpu:0"]["bandwidth"] == pytest.approx(3e12)
+    assert devices["torch:cuda:0"]["peak_source"]["float32"].startswith("torch n=")
+    assert devices["torch:cuda:0"]["kind"] == "GPU"
+    assert ("torch", "torch:cuda:0", 2**30) in machine.copies
+    (line,) = [line for line in render_calibration(cal) if line.startswith("torch:cuda:0")]
+    best = devices["torch:cuda:0"]["peak_by_backend"]["float32"]["torch"]
+    assert line.split()[5:7] == ["-", f"{best / 1e9:.1f}"]  # numpy's column empty, the framework's filled
+
+
+def test_the_real_probes_go_through_the_router() -> None:
+    """measure_gemm asks the router for the device's backend: a JAX GPU's cells go to JAX's backend (a fake
+    injected in its place here: no GPU needed), with the probe policy."""
+    seen: list[tuple[Cell, TimingPolicy]] = []
+
+    class Probe(_Backend):
+        def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> _Outcome:
+            seen.append((cell, policy))
+            return super().run_cell(cell, policy, seed)
+
+    router = RoutingBackend(backends={"devbench.backends.jax:JaxBackend": Probe()})  # type: ignore[dict-item]
+    assert measure_gemm("jax", "jax:gpu:0", "float16", 512, router=router) == pytest.approx(0.04)
+    ((cell, policy),) = seen
+    assert (cell.op, cell.size, cell.dtype, cell.device) == ("matmul", 512, "float16", "jax:gpu:0")
+    assert policy == PROBE_POLICY
+    assert router.created == ("devbench.backends.jax:JaxBackend",)
+
+
+def test_a_jax_cpu_device_gets_a_real_ceiling() -> None:
+    """The real probes on jax:cpu:0 (small sizes and copies, to stay short): numpy's and JAX's GEMMs and copies,
+    through the router; no TensorFlow device is probed, none being asked for."""
+    pytest.importorskip("jax")
+    cal = calibrate_devices(["jax:cpu:0"], ["float32"], max_n={"CPU": 256}, copy_bytes={"CPU": 2**20})
+    entry = cal["devices"]["jax:cpu:0"]
+    assert entry["kind"] == "CPU"
+    assert entry["peak_flops"]["float32"] > 0
+    assert set(entry["peak_by_backend"]["float32"]) == {"numpy", "jax"}
+    assert set(entry["bandwidth_by_backend"]) == {"numpy", "jax"}
+    assert entry["bandwidth"] > 0
+    assert {m["backend"] for m in cal["measurements"]} == {"numpy", "jax"}
+    assert not [m for m in cal["measurements"] if m["error"]]
 
 
 def test_roofline_picks_the_bound_by_intensity_against_the_ridge() -> None:

@@ -138,6 +138,8 @@ class ModelOutcome:
     placed_device: str
     flops: float
     bytes: float
+    traces: int = 0
+    note: str = ""
 
 
 class ModelBackend:

@@ -60,6 +60,8 @@ class _Outcome:
     placed_device: str
     flops: float
     bytes: float
+    traces: int = 0
+    note: str = ""
 
 
 def cell_samples(cell: Cell, model: Callable[[Cell], float], n: int = 9, round_: int = 1) -> list[float]:

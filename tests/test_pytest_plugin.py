@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import devbench
+from devbench.backends import RoutingBackend
 from devbench.machine import cpu_model
 from devbench.pytest_plugin import (
     MAX_ROUNDS,
@@ -260,11 +261,9 @@ class FakeBenchmark:
 
 @pytest.mark.tf
 def test_a_case_runs_on_its_device_with_the_sweep_protocol(tf: ModuleType) -> None:
-    from devbench.backends.tf import TFBackend
-
     benchmark = FakeBenchmark()
-    run_case(benchmark, BenchCase("matmul", 16, "float32", "CPU:1"), TFBackend(), Rounds(max_time=0.05,
-                                                                                        min_rounds=3))
+    run_case(benchmark, BenchCase("matmul", 16, "float32", "CPU:1"), RoutingBackend(),
+             Rounds(max_time=0.05, min_rounds=3))
     assert benchmark.group == "matmul float32 n=   16"
     info = benchmark.extra_info
     assert {k: info[k] for k in ("op", "size", "dtype", "device", "mode", "sync", "placed_device")} == {
@@ -279,7 +278,38 @@ def test_a_case_runs_on_its_device_with_the_sweep_protocol(tf: ModuleType) -> No
 
 @pytest.mark.tf
 def test_a_combination_the_op_cannot_run_is_skipped_with_the_reason(tf: ModuleType) -> None:
-    from devbench.backends.tf import TFBackend
-
     with pytest.raises(pytest.skip.Exception, match="unsupported: a training step needs a floating-point dtype"):
-        run_case(FakeBenchmark(), BenchCase("dense_step", 16, "int32", "CPU:0"), TFBackend())
+        run_case(FakeBenchmark(), BenchCase("dense_step", 16, "int32", "CPU:0"), RoutingBackend())
+
+
+def test_a_jax_case_runs_through_the_router_and_the_one_run_cell() -> None:
+    """Any framework's device: the router sends the case to its backend, whose run_cell (the sweep's) measures
+    the cold call and calibrates the block, and the rounds time the op it built, each ending in a sync."""
+    pytest.importorskip("jax")
+    from devbench.backends.base import FrameworkBackend
+
+    router = RoutingBackend()
+    benchmark = FakeBenchmark()
+    run_case(benchmark, BenchCase("add", 16, "float32", "jax:cpu:0", mode="jit"), router,
+             Rounds(max_time=0.02, min_rounds=3))
+    info = benchmark.extra_info
+    assert (info["device"], info["mode"], info["placed_device"]) == ("jax:cpu:0", "jit", "jax:cpu:0")
+    assert info["cold_s"] > 0
+    assert benchmark.pedantic_args["iterations"] == info["number"] >= 1
+    assert benchmark.pedantic_args["rounds"] >= 3
+    assert router.created == ("devbench.backends.jax:JaxBackend",)
+    assert isinstance(router.backend_for_device("jax:cpu:0"), FrameworkBackend)
+    with pytest.raises(pytest.skip.Exception, match="unsupported: mode 'xla' does not exist on JAX"):
+        run_case(FakeBenchmark(), BenchCase("add", 16, "float32", "jax:cpu:0", mode="xla"), router)
+
+
+def test_a_failure_inside_the_rounds_propagates_unclassified() -> None:
+    """Only what fails before the rounds (checks, build, calibration) is a skip or a failure; an out-of-memory
+    error raised by pytest-benchmark's rounds is not turned into a skip."""
+
+    class RoundsFail(FakeBenchmark):
+        def pedantic(self, target: Callable[..., Any], *, rounds: int, warmup_rounds: int, iterations: int) -> Any:
+            raise MemoryError("rounds")
+
+    with pytest.raises(MemoryError, match="rounds"):
+        run_case(RoundsFail(), BenchCase("add", 16, "float32", "numpy:CPU"), RoutingBackend())

@@ -22,6 +22,8 @@ class FakeOutcome:
     placed_device: str
     flops: float
     bytes: float
+    traces: int = 0
+    note: str = ""
 
 
 class FakeBackend:

@@ -4,9 +4,10 @@
 ``--no-calibrate``), for each device:
 
 - **peak FLOP/s per dtype**: the best rate of an n×n GEMM (2n³ FLOPs) over a few sizes, through numpy/OpenBLAS
-  on the host and TensorFlow on each device; the best of them is that device's practical ceiling;
-- **memory bandwidth**: a large copy, bytes read + written per second (numpy ``copyto`` on the host and TF's
-  ``DeepCopy`` on each device; best of them);
+  on the host and through each device's own framework (TensorFlow, JAX, PyTorch: the backend the router,
+  devbench.backends, sends its cells to); the best of them is that device's practical ceiling;
+- **memory bandwidth**: a large copy, bytes read + written per second (numpy ``copyto`` on the host, the
+  backend's ``copier`` on each device: TF's ``DeepCopy``, a JAX negation, torch's ``clone``; best of them);
 - the **ridge point** peak / bandwidth (FLOP per byte): an op whose arithmetic intensity (its FLOPs over its
   minimum bytes) is below the ridge is memory-bound on that device, above it compute-bound.
 
@@ -20,8 +21,10 @@ sizes double from ``START_N`` while the next call is predicted (×8 per doubling
 ``MAX_GEMM_CALL_S``; the copy moves ``COPY_BYTES_HOST`` (CPU) or ``COPY_BYTES_GPU``. The probes are injectable
 (:func:`calibrate` takes ``gemm`` and ``copy`` callables), so the logic is tested without TensorFlow or noise.
 
-The host is measured once: every ``CPU:k`` (logical CPUs share the same cores and memory) and the numpy
-baseline ``numpy:CPU`` share its entry. Units: FLOP/s, bytes/s, seconds, FLOP per byte.
+The host is measured once: every host device (``CPU:k``, ``jax:cpu:0``, ``torch:cpu``: logical CPUs share the
+same cores and memory) and the numpy baseline ``numpy:CPU`` share its entry, probed with numpy and with the
+framework of each host device asked for (TensorFlow's ``CPU:0`` when only ``numpy:CPU`` is). Units: FLOP/s,
+bytes/s, seconds, FLOP per byte.
 
 ``meta["calibration"]`` layout (version 1)::
 
@@ -46,11 +49,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devbench.errors import UsageError
-from devbench.frameworks import framework_of, parse
+from devbench.frameworks import framework_for, framework_of, parse
 from devbench.spec import NUMPY_DEVICE, TimingPolicy
 
 if TYPE_CHECKING:
-
+    from devbench.backends import RoutingBackend
     from devbench.spec import SweepSpec
 
 CALIBRATION_VERSION = 1
@@ -72,7 +75,8 @@ processes only ever slow a sample down), fewer when a slow GEMM uses up the 1 s 
 HOST = "host"
 
 GemmProbe = Callable[[str, str, str, int], float]
-"""``gemm(backend, device, dtype, n)`` -> best seconds per n×n GEMM (backend ``numpy`` or ``tensorflow``)."""
+"""``gemm(backend, device, dtype, n)`` -> best seconds per n×n GEMM (backend ``numpy``, or the device's framework
+as :func:`probe_backend` names it: ``tensorflow``, ``jax``, ``torch``)."""
 CopyProbe = Callable[[str, str, int], float]
 """``copy(backend, device, n_bytes)`` -> best seconds to copy ``n_bytes`` into another buffer."""
 
@@ -83,7 +87,7 @@ class ProbeResult:
     """``gemm`` or ``copy``."""
     backend: str
     device: str
-    """A TF device, or ``host`` for numpy."""
+    """A framework's device, or ``host`` for numpy."""
     dtype: str
     n: int
     """GEMM size n, or bytes per array for a copy."""
@@ -110,6 +114,17 @@ def device_kind(device: str) -> str:
         return parse(device).kind
     except UsageError:
         return "unknown"
+
+
+def probe_backend(device: str) -> str:
+    """The name a probe of ``device`` goes by in the calibration (``tensorflow``, ``jax``, ``torch``, ``numpy``):
+    its framework's module, as the registry has it."""
+    return framework_for(device).module
+
+
+HOST_FALLBACK = "CPU:0"
+"""The framework host device that probes the host when only ``numpy:CPU`` is asked for (TensorFlow's, as before
+devbench had other frameworks: the numpy baseline is compared with it)."""
 
 
 def search_gemm(probe: GemmProbe, backend: str, device: str, dtype: str, *, start_n: int = START_N,
@@ -171,8 +186,9 @@ def calibrate(
 ) -> dict[str, Any]:
     """Measure the ceilings of ``devices`` for ``dtypes`` with the given probes; the meta["calibration"] dict.
 
-    The host (``CPU:*`` and ``numpy:CPU``) is probed once, with numpy and with TensorFlow on the first CPU
-    device asked for (``CPU:0`` when only ``numpy:CPU`` is); every other device with TensorFlow.
+    The host (every host device and ``numpy:CPU``) is probed once, with numpy and with the framework of each
+    host device asked for, on its first such device (TensorFlow's ``CPU:0`` when only ``numpy:CPU`` is); every
+    other device with its own framework (:func:`probe_backend`).
     """
     start = clock()
     limits = {**MAX_N, **(max_n or {})}
@@ -207,13 +223,15 @@ def calibrate(
 
     host_devices = [d for d in devices if device_kind(d) == "CPU"]
     if host_devices:
-        tf_cpu = next((d for d in host_devices if framework_of(d) == "tf"), "CPU:0")
+        first_per_framework = {framework_of(d): d for d in reversed(host_devices) if framework_of(d) != "numpy"}
+        framework_hosts = list(dict.fromkeys(first_per_framework[framework_of(d)] for d in host_devices
+                                             if framework_of(d) in first_per_framework)) or [HOST_FALLBACK]
+        probes = [("numpy", HOST), *((probe_backend(d), d) for d in framework_hosts)]
         gemms: list[ProbeResult] = []
         for dtype in dtypes:
-            for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu)):
+            for backend, device in probes:
                 gemms += search_gemm(gemm, backend, device, dtype, max_n=limits["CPU"], max_call_s=max_call_s)
-        copies = [_copy_probe(copy, backend, device, copy_sizes["CPU"])
-                  for backend, device in (("numpy", HOST), ("tensorflow", tf_cpu))]
+        copies = [_copy_probe(copy, backend, device, copy_sizes["CPU"]) for backend, device in probes]
         measurements += gemms + copies
         host = entry(gemms, copies, "CPU")
         for device in host_devices:
@@ -222,11 +240,12 @@ def calibrate(
         if device in entries:
             continue
         kind = device_kind(device)
+        backend = probe_backend(device)
         gemms = []
         for dtype in dtypes:
-            gemms += search_gemm(gemm, "tensorflow", device, dtype, max_n=limits.get(kind, limits["GPU"]),
+            gemms += search_gemm(gemm, backend, device, dtype, max_n=limits.get(kind, limits["GPU"]),
                                  max_call_s=max_call_s)
-        copies = [_copy_probe(copy, "tensorflow", device, copy_sizes.get(kind, copy_sizes["GPU"]))]
+        copies = [_copy_probe(copy, backend, device, copy_sizes.get(kind, copy_sizes["GPU"]))]
         measurements += gemms + copies
         entries[device] = entry(gemms, copies, kind)
 
@@ -251,62 +270,53 @@ def calibrate(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The real probes (import numpy and TensorFlow lazily)
+# The real probes: through the router (devbench.backends), which imports each framework on first use
 
 
-def measure_gemm(backend: str, device: str, dtype: str, n: int) -> float:
-    """Best seconds per n×n ``matmul`` through devbench's own backends (same timer, checks and placement)."""
+def _router(router: RoutingBackend | None) -> RoutingBackend:
+    if router is not None:
+        return router
+    from devbench.backends import RoutingBackend
+
+    return RoutingBackend()
+
+
+def measure_gemm(backend: str, device: str, dtype: str, n: int, router: RoutingBackend | None = None) -> float:
+    """Best seconds per n×n ``matmul`` through the device's own backend, as the router picks it (the one
+    ``run_cell``: same timer, checks and placement as a sweep's cell); ``backend`` ``numpy`` probes the host
+    through the numpy baseline."""
     from devbench.spec import Cell
 
     cell = Cell(size=n, op="matmul", dtype=dtype, device=NUMPY_DEVICE if backend == "numpy" else device)
-    runner: Any
-    if backend == "numpy":
-        from devbench.backends.numpy import NumpyBackend
-
-        runner = NumpyBackend()
-    else:
-        from devbench.backends.tf import TFBackend
-
-        runner = TFBackend()
-    outcome = runner.run_cell(cell, PROBE_POLICY, seed=0)
+    outcome = _router(router).run_cell(cell, PROBE_POLICY, seed=0)
     return float(min(outcome.measurement.samples))
 
 
-def measure_copy(backend: str, device: str, n_bytes: int) -> float:
-    """Best seconds to copy a float32 array of ``n_bytes`` into another buffer (numpy copyto / TF DeepCopy)."""
-    import numpy as np
+def measure_copy(backend: str, device: str, n_bytes: int, router: RoutingBackend | None = None) -> float:
+    """Best seconds to copy a float32 array of ``n_bytes`` into another buffer on ``device`` (numpy ``copyto``
+    on the host for ``backend`` ``numpy``; else the ``copier`` of the device's backend, as the router picks it)."""
+    from devbench.backends.base import FrameworkBackend
 
-    from devbench.timer import measure
-
-    elements = n_bytes // 4
-    if backend == "numpy":
-        src = np.ones(elements, dtype=np.float32)
-        dst = np.empty_like(src)
-
-        def host_copy() -> None:
-            np.copyto(dst, src)
-
-        m = measure(host_copy, lambda _out: None, PROBE_POLICY)
-        return float(min(m.samples))
-    from devbench.backends.tf import initialise_device, sync_scalar
-    from devbench.devices import tensorflow
-
-    tf = tensorflow()
-    initialise_device(device)  # the device's first op is timed on its own, never inside a probe
-    with tf.device(f"/device:{device}"):
-        x = tf.identity(tf.ones([elements], dtype=tf.float32))
-        copy_op: Callable[[], Any] = lambda: tf.raw_ops.DeepCopy(x=x)  # noqa: E731
-        try:
-            sync_scalar(copy_op())
-        except Exception:  # no DeepCopy kernel here: negation reads and writes exactly as much
-            copy_op = lambda: tf.math.negative(x)  # noqa: E731
-        m = measure(copy_op, sync_scalar, PROBE_POLICY)
-    return float(min(m.samples))
+    runner = _router(router).backend_for_device(NUMPY_DEVICE if backend == "numpy" else device)
+    if not isinstance(runner, FrameworkBackend):
+        raise TypeError(f"{type(runner).__name__} has no copy probe")
+    return runner.measure_copy(NUMPY_DEVICE if backend == "numpy" else device, n_bytes, PROBE_POLICY)
 
 
-def calibrate_devices(devices: Sequence[str], dtypes: Sequence[str] = ("float32",)) -> dict[str, Any]:
-    """Measure the real ceilings of ``devices`` (TensorFlow device names and/or ``numpy:CPU``)."""
-    return calibrate(devices, dtypes, gemm=measure_gemm, copy=measure_copy)
+def calibrate_devices(devices: Sequence[str], dtypes: Sequence[str] = ("float32",),
+                      router: RoutingBackend | None = None, **limits: Any) -> dict[str, Any]:
+    """Measure the real ceilings of ``devices`` (any framework's device names and/or ``numpy:CPU``), each through
+    the backend the router gives it (one router for the whole calibration). ``limits`` go to :func:`calibrate`
+    (``max_n``, ``max_call_s``, ``copy_bytes``: tests keep a real calibration short with them)."""
+    probes = _router(router)
+
+    def gemm(backend: str, device: str, dtype: str, n: int) -> float:
+        return measure_gemm(backend, device, dtype, n, router=probes)
+
+    def copy(backend: str, device: str, n_bytes: int) -> float:
+        return measure_copy(backend, device, n_bytes, router=probes)
+
+    return calibrate(devices, dtypes, gemm=gemm, copy=copy, **limits)
 
 
 def calibrate_spec(spec: SweepSpec) -> dict[str, Any]:
@@ -315,13 +325,14 @@ def calibrate_spec(spec: SweepSpec) -> dict[str, Any]:
 
 
 def render_calibration(calibration: Mapping[str, Any]) -> list[str]:
-    """Plain-text lines: per device and dtype the ceiling and its source, the best GEMM of numpy and of TF,
-    the bandwidth and its source, and the ridge point."""
+    """Plain-text lines: per device and dtype the ceiling and its source, the best GEMM of numpy and of the
+    best framework (TensorFlow, JAX, PyTorch: the source says which), the bandwidth and its source, and the ridge
+    point."""
 
     def gflops(value: Any) -> str:
         return f"{value / 1e9:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
-    lines = [f"{'device':<10} {'dtype':<9} {'peak GFLOP/s':>12}  {'from':<18} {'numpy':>7} {'TF':>7}  "
+    lines = [f"{'device':<12} {'dtype':<9} {'peak GFLOP/s':>12}  {'from':<18} {'numpy':>7} {'frmwrk':>7}  "
              f"{'GB/s':>6}  {'from':<18} {'ridge FLOP/B':>12}"]
     for device, entry in calibration.get("devices", {}).items():
         bw = entry.get("bandwidth", math.nan)
@@ -330,8 +341,9 @@ def render_calibration(calibration: Mapping[str, Any]) -> list[str]:
             ridge = entry.get("ridge", {}).get(dtype, math.nan)
             source = entry.get("peak_source", {}).get(dtype, "")
             backends = entry.get("peak_by_backend", {}).get(dtype, {})
-            lines.append(f"{device:<10} {dtype:<9} {gflops(peak):>12}  {source:<18} "
-                         f"{gflops(backends.get('numpy')):>7} {gflops(backends.get('tensorflow')):>7}  "
+            frameworks = [rate for name, rate in backends.items() if name != "numpy"]
+            lines.append(f"{device:<12} {dtype:<9} {gflops(peak):>12}  {source:<18} "
+                         f"{gflops(backends.get('numpy')):>7} {gflops(max(frameworks, default=None)):>7}  "
                          f"{bw / 1e9:>6.1f}  {entry.get('bandwidth_source', ''):<18} {ridge:>12.1f}")
     numpy_gemm = calibration.get("numpy_gemm", {})
     if numpy_gemm:

@@ -3,11 +3,13 @@
 Two things live here:
 
 * :func:`run_case` times one (op, size, dtype, device, mode) with ``benchmark.pedantic`` the way ``devbench
-  sweep`` times a cell: inputs made on the device first, the cold call and the warm-up measured by
+  sweep`` times a cell, because it is the sweep's one ``run_cell`` (through the router, so any framework's
+  device): inputs made on the device first, the cold call and the warm-up measured by
   :func:`devbench.timer.measure` and kept out of the statistics (the cold call lands in ``extra_info``), the
   placement and numpy-reference checks, then rounds of ``number`` back-to-back calls whose last call syncs
-  through ``.numpy()``. pytest-benchmark divides each round by ``iterations = number``, so its numbers are
-  per-call seconds of real work, comparable with the sweep's ``median_s``. The suites in ``bench/`` call it.
+  (the framework's scalar sync: one element back to the host). pytest-benchmark divides each round by
+  ``iterations = number``, so its numbers are per-call seconds of real work, comparable with the sweep's
+  ``median_s``. The suites in ``bench/`` call it with the router.
 * :func:`pytest_benchmark_update_machine_info`, a hook that records TensorFlow's version and build, the
   devices and their details, the CPU model and devbench's version in every saved run (``machine_info``),
   so a saved run says what machine it came from.
@@ -31,7 +33,8 @@ import pytest
 from devbench.errors import UsageError
 
 if TYPE_CHECKING:
-    from devbench.backends.tf import TFBackend
+    from devbench.backends import RoutingBackend
+    from devbench.backends.base import FrameworkBackend, Timed
     from devbench.spec import TimingPolicy
 
 SYNC = "scalar"
@@ -43,8 +46,10 @@ GROUP_SIZE_WIDTH = 5
 
 MAX_ROUNDS = 100_000
 
-MODES = ("eager", "function", "xla")
-"""Modes a benchmark can run in: those where one call of the wrapped op is one call of the op."""
+MODES = ("eager", "function", "xla", "jit", "compile")
+"""Modes a benchmark can run in: every framework's (TensorFlow's function and xla, JAX's jit, PyTorch's compile)
+where one call of the wrapped op is one call of the op; not ``graph_loop``, whose call is a loop. A mode the
+case's framework does not have is skipped as ``unsupported``."""
 
 
 class Benchmark(Protocol):
@@ -224,24 +229,29 @@ def calibration_policy() -> TimingPolicy:
     return replace(TimingPolicy(), min_samples=1, max_samples=1)
 
 
-def run_case(benchmark: Benchmark, case: BenchCase, backend: TFBackend, rounds: Rounds = Rounds(),
-             seed: int = 0) -> None:
+class _RoundsFailed(Exception):
+    """An exception from pytest-benchmark's rounds, carried out of ``run_cell`` unclassified (``__cause__``):
+    only what fails before the rounds (check, build, placement, calibration) is a skip or a failure."""
+
+
+def run_case(benchmark: Benchmark, case: BenchCase, backend: RoutingBackend | FrameworkBackend,
+             rounds: Rounds = Rounds(), seed: int = 0) -> None:
     """Benchmark one case with the sweep's protocol (module docstring). Skips what cannot run here.
 
-    ``unsupported``, ``oom`` and memory-guard ``skipped`` cases are pytest skips with the reason; ``fallback``
-    (output not on the requested device) and ``wrong`` (off the numpy reference) fail the test, since their
-    numbers would mislead; anything else is a bug and propagates.
+    ``backend`` is the router (:class:`devbench.backends.RoutingBackend`, any framework's device) or one
+    framework's backend; the case runs through the one ``run_cell``
+    (:meth:`devbench.backends.base.FrameworkBackend.run_cell`) with the calibration policy, and
+    pytest-benchmark's rounds run in its ``after`` callback, on the op it built. ``unsupported``, ``oom`` and
+    memory-guard ``skipped`` cases are pytest skips with the reason; ``fallback`` (output not on the requested
+    device) and ``wrong`` (off the numpy reference) fail the test, since their numbers would mislead; anything
+    else is a bug and propagates.
     """
 
     from devbench import __version__
-    from devbench.backends.tf import SYNCS, build_tf, classify, placed_leaves, placement_failure, wrap_mode
-    from devbench.devices import tensorflow
     from devbench.guards import MemoryGuard
     from devbench.ops import ITEMSIZE, OPS
     from devbench.spec import Cell
-    from devbench.timer import measure
 
-    tf = tensorflow()
     op = OPS[case.op]
     cell = Cell(size=case.size, op=case.op, dtype=case.dtype, device=case.device, mode=case.mode, sync=SYNC)
     benchmark.group = case.group
@@ -252,43 +262,32 @@ def run_case(benchmark: Benchmark, case: BenchCase, backend: TFBackend, rounds: 
     skipped = MemoryGuard()(cell)
     if skipped is not None:
         pytest.skip(skipped)
-    sync = SYNCS[SYNC]
-    placed: list[str] = []
 
-    def check_placement(output: Any) -> None:
-        leaves = placed_leaves(output)
-        placed.extend(sorted({device for device, _ in leaves}))
-        failure = placement_failure(case.device, leaves)
-        if failure is not None:
-            raise failure
+    def time_the_rounds(timed: Timed) -> None:
+        calibration = timed.measurement
+        block_s = calibration.samples[0] * calibration.number
+        benchmark.extra_info.update(cold_s=calibration.cold_s, number=calibration.number,
+                                    warmup_calls=calibration.warmup_calls)
+        try:
+            time_rounds(benchmark, timed.call, timed.sync, number=calibration.number, rounds=rounds.count(block_s))
+        except Exception as exc:
+            raise _RoundsFailed from exc
 
     try:
-        with tf.device(f"/device:{case.device}"):
-            try:
-                backend.check_correctness(cell, seed)
-                built = build_tf(op, case.size, case.dtype, seed)
-                fn = wrap_mode(built.fn, case.mode)
-                args = built.args
-
-                def call() -> Any:
-                    return fn(*args)
-
-                calibration = measure(call, sync, calibration_policy(), check=check_placement)
-            except Exception as exc:
-                status, reason = classify(exc)
-                if status in ("unsupported", "oom"):
-                    pytest.skip(f"{status}: {reason}")
-                if status in ("fallback", "wrong"):
-                    pytest.fail(f"{status}: {reason}", pytrace=False)
-                raise
-            calibration.output = None
-            block_s = calibration.samples[0] * calibration.number
-            benchmark.extra_info.update(
-                cold_s=calibration.cold_s, number=calibration.number, warmup_calls=calibration.warmup_calls,
-                placed_device=placed[0] if placed else "",
-            )
-            time_rounds(benchmark, call, sync, number=calibration.number,
-                        rounds=rounds.count(block_s))
+        try:
+            outcome = backend.run_cell(cell, calibration_policy(), seed, after=time_the_rounds)
+        except _RoundsFailed as failed:
+            cause = failed.__cause__
+            assert cause is not None  # always set: _RoundsFailed is only raised "from" the rounds' exception
+            raise cause from None
+        except Exception as exc:
+            status, reason = backend.classify(exc)
+            if status in ("unsupported", "oom"):
+                pytest.skip(f"{status}: {reason}")
+            if status in ("fallback", "wrong"):
+                pytest.fail(f"{status}: {reason}", pytrace=False)
+            raise
+        benchmark.extra_info.update(placed_device=outcome.placed_device)
         median = _median_s(benchmark)
         if median:
             benchmark.extra_info.update(gflops=op.flops(case.size) / median / 1e9,

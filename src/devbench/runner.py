@@ -43,7 +43,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
         reason = f"cut short by the cell time budget: {s.n} sample(s)"
     elif m.stop_reason == "budget":
         reason = f"cut short by the cell time budget after {s.n} samples (rel. IQR {s.rel_iqr:.1%})"
-    reason = "; ".join(part for part in (getattr(outcome, "note", ""), reason) if part)
+    reason = "; ".join(part for part in (outcome.note, reason) if part)
     record = Record(
         run_id=run_id,
         op=cell.op,
@@ -72,7 +72,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
         flops=outcome.flops,
         bytes=outcome.bytes,
         finished_at=utc_now(),
-        traces=int(getattr(outcome, "traces", 0)),
+        traces=outcome.traces,
     )
     return with_derived(record)
 

@@ -3,20 +3,20 @@
 :func:`route_for` maps a device name to the backend class that runs it: the registry (devbench.frameworks) says
 which framework the name is, and that framework's ``backend`` (a ``"module:Class"`` string) is imported only
 when a cell of its device runs: a numpy-only sweep never imports TensorFlow. Adding a framework is one module
-in devbench.frameworks, one module here (a class with ``run_cell``, ``classify`` and ``release``, see
-:class:`~devbench.backends.base.Backend`, and ``initialise``/``runtime_init``, see
-:class:`~devbench.backends.base.Initialising`), and its expression per op in :mod:`devbench.ops`.
-:func:`initialise` times each device's first op before a sweep calibrates or measures.
+in devbench.frameworks, one module here (a :class:`~devbench.backends.base.FrameworkBackend` subclass with the
+framework's hooks: the one ``run_cell`` there is every framework's), and its expression per op in
+:mod:`devbench.ops`. :func:`initialise` times each device's first op before a sweep calibrates or measures;
+calibration (devbench.calibrate) and the pytest plugin ask :class:`RoutingBackend` for each device's backend too.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devbench.backends.base import Backend, CellOutcome, DeviceInit, UnsupportedCombination, classify
+from devbench.backends.base import Backend, CellOutcome, DeviceInit, Timed, classify, require_mode
 from devbench.errors import UsageError
 from devbench.frameworks import FRAMEWORKS, Framework, parse
 from devbench.spec import Cell, TimingPolicy
@@ -65,10 +65,7 @@ def target_for(device: str) -> str:
 
 def check_mode(cell: Cell) -> None:
     """UnsupportedCombination for a mode the cell's framework does not have (``jit`` on TF, ``xla`` on torch)."""
-    route = route_for(cell.device)
-    if route.modes and cell.mode not in route.modes:
-        raise UnsupportedCombination(
-            f"mode {cell.mode!r} does not exist on {route.framework} (it has {', '.join(route.modes)})")
+    require_mode(FRAMEWORKS[route_for(cell.device).key], cell.mode)
 
 
 def _create(target: str, clock: Clock | None) -> Backend:
@@ -102,11 +99,18 @@ class RoutingBackend:
             self._backends[target] = _create(target, self._clock)
         return self._backends[target]
 
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
+    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int, *,
+                 after: Callable[[Timed], None] | None = None) -> CellOutcome:
+        """The cell on its device's backend; ``after`` (see :class:`~devbench.backends.base.Timed`) needs a
+        :class:`~devbench.backends.base.FrameworkBackend` (an injected fake without it gets none)."""
         self._last = None  # a mode refused here is classified by the shared rules, and releases nothing
         check_mode(cell)
         self._last = self.backend_for(cell)
-        outcome: CellOutcome = self._last.run_cell(cell, policy, seed)  # type: ignore[assignment]
+        if after is not None:
+            outcome: CellOutcome = self._last.run_cell(  # type: ignore[call-arg,assignment]
+                cell, policy, seed, after=after)
+        else:
+            outcome = self._last.run_cell(cell, policy, seed)  # type: ignore[assignment]
         return outcome
 
     def classify(self, exc: BaseException) -> tuple[str, str]:

@@ -3,7 +3,8 @@
 Modes: ``eager`` (op by op: every ``jax.numpy`` call is dispatched on its own, ``jax.grad`` traces on every
 call), ``jit`` (``jax.jit`` of the whole op: the cold call compiles it) and ``graph_loop`` (one jitted
 ``jax.lax.fori_loop`` runs the op ``number`` times, carrying its output; see :func:`graph_loop`). TensorFlow's
-``function``/``xla`` and torch's ``compile`` are ``unsupported`` here (see :data:`MODES`).
+``function``/``xla`` and torch's ``compile`` are ``unsupported`` here (see :data:`MODES`; the one
+``run_cell`` in :mod:`devbench.backends.base` checks it, this module holds JAX's hooks).
 
 dtypes: all five. ``float64`` runs in float64 because :func:`devbench.devices.jax` enables ``jax_enable_x64``
 (JAX's default would silently compute it in float32); int32 gradients are ``unsupported`` as everywhere.
@@ -17,18 +18,19 @@ float64 or int32 and cast there, so the float64 reference sees exactly the round
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from devbench.backends.base import (
-    CellFailure,
-    CellOutcome,
-    CheckedOnce,
+    FIRST_OPS,
+    Built,
+    DeviceInit,
+    Dispatch,
+    FrameworkBackend,
     UnsupportedCombination,
-    check_against_reference,
     classify_common,
     error_reason,
     python_loop,
@@ -36,9 +38,9 @@ from devbench.backends.base import (
 from devbench.devices import jax, jax_device, jax_device_name
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
 from devbench.frameworks.jax import MODES
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import Cell, TimingPolicy
-from devbench.timer import Clock, measure
+from devbench.ops import OpDef, leaves_of
+from devbench.spec import Cell
+from devbench.timer import Clock
 
 # ---------------------------------------------------------------------------------------------------------
 # Building an op on the device
@@ -156,23 +158,13 @@ def graph_loop(fn: Callable[..., Any]) -> Any:
     return module.jit(loop)
 
 
-@dataclass
-class Dispatch:
-    """How a cell's op is called: ``call()`` once, ``block(number)`` back to back (the timer's block)."""
-
-    call: Callable[[], Any]
-    block: Callable[[int], Any]
-    compiled: Any = None
-    """The jitted function being timed, if any: its cache size counts compilations."""
-
-    def traces(self) -> int:
-        size = getattr(self.compiled, "_cache_size", None)
+def _cache_size(compiled: Any) -> Callable[[], int]:
+    """How many programs the jitted function being timed (None: none, eager) has compiled so far."""
+    def count() -> int:
+        size = getattr(compiled, "_cache_size", None)
         return int(size()) if callable(size) else 0
 
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise UnsupportedCombination(f"mode {mode!r} does not exist on JAX (it has {', '.join(MODES)})")
+    return count
 
 
 def make_dispatch(fn: Callable[..., Any], operands: tuple[Any, ...], mode: str, sync: str, device: Any) -> Dispatch:
@@ -181,7 +173,6 @@ def make_dispatch(fn: Callable[..., Any], operands: tuple[Any, ...], mode: str, 
     With sync ``transfer`` each call puts the operands, kept as host numpy arrays in the cell's dtype, on the
     device (``jax.device_put``), runs the op and copies every output leaf back (``np.asarray``).
     """
-    check_mode(mode)
     module = jax()
     if mode == "graph_loop":
         if sync == TRANSFER_SYNC:
@@ -190,7 +181,7 @@ def make_dispatch(fn: Callable[..., Any], operands: tuple[Any, ...], mode: str, 
             )
         loop = graph_loop(fn)
         return Dispatch(call=lambda: loop(1, *operands), block=lambda number: loop(number, *operands),
-                        compiled=loop)
+                        traces=_cache_size(loop))
     wrapped = module.jit(fn) if mode == "jit" else fn
     compiled = wrapped if mode == "jit" else None
     if sync == TRANSFER_SYNC:
@@ -202,21 +193,13 @@ def make_dispatch(fn: Callable[..., Any], operands: tuple[Any, ...], mode: str, 
                 np.asarray(leaf)
             return output
 
-        return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer), compiled=compiled)
-    return Dispatch(call=lambda: wrapped(*operands), block=python_loop(wrapped, *operands), compiled=compiled)
+        return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer), traces=_cache_size(compiled))
+    return Dispatch(call=lambda: wrapped(*operands), block=python_loop(wrapped, *operands),
+                    traces=_cache_size(compiled))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Placement
-
-
-def placement_failure(requested: str, placed: Sequence[str]) -> CellFailure | None:
-    """A ``fallback`` failure unless every output leaf is on ``requested`` (canonical names of its devices)."""
-    devices = sorted(set(placed))
-    if devices != [requested]:
-        return CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested {requested}",
-                           ", ".join(devices))
-    return None
 
 
 def placed_devices(output: Any) -> list[str]:
@@ -244,65 +227,63 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running a cell
+# Device initialisation
+
+FIRST_OP = "a 1-element float32 add on the device and its copy back to the host (np.asarray)"
 
 
-class JaxBackend:
+def initialise_device(device: str) -> DeviceInit:
+    """Time the first op of this process on ``device`` (once; see :class:`devbench.backends.base.FirstOps`): the
+    backend's client and the device's first compilation and transfer, which no ``cold_s`` should carry."""
+    def first_op() -> None:
+        one = jax().device_put(np.ones(1, dtype=np.float32), jax_device(device))
+        np.asarray(one + one)
+
+    return FIRST_OPS.time("jax", device, first_op, FIRST_OP)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The backend: JAX's hooks for the one run_cell (devbench.backends.base.FrameworkBackend)
+
+
+class JaxBackend(FrameworkBackend):
     """Runs cells on JAX devices. Remembers which (op, dtype, device, mode) passed the numpy check."""
 
+    FRAMEWORK = "jax"
+    SYNCS = SYNCS
+    RETRACED = "recompiled {n} time(s) while timing: samples include compiling"
+
     def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         self.jax = jax()
-        self.clock = clock
-        self._checked = CheckedOnce()
         self._compiled = False
 
-    def check_correctness(self, cell: Cell, seed: int) -> None:
-        """Compare the op at a small size with its numpy float64 reference, once per (op, dtype, device, mode)."""
-        def check() -> CellFailure | None:
-            built = build_jax(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, jax_device(cell.device))
-            output = make_dispatch(built.fn, built.operands, cell.mode, "scalar", None).call()
-            got = [host_f64(leaf) for leaf in leaves(output)]
-            return check_against_reference(got, built.reference(), cell.dtype)
+    @staticmethod
+    def initialise(device: str) -> DeviceInit:
+        return initialise_device(device)
 
-        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), check)
+    def build(self, op: OpDef, n: int, dtype: str, seed: int, device: str) -> Built:
+        built = build_jax(op, n, dtype, seed, jax_device(device))
+        return Built(built.fn, built.operands, built.reference)
 
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
-        check_mode(cell.mode)
-        op = OPS[cell.op]
-        op.require_dtype(cell.dtype)
+    def dispatch(self, built: Built, mode: str, sync: str, device: str) -> Dispatch:
+        return make_dispatch(built.fn, built.args, mode, sync, jax_device(device))
+
+    def placed(self, output: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in placed_devices(output)]
+
+    def host_leaves(self, output: Any) -> list[np.ndarray]:
+        return [host_f64(leaf) for leaf in leaves(output)]
+
+    def copier(self, device: str, elements: int) -> Callable[[], Any]:
+        """A negation, which reads and writes exactly as much as a copy (jax.numpy has no device-side copy that
+        XLA would not be free to elide)."""
+        x = self.jax.device_put(np.ones(elements, dtype=np.float32), jax_device(device))
+        negative = self.jax.numpy.negative
+        return lambda: negative(x)
+
+    def begin(self, cell: Cell) -> None:
         self._compiled = cell.mode != "eager"
-        self.check_correctness(cell, seed)
-        device = jax_device(cell.device)
-        built = build_jax(op, cell.size, cell.dtype, seed, device)
-        dispatch = make_dispatch(built.fn, built.operands, cell.mode, cell.sync, device)
-        placed: list[str] = []
-        traces_after_cold: list[int] = []
-
-        def check(output: Any) -> None:
-            traces_after_cold.append(dispatch.traces())
-            names = placed_devices(output)
-            placed.extend(sorted(set(names)))
-            failure = placement_failure(cell.device, names)
-            if failure is not None:
-                raise failure
-
-        kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-        if cell.sync == NO_SYNC:
-            kwargs["drain"] = sync_full
-        if self.clock is not None:
-            kwargs["clock"] = self.clock
-        measurement = measure(dispatch.call, SYNCS[cell.sync], policy, **kwargs)
-        measurement.output = None  # do not keep device memory alive through the result
-        traces = dispatch.traces()
-        retraced = traces - traces_after_cold[0] if traces_after_cold else 0
-        return CellOutcome(
-            measurement=measurement,
-            placed_device=placed[0] if placed else "",
-            flops=op.flops(cell.size),
-            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
-            traces=traces,
-            note=f"recompiled {retraced} time(s) while timing: samples include compiling" if retraced else "",
-        )
 
     @staticmethod
     def classify(exc: BaseException) -> tuple[str, str]:
@@ -316,5 +297,5 @@ class JaxBackend:
             self._compiled = False
 
 
-__all__ = ["MODES", "SYNCS", "JaxBackend", "build_jax", "classify", "graph_loop", "make_dispatch",
-           "placement_failure"]
+__all__ = ["MODES", "SYNCS", "JaxBackend", "build_jax", "classify", "graph_loop", "initialise_device",
+           "make_dispatch", "placed_devices"]

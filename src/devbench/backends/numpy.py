@@ -22,19 +22,16 @@ import numpy as np
 
 from devbench.backends.base import (
     FIRST_OPS,
-    CellFailure,
-    CellOutcome,
-    CheckedOnce,
+    Built,
     DeviceInit,
+    Dispatch,
+    FrameworkBackend,
     UnsupportedCombination,
-    check_against_reference,
-    classify,
     python_loop,
 )
-from devbench.frameworks.base import SCALAR_SYNC
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, leaves_of
-from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
-from devbench.timer import Clock, measure
+from devbench.frameworks.base import SCALAR_SYNC, SYNC_MODES
+from devbench.ops import OPS, OpDef, leaves_of
+from devbench.spec import NUMPY_DEVICE, Cell
 
 NUMPY_DTYPES: dict[str, Any] = {"float16": np.float16, "float32": np.float32, "float64": np.float64,
                                 "int32": np.int32}
@@ -76,12 +73,16 @@ def _no_sync(output: Any) -> None:
     del output
 
 
-class NumpyBackend:
+SYNCS: dict[str, Callable[[Any], None]] = {sync: _no_sync for sync in SYNC_MODES}
+"""numpy is synchronous: every sync, ``transfer`` included, is a no-op (the data already is in host memory)."""
+
+
+class NumpyBackend(FrameworkBackend):
     """Runs cells of the pseudo-device ``numpy:CPU``. Checks each (op, dtype) once against float64."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
-        self.clock = clock
-        self._checked = CheckedOnce()
+    FRAMEWORK = "numpy"
+    SYNCS = SYNCS
+    WHO = "numpy"
 
     @staticmethod
     def initialise(device: str) -> DeviceInit:
@@ -93,41 +94,40 @@ class NumpyBackend:
     def runtime_init() -> dict[str, Any] | None:
         return None
 
-    def check_correctness(self, cell: Cell, seed: int) -> None:
-        def check() -> CellFailure | None:
-            built = build_numpy(cell.op, CHECK_SIZE, cell.dtype, seed)
-            got = leaves_of(built.fn(*built.args, *built.params))
-            return check_against_reference(got, built.reference(), cell.dtype, who="numpy")
+    def build(self, op: OpDef, n: int, dtype: str, seed: int, device: str) -> Built:
+        built = build_numpy(op.name, n, dtype, seed)
+        return Built(built.fn, (*built.args, *built.params), built.reference)
 
-        self._checked.require((cell.op, cell.dtype), check)
+    def dispatch(self, built: Built, mode: str, sync: str, device: str) -> Dispatch:
+        fn, args = built.fn, built.args
+        return Dispatch(call=lambda: fn(*args), block=python_loop(fn, *args))
 
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
-        if cell.device != NUMPY_DEVICE:
-            raise ValueError(f"the numpy backend runs {NUMPY_DEVICE} cells, not {cell.device}")
-        self.check_correctness(cell, seed)
-        built = build_numpy(cell.op, cell.size, cell.dtype, seed)
-        call_args = (*built.args, *built.params)
-        kwargs: dict[str, Any] = {"block": python_loop(built.fn, *call_args)}
-        if self.clock is not None:
-            kwargs["clock"] = self.clock
-        measurement = measure(lambda: built.fn(*call_args), _no_sync, policy, **kwargs)
-        measurement.output = None
-        op = OPS[cell.op]
-        return CellOutcome(
-            measurement=measurement,
-            placed_device=NUMPY_DEVICE,
-            flops=op.flops(cell.size),
-            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
-            note=SYNC_NOTE.format(sync=cell.sync) if cell.sync != SCALAR_SYNC else "",
-        )
+    def placed(self, output: Any) -> list[tuple[str, str]]:
+        return [(NUMPY_DEVICE, NUMPY_DEVICE)]
 
-    @staticmethod
-    def classify(exc: BaseException) -> tuple[str, str]:
-        return classify(exc)
+    def host_leaves(self, output: Any) -> list[np.ndarray]:
+        return leaves_of(output)
+
+    def copier(self, device: str, elements: int) -> Callable[[], Any]:
+        """``np.copyto`` between two preallocated float32 arrays."""
+        src = np.ones(elements, dtype=np.float32)
+        dst = np.empty_like(src)
+
+        def host_copy() -> None:
+            np.copyto(dst, src)
+
+        return host_copy
+
+    def check_key(self, cell: Cell) -> tuple[str, ...]:
+        """One check per (op, dtype): numpy has one device and no modes of its own."""
+        return cell.op, cell.dtype
+
+    def note(self, cell: Cell, retraced: int) -> str:
+        return SYNC_NOTE.format(sync=cell.sync) if cell.sync != SCALAR_SYNC else ""
 
     def release(self) -> None:
         """Nothing to do: a numpy cell holds plain arrays, freed by reference counting when its frame ends. (A
         ``gc.collect()`` here cost 0.9 s a visit once TensorFlow was loaded, for nothing to collect.)"""
 
 
-__all__ = ["NUMPY_DTYPES", "NumpyBackend", "NumpyOp", "build_numpy"]
+__all__ = ["NUMPY_DTYPES", "SYNCS", "NumpyBackend", "NumpyOp", "build_numpy"]

@@ -1,4 +1,5 @@
-"""The TensorFlow backend: build a cell's op on its device, pick the sync, run the timer, check the result.
+"""The TensorFlow backend: TensorFlow's hooks for the one ``run_cell`` (:class:`~devbench.backends.base.
+FrameworkBackend`): build a cell's op on its device, dispatch it per mode and sync, read where its output is.
 
 This is the one place (with devices.py) that talks to TensorFlow; each op's TF expression lives with the op
 (``OpDef.tf`` in :mod:`devbench.ops`) and gets the module from here. The runner sees only
@@ -9,7 +10,8 @@ TensorFlow is imported on first use (:func:`devbench.devices.tensorflow`), not w
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,22 +19,22 @@ import numpy as np
 
 from devbench.backends.base import (
     FIRST_OPS,
-    CellFailure,
-    CellOutcome,
-    CheckedOnce,
+    Built,
     DeviceInit,
+    Dispatch,
+    FrameworkBackend,
     UnsupportedCombination,
-    check_against_reference,
     classify_common,
     error_reason,
+    placement_failure,
     python_loop,
 )
 from devbench.devices import canonical, tensorflow, tensorflow_runtime_init
 from devbench.frameworks import is_host
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import Cell, TimingPolicy
-from devbench.timer import Clock, measure
+from devbench.ops import OpDef, leaves_of
+from devbench.spec import Cell
+from devbench.timer import Clock
 
 # ---------------------------------------------------------------------------------------------------------
 # Building an op on the device
@@ -170,19 +172,6 @@ def graph_loop(fn: Callable[..., Any]) -> Any:
     return tf.function(loop)
 
 
-@dataclass
-class Dispatch:
-    """How a cell's op is called: ``call()`` once, ``block(number)`` back to back (the timer's block)."""
-
-    call: Callable[[], Any]
-    block: Callable[[int], Any]
-    traced: Any = None
-    """The tf.function being timed, if any: its ``experimental_get_tracing_count()`` counts (re)traces."""
-
-    def traces(self) -> int:
-        return int(self.traced.experimental_get_tracing_count()) if self.traced is not None else 0
-
-
 def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync: str, device: str = "") -> Dispatch:
     """The callables the timer drives, for ``fn(*args)`` in ``mode``. Call inside the cell's device scope.
 
@@ -209,7 +198,7 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
 
         one = number_tensor(1)
         return Dispatch(call=lambda: loop(one, *args), block=lambda number: loop(number_tensor(number), *args),
-                        traced=loop)
+                        traces=_tracing_count(loop))
     wrapped = wrap_mode(fn, mode)
     traced = wrapped if mode in ("function", "xla") else None
     if sync == TRANSFER_SYNC:
@@ -228,47 +217,25 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
                     leaf.numpy()
             return output  # the device tensors, for the placement check
 
-        return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer), traced=traced)
+        return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer), traces=_tracing_count(traced))
 
-    return Dispatch(call=lambda: wrapped(*args), block=python_loop(wrapped, *args), traced=traced)
+    return Dispatch(call=lambda: wrapped(*args), block=python_loop(wrapped, *args), traces=_tracing_count(traced))
+
+
+def _tracing_count(traced: Any) -> Callable[[], int]:
+    """How often the tf.function being timed (None: none, eager) has traced so far: it counts (re)traces."""
+    if traced is None:
+        return lambda: 0
+    return lambda: int(traced.experimental_get_tracing_count())
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Placement
 
 
-def _memory_of(device: str) -> str:
-    """Which memory a device's tensors live in: one host memory for every CPU device, its own for the others."""
-    return "host" if is_host(device) else device
-
-
-def placement_failure(requested: str, leaves: Sequence[tuple[str, str]]) -> CellFailure | None:
-    """A ``fallback`` failure unless every output leaf is on ``requested``, in name and in memory.
-
-    ``leaves`` holds each output leaf's canonical (``device``, ``backing_device``). Some kernels registered for
-    a GPU keep their data in host memory (int32 ``add`` and ``reduce_sum``, and int32 results of a
-    tf.function): ``device`` then says GPU:0 while ``backing_device`` says CPU:0, and the work ran on the host.
-    Such a cell is reported as a fallback too. Every ``CPU:*`` device is the same host memory, so a CPU:1 tensor
-    backed by CPU:0 (what TF does with int32 function results) is where it was asked to be.
-    """
-    devices = sorted({device for device, _ in leaves})
-    if devices != [requested]:
-        return CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested {requested}",
-                           ", ".join(devices))
-    backing = sorted({memory for _, memory in leaves if _memory_of(memory) != _memory_of(requested)})
-    if backing:
-        where = ", ".join(backing)
-        return CellFailure(
-            "fallback",
-            f"output is on {requested} in name but its memory is on {where} (a host-memory kernel): "
-            "the work ran there",
-            where,
-        )
-    return None
-
-
 def placed_leaves(output: Any) -> list[tuple[str, str]]:
-    """Canonical (``device``, ``backing_device``) of each output leaf, for :func:`placement_failure`."""
+    """Canonical (``device``, ``backing_device``) of each output leaf, for
+    :func:`~devbench.backends.base.placement_failure` (which also reads the memory: a host-memory kernel)."""
     return [(canonical(leaf.device), canonical(leaf.backing_device)) for leaf in _leaves(output)]
 
 
@@ -330,20 +297,20 @@ def initialise_device(device: str) -> DeviceInit:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running a cell
+# The backend: TensorFlow's hooks for the one run_cell (devbench.backends.base.FrameworkBackend)
 
 
-class TFBackend:
+class TFBackend(FrameworkBackend):
     """Runs cells on TensorFlow devices. Remembers which (op, dtype, device, mode) passed the numpy check."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
-        self.tf = tensorflow()
-        self.clock = clock
-        self._checked = CheckedOnce()
-        self._needs_cleanup = False
+    FRAMEWORK = "tf"
+    SYNCS = SYNCS
+    RETRACED = "retraced {n} time(s) while timing: samples include tracing"
 
-    def _tf_device(self, device: str) -> str:
-        return f"/device:{device}"
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
+        self.tf = tensorflow()
+        self._needs_cleanup = False
 
     @staticmethod
     def initialise(device: str) -> DeviceInit:
@@ -353,62 +320,43 @@ class TFBackend:
     def runtime_init() -> dict[str, Any] | None:
         return tensorflow_runtime_init()
 
-    def check_correctness(self, cell: Cell, seed: int) -> None:
-        """Compare the op at a small size with its numpy float64 reference, once per (op, dtype, device, mode)."""
-        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), lambda: self._run_check(cell, seed))
+    @contextmanager
+    def scope(self, device: str) -> Iterator[None]:
+        with self.tf.device(f"/device:{device}"):
+            yield
 
-    def _run_check(self, cell: Cell, seed: int) -> CellFailure | None:
-        with self.tf.device(self._tf_device(cell.device)):
-            built = build_tf(OPS[cell.op], CHECK_SIZE, cell.dtype, seed)
-            output = wrap_mode(built.fn, cell.mode)(*built.args)
-            leaves = [np.asarray(leaf.numpy()).astype(np.float64) for leaf in _leaves(output)]
-        return check_against_reference(leaves, built.reference(), cell.dtype)
+    def build(self, op: OpDef, n: int, dtype: str, seed: int, device: str) -> Built:
+        built = build_tf(op, n, dtype, seed)
+        return Built(built.fn, built.args, built.reference, built.variables)
 
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
-        op = OPS[cell.op]
-        # The device's first op is timed on its own, so that no cold_s (nor the check) pays its initialisation.
-        initialise_device(cell.device)
+    def dispatch(self, built: Built, mode: str, sync: str, device: str) -> Dispatch:
+        return make_dispatch(built.fn, built.args, mode, sync, device)
+
+    def placed(self, output: Any) -> list[tuple[str, str]]:
+        return placed_leaves(output)
+
+    def host_leaves(self, output: Any) -> list[np.ndarray]:
+        return [np.asarray(leaf.numpy()).astype(np.float64) for leaf in _leaves(output)]
+
+    def copier(self, device: str, elements: int) -> Callable[[], Any]:
+        """TF's ``DeepCopy``, or where it has no kernel a negation (which reads and writes exactly as much)."""
+        tf = self.tf
+        x = tf.identity(tf.ones([elements], dtype=tf.float32))
+        copy_op: Callable[[], Any] = lambda: tf.raw_ops.DeepCopy(x=x)  # noqa: E731
+        try:
+            sync_scalar(copy_op())
+        except Exception:  # no DeepCopy kernel here
+            copy_op = lambda: tf.math.negative(x)  # noqa: E731
+        return copy_op
+
+    def begin(self, cell: Cell) -> None:
         # Until this cell is known to have left nothing but refcounted tensors, release() cleans up fully.
         self._needs_cleanup = True
-        self.check_correctness(cell, seed)
-        placed: list[str] = []
 
-        def check_placement(output: Any) -> None:
-            leaves = placed_leaves(output)
-            placed.extend(sorted({device for device, _ in leaves}))
-            failure = placement_failure(cell.device, leaves)
-            if failure is not None:
-                raise failure
-
-        traces_after_cold: list[int] = []
-        with self.tf.device(self._tf_device(cell.device)):
-            built = build_tf(op, cell.size, cell.dtype, seed)
-            dispatch = make_dispatch(built.fn, built.args, cell.mode, cell.sync, cell.device)
-
-            def check(output: Any) -> None:
-                traces_after_cold.append(dispatch.traces())
-                check_placement(output)
-
-            kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-            if cell.sync == NO_SYNC:
-                kwargs["drain"] = sync_full
-            if self.clock is not None:
-                kwargs["clock"] = self.clock
-            measurement = measure(dispatch.call, SYNCS[cell.sync], policy, **kwargs)
-        measurement.output = None  # do not keep device memory alive through the result
-        # An eager op without Keras state leaves only tensors, freed by reference counting when this frame
+    def done(self, cell: Cell, built: Built) -> None:
+        # An eager op without Keras state leaves only tensors, freed by reference counting when run_cell's frame
         # ends; Keras models and traced functions hold reference cycles that need the full clean-up.
-        self._needs_cleanup = built.variables is not None or cell.mode != "eager"
-        traces = dispatch.traces()
-        retraced = traces - traces_after_cold[0] if traces_after_cold else 0
-        return CellOutcome(
-            measurement=measurement,
-            placed_device=placed[0] if placed else "",
-            flops=op.flops(cell.size),
-            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
-            traces=traces,
-            note=f"retraced {retraced} time(s) while timing: samples include tracing" if retraced else "",
-        )
+        self._needs_cleanup = built.state is not None or cell.mode != "eager"
 
     @staticmethod
     def classify(exc: BaseException) -> tuple[str, str]:
@@ -426,3 +374,7 @@ class TFBackend:
         if not gc.isenabled():  # clear_session's collection relies on the collector; without it, do it here
             gc.collect()
         self._needs_cleanup = False
+
+
+__all__ = ["SYNCS", "TFBackend", "build_tf", "classify", "graph_loop", "initialise_device", "make_dispatch",
+           "placed_leaves", "placement_failure", "sync_scalar", "wrap_mode"]

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from devbench.backends.base import (
-    CellFailure,
-    CellOutcome,
-    CheckedOnce,
+    FIRST_OPS,
+    Built,
+    DeviceInit,
+    Dispatch,
+    FrameworkBackend,
     UnsupportedCombination,
-    check_against_reference,
     classify_common,
     error_reason,
     python_loop,
@@ -36,9 +37,9 @@ from devbench.devices import torch, torch_cuda_available, torch_device_name
 from devbench.frameworks import parse
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
 from devbench.frameworks.torch import MODES
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, OpDef, leaves_of
-from devbench.spec import Cell, TimingPolicy
-from devbench.timer import Clock, measure
+from devbench.ops import OpDef, leaves_of
+from devbench.spec import Cell
+from devbench.timer import Clock
 
 
 def torch_device(name: str) -> Any:
@@ -139,25 +140,18 @@ COMPILE_NEXT_TO_TF = ("torch.compile is not run in a process that has loaded Ten
                       "with --devices naming torch devices only")
 
 
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise UnsupportedCombination(f"mode {mode!r} does not exist on PyTorch (it has {', '.join(MODES)})")
+def refuse_compile_next_to_tf(mode: str) -> None:
+    """UnsupportedCombination for a ``compile`` cell in a process that has loaded TensorFlow."""
     if mode == "compile" and "tensorflow" in sys.modules:
         raise UnsupportedCombination(COMPILE_NEXT_TO_TF)
 
 
 def wrap_mode(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
-    check_mode(mode)
+    refuse_compile_next_to_tf(mode)
     if mode == "compile":
         compiled: Callable[..., Any] = torch().compile(fn, dynamic=False)
         return compiled
     return fn
-
-
-@dataclass
-class Dispatch:
-    call: Callable[[], Any]
-    block: Callable[[int], Any]
 
 
 def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync: str, device: Any) -> Dispatch:
@@ -175,19 +169,6 @@ def make_dispatch(fn: Callable[..., Any], args: tuple[Any, ...], mode: str, sync
 
         return Dispatch(call=call_with_transfer, block=python_loop(call_with_transfer))
     return Dispatch(call=lambda: wrapped(*args), block=python_loop(wrapped, *args))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Placement
-
-
-def placement_failure(requested: str, placed: Sequence[str]) -> CellFailure | None:
-    """A ``fallback`` failure unless every output leaf is on ``requested`` (canonical names, ``tensor.device``)."""
-    devices = sorted(set(placed))
-    if devices != [requested]:
-        return CellFailure("fallback", f"output placed on {', '.join(devices)}, not on the requested {requested}",
-                           ", ".join(devices))
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,58 +194,63 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running a cell
+# Device initialisation
+
+FIRST_OP = "a 1-element float32 add on the device and its copy back to the host (.cpu())"
 
 
-class TorchBackend:
+def initialise_device(device: str) -> DeviceInit:
+    """Time the first op of this process on ``device`` (once; see :class:`devbench.backends.base.FirstOps`): on a
+    GPU the CUDA context, the first kernel launch and allocator set-up, which no ``cold_s`` should carry."""
+    def first_op() -> None:
+        one = torch().ones(1, dtype=torch().float32, device=torch_device(device))
+        (one + one).cpu()
+
+    return FIRST_OPS.time("torch", device, first_op, FIRST_OP)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The backend: PyTorch's hooks for the one run_cell (devbench.backends.base.FrameworkBackend)
+
+
+class TorchBackend(FrameworkBackend):
     """Runs cells on torch devices. Remembers which (op, dtype, device, mode) passed the numpy check."""
 
+    FRAMEWORK = "torch"
+    SYNCS = SYNCS
+
     def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         self.torch = torch()
-        self.clock = clock
-        self._checked = CheckedOnce()
         self._compiled = False
 
-    def check_correctness(self, cell: Cell, seed: int) -> None:
-        def check() -> CellFailure | None:
-            built = build_torch(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, torch_device(cell.device))
-            output = wrap_mode(built.fn, cell.mode)(*built.args)
-            got = [host_f64(leaf) for leaf in leaves(output)]
-            return check_against_reference(got, built.reference(), cell.dtype)
+    @staticmethod
+    def initialise(device: str) -> DeviceInit:
+        return initialise_device(device)
 
-        self._checked.require((cell.op, cell.dtype, cell.device, cell.mode), check)
+    def build(self, op: OpDef, n: int, dtype: str, seed: int, device: str) -> Built:
+        built = build_torch(op, n, dtype, seed, torch_device(device))
+        return Built(built.fn, built.args, built.reference, built.state)
 
-    def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int) -> CellOutcome:
-        check_mode(cell.mode)
-        op = OPS[cell.op]
-        op.require_dtype(cell.dtype)
+    def dispatch(self, built: Built, mode: str, sync: str, device: str) -> Dispatch:
+        return make_dispatch(built.fn, built.args, mode, sync, torch_device(device))
+
+    def placed(self, output: Any) -> list[tuple[str, str]]:
+        names = [torch_device_name(leaf.device) for leaf in leaves(output)]
+        return [(name, name) for name in names]
+
+    def host_leaves(self, output: Any) -> list[np.ndarray]:
+        return [host_f64(leaf) for leaf in leaves(output)]
+
+    def copier(self, device: str, elements: int) -> Callable[[], Any]:
+        """``tensor.clone()``: a copy into a new buffer on the device."""
+        x = self.torch.ones(elements, dtype=self.torch.float32, device=torch_device(device))
+        clone: Callable[[], Any] = x.clone
+        return clone
+
+    def begin(self, cell: Cell) -> None:
+        refuse_compile_next_to_tf(cell.mode)
         self._compiled = cell.mode == "compile"
-        self.check_correctness(cell, seed)
-        device = torch_device(cell.device)
-        built = build_torch(op, cell.size, cell.dtype, seed, device)
-        dispatch = make_dispatch(built.fn, built.args, cell.mode, cell.sync, device)
-        placed: list[str] = []
-
-        def check(output: Any) -> None:
-            names = [torch_device_name(leaf.device) for leaf in leaves(output)]
-            placed.extend(sorted(set(names)))
-            failure = placement_failure(cell.device, names)
-            if failure is not None:
-                raise failure
-
-        kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
-        if cell.sync == NO_SYNC:
-            kwargs["drain"] = sync_full
-        if self.clock is not None:
-            kwargs["clock"] = self.clock
-        measurement = measure(dispatch.call, SYNCS[cell.sync], policy, **kwargs)
-        measurement.output = None
-        return CellOutcome(
-            measurement=measurement,
-            placed_device=placed[0] if placed else "",
-            flops=op.flops(cell.size),
-            bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
-        )
 
     @staticmethod
     def classify(exc: BaseException) -> tuple[str, str]:
@@ -281,5 +267,5 @@ class TorchBackend:
             self.torch.cuda.empty_cache()
 
 
-__all__ = ["MODES", "SYNCS", "TorchBackend", "build_torch", "classify", "make_dispatch",
-           "placement_failure"]
+__all__ = ["COMPILE_NEXT_TO_TF", "MODES", "SYNCS", "TorchBackend", "build_torch", "classify", "initialise_device",
+           "make_dispatch", "torch_device"]
