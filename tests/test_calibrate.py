@@ -163,7 +163,7 @@ def test_the_real_probes_go_through_the_router() -> None:
             seen.append((cell, policy))
             return super().run_cell(cell, policy, seed)
 
-    router = RoutingBackend(backends={"devbench.backends.jax:JaxBackend": Probe()})  # type: ignore[dict-item]
+    router = RoutingBackend(backends={"devbench.backends.jax:JaxBackend": Probe()})
     assert measure_gemm("jax", "jax:gpu:0", "float16", 512, router=router) == pytest.approx(0.04)
     ((cell, policy),) = seen
     assert (cell.op, cell.size, cell.dtype, cell.device) == ("matmul", 512, "float16", "jax:gpu:0")
