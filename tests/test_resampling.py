@@ -127,10 +127,10 @@ def _disturbed_cell(rng: np.random.Generator, rounds: int, *, more_samples: int)
 
 def test_weighing_rounds_alike_removes_the_bias_of_the_stopping_rule() -> None:
     """1000 seeded cells of 5 rounds whose disturbed rounds took 4x the samples, against the same cells
-    with equal sample counts (same seeds): the pooled median moves from +1.5 % to +4.2 % over the quiet
-    median, the rounds-weighted one stays at +1.4 % (the disturbance itself, which equal counts also see).
-    Measured at 4000 cells: R=3, 5, 10 pooled +3.8, +4.2, +4.5 %, rounds-weighted +1.5, +1.4, +1.3 %, equal
-    counts +1.7, +1.5, +1.3 %."""
+    with equal sample counts (same seeds): the pooled median moves from +1.4 % to +4.4 % over the quiet
+    median, the rounds-weighted one stays at +1.5 % (the disturbance itself, which equal counts also see).
+    At 4000 cells (another seed): R=3, 5, 10 pooled +3.8, +4.2, +4.5 %, rounds-weighted +1.5, +1.4, +1.3 %,
+    equal counts +1.7, +1.5, +1.3 %."""
     def bias(more_samples: int, estimate: str) -> float:
         rng = np.random.default_rng(21)
         logs = []
