@@ -11,9 +11,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from devbench import resampling
 from devbench.resampling import (
     LogInterval,
     as_rounds,
+    cell_median,
     draw_rounds,
     joint_geomean_ratio,
     median_interval,
@@ -22,7 +24,8 @@ from devbench.resampling import (
     ratio_of_cells,
     round_median_replicates,
 )
-from devbench.stats import summarize, verdict_from_interval
+from devbench.stats import summarize, summarize_rounds, verdict_from_interval
+from devbench.t_intervals import NO_SPREAD_REASON
 
 Cell = list[list[float]]
 
@@ -68,16 +71,80 @@ def test_pooled_median_replicates_have_the_exact_distribution() -> None:
     assert freq == pytest.approx({2.0: 3 / 16, 2.5: 10 / 16, 3.0: 3 / 16}, abs=0.01)
 
 
+def _round_weighted_median(rounds: list[np.ndarray]) -> float:
+    """The rounds-weighted-equally median by brute force: every sample repeated lcm(sizes) / its round's
+    size times (so each round holds the same count), then the plain median."""
+    common = math.lcm(*(len(r) for r in rounds))
+    return float(np.median(np.concatenate([np.repeat(r, common // len(r)) for r in rounds])))
+
+
 def test_pooled_median_of_rounds_of_different_sizes_matches_brute_force() -> None:
     rng = np.random.default_rng(2)
     rounds = as_rounds([[1.0, 2.0, 3.0], [10.0], [4.0, 8.0]])
     picks = draw_rounds(3, 20000, rng)
     fast = pooled_median_replicates(rounds, picks, rng)
-    slow = np.array([np.median(np.concatenate([rng.choice(rounds[k], rounds[k].size) for k in row]))
+    slow = np.array([_round_weighted_median([rng.choice(rounds[k], rounds[k].size) for k in row])
                      for row in picks[:4000]])
     assert set(np.round(fast, 9)) == set(np.round(slow, 9))
     for value, share in _frequencies(slow).items():
         assert _frequencies(fast).get(value, 0.0) == pytest.approx(share, abs=0.025)
+
+
+# --------------------------------------------------------------------------------------------------------
+# A cell's median: rounds weighted equally
+
+
+def test_cell_median_weighs_every_round_alike() -> None:
+    # 40 samples at 1.0 in one round, 2 at 2.0 and 2 at 3.0 in two more: the pooled median is 1.0 (40 of 44
+    # samples), the rounds-weighted one 2.0, the middle of three equal rounds.
+    assert cell_median([[1.0] * 40, [2.0, 2.0], [3.0, 3.0]]) == 2.0
+    assert cell_median([[1.0] * 40, [2.0, 2.0], [3.0, 3.0], [4.0]]) == 2.5  # half the weight reached at 2.0
+    # One round, or rounds of one size: exactly the plain median of the pooled samples.
+    assert cell_median([[3.0, 1.0, 2.0, 7.0]]) == 2.5
+    assert cell_median([[1.0, 9.0], [2.0, 8.0], [3.0, 4.0]]) == 3.5
+    with pytest.raises(ValueError, match="at least one round"):
+        cell_median([])
+
+
+@given(st.lists(st.lists(st.integers(1, 20), min_size=1, max_size=6), min_size=1, max_size=5))
+def test_cell_median_matches_the_brute_force_definition(rounds: list[list[int]]) -> None:
+    cell = [np.array(r, dtype=np.float64) for r in rounds]
+    assert cell_median(cell) == pytest.approx(_round_weighted_median(cell), rel=1e-12)
+
+
+def _disturbed_cell(rng: np.random.Generator, rounds: int, *, more_samples: int) -> list[np.ndarray]:
+    """A cell whose rounds are disturbed (+10 %) with probability 0.2; a disturbed round takes
+    ``more_samples`` times the 10 samples of a quiet one (the timer's stopping rule: a noisier visit takes
+    longer to converge). Round drift 2 %, within-round noise 3 %."""
+    cell = []
+    for _ in range(rounds):
+        disturbed = rng.random() < 0.2
+        size = 10 * (more_samples if disturbed else 1)
+        cell.append(np.exp(rng.normal(0.0, 0.02) + (math.log(1.1) if disturbed else 0.0)
+                           + rng.normal(0.0, 0.03, size)))
+    return cell
+
+
+def test_weighing_rounds_alike_removes_the_bias_of_the_stopping_rule() -> None:
+    """1000 seeded cells of 5 rounds whose disturbed rounds took 4x the samples, against the same cells
+    with equal sample counts (same seeds): the pooled median moves from +1.4 % to +4.4 % over the quiet
+    median, the rounds-weighted one stays at +1.5 % (the disturbance itself, which equal counts also see).
+    At 4000 cells (another seed): R=3, 5, 10 pooled +3.8, +4.2, +4.5 %, rounds-weighted +1.5, +1.4, +1.3 %,
+    equal counts +1.7, +1.5, +1.3 %."""
+    def bias(more_samples: int, estimate: str) -> float:
+        rng = np.random.default_rng(21)
+        logs = []
+        for _ in range(1000):
+            cell = _disturbed_cell(rng, 5, more_samples=more_samples)
+            logs.append(math.log(np.median(np.concatenate(cell)) if estimate == "pooled" else cell_median(cell)))
+        return math.expm1(float(np.mean(logs)))
+
+    equal_counts = bias(1, "pooled")
+    pooled, weighted = bias(4, "pooled"), bias(4, "rounds")
+    assert bias(1, "rounds") == equal_counts  # equal sizes: the same estimator
+    assert pooled > 0.035
+    assert weighted < 0.02
+    assert abs(weighted - equal_counts) < 0.003
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -131,6 +198,41 @@ def test_too_few_rounds_give_nan_and_the_reason() -> None:
         joint_geomean_ratio([])
     with pytest.raises(ValueError, match="at least one round"):
         median_interval([])
+
+
+def test_quantised_samples_get_no_zero_width_interval() -> None:
+    """A coarse clock: every round of 10, 10, 11, 10, 10 ticks gives the same median, so every resample
+    does; the interval is floored at the rounding variance of one tick (t with 4 dof over 5 rounds) rather
+    than claiming zero width, and a ratio of two such cells gets a p-value, not 0."""
+    tick = 1e-6
+    cell = [[10 * tick, 10 * tick, 11 * tick, 10 * tick, 10 * tick]] * 5
+    interval = median_interval(cell)
+    step = math.log(11 / 10)
+    floor = 2.7764451 * step / math.sqrt(12 * 5)  # t(0.975, 4) * sqrt(step^2 / 12 / 5)
+    assert interval.reason == ""
+    assert interval.estimate == pytest.approx(10 * tick)
+    assert interval.half_low == pytest.approx(floor, rel=1e-6)
+    assert interval.half_high == pytest.approx(floor, rel=1e-6)
+    assert interval.dof == pytest.approx(4.0)
+    ratio = ratio_of_cells(cell, cell)
+    assert ratio.ci_low < 1.0 < ratio.ci_high
+    assert 0.0 < ratio.p_above(0.98) < 0.5  # a zero-width interval made this 0: "surely above 0.98"
+    assert 0.5 < ratio.p_above(1.02) < 1.0  # and this 1
+    summary = summarize_rounds(cell)
+    assert summary.ci_low < summary.median < summary.ci_high
+
+
+def test_samples_without_any_step_give_no_interval() -> None:
+    same = [[5e-6, 5e-6]] * 4
+    assert median_interval(same).reason == NO_SPREAD_REASON
+    assert math.isnan(median_interval(same).ci_low)
+    assert ratio_of_cells(same, same).reason == NO_SPREAD_REASON
+    assert math.isnan(ratio_of_cells(same, same).p_above(1.05))
+    assert summarize_rounds(same).ci_reason == NO_SPREAD_REASON
+    # One step anywhere (here between the two cells) is the resolution: both get a floored interval.
+    other = [[6e-6, 6e-6]] * 4
+    assert ratio_of_cells(same, other).reason == ""
+    assert paired_ratio(same, other).reason == ""
 
 
 def test_ratio_verdicts_from_real_intervals() -> None:
@@ -272,3 +374,56 @@ def test_coverage_of_the_paired_ratio() -> None:
         p = paired_ratio(a, b, n_boot=1000, seed=i)
         hits += p.ci_low <= 1.0 <= p.ci_high
     assert 0.90 <= hits / 400 <= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes", [(1, 1, 1), (1, 10, 10), (2, 2, 2), (1, 1, 1, 1), (1, 10, 10, 10), (1,) * 10])
+def test_coverage_with_one_or_two_samples_a_round(sizes: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interval's unit is the round: with 1 or 2 samples a round it is a bootstrap of (nearly) the round
+    values, widened for few rounds. 250 cells per setting, drift 5 % and 20 %, noise 5 %: it covers 90-99 %
+    of them, except at 3 rounds with a single-sample round, measured here with the rule that withholds that
+    interval turned off: it covers less (at 1000 cells over drift 5-20 % and noise 2-10 %: 91-92.7 % for 3
+    rounds of 1 sample, 92 % on average with one such round among rounds of 10, 93.3 % for 3 rounds of 2,
+    93.7 % for 3 of 10, 95-96.4 % for 4 rounds of 1), so it is not given."""
+    rng = np.random.default_rng(list(sizes))
+    cells = 250
+    thin = len(sizes) < resampling.MIN_ROUNDS_WITH_A_SINGLE_SAMPLE and min(sizes) == 1
+
+    def cell(drift: float) -> list[np.ndarray]:
+        effects = np.exp(rng.normal(0.0, drift, len(sizes)))
+        return [effects[r] * np.exp(rng.normal(0.0, 0.05, n)) for r, n in enumerate(sizes)]
+
+    if thin:
+        assert "of a single sample: too few" in median_interval(cell(0.1)).reason
+        monkeypatch.setattr(resampling, "MIN_ROUNDS_WITH_A_SINGLE_SAMPLE", 0)
+    rates = []
+    for drift in (0.05, 0.2):
+        hits = 0
+        for i in range(cells):
+            m = median_interval(cell(drift), n_boot=500, seed=i)
+            hits += m.ci_low <= 1.0 <= m.ci_high
+        rates.append(hits / cells)
+    if thin:
+        assert max(rates) < 0.94, rates
+    else:
+        assert min(rates) >= 0.90, rates
+        assert max(rates) <= 0.99, rates
+
+
+@pytest.mark.slow
+def test_coverage_with_rounds_of_different_sizes() -> None:
+    """5 rounds of 2 to 20 samples (drawn at random, as the timer's stopping rule gives them), drift 5 % and
+    20 %, noise 5 %, 200 cells: the rounds-weighted median's interval covers the true median in 90-99 %.
+    At 1000 cells and 3, 5, 10 rounds of 2-40 samples: 93.3-95.9 % (the pooled median's 92.6-94.8 %), and
+    its root-mean-square error is 7-14 % smaller than the pooled median's (weighing rounds alike is the
+    efficient choice when the rounds differ by drift)."""
+    rng = np.random.default_rng(205)
+    cells = 200
+    for drift in (0.05, 0.2):
+        hits = 0
+        for i in range(cells):
+            effects = np.exp(rng.normal(0.0, drift, 5))
+            cell = [effects[r] * np.exp(rng.normal(0.0, 0.05, int(rng.integers(2, 21)))) for r in range(5)]
+            m = median_interval(cell, n_boot=500, seed=i)
+            hits += m.ci_low <= 1.0 <= m.ci_high
+        assert 0.90 <= hits / cells <= 0.99, (drift, hits / cells)

@@ -171,6 +171,24 @@ def test_visits_of_one_cell_are_one_row_whatever_order_the_log_has() -> None:
     assert row["median_s"] == pytest.approx(2.0)  # median of 1, 1, 3, 3
 
 
+def test_a_cells_median_weighs_its_visits_alike_however_many_samples_they_took() -> None:
+    """A visit that took 9 samples (a disturbed one, slow to converge) and two quiet visits of 3: half the
+    weight is reached at 1.04, inside the quiet visits, where the pooled median (8th of 15) is the disturbed
+    visit's; the quartiles stay over the 15 samples pooled."""
+    from devbench.visits import LoggedVisit, cell_row
+
+    record: dict[str, Any] = {"run_id": "r", "op": "add", "size": 16, "dtype": "float32", "device": "CPU:0",
+                              "mode": "eager", "sync": "scalar", "status": "ok", "reason": ""}
+    disturbed = [1.3, 1.31, 1.29, 1.3, 1.32, 1.3, 1.28, 1.33, 1.3]
+    visits = [LoggedVisit(record, disturbed, 1), LoggedVisit(record, [1.0, 1.01, 1.02], 2),
+              LoggedVisit(record, [1.03, 1.04, 1.05], 3)]
+    row = cell_row(visits, rounds_planned=3)
+    assert row["median_s"] == pytest.approx(1.04)
+    assert row["q1_s"] == pytest.approx(1.035)  # type 7 over the pooled 15: between the 4th and 5th value
+    assert row["n_samples"] == 15
+    assert row["ci_reason"] == ""
+
+
 def test_visit_keys_are_unique() -> None:
     keys = [v.key() for v in SPEC.visits()]
     assert len(set(keys)) == len(keys)

@@ -122,6 +122,37 @@ def test_summary_of_rounds_pools_the_samples_and_measures_the_drift() -> None:
     assert s.ci_low < s.median < s.ci_high
 
 
+def test_summary_of_rounds_of_different_sizes_weighs_the_rounds_alike() -> None:
+    """A visit of 10 samples at 1.0 and two of 2 at 3.0 and 3.2: the median is the middle round's 3.0 (the
+    pooled median would be 1.0, 10 of 14 samples), the quartiles stay over the pooled samples, and the
+    median may then lie outside them; rel_iqr and between_round_rel are read against that median."""
+    rounds = [[1.0] * 10, [3.0, 3.0], [3.2, 3.2]]
+    s = summarize_rounds(rounds)
+    pooled = summarize([x for r in rounds for x in r])
+    assert s.median == 3.0
+    assert (s.n, s.q1, s.q3, s.mean, s.min, s.max) == (pooled.n, pooled.q1, pooled.q3, pooled.mean, pooled.min,
+                                                       pooled.max)
+    assert s.q3 < s.median
+    assert s.rel_iqr == pytest.approx(s.iqr / 3.0)
+    assert s.between_round_rel == pytest.approx((3.2 - 1.0) / 3.0)
+    assert s.ci_low < s.median < s.ci_high
+
+
+def test_the_rounds_interval_counts_rounds_not_samples() -> None:
+    """Fewer than 6 samples give summarize's order statistics no interval, but the rounds' interval rests on
+    rounds: 4 rounds of 1 sample and 3 rounds of 2 get one; 3 rounds with a single-sample round do not (the
+    coverage behind both is measured in test_resampling)."""
+    assert summarize([1.0, 1.1, 0.95, 1.05]).ci_reason.startswith("4 samples: too few")
+    four = summarize_rounds([[1.0], [1.1], [0.95], [1.05]])
+    assert four.ci_reason == ""
+    assert four.ci_low < four.median < four.ci_high
+    assert summarize_rounds([[1.0, 1.01], [1.1, 1.12], [0.95, 0.96]]).ci_reason == ""
+    thin = summarize_rounds([[1.0], [1.1, 1.12], [0.95, 0.96]])
+    assert math.isnan(thin.ci_low)
+    assert thin.ci_reason == ("3 rounds, 1 of a single sample: too few to bound drift between rounds "
+                              "(need 4 rounds, or 2 samples in every round)")
+
+
 def test_one_round_cannot_see_drift() -> None:
     s = summarize_rounds([[1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02]])
     assert s.n_rounds == 1

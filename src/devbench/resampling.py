@@ -8,9 +8,11 @@ then samples within each chosen round (two levels) lets the interval see it.
 
 Estimates and their intervals:
 
-- A cell's **median** is the median of all its samples pooled. Its replicate is the pooled median of one
-  two-level resample: ``R`` rounds drawn with replacement, then, in each drawn round, as many samples as it
-  has, drawn with replacement.
+- A cell's **median** (:func:`cell_median`) is the median of all its samples with every round weighted
+  alike (weight 1 per round, split over its samples), so the number of samples a visit happened to take
+  does not choose the weights. Its replicate is the same median of one two-level resample: ``R`` rounds
+  drawn with replacement, then, in each drawn round, as many samples as it has, drawn with replacement,
+  each drawn round again weighing 1.
 - **Two cells of different runs** (compare): ratio NEW/BASE of the cells' medians; each side is resampled
   on its own (the runs are independent).
 - **Two cells of one run, measured back to back in each round** (crossovers): the per-round ratio of
@@ -27,21 +29,30 @@ needs neither, respects the log transform, and its one flaw here (too narrow wit
 over R rounds sees (R-1)/R of the between-round variance and uses normal rather than t quantiles) is what the
 expansion factor corrects.
 
-Coverage of the nominal 95 % intervals, simulated (1000 cells per setting; lognormal round effects of sigma
-5, 10, 20 %, lognormal within-round noise of sigma 2 and 10 %, 10 samples per round; ``tests/test_resampling``
-runs a smaller version): the median 91.5-95.0 % at R=3, 95.3-96.2 % at R=5, 95.0-96.5 % at R=10; the ratio of
-two runs from the same model 96.0-98.3 % at R=3, 96.8-99.3 % at R=5, 97.0-98.1 % at R=10. Without drift the
-median covers 97.4-98.8 % and the ratio 99.2-99.7 %: the two-level resample counts within-round noise twice
-(once through the spread of the round medians, once directly), which errs on the safe side. Without the
-expansion R=3 covered only 70-77 %, R=5 88-92 %. Interval width (log units, median over cells) at 5 % drift:
-0.21-0.26 at R=3, 0.15 at R=5, 0.08-0.10 at R=10; at 20 % drift 0.82, 0.55-0.67, 0.31-0.35.
+Coverage of the nominal 95 % intervals, simulated (1000 cells per setting; lognormal round effects of sigma 5,
+10, 20 %, lognormal within-round noise of sigma 2 and 10 %, 10 samples per round, so the rounds-weighted
+median is the pooled one; ``tests/test_resampling`` runs a smaller version): the median 91.5-95.0 % at R=3,
+95.3-96.2 % at R=5, 95.0-96.5 % at R=10; the ratio of two runs from the same model 96.0-98.3 % at R=3,
+96.8-99.3 % at R=5, 97.0-98.1 % at R=10. Without drift the median covers 97.4-98.8 % and the ratio 99.2-99.7 %:
+the two-level resample counts within-round noise twice (once through the spread of the round medians, once
+directly), which errs on the safe side. Without the expansion R=3 covered only 70-77 %, R=5 88-92 %. Interval
+width (log units, median over cells) at 5 % drift: 0.21-0.26 at R=3, 0.15 at R=5, 0.08-0.10 at R=10; at 20 %
+drift 0.82, 0.55-0.67, 0.31-0.35. Rounds of 2-40 samples at random and 1 or 2 samples a round are measured in
+``tests/test_resampling`` too (the latter: 91-96 % at R=3, 93-98 % from R=4; see
+:data:`MIN_ROUNDS_WITH_A_SINGLE_SAMPLE`).
 
 Cost: O(n_boot x samples) per cell and side, vectorised over replicates: about 2 ms per side for 5 rounds
 x 10 samples at n_boot=2000 on an idle core (1000 cells: ~2.5 s for :func:`median_interval`, ~5 s for
-:func:`ratio_of_cells`), 5x that for 50 samples per round; :func:`paired_ratio` is O(n_boot x rounds).
+:func:`ratio_of_cells`), 5x that for 50 samples per round; rounds of different sizes cost up to about
+twice what the pooled median did (short rounds are padded to the longest, and the weights need a cumulative
+sum); :func:`paired_ratio` is O(n_boot x rounds).
 
 Too little data: fewer than :data:`MIN_ROUNDS_FOR_CI` rounds gives NaN bounds and a reason; one round cannot
-see drift at all, two give one degree of freedom for it (a t quantile of 12.7).
+see drift at all, two give one degree of freedom for it (a t quantile of 12.7). The unit is the round, not
+the sample: a cell's median needs no number of samples, but 3 rounds with a single-sample round give no
+interval of the median (:func:`too_thin_rounds`). Quantised samples cannot give a zero-width interval: the
+half-widths are floored at the samples' resolution (:func:`resolution_floor`), and samples without any
+step (all the same value) give NaN and :data:`devbench.t_intervals.NO_SPREAD_REASON`.
 """
 
 from __future__ import annotations
@@ -64,6 +75,11 @@ Seed = int | Sequence[int] | np.random.Generator
 MIN_ROUNDS_FOR_CI = 3
 """Fewer rounds than this on a side gives no interval (NaN and a reason): with 1 round the drift between
 rounds is invisible, with 2 its variance has a single degree of freedom."""
+
+MIN_ROUNDS_WITH_A_SINGLE_SAMPLE = 4
+"""A cell with a round of a single sample needs this many rounds for an interval of its median: at 3 rounds
+such a cell's interval covered 90.5-92.8 % on average over simulated drift and noise, where 3 rounds of 2
+samples each covered 93.3 %, of 10 93.7 %, and 4 rounds of 1 sample 95.9 % (``tests/test_resampling.py``)."""
 
 DEFAULT_N_BOOT = 2000
 """Bootstrap replicates per estimate: the 2.5 % quantile then rests on 50 replicates."""
@@ -102,30 +118,84 @@ def _padded(rounds: Sequence[FloatArray]) -> tuple[FloatArray, IntArray]:
     return table, sizes
 
 
+def _median_at_half(ordered: npt.NDArray[np.generic], cumulative: FloatArray) -> npt.NDArray[np.generic]:
+    """Row-wise weighted median from each row's sorted values (or sorted ranks of values, which are then
+    averaged by the caller) and the cumulative sum of their weights.
+
+    The value where the cumulative weight reaches half the row's total; where it reaches exactly half at
+    one value, the mean of that value and the next (so equal weights give ``np.median``). Trailing zero
+    weights (padding) count for nothing. Sums of weights such as 1/3 are inexact, so "exactly half" is read
+    to 1e-9 of the total.
+    """
+    total = cumulative[:, -1:]
+    half, tol = 0.5 * total, 1e-9 * total
+    low = np.sum(cumulative < half - tol, axis=1)  # first position whose cumulative weight reaches half
+    high = np.sum(cumulative <= half + tol, axis=1)  # first position whose cumulative weight passes half
+    return np.stack([np.take_along_axis(ordered, low[:, None], axis=1)[:, 0],
+                     np.take_along_axis(ordered, high[:, None], axis=1)[:, 0]])
+
+
+def cell_median(rounds: Rounds) -> float:
+    """A cell's median from its rounds: the median of all its samples with the rounds weighted equally.
+
+    Each round has weight 1, shared equally by its samples, so a visit of 2 samples counts as much as a
+    visit of 40. Weighting by sample count instead lets the timer's stopping rule choose the weights: a
+    disturbed visit (noisier, so slower to converge) takes more samples and drags the pooled median towards
+    itself (``tests/test_resampling.py`` measures the bias both ways). Rounds of one size (and one round)
+    give exactly the median of the pooled samples. The one definition of a cell's median wherever it is
+    computed from samples; quartiles, mean and extremes stay over the pooled samples.
+    """
+    return _cell_median(as_rounds(rounds))
+
+
+def _cell_median(rounds: Sequence[FloatArray]) -> float:
+    if len({r.size for r in rounds}) == 1:  # equal weights: the plain median, bit for bit
+        return float(np.median(np.concatenate(rounds)))
+    values = np.concatenate(rounds)
+    weights = np.concatenate([np.full(r.size, 1.0 / r.size) for r in rounds])
+    order = np.argsort(values)
+    low, high = _median_at_half(values[order][None, :], np.cumsum(weights[order])[None, :])[:, 0]
+    return 0.5 * (float(low) + float(high))
+
+
+def _cell_log_median(rounds: Sequence[FloatArray]) -> float:
+    return math.log(_cell_median(rounds))
+
+
 def pooled_median_replicates(rounds: Sequence[FloatArray], picks: IntArray,
                              rng: np.random.Generator) -> FloatArray:
-    """Median of the pooled samples of each two-level resample, shape (n_boot,).
+    """:func:`cell_median` of each two-level resample, shape (n_boot,).
 
     ``picks`` (n_boot, k) names the rounds of each resample (:func:`draw_rounds`, or a shared draw); each
-    picked round contributes as many samples as it has, drawn with replacement from it. Cost O(n_boot x
-    total samples): one gather and one sort.
+    picked round contributes as many samples as it has, drawn with replacement from it, and weight 1 split
+    over them (as in the estimate, so the interval is centred on the same estimator). Cost O(n_boot x total
+    samples): one gather and one sort per replicate.
     """
     table, sizes = _padded(rounds)
     n_boot, k = picks.shape
     width = table.shape[1]
     n_pick = sizes[picks]  # (n_boot, k)
-    if int(sizes.min()) == width:  # every round the same size: integers in [0, width) directly
+    if int(sizes.min()) == width:  # every round the same size: equal weights, the plain median
         within = rng.integers(0, width, size=(n_boot, k, width), dtype=np.int64)
-    else:
-        within = np.minimum((rng.random((n_boot, k, width)) * n_pick[..., None]).astype(np.int64),
-                            n_pick[..., None] - 1)
-    values = table.ravel()[picks[..., None] * width + within]  # a flat take: faster than 2-D fancy indexing
-    if int(sizes.min()) < width:  # positions past a picked round's size are not samples
-        values[np.arange(width)[None, None, :] >= n_pick[..., None]] = np.inf
-    flat = np.sort(values.reshape(n_boot, -1), axis=1)  # a full sort beats np.partition at these sizes
-    count = n_pick.sum(axis=1)
-    low = np.take_along_axis(flat, ((count - 1) // 2)[:, None], axis=1)[:, 0]
-    high = np.take_along_axis(flat, (count // 2)[:, None], axis=1)[:, 0]
+        values = table.ravel()[picks[..., None] * width + within]  # a flat take: faster than 2-D fancy indexing
+        flat = np.sort(values.reshape(n_boot, -1), axis=1)  # a full sort beats np.partition at these sizes
+        count = k * width
+        return np.asarray(0.5 * (flat[:, (count - 1) // 2] + flat[:, count // 2]), dtype=np.float64)
+    # Rounds of different sizes: sort each replicate's samples by their rank among the cell's samples (small
+    # integers sort several times faster than an argsort of the values, and the rank gives value and weight).
+    pooled = table.ravel()
+    order = np.argsort(pooled, kind="stable")  # padding (+inf) ranks last
+    rank = np.empty(pooled.size, dtype=np.int32)
+    rank[order] = np.arange(pooled.size, dtype=np.int32)
+    weight = np.repeat(1.0 / sizes, width)  # the weight of each table entry, by rank below
+    weight[np.arange(pooled.size) % width >= np.repeat(sizes, width)] = 0.0
+    within = np.minimum((rng.random((n_boot, k, width)) * n_pick[..., None]).astype(np.int64),
+                        n_pick[..., None] - 1)
+    ranks = rank[picks[..., None] * width + within]
+    ranks[np.arange(width)[None, None, :] >= n_pick[..., None]] = pooled.size  # not samples: past the end
+    ranks = np.sort(ranks.reshape(n_boot, -1), axis=1)
+    by_rank_value = np.append(pooled[order], np.inf)
+    low, high = by_rank_value[_median_at_half(ranks, np.cumsum(np.append(weight[order], 0.0)[ranks], axis=1))]
     return np.asarray(0.5 * (low + high), dtype=np.float64)
 
 
@@ -187,15 +257,16 @@ class DriftPart:
 
 
 def within_var_of_log_median(rounds: Sequence[FloatArray]) -> float:
-    """Variance (log units squared) of the log pooled median from within-round noise alone.
+    """Variance (log units squared) of the log :func:`cell_median` from within-round noise alone.
 
-    Asymptotic variance of a median, pi sigma^2 / (2 N), with sigma^2 the size-weighted mean of the rounds'
-    robust variances (1.4826 MAD of log times) and N all samples.
+    Asymptotic variance of a weighted median, sum of w_i^2 times pi sigma_i^2 / 2 with weights normalised to
+    1: each round's n_r samples weigh 1 / (R n_r), which gives pi / (2 R^2) times the sum over rounds of
+    sigma_r^2 / n_r, sigma_r the round's robust spread (1.4826 MAD of log times). With rounds of one size it
+    is pi sigma^2 / (2 N), the pooled median's.
     """
     sizes = np.array([r.size for r in rounds], dtype=np.float64)
     spreads = np.array([_MAD_TO_SIGMA * np.median(np.abs(np.log(r) - np.median(np.log(r)))) for r in rounds])
-    total = float(sizes.sum())
-    return math.pi / 2.0 * float(np.sum(sizes * spreads**2)) / total / total
+    return math.pi / 2.0 * float(np.sum(spreads**2 / sizes)) / len(rounds) ** 2
 
 
 @dataclass(frozen=True)
@@ -320,14 +391,50 @@ def no_interval(log_estimate: float, confidence: float, n_rounds: int, reason: s
 
 
 def percentile_interval(log_estimate: float, log_replicates: FloatArray, confidence: float,
-                        parts: Sequence[DriftPart]) -> LogInterval:
-    """Percentile interval of ``log_replicates`` around ``log_estimate``, widened by :func:`expansion_factor`."""
+                        parts: Sequence[DriftPart], resolution: float) -> LogInterval:
+    """Percentile interval of ``log_replicates`` around ``log_estimate``, widened by :func:`expansion_factor`,
+    each half-width floored by :func:`resolution_floor` (``resolution``: the samples' :func:`log_resolution`).
+
+    NaN with :data:`devbench.t_intervals.NO_SPREAD_REASON` when the samples show no step at all (every one
+    the same value): then no spread, not even the clock's, can be read from them.
+    """
+    n_rounds = min(p.n_rounds for p in parts)
+    if not math.isfinite(resolution):
+        from devbench.t_intervals import NO_SPREAD_REASON  # lazy: t_intervals builds on this module
+
+        return no_interval(log_estimate, confidence, n_rounds, NO_SPREAD_REASON)
     tail = (1.0 - confidence) / 2.0
     q_low, q_high = (float(v) for v in np.quantile(log_replicates, [tail, 1.0 - tail]))
     widen = expansion_factor(parts, confidence)
-    return LogInterval(log_estimate=log_estimate, half_low=widen.factor * max(log_estimate - q_low, 0.0),
-                       half_high=widen.factor * max(q_high - log_estimate, 0.0), confidence=confidence,
-                       n_rounds=min(p.n_rounds for p in parts), dof=widen.dof)
+    half_low = widen.factor * max(log_estimate - q_low, 0.0)
+    half_high = widen.factor * max(q_high - log_estimate, 0.0)
+    floor, floor_dof = resolution_floor(parts, resolution, confidence)
+    dof = min(widen.dof, floor_dof) if min(half_low, half_high) < floor else widen.dof
+    return LogInterval(log_estimate=log_estimate, half_low=max(half_low, floor), half_high=max(half_high, floor),
+                       confidence=confidence, n_rounds=n_rounds, dof=dof)
+
+
+def resolution_floor(parts: Sequence[DriftPart], resolution: float, confidence: float) -> tuple[float, float]:
+    """(half-width, dof): the narrowest half-width (log units) the samples' resolution allows, and its dof.
+
+    Quantised samples (a coarse clock, a block time that is a multiple of a tick) can make every resample
+    give the same median, and a zero-width interval would claim infinite certainty (and a p-value of 0
+    downstream). As in :mod:`devbench.t_intervals`, each part's round values are given at least the variance
+    of rounding to ``resolution``, step^2 / 12, so its mean over R rounds has at least step^2 / (12 R); the
+    half-width is the t quantile (Welch-Satterthwaite dof over the parts, R - 1 each) times the root of
+    their sum. For a continuous clock the step, and so the floor, is negligible.
+    """
+    floors = [(resolution * resolution / 12.0 / p.n_rounds, p.n_rounds) for p in parts]
+    total = sum(v for v, _ in floors)
+    dof = total * total / sum(v * v / (r - 1) for v, r in floors)
+    return t_quantile(0.5 + confidence / 2.0, dof) * math.sqrt(total), dof
+
+
+def log_resolution(*cells: Sequence[FloatArray]) -> float:
+    """:func:`devbench.t_intervals.log_resolution` of the samples of ``cells`` (inf: no step shows)."""
+    from devbench.t_intervals import log_resolution as resolution  # lazy: t_intervals builds on this module
+
+    return resolution([r for cell in cells for r in cell])
 
 
 def too_few_rounds(counts: Sequence[tuple[str, int]]) -> str:
@@ -354,21 +461,31 @@ def _cell_part(rounds: Sequence[FloatArray]) -> DriftPart:
     return DriftPart(_log_round_medians(rounds), within_var_of_log_median(rounds))
 
 
-def _pooled_log_median(rounds: Sequence[FloatArray]) -> float:
-    return math.log(float(np.median(np.concatenate(rounds))))
+def too_thin_rounds(rounds: Sequence[FloatArray]) -> str:
+    """Why a cell's median gets no interval although it has enough rounds, or "": a round of a single sample
+    among fewer than :data:`MIN_ROUNDS_WITH_A_SINGLE_SAMPLE` rounds."""
+    single = sum(r.size == 1 for r in rounds)
+    if not single or len(rounds) >= MIN_ROUNDS_WITH_A_SINGLE_SAMPLE:
+        return ""
+    return (f"{len(rounds)} rounds, {single} of a single sample: too few to bound drift between rounds (need "
+            f"{MIN_ROUNDS_WITH_A_SINGLE_SAMPLE} rounds, or 2 samples in every round)")
 
 
 def median_interval(rounds: Rounds, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
                     seed: Seed = 0) -> LogInterval:
-    """A cell's median (seconds, pooled over its rounds) with its two-level bootstrap interval."""
+    """A cell's median (seconds, :func:`cell_median`) with its two-level bootstrap interval.
+
+    The interval's unit is the round: it needs :data:`MIN_ROUNDS_FOR_CI` rounds, not a number of samples (3
+    rounds of 2 samples get one; 3 of 1 do not, see :func:`too_thin_rounds`).
+    """
     cell = as_rounds(rounds)
-    estimate = _pooled_log_median(cell)
-    reason = too_few_rounds([("", len(cell))])
+    estimate = _cell_log_median(cell)
+    reason = too_few_rounds([("", len(cell))]) or too_thin_rounds(cell)
     if reason:
         return no_interval(estimate, confidence, len(cell), reason)
     rng = np.random.default_rng(seed)
     reps = np.log(pooled_median_replicates(cell, draw_rounds(len(cell), n_boot, rng), rng))
-    return percentile_interval(estimate, reps, confidence, [_cell_part(cell)])
+    return percentile_interval(estimate, reps, confidence, [_cell_part(cell)], log_resolution(cell))
 
 
 def ratio_of_cells(base: Rounds, new: Rounds, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
@@ -378,14 +495,15 @@ def ratio_of_cells(base: Rounds, new: Rounds, *, confidence: float = 0.95, n_boo
     Each side is resampled on its own (two levels), since the runs share no rounds.
     """
     b, n = as_rounds(base), as_rounds(new)
-    estimate = _pooled_log_median(n) - _pooled_log_median(b)
+    estimate = _cell_log_median(n) - _cell_log_median(b)
     reason = too_few_rounds([("base", len(b)), ("new", len(n))])
     if reason:
         return no_interval(estimate, confidence, min(len(b), len(n)), reason)
     rng = np.random.default_rng(seed)
     reps = (np.log(pooled_median_replicates(n, draw_rounds(len(n), n_boot, rng), rng))
             - np.log(pooled_median_replicates(b, draw_rounds(len(b), n_boot, rng), rng)))
-    return percentile_interval(estimate, reps, confidence, [_cell_part(b), _cell_part(n)])
+    return percentile_interval(estimate, reps, confidence, [_cell_part(b), _cell_part(n)],
+                               log_resolution(b, n))
 
 
 def paired_ratio(a: Rounds, b: Rounds, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
@@ -411,7 +529,8 @@ def paired_ratio(a: Rounds, b: Rounds, *, confidence: float = 0.95, n_boot: int 
             - np.log(round_median_replicates(rb, picks, rng))).mean(axis=1)
     within = sum(within_var_of_log_median([x]) + within_var_of_log_median([y])
                  for x, y in zip(ra, rb, strict=True)) / len(ra) ** 2
-    return percentile_interval(estimate, reps, confidence, [DriftPart(log_ratios, within)])
+    return percentile_interval(estimate, reps, confidence, [DriftPart(log_ratios, within)],
+                               log_resolution(ra, rb))
 
 
 def _shared_picks(run_rounds: int, cell_rounds: int, shared: IntArray, rng: np.random.Generator) -> IntArray:
@@ -457,7 +576,7 @@ def joint_geomean_ratio(pairs: Sequence[tuple[Rounds, Rounds]], *, confidence: f
         raise ValueError("need at least one cell")
     base = [as_rounds(b) for b, _ in pairs]
     new = [as_rounds(n) for _, n in pairs]
-    logs = [_pooled_log_median(n) - _pooled_log_median(b) for b, n in zip(base, new, strict=True)]
+    logs = [_cell_log_median(n) - _cell_log_median(b) for b, n in zip(base, new, strict=True)]
     estimate = float(np.mean(logs))
     run_b, run_n = max(len(c) for c in base), max(len(c) for c in new)
     reason = too_few_rounds([("base", run_b), ("new", run_n)])
@@ -470,4 +589,5 @@ def joint_geomean_ratio(pairs: Sequence[tuple[Rounds, Rounds]], *, confidence: f
         reps += np.log(pooled_median_replicates(n, _shared_picks(run_n, len(n), shared_n, rng), rng))
         reps -= np.log(pooled_median_replicates(b, _shared_picks(run_b, len(b), shared_b, rng), rng))
     reps /= len(pairs)
-    return percentile_interval(estimate, reps, confidence, [_run_part(base), _run_part(new)])
+    return percentile_interval(estimate, reps, confidence, [_run_part(base), _run_part(new)],
+                               log_resolution(*base, *new))

@@ -5,9 +5,11 @@ own, with the statistics of that visit's samples. The results table has one row 
 
 - A cell whose first visit was not ``ok`` (unsupported, skipped, out of memory, …) is that visit's row: it was
   not visited again.
-- Otherwise the row pools the samples of its ``ok`` visits: quartiles, mean and spread over all of them, the
-  median's interval from the two-level bootstrap over rounds (:func:`devbench.stats.summarize_rounds`, so it
-  includes the drift between visits), ``n_rounds`` and ``between_round_rel``. ``cold_s`` is the first visit's
+- Otherwise the row is made from the samples of its ``ok`` visits (:func:`devbench.stats.summarize_rounds`):
+  the median with every visit weighted alike however many samples it took
+  (:func:`devbench.resampling.cell_median`), quartiles, mean and spread over all samples pooled, the
+  median's interval from the two-level bootstrap over rounds (so it includes the drift between visits),
+  ``n_rounds`` and ``between_round_rel``. ``cold_s`` is the first visit's
   (later visits find kernels loaded). A later visit that failed is named in ``reason``.
 - ``incomplete`` marks a cell with fewer ``ok`` visits than the sweep planned (an interrupted run), so its
   interval is wider or missing for a reason the table can say.
