@@ -86,7 +86,7 @@ def test_crossover_chart_structure() -> None:
 
 
 def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
-    from tests.test_analysis import IDENTICAL, Drifting
+    from tests.test_crossover import IDENTICAL, Drifting
 
     results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
     top, bottom = crossover_figure(results, ("matmul", "float32", "eager"), samples=samples).axes
@@ -101,7 +101,7 @@ def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
 def test_the_interactive_chart_draws_decisive_solid_and_within_noise_dashed() -> None:
     from devbench.analysis import crossover_frame
     from devbench.html_report import charts
-    from tests.test_analysis import CROSSING, IDENTICAL, Drifting
+    from tests.test_crossover import CROSSING, IDENTICAL, Drifting
 
     for models, dash, word in ((CROSSING, "solid", ", decisive"), (IDENTICAL, "dash", ", within noise")):
         results, samples = Drifting(models, seed=3).measure(grid(64, 4096))

@@ -156,7 +156,7 @@ def test_report_shows_limits_dispatch_gap_and_transfer_cost(tmp_path: Path) -> N
 
 def test_report_pairs_devices_by_round_when_the_run_has_samples(tmp_path: Path) -> None:
     from devbench.store import Run
-    from tests.test_analysis import IDENTICAL, Drifting
+    from tests.test_crossover import IDENTICAL, Drifting
 
     results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
     text = render_report(Run(path=None, meta={}, results=results, samples=samples), tmp_path)
