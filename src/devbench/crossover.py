@@ -22,8 +22,8 @@ between them with >= 95 %), ``crossover_size`` is where the mean log ratio cross
 (log-log interpolation when it changes sign once; with several sign changes, the zero of a least-squares line
 of mean log ratio against log size over the range, clipped to it). Every other sign change of the mean ratio
 is **within noise**: one row per block between consecutive decisive sizes (or a curve end) in which the mean
-ratio changes sign, its range that block. No other rule fits a curve shape, so none is assumed; the rates
-(false decisive crossings, detection, coverage of the range) are measured in
+ratio changes sign, its range that block, its point the block's first sign change. No curve shape is assumed
+anywhere; the rates (false decisive crossings, detection, coverage of the range) are measured in
 :mod:`devbench.simulation.crossovers`.
 
 Without samples (a bare table from another tool, or a run written before rounds) the cells' own CIs stand in,
@@ -36,7 +36,7 @@ Only ``status == "ok"`` rows with a finite, positive ``median_s`` enter; a cell 
 (different ``sync`` policies) counts once, preferring a synchronized measurement. ``CPU:0`` is the
 reference device of every speed-up, and sorts first so that pairs read (CPU:0, other).
 
-The module is long (about 700 lines) so that the one rule of what a crossing is, and when it is decisive,
+The module is long (about 750 lines) so that the one rule of what a crossing is, and when it is decisive,
 stays in one place with its only consumer that acts on it: the refine plan bisects decisive crossings only.
 """
 
@@ -354,7 +354,9 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
         decisive = directions[lo] * directions[hi] == -1
         if not changes and not decisive:
             continue
-        size = _locate(x, d, lo, hi, changes)
+        # Within noise, the point is where the faster device first swaps (faster_below / faster_above say
+        # which way): with an even number of swaps no line through the block has a zero worth naming.
+        size = _locate(x, d, lo, hi, changes if decisive else changes[:1])
         p, q, size = _bracket(sizes, size, lo, hi)
         first = next(i for i in range(lo, hi + 1) if d[i] != 0)
         notes: list[str] = []

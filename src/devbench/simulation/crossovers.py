@@ -101,10 +101,10 @@ class Rates:
     """How many decisive crossings ``coverage`` is over."""
 
     def line(self) -> str:
+        coverage = f"{self.coverage:6.1%}" if math.isfinite(self.coverage) else "     -"
         return (f"{self.grid:>8}  R={self.rounds:<2}  {self.samples:>2} sample{'s' if self.samples != 1 else ' '}"
                 f"/round  identical: decisive {self.false_decisive:6.1%}   5 %/doubling: decisive "
-                f"{self.detected:6.1%}, range holds the crossing {self.coverage:6.1%} "
-                f"(of {self.decisive_crossings})")
+                f"{self.detected:6.1%}, range holds the crossing {coverage} (of {self.decisive_crossings})")
 
 
 def _decisive(sizes: Sequence[int], slope: float, rounds: int, noise: Noise, rng: np.random.Generator
