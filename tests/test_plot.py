@@ -74,7 +74,7 @@ def test_crossover_chart_structure() -> None:
     crossovers = lines(top, "crossover") + lines(bottom, "crossover")
     assert len(crossovers) == 2
     assert all(xs(line)[0] == pytest.approx(1000.0) for line in crossovers)
-    assert "GPU:0 faster above n≈1000 (range 990–1010), decisive" in legend_texts(top)
+    assert "GPU:0 faster above n≈1000 (range 512–1024), decisive" in legend_texts(top)
     assert all(line.get_linestyle() == "-" for line in crossovers)  # decisive: solid
     parity = lines(bottom, "parity")
     assert len(parity) == 1

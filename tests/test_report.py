@@ -52,8 +52,8 @@ def test_report_holds_machine_command_crossovers_and_winners(tmp_path: Path) -> 
     header = "| op dtype mode | pair (a vs b) | crossover | range | faster below | faster above | evidence |"
     assert header in text
     crossover_row = next(line for line in text.splitlines() if line.startswith("| matmul float32 eager |"))
-    assert "| CPU:0 vs GPU:0 | n≈1000 | 990–1010 | CPU:0 | GPU:0 | decisive |" in crossover_row
-    assert "GPU:0 faster above n≈1000 (range 990–1010), decisive" in crossover_row
+    assert "| CPU:0 vs GPU:0 | n≈1000 | 512–1024 | CPU:0 | GPU:0 | decisive |" in crossover_row
+    assert "GPU:0 faster above n≈1000 (range 512–1024), decisive" in crossover_row
     assert "*decisive*" in text  # the section says what the word means
 
     assert "## Fastest device per op × size" in text
