@@ -21,7 +21,7 @@ cells), per cell and round, and per sample. Everything is seeded: the same comma
     PYTHONPATH=src python bench/statistical_rates.py [all|crossovers|gate] [--trials N] [--seed S]
 
 With the default trials it takes a few minutes on one core; ``--trials`` scales every setting (the tests in
-tests/test_crossover.py and tests/test_gate_rates.py run the same functions at a small size).
+tests/test_crossover.py and tests/test_simulation_gate.py run the same functions at a small size).
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def test_page_text_holds_the_crossover_sentence_and_a_screenshot_is_saved(
     open_page(browser, pages["report"], REPORT_CHARTS)
     text = browser.find_element(By.TAG_NAME, "body").text
     assert CROSSOVER_SENTENCE in text
-    assert "GPU:0 faster than CPU:0 above n≈1000 (range 990–1010)" in text  # the sentence above each chart
+    assert "GPU:0 faster than CPU:0 above n≈1000 (range 512–1024)" in text  # the sentence above each chart
     assert HOSTILE_REASON in text  # the skipped cell's reason, as text
     shot = artifact_dir(tmp_path) / "report.png"
     browser.save_screenshot(str(shot))

@@ -170,7 +170,7 @@ def test_figure_has_a_panel_per_op_dtype_mode_and_a_line_per_machine(runs: list[
 
 
 def test_crossovers_of_identical_devices_are_within_noise_from_the_samples() -> None:
-    from tests.test_analysis import IDENTICAL, Drifting
+    from tests.test_crossover import IDENTICAL, Drifting
 
     results, samples = Drifting(IDENTICAL, seed=3).measure(synthetic.grid(64, 4096))
     crossovers = fleet_crossovers([Run(path=None, meta=_meta("Twin CPU", None), results=results, samples=samples)])

@@ -36,8 +36,9 @@ CALIBRATION = {
 }
 """Ceilings of a made-up machine: 100 GFLOP/s and 20 GB/s on the host, 50 TFLOP/s and 1 TB/s on GPU:0."""
 
-CROSSOVER_SENTENCE = "GPU:0 faster above n≈1000 (range 990–1010)"
-"""What the crossover table says for the models above (the ±1 % CIs make the ±1 % range)."""
+CROSSOVER_SENTENCE = "GPU:0 faster above n≈1000 (range 512–1024)"
+"""What the crossover table says for the models above (±1 % CIs: every size is decisive, so the range is the
+grid sizes around the crossing)."""
 
 
 def sweep_results(ops: tuple[str, ...] = DEFAULT_OPS, sizes: list[int] | None = None, *,
@@ -191,7 +192,7 @@ def test_tables_are_plain_html_with_captions(report_text: str) -> None:
     crossover = parsed.table("Crossover per")
     assert crossover[0][:6] == ["op dtype mode", "pair (a vs b)", "crossover", "range", "faster below", "faster above"]
     matmul = next(r for r in crossover if r[0] == "matmul float32 eager")
-    assert matmul[1:6] == ["CPU:0 vs GPU:0", "n≈1000", "990–1010", "CPU:0", "GPU:0"]
+    assert matmul[1:6] == ["CPU:0 vs GPU:0", "n≈1000", "512–1024", "CPU:0", "GPU:0"]
     assert CROSSOVER_SENTENCE in matmul[-1]
     fastest = parsed.table("Fastest device")
     assert len(fastest) == 1 + len(DEFAULT_OPS) * 7 + 1  # header, 6 ops × 7 sizes, the hostile op's one cell

@@ -74,7 +74,7 @@ def test_crossover_chart_structure() -> None:
     crossovers = lines(top, "crossover") + lines(bottom, "crossover")
     assert len(crossovers) == 2
     assert all(xs(line)[0] == pytest.approx(1000.0) for line in crossovers)
-    assert "GPU:0 faster above n≈1000 (range 990–1010), decisive" in legend_texts(top)
+    assert "GPU:0 faster above n≈1000 (range 512–1024), decisive" in legend_texts(top)
     assert all(line.get_linestyle() == "-" for line in crossovers)  # decisive: solid
     parity = lines(bottom, "parity")
     assert len(parity) == 1
@@ -86,7 +86,7 @@ def test_crossover_chart_structure() -> None:
 
 
 def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
-    from tests.test_analysis import IDENTICAL, Drifting
+    from tests.test_crossover import IDENTICAL, Drifting
 
     results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
     top, bottom = crossover_figure(results, ("matmul", "float32", "eager"), samples=samples).axes
@@ -101,7 +101,7 @@ def test_a_crossing_within_noise_is_dashed_and_says_so() -> None:
 def test_the_interactive_chart_draws_decisive_solid_and_within_noise_dashed() -> None:
     from devbench.analysis import crossover_frame
     from devbench.html_report import charts
-    from tests.test_analysis import CROSSING, IDENTICAL, Drifting
+    from tests.test_crossover import CROSSING, IDENTICAL, Drifting
 
     for models, dash, word in ((CROSSING, "solid", ", decisive"), (IDENTICAL, "dash", ", within noise")):
         results, samples = Drifting(models, seed=3).measure(grid(64, 4096))

@@ -52,8 +52,8 @@ def test_report_holds_machine_command_crossovers_and_winners(tmp_path: Path) -> 
     header = "| op dtype mode | pair (a vs b) | crossover | range | faster below | faster above | evidence |"
     assert header in text
     crossover_row = next(line for line in text.splitlines() if line.startswith("| matmul float32 eager |"))
-    assert "| CPU:0 vs GPU:0 | n≈1000 | 990–1010 | CPU:0 | GPU:0 | decisive |" in crossover_row
-    assert "GPU:0 faster above n≈1000 (range 990–1010), decisive" in crossover_row
+    assert "| CPU:0 vs GPU:0 | n≈1000 | 512–1024 | CPU:0 | GPU:0 | decisive |" in crossover_row
+    assert "GPU:0 faster above n≈1000 (range 512–1024), decisive" in crossover_row
     assert "*decisive*" in text  # the section says what the word means
 
     assert "## Fastest device per op × size" in text
@@ -161,7 +161,7 @@ def test_report_shows_limits_dispatch_gap_and_transfer_cost(tmp_path: Path) -> N
 
 def test_report_pairs_devices_by_round_when_the_run_has_samples(tmp_path: Path) -> None:
     from devbench.store import Run
-    from tests.test_analysis import IDENTICAL, Drifting
+    from tests.test_crossover import IDENTICAL, Drifting
 
     results, samples = Drifting(IDENTICAL, seed=3).measure(grid(64, 4096))
     text = render_report(Run(path=None, meta={}, results=results, samples=samples), tmp_path)

@@ -1,4 +1,4 @@
-"""The gate's rates, small seeded versions of ``simulation.gate`` (full size: ``bench/statistics.py``).
+"""The gate's rates, small seeded versions of ``simulation.gate`` (full size: ``bench/statistical_rates.py``).
 
 Each test tells the Welch gate from the bootstrap one it replaced: the audit measured the old p-values at
 10-12x nominal at 1e-4 and A/A families with drift per cell failing Holm at threshold 0 in 29.5 % (R=3).

@@ -26,7 +26,7 @@ Why not the two-level bootstrap (``resampling.ratio_of_cells``)? The gate correc
 cells, so Holm acts at p ~ 1e-4, far in the tail; a scaled t fitted to a bootstrap half-width turns normal
 there whenever the estimated drift variance is cut off at 0, and measured 10-12x the nominal rate at 1e-4.
 Welch's t on the round medians keeps the variance and its degrees of freedom from the rounds and measured
-within about 1.5x nominal down to 1e-4 (``simulation.gate``, printed by ``bench/statistics.py``).
+within about 1.5x nominal down to 1e-4 (``simulation.gate``, printed by ``bench/statistical_rates.py``).
 
 What a comparison is conditional on: all rounds of a run ran in one process, so an offset of the whole run
 (process layout, allocator, clock state) is shared by every round and invisible to them. With one run per

@@ -1,23 +1,34 @@
 """Crossover detection and the pure half of refining (which sizes to measure next). No TensorFlow, no plotting.
 
 The question devbench answers is *from which size on is one device faster than another*. For each
-(op, dtype, mode) and each pair of devices, the crossover is where ``log(median_a) - log(median_b)`` changes
-sign, located by linear interpolation against ``log(size)`` between the two bracketing measured sizes
-(time per call is close to a power law in n, so log–log interpolation is nearly exact on a coarse grid).
+(op, dtype, mode) and each pair of devices, the curve is the device ratio A/B (time of a over time of b) at
+every shared size, and a crossover is where it crosses 1.
 
-Whether a crossing is real is decided from the *device ratio* A/B at each size, with the round as the unit:
-within a round all devices of one size are measured back to back, so the per-round ratio of medians cancels
-the drift both devices share; ``resampling.paired_ratio`` combines the rounds (geometric mean) and gives the
-ratio's interval by resampling rounds, paired. A crossing is **decisive** when the nearest sizes on its two
-sides whose ratio interval excludes 1 (``stats.decisive_direction``) lie on opposite sides of 1, the way the
-medians cross, with no other crossing of the medians between them; every other crossing is **within noise**,
-and its range says over which sizes the two devices cannot be told apart. Nearest *decisive* sizes, not the
-two grid neighbours: next to a real crossing the ratio is close to 1 by construction, so on a fine (or
-refined) grid the neighbours are within noise while the crossing is still certain.
+The ratio is taken with the round as the unit: within a round all devices of one size are measured back to
+back, so the per-round log ratio of medians ``u_r = log median(A, r) - log median(B, r)`` cancels the drift
+both devices share. The ratio at a size is ``exp(mean u_r)`` over the rounds both devices have there, and its
+interval the t interval of that mean (:mod:`devbench.t_intervals`, variance floored at the samples'
+resolution). Each size is one question, but a curve asks it at every size, and a search over K per-size 95 %
+intervals finds a false "decisive" size far more often than 5 % of the time (the finer the grid, the more
+often). So the intervals form a **simultaneous band**: each size's interval is at ``1 - ALPHA / K``
+(Bonferroni over the K sizes that have an interval), so the band holds at every size at once with at least
+95 %. A size is decisive (+1 / -1) when its band excludes 1; sizes with fewer than 3 paired rounds have no
+interval and decide nothing.
 
-Without samples (a bare table from another tool, or a run written before rounds) the cells' own CIs stand in:
-the ratio's interval is [ci_low_a / ci_high_b, ci_high_a / ci_low_b], which cannot pair the devices by round
-(the note says so); without CIs nothing is decisive.
+A crossing is **decisive** when two consecutive decisive sizes (within-noise sizes between them ignored) lie on
+opposite sides of 1. Everything between them is ONE crossing, however often the mean ratio wobbles across 1
+there: ``low`` / ``high`` are those two decisive sizes (the band holds everywhere, so the true crossing lies
+between them with >= 95 %), ``crossover_size`` is where the mean log ratio crosses zero inside that range
+(log-log interpolation when it changes sign once; with several sign changes, the zero of a least-squares line
+of mean log ratio against log size over the range, clipped to it). Every other sign change of the mean ratio
+is **within noise**: one row per block between consecutive decisive sizes (or a curve end) in which the mean
+ratio changes sign, its range that block, its point the block's first sign change. No curve shape is assumed
+anywhere; the rates (false decisive crossings, detection, coverage of the range) are measured in
+:mod:`devbench.simulation.crossovers`.
+
+Without samples (a bare table from another tool, or a run written before rounds) the cells' own CIs stand in,
+per size: the ratio's interval is [ci_low_a / ci_high_b, ci_high_a / ci_low_b], which can neither pair the
+devices by round nor be made simultaneous (the note says so); without CIs nothing is decisive.
 
 Units: times are seconds per call, sizes are the matrix side n, ratios are plain ratios of times (A/B).
 
@@ -25,7 +36,7 @@ Only ``status == "ok"`` rows with a finite, positive ``median_s`` enter; a cell 
 (different ``sync`` policies) counts once, preferring a synchronized measurement. ``CPU:0`` is the
 reference device of every speed-up, and sorts first so that pairs read (CPU:0, other).
 
-The module is long (about 700 lines) so that the one rule of what a crossing is, and when it is decisive,
+The module is long (about 750 lines) so that the one rule of what a crossing is, and when it is decisive,
 stays in one place with its only consumer that acts on it: the refine plan bisects decisive crossings only.
 """
 
@@ -33,7 +44,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -43,7 +53,6 @@ import pandas as pd
 
 from devbench.errors import UsageError
 from devbench.formatting import format_ratio, format_size
-from devbench.resampling import paired_ratio
 from devbench.schema import RESULT_COLUMNS
 from devbench.selection import (
     GROUP,
@@ -54,6 +63,7 @@ from devbench.selection import (
     transfer_as_mode,
 )
 from devbench.stats import decisive_direction
+from devbench.t_intervals import Mean, log_resolution, mean_of_units, t_interval
 
 CROSSOVER_COLUMNS: tuple[str, ...] = (
     "op",
@@ -91,23 +101,35 @@ CROSSOVER_EXTRA_COLUMNS: tuple[str, ...] = (
 )
 """Extra columns after the public ones. ``speedup_*`` = median_a / median_b at the smallest / largest shared
 size, i.e. how many times faster device_b is than device_a (> 1: device_b faster). ``bracket_low/high``: the
-measured shared sizes that enclose the crossing (equal when it sits exactly on a grid point).
-``ratio_below*`` / ``ratio_above*``: the device ratio A/B (time of device_a over time of device_b; > 1:
-device_b faster) at ``bracket_low`` / ``bracket_high`` with its interval (NaN: too little data). How it was
-taken is ``ratio_basis``: ``rounds`` (paired over rounds: geometric mean of the per-round ratios of medians),
-``cell CIs`` (no samples: ratio of medians, interval from the cells' own CIs) or ``none`` (no interval).
-``n_rounds``: the fewer paired rounds of the two bracketing sizes (0 without samples)."""
+measured shared sizes around ``crossover_size`` (equal when it sits exactly on a grid point; what refine
+bisects). ``ratio_below*`` / ``ratio_above*``: the device ratio A/B (time of device_a over time of device_b;
+> 1: device_b faster) with its band, at the two decisive sizes that bound a decisive crossing (``low`` and
+``high``), or at ``bracket_low`` / ``bracket_high`` for a crossing within noise (NaN: too little data). How it
+was taken is ``ratio_basis``: ``rounds`` (paired over rounds: geometric mean of the per-round ratios of
+medians, the band simultaneous over the curve's sizes), ``cell CIs`` (no samples: ratio of medians, interval
+from the cells' own CIs, per size) or ``none`` (no interval). ``n_rounds``: the fewer paired rounds of those
+two sizes (0 without samples)."""
+
+ALPHA = 0.05
+"""A curve's band holds at all its sizes at once with at least ``1 - ALPHA``: each size at ``1 - ALPHA / K``."""
 
 RatioBasis = Literal["rounds", "cell CIs", "none"]
 
 _SAMPLE_KEY = ("op", "dtype", "mode", "device", "size", "sync")
 """A cell's samples are found by these columns (``mode`` after ``transfer_as_mode``, as in ``ok_cells``)."""
 
-RoundSamples = dict[int, np.ndarray]
-"""One cell's per-call seconds by round number (1-based, as in samples.parquet)."""
+@dataclass(frozen=True)
+class RoundSamples:
+    """One cell's per-call seconds by round number (1-based, as in samples.parquet), and each round's median."""
+
+    samples: dict[int, np.ndarray]
+    medians: dict[int, float]
+
 
 BySamples = dict[tuple[str, str, str, str, int, str], RoundSamples]
 """Every cell's ``RoundSamples``, keyed (op, dtype, mode, device, size, sync)."""
+
+_NO_SAMPLES = RoundSamples({}, {})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,9 +157,24 @@ class _Ratios:
     reasons: tuple[str, ...]
     """Per size: "" or why the interval is NaN."""
     basis: RatioBasis
+    confidence: float = 0.95
+    """Each size's confidence: ``1 - ALPHA / K`` for a band over rounds, the cells' 95 % otherwise."""
+
+    @property
+    def k(self) -> int:
+        """How many sizes have an interval (the K of the band)."""
+        return int(np.isfinite(self.ci_low).sum())
 
     def direction(self, i: int) -> int:
         return decisive_direction(float(self.ci_low[i]), float(self.ci_high[i]))
+
+    def band(self) -> str:
+        """How the intervals were taken, for the notes."""
+        if self.basis == "rounds":
+            return (f"band simultaneous over {self.k} size{'s' if self.k != 1 else ''} "
+                    f"({self.confidence * 100:.3g} % each)")
+        return ("no rounds in the data: decided from the cells' own CIs, per size, not simultaneous over the "
+                "sizes, and without pairing the devices by round")
 
 
 def usable_samples(samples: pd.DataFrame | None) -> bool:
@@ -150,42 +187,62 @@ def samples_by_cell(samples: pd.DataFrame) -> BySamples:
     """Each cell's positive finite per-call seconds by round, keyed (op, dtype, mode, device, size, sync)."""
     frame = transfer_as_mode(samples)
     seconds = pd.to_numeric(frame["per_call_s"], errors="coerce").to_numpy(dtype=np.float64)
-    frame = frame.assign(per_call_s=seconds)[np.isfinite(seconds) & (seconds > 0)]
+    keep = np.isfinite(seconds) & (seconds > 0)
+    frame, seconds = frame[keep], seconds[keep]
+    frame = frame.assign(per_call_s=seconds)
+    keys = [*_SAMPLE_KEY, "round"]
+    # Group positions and medians in one pass each, not sub-frame by sub-frame: the simulations call this per
+    # curve.
+    medians = frame.groupby(keys, sort=False)["per_call_s"].median()
+    positions = frame.groupby(keys, sort=False).indices
     out: BySamples = {}
-    for key, group in frame.groupby([*_SAMPLE_KEY, "round"], sort=False):
+    for key, median in medians.items():
         op, dtype, mode, device, size, sync, round_ = key
         cell = (str(op), str(dtype), str(mode), str(device), int(size), str(sync))
-        out.setdefault(cell, {})[int(round_)] = group["per_call_s"].to_numpy(dtype=np.float64)
+        rounds = out.setdefault(cell, RoundSamples({}, {}))
+        rounds.samples[int(round_)] = seconds[positions[key]]
+        rounds.medians[int(round_)] = float(median)
     return out
-
-
-def _ratio_seed(*identity: object) -> int:
-    """A seed fixed by the identity, so the same table always gives the same intervals."""
-    return zlib.crc32("|".join(str(part) for part in identity).encode())
 
 
 def _paired_ratios(key: tuple[str, str, str], pair: tuple[str, str], shared: Sequence[int], *,
                    tables: tuple[pd.DataFrame, pd.DataFrame], by_cell: BySamples) -> _Ratios:
-    """The ratio at each shared size paired by round number (rounds only one device has are left out)."""
+    # ``tables``: each device's ok cells indexed by size (its ``sync`` finds the samples).
+    """The ratio at each shared size paired by round number (rounds only one device has are left out), with
+    the curve's simultaneous band. A size without a paired round keeps the ratio of the cells' medians."""
     op, dtype, mode = key
     (a, b), (ta, tb) = pair, tables
     n = len(shared)
-    estimate, low, high = np.full(n, math.nan), np.full(n, math.nan), np.full(n, math.nan)
+    sync_a, sync_b = (table.loc[list(shared), "sync"].astype(str).tolist() for table in tables)
+    medians = ta.loc[list(shared), "median_s"].to_numpy(np.float64) / tb.loc[list(shared), "median_s"].to_numpy(
+        np.float64)
+    estimate = np.full(n, math.nan)
     counts = np.zeros(n, dtype=np.int64)
+    means: list[Mean | None] = []
     reasons: list[str] = []
     for i, size in enumerate(shared):
-        ra = by_cell.get((op, dtype, mode, a, int(size), str(ta.loc[size, "sync"])), {})
-        rb = by_cell.get((op, dtype, mode, b, int(size), str(tb.loc[size, "sync"])), {})
-        common = sorted(set(ra) & set(rb))
+        ra = by_cell.get((op, dtype, mode, a, int(size), sync_a[i]), _NO_SAMPLES)
+        rb = by_cell.get((op, dtype, mode, b, int(size), sync_b[i]), _NO_SAMPLES)
+        common = sorted(set(ra.medians) & set(rb.medians))
         if not common:
+            estimate[i] = medians[i]
+            means.append(None)
             reasons.append("no round holds samples of both devices")
             continue
-        interval = paired_ratio([ra[r] for r in common], [rb[r] for r in common],
-                                seed=_ratio_seed(op, dtype, mode, a, b, size))
-        estimate[i], low[i], high[i] = interval.estimate, interval.ci_low, interval.ci_high
-        counts[i] = len(common)
-        reasons.append(interval.reason)
-    return _Ratios(estimate, low, high, counts, tuple(reasons), "rounds")
+        u = np.log([ra.medians[r] for r in common]) - np.log([rb.medians[r] for r in common])
+        paired = mean_of_units(u, resolution=log_resolution([*(ra.samples[r] for r in common),
+                                                             *(rb.samples[r] for r in common)]))
+        estimate[i], counts[i] = math.exp(paired.value), len(common)
+        means.append(paired)
+        reasons.append(paired.reason)
+    k = sum(1 for m in means if m is not None and not m.reason)
+    confidence = 1.0 - ALPHA / max(k, 1)
+    low, high = np.full(n, math.nan), np.full(n, math.nan)
+    for i, mean in enumerate(means):
+        if mean is not None and not mean.reason:
+            interval = t_interval(mean, confidence)
+            low[i], high[i] = interval.ci_low, interval.ci_high
+    return _Ratios(estimate, low, high, counts, tuple(reasons), "rounds", confidence)
 
 
 def _cell_ci_ratios(a: _Curve, b: _Curve) -> _Ratios:
@@ -224,7 +281,8 @@ class _Crossing:
     bracket_low: int
     bracket_high: int
     below_index: int
-    """Index (into the shared sizes) of the bracketing size below the crossing; ``above_index`` above it."""
+    """Index (into the shared sizes) of the size whose ratio is reported below the crossing (the lower decisive
+    size of a decisive crossing, else the bracket's lower size); ``above_index`` above it."""
     above_index: int
     rising: bool
     """True when device_a is faster below (log-ratio goes from negative to positive)."""
@@ -232,40 +290,41 @@ class _Crossing:
     decisive: bool
 
 
-def _bounds(sizes: Sequence[int], e_hi: np.ndarray, e_lo: np.ndarray, *, p: int, q: int
-            ) -> tuple[float, float, list[str]]:
-    """Range of a rising crossing between indices p (below) and q (above): the sizes over which the ratio's
-    interval holds 1.
+def _sign_changes(d: np.ndarray, lo: int, hi: int) -> list[tuple[int, int]]:
+    """(p, q) for each sign change of ``d`` over indices lo..hi: consecutive nonzero entries of opposite sign
+    (exact zeros between them are where the curve sits on 1)."""
+    nonzero = [i for i in range(lo, hi + 1) if d[i] != 0]
+    return [(p, q) for p, q in itertools.pairwise(nonzero) if (d[p] > 0) != (d[q] > 0)]
 
-    ``e_hi`` / ``e_lo`` are the log of the ratio interval's upper / lower end, oriented so that the ratio
-    rises through the crossing (NaN: no interval, counted as holding 1). The low end is where ``e_hi`` last
-    turns positive before the crossing, the high end where ``e_lo`` first turns positive after it, each
-    interpolated in log size between a decisive size and its neighbour (or that size, if the neighbour has
-    no interval).
+
+def _locate(x: np.ndarray, d: np.ndarray, lo: int, hi: int, changes: Sequence[tuple[int, int]]) -> float:
+    """The point estimate of a crossing in the block lo..hi (x: log sizes, d: mean log ratios), as a size.
+
+    One sign change: log-log interpolation between its two sizes (on exact ties, the middle of the tied grid
+    points). Several: the zero of the least-squares line of d against x over the block, clipped to the block,
+    since no single pair of neighbours is more trustworthy than the others inside the noise.
     """
-    x = np.log(np.asarray(sizes, dtype=np.float64))
-    notes: list[str] = []
-    low = float(sizes[0])
-    j = q - 1
-    while j >= 0 and not e_hi[j] <= 0:
-        j -= 1
-    if j < 0:
-        notes.append(f"may lie below n={format_size(sizes[0])} (within noise down to the smallest size)")
-    elif e_hi[j] == 0 or not math.isfinite(e_hi[j + 1]):
-        low = float(sizes[j])
-    else:
-        low = _zero(x[j], x[j + 1], e_hi[j], e_hi[j + 1])
-    high = float(sizes[-1])
-    k = p + 1
-    while k < len(sizes) and not e_lo[k] >= 0:
-        k += 1
-    if k >= len(sizes):
-        notes.append(f"may lie above n={format_size(sizes[-1])} (within noise up to the largest size)")
-    elif e_lo[k] == 0 or not math.isfinite(e_lo[k - 1]):
-        high = float(sizes[k])
-    else:
-        high = _zero(x[k - 1], x[k], e_lo[k - 1], e_lo[k])
-    return low, high, notes
+    if len(changes) == 1:
+        p, q = changes[0]
+        if q == p + 1:
+            return _zero(x[p], x[q], d[p], d[q])
+        return math.exp((x[p + 1] + x[q - 1]) / 2.0)  # exact ties between p and q: the crossing sits on them
+    xs, ds = x[lo: hi + 1], d[lo: hi + 1]
+    slope, intercept = np.polyfit(xs, ds, 1) if xs[-1] > xs[0] else (0.0, 0.0)
+    if slope == 0:
+        return math.exp((x[lo] + x[hi]) / 2.0)
+    return math.exp(min(max(-intercept / slope, x[lo]), x[hi]))
+
+
+def _bracket(sizes: Sequence[int], size: float, lo: int, hi: int) -> tuple[int, int, float]:
+    """The measured sizes (indices within lo..hi) around ``size``, and ``size`` snapped onto a grid point it
+    equals up to rounding."""
+    values = np.asarray(sizes[lo: hi + 1], dtype=np.float64)
+    near = int(np.argmin(np.abs(values - size)))
+    if abs(values[near] - size) <= 1e-9 * size:
+        return lo + near, lo + near, float(values[near])
+    above = lo + int(np.searchsorted(values, size))
+    return above - 1, above, size
 
 
 def _ratio_text(ratios: _Ratios, i: int, sizes: Sequence[int]) -> str:
@@ -275,89 +334,85 @@ def _ratio_text(ratios: _Ratios, i: int, sizes: Sequence[int]) -> str:
     return f"{format_ratio(float(ratios.estimate[i]))}{interval} at n={format_size(sizes[i])}"
 
 
-def _nearest_decisive(directions: Sequence[int], start: int, step: int) -> int | None:
-    """The first index from ``start`` on (walking by ``step``) whose ratio is decisive, or None."""
-    i = start
-    while 0 <= i < len(directions):
-        if directions[i] != 0:
-            return i
-        i += step
-    return None
+def _blocks(directions: Sequence[int]) -> list[tuple[int, int]]:
+    """The curve cut at its decisive sizes: (lo, hi) index pairs between consecutive decisive sizes, and from
+    each curve end to the nearest decisive size (the whole curve when none is decisive)."""
+    cuts = sorted({0, len(directions) - 1, *(i for i, d in enumerate(directions) if d)})
+    return list(itertools.pairwise(cuts))
 
 
 def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pair: str) -> list[_Crossing]:
-    """Every sign change of ``log_ratio`` (log median_a - log median_b) over the shared sizes (ascending),
-    with its range and whether it is decisive. ``pair`` ('CPU:0/GPU:0') names the ratio in the notes."""
+    """The crossings of ``log_ratio`` (the mean log ratio A/B over the shared sizes, ascending): one decisive
+    crossing per pair of consecutive decisive sizes on opposite sides of 1, one within-noise crossing per other
+    block in which the log ratio changes sign. ``pair`` ('CPU:0/GPU:0') names the ratio in the notes."""
     d = log_ratio
     x = np.log(np.asarray(sizes, dtype=np.float64))
-    signs = np.sign(d)
-    nonzero = [i for i in range(len(sizes)) if signs[i] != 0]
-    changes = [(p, q) for p, q in itertools.pairwise(nonzero) if signs[p] != signs[q]]
     directions = [ratios.direction(i) for i in range(len(sizes))]
-    log_low, log_high = np.log(ratios.ci_low), np.log(ratios.ci_high)
     found: list[_Crossing] = []
-    for p, q in changes:
-        rising = bool(signs[p] < 0)
-        if q == p + 1:
-            size = _zero(x[p], x[q], d[p], d[q])
-            bracket = (sizes[p], sizes[q])
-        else:  # exact ties on grid points between p and q: the crossing sits on them
-            bracket = (sizes[p + 1], sizes[q - 1])
-            size = math.sqrt(bracket[0] * bracket[1])
+    for lo, hi in _blocks(directions):
+        changes = _sign_changes(d, lo, hi)
+        decisive = directions[lo] * directions[hi] == -1
+        if not changes and not decisive:
+            continue
+        # Within noise, the point is where the faster device first swaps (faster_below / faster_above say
+        # which way): with an even number of swaps no line through the block has a zero worth naming.
+        size = _locate(x, d, lo, hi, changes if decisive else changes[:1])
+        p, q, size = _bracket(sizes, size, lo, hi)
+        first = next(i for i in range(lo, hi + 1) if d[i] != 0)
         notes: list[str] = []
-        decisive = False
-        if ratios.basis == "none":
-            low, high = float(sizes[p]), float(sizes[q])
-            notes.append("no rounds and no CI in the data: the range is the measured bracket, nothing is decisive")
-        elif not np.isfinite(ratios.ci_low).any():
-            low, high = float(sizes[p]), float(sizes[q])
-            why = "; ".join(dict.fromkeys(reason for reason in ratios.reasons if reason))
-            notes.append(f"the ratio has no interval at any size ({why}): the range is the measured bracket")
+        if decisive:
+            below, above = lo, hi
+            rounds = (f", paired over {min(ratios.n_rounds[lo], ratios.n_rounds[hi])} rounds"
+                      if ratios.basis == "rounds" else "")
+            notes.append(f"{pair} = {_ratio_text(ratios, lo, sizes)} and {_ratio_text(ratios, hi, sizes)}"
+                         f"{rounds}; {ratios.band()}")
+            if len(changes) > 1:
+                notes.append(f"the mean ratio crosses 1 {len(changes)} times in between: n≈ is a line fitted "
+                             "over the range")
         else:
-            e_hi, e_lo = (log_high, log_low) if rising else (-log_low, -log_high)
-            low, high, edge_notes = _bounds(sizes, e_hi, e_lo, p=p, q=q)
-            j, k = _nearest_decisive(directions, p, -1), _nearest_decisive(directions, q, +1)
-            inside = 0 if j is None or k is None else sum(1 for p2, q2 in changes if j <= p2 and q2 <= k)
-            if j is not None and k is not None and (directions[j], directions[k], inside) == (signs[p], signs[q], 1):
-                decisive = True
-                rounds = (f", paired over {min(ratios.n_rounds[j], ratios.n_rounds[k])} rounds"
-                          if ratios.basis == "rounds" else "")
-                notes.append(f"{pair} = {_ratio_text(ratios, j, sizes)} and {_ratio_text(ratios, k, sizes)}"
-                             f"{rounds}")
-            else:
-                held = [i for i in (p, q) if directions[i] == 0 and math.isfinite(ratios.ci_low[i])]
-                bare = [i for i in (p, q) if not math.isfinite(ratios.ci_low[i])]
-                parts = []
-                if held:
-                    parts.append("the ratio's interval holds 1 at " + " and ".join(
-                        _ratio_text(ratios, i, sizes) for i in held))
-                if bare:
-                    parts.append("the ratio has no interval at " + " and ".join(
-                        f"n={format_size(sizes[i])}" for i in bare))
-                notes.extend(parts)
-                if inside > 1 and j is not None and k is not None:
-                    notes.append(f"the medians cross {inside} times between n={format_size(sizes[j])} and "
-                                 f"n={format_size(sizes[k])}")
-                notes.extend(dict.fromkeys(ratios.reasons[i] for i in (p, q) if ratios.reasons[i]))
-            notes.extend(edge_notes)
-            if ratios.basis == "cell CIs":
-                notes.append("no rounds in the data: decided from the cells' own CIs, which cannot pair the "
-                             "devices by round")
+            below, above = p, q
+            notes.extend(_noise_notes(sizes, ratios, directions, (lo, hi), changes=len(changes)))
         found.append(
             _Crossing(
                 size=float(size),
-                low=min(low, size),
-                high=max(high, size),
-                bracket_low=int(bracket[0]),
-                bracket_high=int(bracket[1]),
-                below_index=p,
-                above_index=q,
-                rising=rising,
+                low=float(sizes[lo]),
+                high=float(sizes[hi]),
+                bracket_low=int(sizes[p]),
+                bracket_high=int(sizes[q]),
+                below_index=below,
+                above_index=above,
+                rising=bool(d[first] < 0),
                 notes=tuple(notes),
                 decisive=decisive,
             )
         )
     return found
+
+
+def _noise_notes(sizes: Sequence[int], ratios: _Ratios, directions: Sequence[int], block: tuple[int, int], *,
+                 changes: int) -> list[str]:
+    """Why a crossing in the block lo..hi is within noise, and where its range is open-ended."""
+    lo, hi = block
+    notes: list[str] = []
+    held = [i for i in range(lo, hi + 1) if directions[i] == 0]
+    if ratios.basis == "none":
+        notes.append("no rounds and no CI in the data: nothing is decisive")
+    elif ratios.k == 0:
+        why = "; ".join(dict.fromkeys(reason for reason in ratios.reasons if reason))
+        notes.append(f"the ratio has no interval at any size ({why})")
+    else:
+        span = (f"at n={format_size(sizes[held[0]])}" if len(held) == 1 else
+                f"from n={format_size(sizes[held[0]])} to n={format_size(sizes[held[-1]])}")
+        notes.append(f"the ratio's interval holds 1 {span}; {ratios.band()}")
+        notes.extend(dict.fromkeys(f"n={format_size(sizes[i])}: {ratios.reasons[i]}"
+                                   for i in held if ratios.reasons[i]))
+    if changes > 1:
+        notes.append(f"the mean ratio crosses 1 {changes} times in this range")
+    if directions[lo] == 0:
+        notes.append(f"may lie below n={format_size(sizes[0])} (within noise down to the smallest size)")
+    if directions[hi] == 0:
+        notes.append(f"may lie above n={format_size(sizes[-1])} (within noise up to the largest size)")
+    return notes
 
 
 def crossover_sentence(faster_above: str, size: float, low: float, high: float, than: str = "", *,
@@ -435,7 +490,7 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame,
         unsynchronized=unsync,
     )
     tail = ["unsynchronized cells: measures launch, not work"] if unsync else []
-    d = np.log(ma) - np.log(mb)
+    d = np.log(ratios.estimate)
     crossings = _crossings(shared, d, ratios, f"{a}/{b}")
     span = f"[{format_size(shared[0])}, {format_size(shared[-1])}]"
     if not crossings:
@@ -485,16 +540,16 @@ def crossover_frame(results: pd.DataFrame, samples: pd.DataFrame | None = None) 
     still shows up as "too few ok cells". Pairs come CPU:0-first (``device_order``), crossings by size.
 
     ``samples`` (``Run.samples``: ``schema.SAMPLE_COLUMNS`` with ``round``) pairs the devices by round: the
-    ratio at each size is ``resampling.paired_ratio`` of the two cells' samples, rounds matched by number,
-    seeded from the identity (same table, same answer). Without it (None, empty, or no ``round`` column) the
-    cells' own CIs stand in and the note says so (see the module docstring).
+    ratio at each size is the geometric mean of the per-round ratios of medians, rounds matched by number, and
+    the intervals form a band simultaneous over the curve's sizes (see the module docstring). Without it
+    (None, empty, or no ``round`` column) the cells' own CIs stand in, per size, and the note says so.
 
-    ``decisive`` is True for a crossing whose nearest decisive sizes on both sides (ratio interval wholly
-    above / below 1) lie on opposite sides of 1 as the medians cross, with no other crossing between them;
-    False for a crossing within noise and for rows without a crossing. ``crossover_size`` is the log–log
-    interpolation of the medians; ``low`` and ``high`` (matrix sides n, floats) bound the sizes over which the
-    ratio's interval holds 1 around it (interpolated in log size); with no interval at all, the bracketing
-    measured sizes. Columns: ``CROSSOVER_COLUMNS`` then ``CROSSOVER_EXTRA_COLUMNS`` (documented there).
+    ``decisive`` is True for a crossing between two consecutive decisive sizes (band wholly above / below 1)
+    on opposite sides of 1; ``low`` and ``high`` are then those two sizes. A crossing within noise (the mean
+    ratio changes sign in a block with no such pair) has its block as its range, open-ended at a curve end.
+    ``crossover_size`` is the point estimate inside the range (matrix side n, float). Rows without a crossing
+    have ``decisive`` False. Columns: ``CROSSOVER_COLUMNS`` then ``CROSSOVER_EXTRA_COLUMNS`` (documented
+    there).
     """
     columns = [*CROSSOVER_COLUMNS, *CROSSOVER_EXTRA_COLUMNS]
     if results.empty:
@@ -548,12 +603,12 @@ class SkippedCrossing(NamedTuple):
     device_b: str
     crossover_size: float
     low: float
-    """Where the ratio's interval starts / stops holding 1 (matrix side n), as ``crossover_frame`` gives."""
+    """The block within noise around it (matrix side n): the nearest decisive sizes, or the curve's ends."""
     high: float
 
     def describe(self) -> str:
-        """'matmul float32 eager CPU:0 vs CPU:1 at n≈116 (range 64–1024)': the range is where the ratio's
-        interval holds 1."""
+        """'matmul float32 eager CPU:0 vs CPU:1 at n≈116 (range 64–1024)': the range is the block over which
+        the two devices cannot be told apart."""
         span = (f" (range {format_size(self.low)}–{format_size(self.high)})"
                 if math.isfinite(self.low) and math.isfinite(self.high) else "")
         return (f"{self.op} {self.dtype} {self.mode} {self.device_a} vs {self.device_b} "
@@ -596,8 +651,9 @@ def refine_plan(results: pd.DataFrame, samples: pd.DataFrame | None = None, rel_
                 ) -> list[RefineCell]:
     """The cells to measure next: one bisection point (in log size) inside each unconverged decisive bracket.
 
-    Only decisive crossings (``crossover_frame(results, samples)``) are refined, each bracket independently;
-    a crossing within noise is left alone (see ``skipped_crossings``). A size already attempted by either
+    Only decisive crossings (``crossover_frame(results, samples)``) are refined, each independently: the
+    bracket is the pair of measured sizes around its point estimate, inside its decisive range [low, high]; a
+    crossing within noise is left alone (see ``skipped_crossings``). A size already attempted by either
     device and not ok (failed, skipped…) is avoided, since measuring it again would not narrow anything; a
     device that already has an ok cell at the chosen size is not asked again. Requests for the same (op,
     dtype, mode, size) are merged. Sorted, so the plan is deterministic.

@@ -10,7 +10,7 @@ synthetic runs and passes them through ``compare_runs`` itself, so the end-to-en
   BH), at a threshold of 0 (the null on the boundary: the hardest case) and 0.05.
 - :func:`detection`: 200 cells of which 10 are truly slower; how many of them the gate names.
 
-``table(trials, seed)`` prints all of it for ``bench/statistics.py``; tests/test_simulation_gate.py keeps
+``table(trials, seed)`` prints all of it for ``bench/statistical_rates.py``; tests/test_simulation_gate.py keeps
 small seeded versions.
 """
 
