@@ -47,8 +47,8 @@ class Noise:
                 f"per run {self.per_run:.0%}, {self.samples} sample{'s' if self.samples != 1 else ''}/round")
 
 
-def simulate_run(rng: np.random.Generator, log_medians: npt.ArrayLike, rounds: int, noise: Noise
-                 ) -> list[CellSamples]:
+def simulate_run(rng: np.random.Generator, log_medians: npt.ArrayLike, rounds: int, noise: Noise, *,
+                 within_scale: npt.ArrayLike | None = None) -> list[CellSamples]:
     """One run of ``rounds`` rounds over cells whose true log median per-call time is ``log_medians``.
 
     Returns, per cell, its samples by round. Every cell of the run shares the run offset and, within a round,
@@ -62,6 +62,8 @@ def simulate_run(rng: np.random.Generator, log_medians: npt.ArrayLike, rounds: i
     per_round = rng.normal(0.0, noise.per_round, rounds) if noise.per_round else np.zeros(rounds)
     per_cell = rng.normal(0.0, noise.per_cell, (n_cells, rounds)) if noise.per_cell else np.zeros((n_cells, rounds))
     within = rng.normal(0.0, noise.within, (n_cells, rounds, noise.samples))
+    if within_scale is not None:
+        within *= np.asarray(within_scale, dtype=np.float64).reshape(n_cells, 1, 1)
     logs = truth[:, None, None] + run + per_round[None, :, None] + per_cell[:, :, None] + within
     values = np.exp(logs)
     return [[values[c, r] for r in range(rounds)] for c in range(n_cells)]

@@ -35,6 +35,9 @@ NOISE = Noise(within=0.03, per_cell=0.02, per_round=0.10)
 REAL_SLOPE = math.log(1.05)
 """The real crossing's log ratio per doubling of size: 5 % per doubling."""
 
+NOISIER_SMALL = 3.0
+"""For the heteroscedastic lines of :func:`table`: within-round noise 3x larger at the smallest size."""
+
 ROUNDS = (3, 5, 10)
 SAMPLES = (1, 2, 10)
 DEVICES = ("CPU:0", "GPU:0")
@@ -54,18 +57,22 @@ def _template(sizes: tuple[int, ...], rounds: int, per_round: int) -> pd.DataFra
 
 
 def curve_tables(rng: np.random.Generator, sizes: Sequence[int], log_ratio: Sequence[float], rounds: int,
-                 noise: Noise) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 noise: Noise, *, noisier_small: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results, samples) of one simulated run of two devices over ``sizes`` whose true log ratio A/B at each
     size is ``log_ratio``; device B's true time is 1 ns x n² (any baseline would do: the noise is relative).
 
     The results rows carry what ``crossover_frame`` reads (status, pooled median and mean, rounds), as
     ``visits.cell_row`` builds them but without its bootstrap interval of the median, which the crossover
     does not use when samples are given (and which would cost more than the crossover itself).
+    ``noisier_small`` > 1 makes the within-round noise that many times larger at the smallest size than at the
+    largest (log-linear in size between): a variance that changes along the curve.
     """
     n = np.asarray(sizes, dtype=np.float64)
     base = np.log(1e-9 * n * n)
     truth = np.concatenate([base + np.asarray(log_ratio, dtype=np.float64), base])
-    values = np.array(simulate_run(rng, truth, rounds, noise))  # (cells, rounds, samples per round)
+    scale = np.exp(np.log(noisier_small) * (np.log(n[-1]) - np.log(n)) / max(np.log(n[-1] / n[0]), 1e-12))
+    # (cells, rounds, samples per round)
+    values = np.array(simulate_run(rng, truth, rounds, noise, within_scale=np.tile(scale, 2)))
     n_cells, _, per = values.shape
     pooled = values.reshape(n_cells, -1)
     results = _template(tuple(int(s) for s in sizes), rounds, per).assign(
@@ -107,22 +114,25 @@ class Rates:
                 f"{self.detected:6.1%}, range holds the crossing {coverage} (of {self.decisive_crossings})")
 
 
-def _decisive(sizes: Sequence[int], slope: float, rounds: int, noise: Noise, rng: np.random.Generator
-              ) -> tuple[pd.DataFrame, float]:
+def _decisive(sizes: Sequence[int], slope: float, rounds: int, noise: Noise, rng: np.random.Generator, *,
+              noisier_small: float = 1.0) -> tuple[pd.DataFrame, float]:
     """The decisive rows of one curve whose true crossing is at the grid's geometric middle, and that size."""
     crossing = math.sqrt(sizes[0] * sizes[-1])
     log_ratio = [slope * math.log2(n / crossing) for n in sizes]
-    results, samples = curve_tables(rng, sizes, log_ratio, rounds, noise)
+    results, samples = curve_tables(rng, sizes, log_ratio, rounds, noise, noisier_small=noisier_small)
     frame = crossover_frame(results, samples)
     decisive: pd.DataFrame = frame[frame["decisive"]]
     return decisive, crossing
 
 
-def false_decisive_rate(grid: str, rounds: int, samples: int, trials: int, seed: int) -> float:
-    """Identical devices: the fraction of ``trials`` curves with any decisive crossing."""
+def false_decisive_rate(grid: str, rounds: int, samples: int, trials: int, seed: int, *,
+                        noisier_small: float = 1.0) -> float:
+    """Identical devices: the fraction of ``trials`` curves with any decisive crossing (``noisier_small``: see
+    :func:`curve_tables`)."""
     sizes, noise = GRIDS[grid], replace(NOISE, samples=samples)
     rng = np.random.default_rng([seed, 0, rounds, samples, *map(ord, grid)])
-    hits = sum(not _decisive(sizes, 0.0, rounds, noise, rng)[0].empty for _ in range(trials))
+    hits = sum(not _decisive(sizes, 0.0, rounds, noise, rng, noisier_small=noisier_small)[0].empty
+               for _ in range(trials))
     return hits / trials
 
 
@@ -152,5 +162,10 @@ def table(trials: int, seed: int) -> list[str]:
     """One line per (grid, rounds in 3/5/10, samples per round in 1/2/10) with the three rates."""
     head = (f"crossovers: {trials} curves per setting and kind; noise {NOISE.describe().rsplit(',', 1)[0]}; "
             "identical devices, and a real crossing of 5 % per doubling at the grid's geometric middle")
-    return [head, *(rates(grid, r, s, trials, seed).line()
-                    for grid in GRIDS for r in ROUNDS for s in SAMPLES)]
+    lines = [head, *(rates(grid, r, s, trials, seed).line() for grid in GRIDS for r in ROUNDS for s in SAMPLES)]
+    lines.append(f"crossovers, noise {NOISIER_SMALL:g}x larger at the smallest size than at the largest (variances "
+                 "pooled over neighbouring sizes must not make identical devices decisive):")
+    lines.extend(f"{grid:>8}  R={r:<2}  {s:>2} sample{'s' if s != 1 else ' '}/round  identical: decisive "
+                 f"{false_decisive_rate(grid, r, s, trials, seed, noisier_small=NOISIER_SMALL):6.1%}"
+                 for grid in GRIDS for r in (3, 5) for s in (1, 10))
+    return lines
