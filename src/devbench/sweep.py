@@ -2,8 +2,10 @@
 ``devbench sweep`` (the CLI adds argument parsing and the progress bar).
 
 A :class:`Plan` is what is left to measure, worked out before TensorFlow is imported or anything is written;
-:func:`run_plan` measures it through a :class:`devbench.session.RunSession`, the one writer of a run
-directory (lock, cell log, signals, pct_of_peak, final files; refine uses the same session).
+:func:`run_plan` prepares the machine (devbench.prepare: device initialisation, TF32, discovery and
+fingerprint, guards, the per-visit policy; a resume, the workers and refine prepare the same way), calibrates
+it, and measures the plan through a :class:`devbench.session.RunSession`, the one writer of a run directory
+(lock, cell log, signals, pct_of_peak, final files; refine uses the same session).
 
 Interruption. SIGINT (Ctrl-C) and SIGTERM abandon the cell being measured (a resume measures it), the final
 tables are rebuilt from cells.jsonl, meta.json says ``interrupted``, and :class:`SweepInterrupted` (a
@@ -22,17 +24,18 @@ devbench.workers. A resume uses the run's own ``processes`` again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devbench.backends.base import Backend
 from devbench.calibrate import Calibrator, sweep_calibrator
-from devbench.errors import UsageError, choose
+from devbench.errors import UsageError
 from devbench.formatting import format_duration
-from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
-from devbench.runner import CellResult, run_visits
+from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, TimeGuard
+from devbench.prepare import RunSettings, machine_changes, prepare_machine, spec_from_meta
+from devbench.runner import CellResult
 from devbench.schema import Record
 from devbench.session import (
     Reopened,
@@ -43,11 +46,11 @@ from devbench.session import (
     warn_on_stderr,
 )
 from devbench.shard import ShardSpec, shard_cells, shard_meta, shard_of_meta
-from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, Visit
+from devbench.spec import Cell, SweepSpec, Visit
 from devbench.store import META, Run, check_new_run_dir, check_not_locked, read_cell_log, read_meta, utc_now
 from devbench.workers import WorkerCrashed, check_processes, run_in_workers
 
-__all__ = ["Plan", "SweepInterrupted", "WorkerCrashed", "execute", "measure_visits", "plan_new", "plan_of_run",
+__all__ = ["Plan", "SweepInterrupted", "WorkerCrashed", "execute", "machine_changes", "plan_new", "plan_of_run",
            "plan_resume", "resume", "resume_command", "run_plan", "spec_from_meta"]
 
 
@@ -76,10 +79,17 @@ class Plan:
     """The part of the sweep this run measures (``--shard K/N``; devbench.shard), or None for all of it."""
     processes: int = 1
     """Worker processes the rounds are spread over (``--processes``; devbench.workers); 1: this process."""
+    tf32: str = "default"
+    """``--tf32`` (devbench.tf32): a new run's from the command line, a resume's from meta.json."""
 
     @property
     def resuming(self) -> bool:
         return self.meta is not None
+
+    @property
+    def settings(self) -> RunSettings:
+        """What the machine is prepared with (devbench.prepare), the same in every process of the run."""
+        return RunSettings(spec=self.spec, max_call_time=self.time_guard.max_call_time, tf32=self.tf32)
 
     def visits(self) -> list[Visit]:
         """Every visit of this run: the spec's, or its shard's (whole crossover curves, in the sweep's order)."""
@@ -132,61 +142,17 @@ class Plan:
         return f"{head}, {notes[0]} ({'; '.join(notes[1:])})"
 
 
-def visit_guard(spec: SweepSpec, max_call_time: float) -> TimeGuard:
-    """The time guard of a sweep: it predicts single calls, and estimates a visit (the per-visit policy)."""
-    return TimeGuard(max_call_time, spec.policy.per_visit(spec.rounds))
-
-
 def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME,
-             shard: ShardSpec | None = None, processes: int = 1) -> Plan:
+             shard: ShardSpec | None = None, processes: int = 1, tf32: str = "default") -> Plan:
     """A plan for a new run into ``run_dir`` (of the whole sweep, or of ``shard``, its rounds in ``processes``
-    worker processes); checks that the directory can be created (creates nothing)."""
+    worker processes, TF32 as ``tf32`` says); checks that the directory can be created (creates nothing)."""
+    settings = RunSettings(spec=spec, max_call_time=max_call_time, tf32=tf32)
     check_processes(processes, spec.rounds)
     check_new_run_dir(run_dir)
     if shard is not None:
         shard_cells(spec, shard)  # a shard count above the number of curves is a UsageError now, not later
-    return Plan(spec=spec, run_dir=run_dir, time_guard=visit_guard(spec, max_call_time), shard=shard,
-                processes=processes)
-
-
-def spec_from_meta(meta: dict[str, Any], run_dir: Path) -> SweepSpec:
-    """The sweep spec stored in a run's meta.json, validated like the command line validates it."""
-    from devbench.devices import canonical
-    from devbench.ops import OPS
-
-    where = f"{str(run_dir / META)!r}"
-    raw = meta.get("spec")
-    try:
-        if not isinstance(raw, dict):
-            raise TypeError(f"'spec' is {type(raw).__name__}, not an object")
-        spec = SweepSpec.from_dict(raw)
-        for op in spec.ops:
-            choose("op", op, OPS)
-        for dtype in spec.dtypes:
-            choose("dtype", dtype, DTYPES)
-        for mode in spec.modes:
-            choose("mode", mode, MODES)
-        choose("sync mode", spec.sync, SYNC_MODES)
-        for device in spec.devices:
-            canonical(device)
-        if not (spec.ops and spec.sizes and spec.dtypes and spec.devices and spec.modes):
-            raise ValueError("an empty list of ops, sizes, dtypes, devices or modes")
-        if any(size < 1 for size in spec.sizes):
-            raise ValueError(f"sizes must be positive, found {min(spec.sizes)}")
-        spec.policy.validate()
-    except (UsageError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"{where} holds no valid sweep spec ({detail}); the run cannot be resumed") from None
-    return spec
-
-
-def _max_call_time_from_meta(meta: dict[str, Any], run_dir: Path) -> float:
-    guards = meta.get("guards")
-    value = guards.get("max_call_time", DEFAULT_MAX_CALL_TIME) if isinstance(guards, dict) else DEFAULT_MAX_CALL_TIME
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise UsageError(f"{str(run_dir / META)!r}: guards.max_call_time {value!r} is not positive seconds; "
-                         "the run cannot be resumed")
-    return float(value)
+    return Plan(spec=spec, run_dir=run_dir, time_guard=settings.time_guard(), shard=shard, processes=processes,
+                tf32=settings.tf32)
 
 
 def _processes_from_meta(meta: dict[str, Any], spec: SweepSpec, run_dir: Path) -> int:
@@ -214,8 +180,9 @@ def plan_of_run(run_dir: Path, *, locked_by_parent: bool = False) -> Plan:
     ``locked_by_parent``: read by a worker process (devbench.workers) while the sweep that started it holds
     the run's lock and writes nothing meanwhile, so the log it reads is the one that decides."""
     meta = read_meta(run_dir)
-    spec = spec_from_meta(meta, run_dir)
-    time_guard = visit_guard(spec, _max_call_time_from_meta(meta, run_dir))
+    settings = RunSettings.from_meta(meta, run_dir)
+    spec = settings.spec
+    time_guard = settings.time_guard()
     processes = _processes_from_meta(meta, spec, run_dir)
     if not locked_by_parent:
         check_not_locked(run_dir)
@@ -226,18 +193,7 @@ def plan_of_run(run_dir: Path, *, locked_by_parent: bool = False) -> Plan:
         time_guard.observe(record)
     return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta, done=logged.visits_done,
                 settled=logged.settled, prior=prior, log_problems=list(contents.problems),
-                shard=shard_of_meta(meta), processes=processes)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Machine changes between the start of a run and a resume
-
-def machine_changes(before: dict[str, Any], now: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{what: [before, now]}`` for every fingerprint item that makes cells measured before and after a
-    resume incomparable (:data:`devbench.machine.INCOMPARABLE_FIELDS`)."""
-    from devbench.machine import incomparable_changes
-
-    return {d.field: [d.base, d.new] for d in incomparable_changes(before, now)}
+                shard=shard_of_meta(meta), processes=processes, tf32=settings.tf32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,59 +211,32 @@ def run_plan(
     handle_signals: bool = True,
     warn: Callable[[str], None] = warn_on_stderr,
     calibrate: bool | Calibrator | None = None,
-    tf32: str = "default",
 ) -> Run:
     """Measure every cell of ``plan`` not yet done into its run directory and return the finished run.
 
-    ``tf32`` (``on``, ``off``, ``default``; devbench.tf32) is applied to every framework of the spec's devices
-    before anything is measured and recorded in meta.json with each framework's resulting state; a resume
-    applies the run's own setting again.
-
-    With no ``backend`` the default one is used (TensorFlow for its devices, numpy for the baseline); the
-    spec's devices must exist, and the machine fingerprint includes TF's build and device details. ``guard``
-    is the memory guard (default :class:`MemoryGuard`); the plan's time guard runs after it. Raises
-    :class:`SweepInterrupted` after SIGINT/SIGTERM (with everything measured saved), UsageError for a busy or
-    unusable directory.
+    The machine is prepared first (devbench.prepare.prepare_machine: device initialisation, the plan's TF32
+    setting, discovery and fingerprint, guards, the per-visit policy and cell budget), then calibrated, then
+    measured. With no ``backend`` the real ones are used (each device's framework, numpy for the baseline);
+    the spec's devices must exist. ``guard`` is the memory guard (default :class:`MemoryGuard`); the plan's
+    time guard runs after it. Raises :class:`SweepInterrupted` after SIGINT/SIGTERM (with everything measured
+    saved), UsageError for a busy or unusable directory.
 
     A plan with ``processes`` above 1 measures its rounds in worker processes (devbench.workers), each with
     the real backends and its own memory guard: ``backend`` and ``guard`` must then be None. A worker that
     crashes raises :class:`WorkerCrashed` (its ``run`` holds what was saved; meta.json says ``failed``).
     """
-    from devbench.machine import fingerprint
-
     if plan.processes > 1 and (backend is not None or guard is not None):
         raise ValueError("worker processes make their own backends and memory guards: give neither with "
                          f"processes={plan.processes}")
 
     # The roofline (devbench.calibrate) goes into meta["calibration"] at the start; each row's pct_of_peak uses it.
     calibrator = sweep_calibrator(calibrate, real_backend=backend is None)
-    init: dict[str, Any] | None = None
-    if backend is None:
-        from devbench.backends import default_backend, initialise
-        from devbench.devices import discover, discover_frameworks, frameworks_of, resolve, tensorflow_fingerprint
-
-        # Each device's first op, timed before discovery, calibration or a cell touches it: no cold_s pays it.
-        init = initialise(plan.spec.devices)
-
-        infos = discover()
-        resolve(",".join(plan.spec.devices), [d.name for d in infos])  # a device that is not here: UsageError
-        backend = default_backend()
-        # The fingerprint lists the devices of every framework the sweep uses (a jax:gpu:0 run names its GPU).
-        used = discover_frameworks(frameworks_of(plan.spec.devices)).devices
-        machine = fingerprint(tensorflow_fingerprint(), [d.as_dict() for d in used or infos])
-    else:
-        machine = fingerprint()
-    memory_guard = guard if guard is not None else MemoryGuard()
+    prepared = prepare_machine(plan.settings, time_guard=plan.time_guard, backend=backend, memory_guard=guard)
+    machine = prepared.machine
+    assert machine is not None
     spec = plan.spec
-    from devbench import telemetry
-    from devbench.tf32 import apply_tf32, frameworks_of
-
-    setting = str((plan.meta or {}).get("tf32_setting") or tf32)
-    tf32_applied = apply_tf32(setting, frameworks_of(spec.devices))
     if plan.meta is None:
-        extra: dict[str, Any] = {"guards": {"max_call_time": plan.time_guard.max_call_time},
-                                 "tf32_setting": setting, "tf32": tf32_applied, "gpu": telemetry.gpu_fingerprint(),
-                                 "init": init, "processes": plan.processes}
+        extra: dict[str, Any] = {**prepared.meta_fields(), "processes": plan.processes}
         if plan.shard is not None:
             extra["shard"] = shard_meta(spec, plan.shard)
         session = RunSession.create(plan.run_dir, spec.to_dict(), machine, argv, extra=extra,
@@ -316,17 +245,12 @@ def run_plan(
         session = RunSession.reopen(plan.run_dir, handle_signals=handle_signals)
     session.n_planned = plan.n_cells()
     session.n_visits_planned = len(plan.visits())
-    session.learners.append(plan.time_guard.observe)
-    memory_observe = getattr(memory_guard, "observe", None)
-    if callable(memory_observe):
-        session.learners.append(memory_observe)
+    session.learners.extend(prepared.learners)
     try:
         with session:
             if plan.meta is not None:
-                _record_resume(session, plan, machine, argv, warn, init=init)
-                for earlier in session.reopened.records if session.reopened else []:
-                    for learn in session.learners:
-                        learn(earlier)
+                _record_resume(session, plan, machine, argv, warn, init=prepared.init)
+                prepared.learn(session.reopened.records if session.reopened else [])
             if "calibration" not in session.meta:
                 session.update_meta(calibration=calibrator(spec) if calibrator is not None else None)
 
@@ -339,27 +263,14 @@ def run_plan(
                 run_in_workers(plan.visits(), session, plan.processes, spec.rounds, on_start=on_start,
                                on_result=save, warn=warn)
             else:
-                measure_visits(plan, plan.visits(), backend, str(session.meta.get("run_id") or plan.run_dir.name),
-                               on_result=save, on_start=on_start, done=session.done, settled=session.settled,
-                               guard=combine(memory_guard, plan.time_guard))
+                prepared.measure(plan.visits(), str(session.meta.get("run_id") or plan.run_dir.name),
+                                 on_result=save, on_start=on_start, done=session.done, settled=session.settled)
             session.complete()
     except WorkerCrashed as exc:
         exc.run = session.run
         raise
     assert session.run is not None
     return session.run
-
-
-def measure_visits(plan: Plan, visits: Sequence[Visit], backend: Backend, run_id: str, *,
-                   on_result: Callable[[CellResult], None], on_start: Callable[[Cell], None] | None,
-                   done: Collection[tuple[Any, ...]], settled: Collection[tuple[Any, ...]], guard: Guard,
-                   new_process: bool = False) -> None:
-    """Make ``visits`` of the plan's sweep with its per-visit policy and seed (devbench.runner.run_visits);
-    the one call the sweep's own process and a worker process (devbench.workers) both make."""
-    spec = plan.spec
-    run_visits(visits, backend, run_id, spec.policy.per_visit(spec.rounds), spec.seed, on_result=on_result,
-               on_start=on_start, done=done, settled=settled, guard=guard,
-               cell_budget=spec.policy.max_cell_time if spec.rounds > 1 else None, new_process=new_process)
 
 
 def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], argv: Sequence[str],
@@ -410,19 +321,20 @@ def execute(
     handle_signals: bool = True,
     calibrate: bool | Calibrator | None = None,
     processes: int = 1,
+    tf32: str = "default",
 ) -> Run:
     """Measure every cell of ``spec`` into ``run_dir`` (created if needed) and return the finished run.
 
-    With no ``backend`` the TensorFlow one is used (importing TensorFlow), and the machine fingerprint
-    includes TF's build and device details. With no ``guard`` the memory guard protects the sweep; the time
+    With no ``backend`` the real ones are used (each device's framework), and the machine fingerprint
+    includes their devices and TF's build. With no ``guard`` the memory guard protects the sweep; the time
     guard skips cells whose single call is predicted over ``max_call_time`` seconds. SIGINT/SIGTERM raise
     :class:`SweepInterrupted` once what was measured is saved (``handle_signals=False`` leaves signals alone).
     ``calibrate``: measure the machine's ceilings first (devbench.calibrate; default: only with the real
     backends); False skips it (``--no-calibrate``), a callable replaces the measurement. ``processes``: measure
     the rounds in that many fresh worker processes, one after another (devbench.workers; needs the real
-    backends).
+    backends). ``tf32``: ``--tf32`` (on, off, default; devbench.tf32), applied before anything is measured.
     """
-    plan = plan_new(spec, Path(run_dir), max_call_time=max_call_time, processes=processes)
+    plan = plan_new(spec, Path(run_dir), max_call_time=max_call_time, processes=processes, tf32=tf32)
     return run_plan(plan, argv=argv, backend=backend, on_start=on_start, on_result=on_result, guard=guard,
                     handle_signals=handle_signals, calibrate=calibrate)
 
