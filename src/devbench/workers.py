@@ -9,7 +9,7 @@ devbench.workers``), run one after another, never at once (parallel workers woul
 
 The split. :func:`split_rounds` cuts the rounds into P contiguous groups, as even as possible (5 rounds in 2
 processes: rounds 1-3 and 4-5). Worker ``k`` (numbered from 1, and on from the run's last worker when a
-resume starts more) reads what is left from the run directory (:func:`devbench.sweep.plan_of_run`: the spec,
+resume starts more) reads what is left from the run directory (:func:`devbench.plan.plan_of_run`: the spec,
 the visits done and the cells settled), prepares the machine as the sweep's own process does
 (:func:`devbench.prepare.prepare_machine`: its frameworks imported and devices initialised, the run's TF32
 setting, the guards taught the log, the per-visit policy and cell budget) and makes the visits of its
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from devbench.errors import DevbenchError, UsageError
+from devbench.plan import check_processes
 from devbench.runner import CellResult
 from devbench.schema import Record
 from devbench.session import RunSession, resume_command, settles, signal_name
@@ -68,15 +69,6 @@ TEST_EXIT_ENV = "DEVBENCH_TEST_WORKER_EXIT"
 
 STOP_TIMEOUT_S = 10.0
 """Seconds a worker is given to end after SIGTERM before it is killed."""
-
-
-def check_processes(processes: int, rounds: int) -> None:
-    """UsageError unless ``processes`` worker processes can share ``rounds`` rounds (each measures whole rounds)."""
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise UsageError(f"--processes {processes!r} must be a whole number >= 1")
-    if processes > rounds:
-        raise UsageError(f"--processes {processes} is more than --rounds {rounds}: each worker process measures "
-                         f"whole rounds; give 1 to {rounds}")
 
 
 def split_rounds(rounds: int, processes: int) -> list[tuple[int, int]]:
@@ -299,8 +291,8 @@ def work(run_dir: Path, first: int, last: int, process: int, channel: IO[str]) -
     TF32 setting, its memory and time guards (taught the visits already in the log), the per-visit policy and
     cell budget. Not the discovery and fingerprint, nor calibration: the parent made them, once, for the run.
     """
+    from devbench.plan import plan_of_run
     from devbench.prepare import prepare_machine
-    from devbench.sweep import plan_of_run
 
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message, allow_nan=True) + "\n")

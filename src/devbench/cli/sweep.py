@@ -188,8 +188,8 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
 
     from devbench.devices import check_names
     from devbench.ops import OPS
+    from devbench.plan import check_processes
     from devbench.store import check_new_run_dir
-    from devbench.workers import check_processes
 
     parse_sizes(args.sizes)
     choose_list("op", args.ops, OPS)
