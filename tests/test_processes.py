@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from devbench.errors import UsageError
+from devbench.plan import check_processes
 from devbench.runner import CellResult, run_visits
 from devbench.spec import NUMPY_DEVICE, Cell, SweepSpec, TimingPolicy, interleaved_visits
 from devbench.store import read_cell_log, read_meta
 from devbench.sweep import SweepInterrupted, WorkerCrashed, execute, plan_resume, resume
-from devbench.workers import TEST_EXIT_ENV, check_processes, rounds_text, split_rounds
+from devbench.workers import TEST_EXIT_ENV, rounds_text, split_rounds
 from tests.cli_helpers import SRC, run_cli
 from tests.test_runner import FakeBackend, FakeOutcome
 

@@ -9,12 +9,14 @@ devbench.workers``), run one after another, never at once (parallel workers woul
 
 The split. :func:`split_rounds` cuts the rounds into P contiguous groups, as even as possible (5 rounds in 2
 processes: rounds 1-3 and 4-5). Worker ``k`` (numbered from 1, and on from the run's last worker when a
-resume starts more) imports its frameworks, initialises its devices, applies the run's TF32 setting, reads
-what is left from the run directory (:func:`devbench.sweep.plan_of_run`: the spec, the guards' lessons, the
-visits done and the cells settled) and makes the visits of its rounds. A cell's first visit in a worker
-times its first call apart from the samples, since a fresh process pays the cold costs again; the cell's
-``cold_s`` stays its first visit's (devbench.runner.run_visits, ``new_process``). Calibration and the
-machine fingerprint are the parent's, made once as without workers.
+resume starts more) reads what is left from the run directory (:func:`devbench.plan.plan_of_run`: the spec,
+the visits done and the cells settled), prepares the machine as the sweep's own process does
+(:func:`devbench.prepare.prepare_machine`: its frameworks imported and devices initialised, the run's TF32
+setting, the guards taught the log, the per-visit policy and cell budget) and makes the visits of its
+rounds. A cell's first visit in a worker times its first call apart from the samples, since a fresh process
+pays the cold costs again; the cell's ``cold_s`` stays its first visit's (devbench.runner.run_visits,
+``new_process``). Calibration, device discovery and the machine fingerprint are the parent's, made once as
+without workers.
 
 One writer. A worker writes nothing into the run directory: it reports each visit as one JSON line on its
 stdout (``{"start": cell}`` before it, ``{"visit": {"round", "record", "samples"}}`` after it, ``{"init": …}``
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from devbench.errors import DevbenchError, UsageError
+from devbench.plan import check_processes
 from devbench.runner import CellResult
 from devbench.schema import Record
 from devbench.session import RunSession, resume_command, settles, signal_name
@@ -66,15 +69,6 @@ TEST_EXIT_ENV = "DEVBENCH_TEST_WORKER_EXIT"
 
 STOP_TIMEOUT_S = 10.0
 """Seconds a worker is given to end after SIGTERM before it is killed."""
-
-
-def check_processes(processes: int, rounds: int) -> None:
-    """UsageError unless ``processes`` worker processes can share ``rounds`` rounds (each measures whole rounds)."""
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise UsageError(f"--processes {processes!r} must be a whole number >= 1")
-    if processes > rounds:
-        raise UsageError(f"--processes {processes} is more than --rounds {rounds}: each worker process measures "
-                         f"whole rounds; give 1 to {rounds}")
 
 
 def split_rounds(rounds: int, processes: int) -> list[tuple[int, int]]:
@@ -290,11 +284,15 @@ def _rounds_arg(text: str) -> tuple[int, int]:
 
 
 def work(run_dir: Path, first: int, last: int, process: int, channel: IO[str]) -> None:
-    """Make the visits of rounds ``first``..``last`` still left in the run, reporting each on ``channel``."""
-    from devbench.backends import default_backend, initialise
-    from devbench.guards import MemoryGuard, combine
-    from devbench.sweep import measure_visits, plan_of_run
-    from devbench.tf32 import apply_tf32, frameworks_of
+    """Make the visits of rounds ``first``..``last`` still left in the run, reporting each on ``channel``.
+
+    The machine is prepared as the sweep's own process prepares it (devbench.prepare.prepare_machine, from
+    the run's meta.json): framework start-up and device initialisation (reported as ``init``), the run's
+    TF32 setting, its memory and time guards (taught the visits already in the log), the per-visit policy and
+    cell budget. Not the discovery and fingerprint, nor calibration: the parent made them, once, for the run.
+    """
+    from devbench.plan import plan_of_run
+    from devbench.prepare import prepare_machine
 
     def send(message: dict[str, Any]) -> None:
         channel.write(json.dumps(message, allow_nan=True) + "\n")
@@ -302,21 +300,16 @@ def work(run_dir: Path, first: int, last: int, process: int, channel: IO[str]) -
 
     plan = plan_of_run(run_dir, locked_by_parent=True)
     meta = plan.meta or {}
-    spec = plan.spec
-    backend = default_backend()
-    # As in the sweep's own process: each device's first op timed before anything else touches it.
-    send({"init": initialise(spec.devices, backend)})
-    apply_tf32(str(meta.get("tf32_setting") or "default"), frameworks_of(spec.devices))
-    memory_guard = MemoryGuard()
-    for record in plan.prior:  # the time guard has learnt from them in plan_of_run
-        memory_guard.observe(record)
+    prepared = prepare_machine(plan.settings, time_guard=plan.time_guard, fingerprint=False)
+    send({"init": prepared.init})
+    prepared.learn(plan.prior)
     test_exit = _test_exit(process)
     reported = 0
 
     def report(result: CellResult) -> None:
         nonlocal reported
-        memory_guard.observe(result.record)
-        plan.time_guard.observe(result.record)
+        for learn in prepared.learners:
+            learn(result.record)
         send({"visit": {"round": result.round, "record": result.record.as_dict(), "samples": result.samples}})
         reported += 1
         if test_exit is not None and reported == test_exit[0]:
@@ -330,9 +323,8 @@ def work(run_dir: Path, first: int, last: int, process: int, channel: IO[str]) -
                         "mode": cell.mode, "sync": cell.sync}})
 
     visits = [v for v in plan.visits() if first <= v.round <= last]
-    measure_visits(plan, visits, backend, str(meta.get("run_id") or run_dir.name), on_result=report,
-                   on_start=start, done=plan.done, settled=plan.settled, guard=combine(memory_guard, plan.time_guard),
-                   new_process=True)
+    prepared.measure(visits, str(meta.get("run_id") or run_dir.name), on_result=report, on_start=start,
+                     done=plan.done, settled=plan.settled, new_process=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

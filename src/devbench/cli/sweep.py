@@ -188,8 +188,8 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
 
     from devbench.devices import check_names
     from devbench.ops import OPS
+    from devbench.plan import check_processes
     from devbench.store import check_new_run_dir
-    from devbench.workers import check_processes
 
     parse_sizes(args.sizes)
     choose_list("op", args.ops, OPS)
@@ -240,7 +240,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"devbench: {no_gpu_note(host, devices)}", file=sys.stderr, flush=True)
         run_dir = args.out if args.out is not None else default_run_dir()
         plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args),
-                        processes=args.processes)
+                        processes=args.processes, tf32=args.tf32)
     else:
         try:
             resolve(",".join(plan.spec.devices), devices)
@@ -257,7 +257,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with SweepProgress(plan.visits_left(), total=len(plan.visits()), enabled=not args.quiet,
                            estimate=plan.time_guard.estimate_cell_seconds) as progress:
             run = run_plan(plan, argv=argv, on_start=progress.start, on_result=progress.finish,
-                           calibrate=False if getattr(args, "no_calibrate", False) else None, tf32=args.tf32)
+                           calibrate=False if getattr(args, "no_calibrate", False) else None)
     except WorkerCrashed as exc:  # not a bug of this process: say what is kept and how to go on, no traceback
         print(exc.message, file=sys.stderr, flush=True)
         return EXIT_WORKER_CRASHED
