@@ -199,7 +199,7 @@ def nominal_estimate(spec: SweepSpec) -> Estimate:
     """
     from devbench.guards import TimeGuard, series_of
     from devbench.ops import OPS
-    from devbench.schema import Record
+    from devbench.schema import VisitRecord
 
     guard = TimeGuard(max_call_time=math.inf, policy=spec.policy)
     for cell in spec.cells():
@@ -207,9 +207,9 @@ def nominal_estimate(spec: SweepSpec) -> Estimate:
         if op is None or series_of(cell) in guard.reference:
             continue
         # One nominal observation per series at n=1; the guard scales it by the FLOPs ratio to any size.
-        guard.observe(Record(run_id="nominal", op=cell.op, size=1, dtype=cell.dtype, device=cell.device,
-                             mode=cell.mode, sync=cell.sync, status="ok",
-                             median_s=op.flops(1) / NOMINAL_FLOPS_PER_S))
+        guard.observe(VisitRecord(run_id="nominal", op=cell.op, size=1, dtype=cell.dtype, device=cell.device,
+                                  mode=cell.mode, sync=cell.sync, status="ok",
+                                  median_s=op.flops(1) / NOMINAL_FLOPS_PER_S))
     return guard.estimate_cell_seconds
 
 
