@@ -278,15 +278,3 @@ def shard_of_meta(meta: Mapping[str, Any]) -> ShardSpec | None:
             or isinstance(count, bool):
         raise UsageError(f"meta.json field 'shard' has index {index!r} and count {count!r}; whole numbers needed")
     return ShardSpec(index, count)
-
-
-def describe_assignment(spec: SweepSpec, count: int, estimate: Estimate | None = None) -> list[str]:
-    """One line per shard: its index, cells, curves and predicted seconds (for ``--shard`` dry runs and logs)."""
-    lines = []
-    for index, mine in enumerate(assign(spec, count, estimate)):
-        cells = sum(len(c.cells) for c in mine)
-        cost = sum(c.cost_s for c in mine)
-        names = ", ".join(c.label() for c in sorted(mine, key=lambda c: c.key))
-        lines.append(f"shard {index}/{count}: {cells} cells, predicted {cost:.0f} s nominal: {names}")
-    return lines
-
