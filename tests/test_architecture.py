@@ -237,8 +237,8 @@ def test_the_gpu_telemetry_columns_are_declared_once() -> None:
 
 
 def test_visited_once_is_read_from_its_field() -> None:
-    """Only the reader of old cells.jsonl lines (store, with the prefix schema declares) looks for the words
+    """Only ``schema.visited_once_of``, for cells.jsonl lines from before the field, looks for the words
     "visited once:" in a reason; everything else reads ``visited_once``."""
     readers = {name for name, path in _modules().items() if "LEGACY_VISITED_ONCE" in _names_and_texts(path)[0]}
-    assert readers == {"devbench.schema", "devbench.store"}
+    assert readers == {"devbench.schema"}
     assert all("VISITED_ONCE" not in _names_and_texts(path)[0] for path in _modules().values())

@@ -103,12 +103,15 @@ def test_a_cell_visited_once_on_purpose_is_not_incomplete_and_a_failed_first_vis
 
 def test_the_visited_once_flag_is_read_from_the_field_not_the_words() -> None:
     """A reason that merely mentions the words does not make a new line visited once; an old line (no field)
-    that starts its reason with them does."""
+    whose reason holds them does."""
     words = "visited once: its first visit took 12 s, over 2× the cell's 0.5 s budget"
     assert validate_record({**BASE, "reason": words, "visited_once": False})["visited_once"] is False
     assert validate_record({**BASE, "reason": "", "visited_once": True})["visited_once"] is True
     assert validate_record({**BASE, "reason": words})["visited_once"] is True
     assert validate_record({**BASE, "reason": "cut short by the cell time budget"})["visited_once"] is False
+    appended = f"cut short by the cell time budget after 3 samples; {words}"  # the old runner appended its note
+    assert visit_record({**BASE, "reason": appended}).visited_once
+    assert not visit_record({**BASE, "reason": appended, "visited_once": False}).visited_once
 
 
 def test_a_log_written_when_one_type_served_both_still_reads(tmp_path: Path) -> None:

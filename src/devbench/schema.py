@@ -25,8 +25,8 @@ memory; ``skipped`` not attempted (reason says why: memory or time guard); ``err
 report)."""
 
 LEGACY_VISITED_ONCE = "visited once:"
-"""How cells.jsonl lines written before :attr:`VisitRecord.visited_once` existed said it: a text prefix of the
-reason. Read back only (:func:`visit_record`), never written."""
+"""How cells.jsonl lines written before :attr:`VisitRecord.visited_once` existed said it: words the runner
+added to the reason. Read back only (:func:`visited_once_of`), never parsed from a line that has the field."""
 
 IDENTITY = ("op", "size", "dtype", "device", "mode", "sync")
 """Columns that identify a cell within a run (with ``run_id`` across runs)."""
@@ -152,15 +152,20 @@ VISIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(VisitRecord))
 """The fields of a cells.jsonl ``record``."""
 
 
+def visited_once_of(values: Mapping[str, Any]) -> bool:
+    """A logged record's ``visited_once``; a line from before the field says it in its reason
+    (:data:`LEGACY_VISITED_ONCE`, which the runner appended to any other reason)."""
+    if "visited_once" in values:
+        return bool(values["visited_once"])
+    return LEGACY_VISITED_ONCE in str(values.get("reason") or "")
+
+
 def visit_record(values: Mapping[str, Any]) -> VisitRecord:
     """A :class:`VisitRecord` from a mapping already checked field by field (devbench.store.validate_record):
     fields it lacks get their defaults, others (a cell row's, from lines written when one type served both)
-    are dropped, and an old line's ``visited once:`` reason prefix (:data:`LEGACY_VISITED_ONCE`) still means
-    ``visited_once``."""
+    are dropped, and ``visited_once`` is :func:`visited_once_of`."""
     known = {name: values[name] for name in VISIT_FIELDS if name in values}
-    if "visited_once" not in values and str(values.get("reason") or "").startswith(LEGACY_VISITED_ONCE):
-        known["visited_once"] = True
-    return VisitRecord(**known)
+    return VisitRecord(**{**known, "visited_once": visited_once_of(values)})
 
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("run_id", *IDENTITY, "round", "sample", "number", "per_call_s")

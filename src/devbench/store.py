@@ -49,7 +49,6 @@ from devbench.schema import (
     DERIVED_COLUMNS,
     FIELD_KINDS,
     IDENTITY,
-    LEGACY_VISITED_ONCE,
     PCT_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
     RESULT_COLUMNS,
@@ -63,6 +62,7 @@ from devbench.schema import (
     derive_columns,
     results_frame,
     visit_record,
+    visited_once_of,
 )
 from devbench.visits import LoggedVisit, cell_row, latest_visits
 from devbench.visits import sample_rows as sample_rows_of
@@ -249,7 +249,7 @@ def validate_record(raw: object) -> dict[str, Any]:
     Raises ValueError naming the first field that does not fit. Fields a record lacks get their defaults,
     except the identity and ``status``, which are required; unknown fields are dropped (so are a cell row's
     fields, which lines carried while one type served both). A line from before ``visited_once`` existed
-    says it with a reason starting ``visited once:`` (:data:`~devbench.schema.LEGACY_VISITED_ONCE`).
+    says it in its reason (:func:`~devbench.schema.visited_once_of`).
     """
     if not isinstance(raw, dict):
         raise ValueError(f"record is a {type(raw).__name__}, not an object")
@@ -283,8 +283,8 @@ def validate_record(raw: object) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false, found {value!r}")
             out[name] = value
-    if "visited_once" not in raw:
-        out["visited_once"] = LEGACY_VISITED_ONCE in out["reason"]
+    if "visited_once" not in raw:  # a line from before the field
+        out["visited_once"] = visited_once_of({"reason": out["reason"]})
     if out["size"] < 1:
         raise ValueError(f"size must be a positive whole number, found {raw['size']!r}")
     for name in ("op", "dtype", "device", "mode", "sync"):

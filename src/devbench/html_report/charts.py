@@ -1,4 +1,4 @@
-"""Plotly figures of a run and of a comparison: the interactive twins of the PNG charts in ``devbench.plot``.
+"""Plotly figures of a run and of a comparison: the interactive twins of the PNG charts in ``devbench.plots``.
 
 Same rules as the PNGs: only ``ok`` cells are drawn, one colour per device across a page (CPU:0 first), sizes
 are the matrix side n, times seconds per call. Each device's traces share a ``legendgroup``, so a click on
