@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from devbench.compare import Comparison
-from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, Record
+from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, CellRow
 from devbench.store import Run
 
 TIGHT = 0.005
@@ -115,10 +115,10 @@ def make_run(cells: Iterable[FakeCell], *, run_id: str = "base", meta: Mapping[s
         median = cell.median_s if cell.median_s is not None else (
             float(np.median(pooled)) if pooled else math.nan)
         ok = cell.status == "ok"
-        record = Record(run_id=run_id, op=cell.op, size=cell.size, dtype=cell.dtype, device=cell.device,
-                        mode=cell.mode, sync=cell.sync, status=cell.status, reason=cell.reason,
-                        n_samples=len(pooled) if ok else 0, number=10,
-                        median_s=median if ok else math.nan, unsynchronized=cell.sync == "none")
+        record = CellRow(run_id=run_id, op=cell.op, size=cell.size, dtype=cell.dtype, device=cell.device,
+                         mode=cell.mode, sync=cell.sync, status=cell.status, reason=cell.reason,
+                         n_samples=len(pooled) if ok else 0, number=10,
+                         median_s=median if ok else math.nan, unsynchronized=cell.sync == "none")
         records.append(record.as_dict())
         if with_samples and ok:
             ident = {name: getattr(cell, name) for name in IDENTITY}

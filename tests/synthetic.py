@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from devbench.schema import RESULT_COLUMNS, Record, results_frame
+from devbench.schema import RESULT_COLUMNS, CellRow, results_frame
 from devbench.store import Run
 
 MACHINE: dict[str, Any] = {
@@ -51,7 +51,7 @@ def row(
     median = median_s if ok else math.nan
     flops = overrides.pop("flops", 2.0 * size**3)
     nbytes = overrides.pop("bytes", 3.0 * 4 * size**2)
-    record = Record(
+    record = CellRow(
         run_id="synthetic",
         op=op,
         size=size,

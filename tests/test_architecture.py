@@ -214,3 +214,31 @@ def test_every_framework_backend_is_the_one_run_cell_plus_hooks() -> None:
             continue
         assert issubclass(backend_class, FrameworkBackend)
         assert framework.key == backend_class.FRAMEWORK
+
+
+def _names_and_texts(path: Path) -> tuple[set[str], set[str]]:
+    """The names (``x``, ``a.x``) and the string constants a module uses."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {alias.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for alias in n.names}
+    texts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return names, texts
+
+
+def test_the_gpu_telemetry_columns_are_declared_once() -> None:
+    """``schema.GpuTelemetry`` declares them, a visit record and a cell row extend it: no module lists the
+    clock, temperature and power columns again as text (two lists and a ``setattr`` copy drifted before)."""
+    from devbench.schema import TELEMETRY_COLUMNS
+
+    per_visit = {c for c in TELEMETRY_COLUMNS if "_start_" in c or "_end_" in c}
+    spelled = {name: sorted(per_visit & _names_and_texts(path)[1]) for name, path in _modules().items()}
+    assert {name: cols for name, cols in spelled.items() if cols} == {}
+
+
+def test_visited_once_is_read_from_its_field() -> None:
+    """Only ``schema.visited_once_of``, for cells.jsonl lines from before the field, looks for the words
+    "visited once:" in a reason; everything else reads ``visited_once``."""
+    readers = {name for name, path in _modules().items() if "LEGACY_VISITED_ONCE" in _names_and_texts(path)[0]}
+    assert readers == {"devbench.schema"}
+    assert all("VISITED_ONCE" not in _names_and_texts(path)[0] for path in _modules().values())

@@ -24,7 +24,7 @@ from devbench.backends.base import (
 from devbench.errors import first_line
 from devbench.frameworks.base import SYNC_MODES
 from devbench.runner import run_cell
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import NUMPY_DEVICE, Cell, TimingPolicy
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -220,11 +220,11 @@ class Contract:
     device: str
     backend: FrameworkBackend
 
-    def record(self, backend: FrameworkBackend | None = None, **cell: Any) -> Record:
+    def record(self, backend: FrameworkBackend | None = None, **cell: Any) -> VisitRecord:
         fields: dict[str, Any] = {"size": 16, "op": "matmul", "dtype": "float32", **cell}
         return run_cell(backend or self.backend, "t", Cell(device=self.device, **fields), QUICK, seed=0).record
 
-    def ok(self, **cell: Any) -> Record:
+    def ok(self, **cell: Any) -> VisitRecord:
         record = self.record(**cell)
         assert record.status == "ok", record.reason
         return record

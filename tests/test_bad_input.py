@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from devbench.cli import main
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import SweepSpec
 from devbench.store import CellLog, finalize, new_meta, write_json
 from tests.cli_helpers import run_cli
@@ -159,10 +159,10 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for size in (64, 128):
         for device in ("CPU:0", "CPU:1"):
             median = 1e-6 * size * (2 if device == "CPU:1" else 1)
-            log.append(Record(run_id="good", op="matmul", size=size, dtype="float32", device=device,
-                              mode="eager", sync="scalar", status="ok", n_samples=3, number=1, median_s=median,
-                              q1_s=median, q3_s=median, ci_low_s=median, ci_high_s=median, rel_iqr=0.0,
-                              flops=2.0 * size**3, bytes=12.0 * size**2), [median] * 3)
+            log.append(VisitRecord(run_id="good", op="matmul", size=size, dtype="float32", device=device,
+                                   mode="eager", sync="scalar", status="ok", n_samples=3, number=1, median_s=median,
+                                   q1_s=median, q3_s=median, ci_low_s=median, ci_high_s=median, rel_iqr=0.0,
+                                   flops=2.0 * size**3, bytes=12.0 * size**2), [median] * 3)
     results, _ = finalize(good)
 
     badcolumn = root / "badcolumn"

@@ -367,7 +367,7 @@ def test_a_run_directory_written_by_the_store_renders(browser: WebDriver, tmp_pa
     from devbench import store
     from devbench.html_report import write_html_report
     from devbench.machine import fingerprint
-    from devbench.schema import Record
+    from devbench.schema import visit_record
 
     run_dir = tmp_path / "run"
     store.prepare_run_dir(run_dir)
@@ -375,7 +375,7 @@ def test_a_run_directory_written_by_the_store_renders(browser: WebDriver, tmp_pa
     log = store.CellLog(run_dir)
     results = sweep_results(("add",), [64, 128, 256], hostile=False)
     for r in results.to_dict(orient="records"):
-        record = Record(**{str(k): v for k, v in r.items()})
+        record = visit_record({str(k): v for k, v in r.items()})
         log.append(record, [record.median_s * f for f in (0.99, 1.0, 1.01, 1.0, 0.995)])
     store.finalize(run_dir)
     path = write_html_report(store.load_run(run_dir), run_dir)

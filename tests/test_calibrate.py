@@ -23,7 +23,7 @@ from devbench.calibrate import (
     sweep_calibrator,
 )
 from devbench.ceilings import annotate, ceiling, ceilings_frame, pct_of_peak, roofline, with_pct_columns
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.timer import Measurement
 
@@ -227,9 +227,9 @@ def test_pct_of_peak_is_nan_without_calibration_of_that_device_or_dtype() -> Non
     assert ceiling(CAL, "CPU:3", "float32") == (100e9, 10e9)
 
 
-def _record(status: str = "ok", device: str = "CPU:0") -> Record:
-    return Record(run_id="r", op="matmul", size=1024, dtype="float32", device=device, mode="eager",
-                  sync="scalar", status=status, flops=2e9, bytes=1.2e7, median_s=0.04)
+def _record(status: str = "ok", device: str = "CPU:0") -> VisitRecord:
+    return VisitRecord(run_id="r", op="matmul", size=1024, dtype="float32", device=device, mode="eager",
+                       sync="scalar", status=status, flops=2e9, bytes=1.2e7, median_s=0.04)
 
 
 def test_annotate_sets_pct_of_peak_on_ok_rows_only() -> None:

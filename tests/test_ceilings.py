@@ -28,7 +28,7 @@ from devbench.ceilings import (
     render_ceilings,
     with_pct_columns,
 )
-from devbench.schema import PCT_COLUMNS, RESULT_COLUMNS, Record
+from devbench.schema import PCT_COLUMNS, RESULT_COLUMNS, VisitRecord
 from devbench.simulation import GRIDS, Noise, simulate_run
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.timer import Measurement
@@ -148,11 +148,11 @@ def test_a_cell_above_the_calibrated_ceiling_is_flagged_not_clipped() -> None:
 def test_a_record_above_the_calibrated_peak_is_annotated_above_100_and_flagged() -> None:
     fields = row(rate=130 * GFLOP)
     del fields["ci_low_s"], fields["ci_high_s"]
-    record = annotate(Record(run_id="r", **fields), CAL)
+    record = annotate(VisitRecord(run_id="r", **fields), CAL)
     assert record.pct_of_peak == pytest.approx(130.0)
     assert record.above_peak
-    assert math.isnan(record.pct_of_best)  # the run's best is only known when the table is built
-    unsynchronized = annotate(Record(run_id="r", **{**fields, "sync": "none"}), CAL)
+    assert not hasattr(record, "pct_of_best")  # a row's: the run's best is only known when the table is built
+    unsynchronized = annotate(VisitRecord(run_id="r", **{**fields, "sync": "none"}), CAL)
     assert math.isnan(unsynchronized.pct_of_peak)
     assert not unsynchronized.above_peak
 
@@ -382,7 +382,8 @@ def test_a_sweep_faster_than_its_calibration_reports_130_flagged(tmp_path: Path)
     log = tmp_path / "run" / "cells.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     for line in lines:
-        del line["record"]["pct_of_best"], line["record"]["above_peak"]
+        line["record"].pop("pct_of_best", None)  # (a visit record has none: it is a cell row's)
+        del line["record"]["above_peak"]
         line["record"]["pct_of_peak"] = min(100.0, line["record"]["pct_of_peak"])
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     rebuilt = load_run(tmp_path / "run").results.set_index("size")

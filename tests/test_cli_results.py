@@ -14,7 +14,7 @@ import pytest
 
 from devbench.cli import main
 from devbench.refine import refine_run
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 from devbench.store import CellLog, load_run, new_meta, write_json
 from devbench.timer import Measurement
@@ -41,12 +41,12 @@ def make_run(path: Path, slowdown: float = 1.0, sizes: tuple[int, ...] = SIZES, 
             for device, model in MODELS.items():
                 samples = list(model(size) * slowdown * effects[round_ - 1] * (1 + jitter * rng.standard_normal(20)))
                 q1, med, q3 = np.percentile(samples, [25, 50, 75])
-                log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
-                                  mode="eager", sync="scalar", status="ok", n_samples=20, number=1, median_s=med,
-                                  q1_s=q1, q3_s=q3, ci_low_s=med * 0.999, ci_high_s=med * 1.001,
-                                  cold_s=med * 10, rel_iqr=(q3 - q1) / med, flops=2.0 * size**3,
-                                  bytes=12.0 * size**2, gflops=2.0 * size**3 / med / 1e9,
-                                  gbps=12.0 * size**2 / med / 1e9), samples, round_)
+                log.append(VisitRecord(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
+                                       mode="eager", sync="scalar", status="ok", n_samples=20, number=1, median_s=med,
+                                       q1_s=q1, q3_s=q3, ci_low_s=med * 0.999, ci_high_s=med * 1.001,
+                                       cold_s=med * 10, rel_iqr=(q3 - q1) / med, flops=2.0 * size**3,
+                                       bytes=12.0 * size**2, gflops=2.0 * size**3 / med / 1e9,
+                                       gbps=12.0 * size**2 / med / 1e9), samples, round_)
     return path
 
 
@@ -182,9 +182,9 @@ def make_rounds_run(path: Path, models: dict[str, Callable[[int], float]], *, dr
             for device, model in models.items():
                 samples = list(model(size) * shared * np.exp(noise * rng.standard_normal(10)))
                 med = float(np.median(samples))
-                log.append(Record(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
-                                  mode="eager", sync="scalar", status="ok", n_samples=10, number=1,
-                                  median_s=med, cold_s=med * 10, flops=2.0 * size**3, bytes=12.0 * size**2),
+                log.append(VisitRecord(run_id=path.name, op="matmul", size=size, dtype="float32", device=device,
+                                       mode="eager", sync="scalar", status="ok", n_samples=10, number=1,
+                                       median_s=med, cold_s=med * 10, flops=2.0 * size**3, bytes=12.0 * size**2),
                            samples, round_)
     return path
 

@@ -23,7 +23,7 @@ from devbench.compare import (
 from devbench.compare_render import render_comparison
 from devbench.errors import UsageError
 from devbench.resampling import MIN_ROUNDS_FOR_CI
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.stats import gate_failures
 from devbench.store import Run
 from tests.compare_fixtures import (
@@ -501,9 +501,9 @@ def test_runs_written_and_loaded_by_the_store_compare(tmp_path: Path) -> None:
         log = CellLog(run_dir)
         for cell in grid({256: factor}):
             for round_, samples in enumerate(cell.rounds, start=1):
-                log.append(Record(run_id=name, op=cell.op, size=cell.size, dtype=cell.dtype,
-                                  device=cell.device, mode=cell.mode, sync=cell.sync, status="ok",
-                                  n_samples=len(samples), number=10, median_s=float(np.median(samples))),
+                log.append(VisitRecord(run_id=name, op=cell.op, size=cell.size, dtype=cell.dtype,
+                                       device=cell.device, mode=cell.mode, sync=cell.sync, status="ok",
+                                       n_samples=len(samples), number=10, median_s=float(np.median(samples))),
                            samples, round_)
         if parquet_only:  # read back through results.parquet / samples.parquet
             finalize(run_dir)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from devbench.guards import MemoryGuard, TimeGuard, combine, estimated_bytes
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, SweepSpec, TimingPolicy
 
 GIB = 2**30
@@ -61,9 +61,9 @@ def test_combine_takes_the_first_objection() -> None:
 
 
 def record(op: str, size: int, median: float = math.nan, *, status: str = "ok", device: str = "CPU:0",
-           dtype: str = "float32") -> Record:
-    return Record(run_id="r", op=op, size=size, dtype=dtype, device=device, mode="eager", sync="scalar",
-                  status=status, median_s=median)
+           dtype: str = "float32") -> VisitRecord:
+    return VisitRecord(run_id="r", op=op, size=size, dtype=dtype, device=device, mode="eager", sync="scalar",
+                       status=status, median_s=median)
 
 
 def test_after_an_oom_larger_sizes_of_that_series_are_skipped() -> None:

@@ -17,6 +17,7 @@ from devbench.compare import Comparison, compare_runs
 from devbench.errors import UsageError
 from devbench.html_report import charts as ch
 from devbench.html_report import render_compare_html, render_html_report, write_compare_html, write_html_report
+from devbench.plots.common import device_colours
 from devbench.schema import SAMPLE_COLUMNS, SCHEMA_VERSION
 from devbench.store import Run, load_any
 from tests.synthetic import MACHINE, frame, from_model, grid, row, run
@@ -246,7 +247,7 @@ def test_crossover_figure_traces_and_hover() -> None:
     results = sweep_results(("matmul",), hostile=False)
     from devbench.analysis import crossover_frame
 
-    colours = ch.device_colours(["CPU:0", "GPU:0"])
+    colours = device_colours(["CPU:0", "GPU:0"])
     fig = ch.crossover_chart(results, ("matmul", "float32", "eager"), crossover_frame(results), colours)
     roles = [(t.meta["role"], t.meta["device"]) for t in fig.data]
     assert roles == [("band", "CPU:0"), ("median", "CPU:0"), ("band", "GPU:0"), ("median", "GPU:0"),
@@ -276,7 +277,7 @@ def test_rounds_and_throttled_show_when_the_columns_exist() -> None:
 
 def test_throughput_ceilings_come_from_the_calibration() -> None:
     results = sweep_results(("matmul",), hostile=False)
-    fig = ch.throughput_chart(results, ("matmul", "float32", "eager"), ch.device_colours(["CPU:0", "GPU:0"]),
+    fig = ch.throughput_chart(results, ("matmul", "float32", "eager"), device_colours(["CPU:0", "GPU:0"]),
                               memory_bound=False, calibration=CALIBRATION)
     assert fig is not None
     ceilings = {t.meta["device"]: t.y[0] for t in fig.data if t.meta["role"] == "ceiling"}
@@ -294,7 +295,7 @@ def test_throughput_points_above_the_calibrated_ceiling_are_marked_not_clipped()
     results = sweep_results(("matmul",), hostile=False)
     low = {"devices": {**CALIBRATION["devices"], "GPU:0": {**CALIBRATION["devices"]["GPU:0"],
                                                            "peak_flops": {"float32": 2e13}}}}
-    fig = ch.throughput_chart(results, ("matmul", "float32", "eager"), ch.device_colours(["CPU:0", "GPU:0"]),
+    fig = ch.throughput_chart(results, ("matmul", "float32", "eager"), device_colours(["CPU:0", "GPU:0"]),
                               memory_bound=False, calibration=low)
     assert fig is not None
     gpu = next(t for t in fig.data if t.meta == {"role": "throughput", "device": "GPU:0", "sync": "scalar"})

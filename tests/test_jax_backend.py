@@ -16,7 +16,7 @@ from devbench import ops
 from devbench.backends import RoutingBackend
 from devbench.backends.base import CellFailure
 from devbench.runner import run_cell
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, TimingPolicy
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install 'devbench[jax]')")
@@ -39,11 +39,11 @@ def backend() -> JaxBackend:
     return JaxBackend()
 
 
-def _record(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> Record:
+def _record(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> VisitRecord:
     return run_cell(backend, "test", cell, policy, seed=0).record
 
 
-def _ok(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> Record:
+def _ok(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> VisitRecord:
     record = _record(backend, cell, policy)
     assert record.status == "ok", record.reason
     return record

@@ -20,7 +20,7 @@ from devbench.plots import (
     throughput_figure,
     write_charts,
 )
-from devbench.plots.common import NOISY_LABEL, UNSYNC_LABEL, slug
+from devbench.plots.common import NOISY_LABEL, UNSYNC_LABEL, device_colours, slug
 from tests.synthetic import MACHINE, frame, from_medians, from_model, grid, row, run
 
 KEY = ("matmul", "float32", "eager")
@@ -106,7 +106,7 @@ def test_the_interactive_chart_draws_decisive_solid_and_within_noise_dashed() ->
     for models, dash, word in ((CROSSING, "solid", ", decisive"), (IDENTICAL, "dash", ", within noise")):
         results, samples = Drifting(models, seed=3).measure(grid(64, 4096))
         frame_ = crossover_frame(results, samples)
-        fig = charts.crossover_chart(results, KEY, frame_, charts.device_colours(list(models)))
+        fig = charts.crossover_chart(results, KEY, frame_, device_colours(list(models)))
         vlines = [shape for shape in fig.layout.shapes if shape.type == "line" and shape.x0 == shape.x1]
         assert vlines
         assert {shape.line.dash for shape in vlines} == {dash}
@@ -379,10 +379,10 @@ def test_slug() -> None:
 
 
 def test_crowded_size_labels_are_thinned_but_every_size_keeps_a_tick() -> None:
-    from devbench.plots.common import _spaced_labels
+    from devbench.plots.common import spaced_labels
 
-    assert _spaced_labels([32, 64, 128, 256]) == ["32", "64", "128", "256"]
-    labels = _spaced_labels([32, 45, 54, 59, 61, 64, 76, 128, 256])
+    assert spaced_labels([32, 64, 128, 256]) == ["32", "64", "128", "256"]
+    labels = spaced_labels([32, 45, 54, 59, 61, 64, 76, 128, 256])
     assert len(labels) == 9
     assert labels[0] == "32"
     assert labels[-1] == "256"

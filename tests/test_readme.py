@@ -26,9 +26,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_public_api_is_what_the_readme_shows() -> None:
     assert sorted(devbench.__all__) == sorted([
-        "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "Cell", "DevbenchError", "Measurement", "Record",
-        "Run", "Summary", "SweepSpec", "TimingPolicy", "UsageError", "__version__", "execute", "load_run",
-        "measure", "parse_sizes", "summarize",
+        "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "Cell", "CellRow", "DevbenchError", "Measurement",
+        "Run", "Summary", "SweepSpec", "TimingPolicy", "UsageError", "VisitRecord", "__version__", "execute",
+        "load_run", "measure", "parse_sizes", "summarize",
     ])
     for name in devbench.__all__:
         assert getattr(devbench, name) is not None

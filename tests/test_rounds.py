@@ -155,64 +155,10 @@ def test_a_log_of_schema_version_1_reads_as_one_round(tmp_path: Path) -> None:
     assert contents.rounds == [1, 1, 1, 1]
 
 
-def test_visits_of_one_cell_are_one_row_whatever_order_the_log_has() -> None:
-    from devbench.visits import LoggedVisit, cell_row, latest_visits
-
-    record: dict[str, Any] = {"run_id": "r", "op": "add", "size": 16, "dtype": "float32", "device": "CPU:0",
-                              "mode": "eager", "sync": "scalar", "status": "ok", "cold_s": 1.0, "reason": ""}
-    lines = [LoggedVisit(record, [2.0, 2.0], 2), LoggedVisit({**record, "cold_s": 5.0}, [1.0, 1.0], 1),
-             LoggedVisit(record, [3.0, 3.0], 2)]  # round 2 measured again: its last line counts
-    [visits] = latest_visits(lines).values()
-    assert [v.round for v in visits] == [1, 2]
-    row = cell_row(visits, rounds_planned=3)
-    assert row["n_rounds"] == 2
-    assert row["incomplete"]
-    assert row["cold_s"] == 5.0
-    assert row["median_s"] == pytest.approx(2.0)  # median of 1, 1, 3, 3
-
-
-def test_a_cells_median_weighs_its_visits_alike_however_many_samples_they_took() -> None:
-    """A visit that took 9 samples (a disturbed one, slow to converge) and two quiet visits of 3: half the
-    weight is reached at 1.04, inside the quiet visits, where the pooled median (8th of 15) is the disturbed
-    visit's; the quartiles stay over the 15 samples pooled."""
-    from devbench.visits import LoggedVisit, cell_row
-
-    record: dict[str, Any] = {"run_id": "r", "op": "add", "size": 16, "dtype": "float32", "device": "CPU:0",
-                              "mode": "eager", "sync": "scalar", "status": "ok", "reason": ""}
-    disturbed = [1.3, 1.31, 1.29, 1.3, 1.32, 1.3, 1.28, 1.33, 1.3]
-    visits = [LoggedVisit(record, disturbed, 1), LoggedVisit(record, [1.0, 1.01, 1.02], 2),
-              LoggedVisit(record, [1.03, 1.04, 1.05], 3)]
-    row = cell_row(visits, rounds_planned=3)
-    assert row["median_s"] == pytest.approx(1.04)
-    assert row["q1_s"] == pytest.approx(1.035)  # type 7 over the pooled 15: between the 4th and 5th value
-    assert row["n_samples"] == 15
-    assert row["ci_reason"] == ""
-
-
 def test_visit_keys_are_unique() -> None:
     keys = [v.key() for v in SPEC.visits()]
     assert len(set(keys)) == len(keys)
     assert Visit(Cell(16, "add", "float32", "CPU:0"), 2).key()[1] == 2
-
-
-def test_gpu_state_of_a_cell_spans_its_visits() -> None:
-    from devbench.visits import LoggedVisit, cell_row
-
-    base: dict[str, Any] = {"run_id": "r", "op": "matmul", "size": 4096, "dtype": "float32", "device": "GPU:0",
-                            "mode": "eager", "sync": "scalar", "status": "ok", "reason": ""}
-    visits = [
-        LoggedVisit({**base, "sm_clock_start_mhz": 1980.0, "sm_clock_end_mhz": 1900.0, "throttle_reasons": "",
-                     "throttled": False}, [1.0, 1.0], 1),
-        LoggedVisit({**base, "sm_clock_start_mhz": 1700.0, "sm_clock_end_mhz": 1500.0,
-                     "throttle_reasons": "sw_power_cap", "throttled": True}, [1.2, 1.2], 2),
-        LoggedVisit({**base, "sm_clock_start_mhz": 1600.0, "sm_clock_end_mhz": 1400.0,
-                     "throttle_reasons": "sw_power_cap,hw_thermal_slowdown", "throttled": False}, [1.1, 1.1], 3),
-    ]
-    row = cell_row(visits, rounds_planned=3)
-    assert row["sm_clock_start_mhz"] == 1980.0  # the first visit's start
-    assert row["sm_clock_end_mhz"] == 1400.0  # the last visit's end
-    assert row["throttle_reasons"] == "sw_power_cap,hw_thermal_slowdown"
-    assert row["throttled"] is True
 
 
 class SetUpHeavy(FakeBackend):
@@ -233,6 +179,7 @@ def test_a_cell_whose_visit_costs_far_more_than_its_budget_is_visited_once(
     backend = SetUpHeavy()
     results = visit_all(visits, backend, "run", TimingPolicy(), 0, cell_budget=0.01)
     assert [(r.record.size, r.round) for r in results] == [(16, 1), (32, 1), (16, 2), (16, 3)]
+    assert [r.record.visited_once for r in results] == [False, True, False, False]
     assert results[1].record.reason.startswith("visited once: its first visit took")
     spec = SweepSpec(ops=("add",), sizes=(16, 32), devices=("CPU:0",), rounds=3,
                      policy=TimingPolicy(max_cell_time=0.01))

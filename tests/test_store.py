@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from devbench.errors import UsageError
-from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, Record
+from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, VisitRecord
 from devbench.store import (
     CellLog,
     RunLock,
@@ -26,9 +26,9 @@ from devbench.store import (
 )
 
 
-def _record(size: int, status: str = "ok", median: float = 1e-3) -> Record:
-    return Record(run_id="r", op="matmul", size=size, dtype="float32", device="CPU:0", mode="eager",
-                  sync="scalar", status=status, median_s=median, n_samples=3, number=10)
+def _record(size: int, status: str = "ok", median: float = 1e-3) -> VisitRecord:
+    return VisitRecord(run_id="r", op="matmul", size=size, dtype="float32", device="CPU:0", mode="eager",
+                       sync="scalar", status=status, median_s=median, n_samples=3, number=10)
 
 
 def _run_dir(tmp_path: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -218,11 +218,11 @@ def test_without_pynvml_everything_returns_the_reason(monkeypatch: pytest.Monkey
     assert telemetry.nvml_index("torch:cuda:0", env={"CUDA_VISIBLE_DEVICES": "GPU-x"}) is None
 
 
-def test_record_fields_flatten_a_visit() -> None:
+def test_visit_telemetry_flattens_a_visit() -> None:
     nvml = StandInNvml(gpus=[H200])
     start = telemetry.snapshot(0, nvml)
     end = {**start, "sm_clock_mhz": 1700, "throttle_reasons": ["hw_thermal_slowdown", "gpu_idle"]}
-    fields = telemetry.record_fields(start, end)
+    fields = asdict(telemetry.visit_telemetry(start, end))
     assert tuple(fields) == telemetry.TELEMETRY_COLUMNS
     assert fields["sm_clock_start_mhz"] == 1980.0
     assert fields["sm_clock_end_mhz"] == 1700.0
@@ -232,9 +232,9 @@ def test_record_fields_flatten_a_visit() -> None:
     assert fields["throttled"] is True
 
 
-def test_record_fields_without_gpu_are_empty() -> None:
+def test_visit_telemetry_without_gpu_is_empty() -> None:
     missing = {"available": False, "reason": "no NVML"}
-    fields = telemetry.record_fields(missing, missing)
+    fields = asdict(telemetry.visit_telemetry(missing, missing))
     assert all(math.isnan(float(v)) for k, v in fields.items() if k.endswith(("_mhz", "_c", "_w")))
     assert fields["throttle_reasons"] == ""
     assert fields["throttled"] is False

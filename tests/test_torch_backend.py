@@ -17,7 +17,7 @@ import pytest
 
 from devbench import ops
 from devbench.runner import run_cell
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, TimingPolicy
 
 pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'devbench[torch]'); its tests run "
@@ -42,11 +42,11 @@ def backend() -> TorchBackend:
     return TorchBackend()
 
 
-def _record(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> Record:
+def _record(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> VisitRecord:
     return run_cell(backend, "test", cell, policy, seed=0).record
 
 
-def _ok(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> Record:
+def _ok(backend: Any, cell: Cell, policy: TimingPolicy = QUICK) -> VisitRecord:
     record = _record(backend, cell, policy)
     assert record.status == "ok", record.reason
     return record

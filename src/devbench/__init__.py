@@ -1,7 +1,9 @@
-"""devbench: which device is faster for each TensorFlow op, size and dtype, and where is the crossover?
+"""devbench: which device is faster for each op, size and dtype, and where is the crossover?
+
+TensorFlow, JAX, PyTorch and a numpy baseline (one adapter each: devbench.frameworks).
 
 The public Python API; the README shows each of these. Attributes load lazily (PEP 562) so that
-``devbench --help`` does not pay for pandas, and TensorFlow is imported only by the functions that run ops.
+``devbench --help`` does not pay for pandas, and a framework is imported only by the functions that run its ops.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ _EXPORTS = {
     "RESULT_COLUMNS": "devbench.schema",
     "SAMPLE_COLUMNS": "devbench.schema",
     "SCHEMA_VERSION": "devbench.schema",
-    "Record": "devbench.schema",
+    "CellRow": "devbench.schema",
+    "VisitRecord": "devbench.schema",
     "Cell": "devbench.spec",
     "SweepSpec": "devbench.spec",
     "TimingPolicy": "devbench.spec",
@@ -36,14 +39,15 @@ __all__ = [
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
     "Cell",
+    "CellRow",
     "DevbenchError",
     "Measurement",
-    "Record",
     "Run",
     "Summary",
     "SweepSpec",
     "TimingPolicy",
     "UsageError",
+    "VisitRecord",
     "__version__",
     "execute",
     "load_run",
@@ -54,7 +58,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from devbench.errors import DevbenchError, UsageError
-    from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, Record
+    from devbench.schema import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, CellRow, VisitRecord
     from devbench.spec import Cell, SweepSpec, TimingPolicy, parse_sizes
     from devbench.stats import Summary, summarize
     from devbench.store import Run, load_run

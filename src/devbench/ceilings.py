@@ -32,7 +32,7 @@ from devbench.calibrate import HOST, device_kind
 if TYPE_CHECKING:
     import pandas as pd
 
-    from devbench.schema import Record
+    from devbench.schema import VisitRecord
 
 Bound = Literal["memory", "compute"]
 
@@ -100,7 +100,7 @@ def _number(value: Any) -> float:
 def is_witness(row: Mapping[str, Any]) -> bool:
     """Does this result row have a rate? It must be ``ok``, synchronised (an unsynchronized row times the
     launch, not the work: see :func:`devbench.schema.derive_columns`) and have a positive median time."""
-    # A Record's ``unsynchronized`` is only derived when the table is built: read the sync too.
+    # A visit record's ``unsynchronized`` is only derived when the table is built: read the sync too.
     flag = row.get("unsynchronized")
     unsynchronized = (flag is not None and not _is_nan(flag) and bool(flag)) or row.get("sync") == "none"
     return (row.get("status", "ok") == "ok" and not unsynchronized
@@ -303,15 +303,14 @@ def with_pct_columns(results: pd.DataFrame, calibration: Mapping[str, Any] | Non
     return framed
 
 
-def annotate(record: Record, calibration: Mapping[str, Any] | None) -> Record:
+def annotate(record: VisitRecord, calibration: Mapping[str, Any] | None) -> VisitRecord:
     """Set ``record.pct_of_peak`` and ``above_peak`` against the calibration (final: they need nothing else);
-    ``pct_of_best`` stays NaN until the results table is built (it needs the run's other cells)."""
+    ``pct_of_best`` is a cell row's, computed when the results table is built (it needs the run's other cells)."""
     from devbench.schema import with_derived
 
     row = record.as_dict()
     bound = op_bound(record.op, [record.flops], [record.bytes])
     record.pct_of_peak = _pct(rate_of(row, bound), calibrated(calibration).by_bound(record.device, record.dtype, bound))
-    record.pct_of_best = math.nan
     return with_derived(record)
 
 

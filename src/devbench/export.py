@@ -28,14 +28,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from devbench.errors import UsageError, choose
 from devbench.schema import IDENTITY
 from devbench.selection import ok_cells, split_mode
 from devbench.store import Run, json_safe
 
-ExportFormat = Literal["pytest-benchmark", "bmf", "github-action-benchmark"]
 EXPORT_FORMATS: tuple[str, ...] = ("pytest-benchmark", "bmf", "github-action-benchmark")
 
 NS_PER_S = 1e9

@@ -22,7 +22,7 @@ import psutil
 from devbench.devices import is_host_device
 from devbench.formatting import format_duration
 from devbench.ops import ITEMSIZE, OPS
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import Cell, TimingPolicy
 
 Guard = Callable[[Cell], "str | None"]
@@ -39,7 +39,7 @@ Series = tuple[str, str, str, str, str]
 """(op, dtype, device, mode, sync): cells whose times scale with size alone."""
 
 
-def series_of(item: Cell | Record) -> Series:
+def series_of(item: Cell | VisitRecord) -> Series:
     return (item.op, item.dtype, item.device, item.mode, item.sync)
 
 HOST_HEADROOM = 0.85
@@ -82,7 +82,7 @@ class MemoryGuard:
         self.oom_at: dict[Series, int] = {}
         """Smallest size at which each series ran out of memory."""
 
-    def observe(self, record: Record) -> None:
+    def observe(self, record: VisitRecord) -> None:
         if record.status == "oom":
             key = series_of(record)
             self.oom_at[key] = min(record.size, self.oom_at.get(key, record.size))
@@ -163,7 +163,7 @@ class TimeGuard:
         self.reference: dict[Series, tuple[int, float]] = {}
         """Per series: the largest measured size and its median seconds per call."""
 
-    def observe(self, record: Record) -> None:
+    def observe(self, record: VisitRecord) -> None:
         """Learn from a finished cell: an ``ok`` one with a positive median becomes its series' reference
         when it is the largest size measured so far."""
         median = record.median_s

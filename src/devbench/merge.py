@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from devbench.errors import UsageError
-from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, Record
+from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, visit_record
 from devbench.shard import ShardSpec, shard_of_meta, spec_hash, spec_hash_of
 from devbench.spec import SweepSpec
 from devbench.store import (
@@ -52,7 +52,6 @@ from devbench.store import (
     read_cell_log,
     tables_from_log,
     utc_now,
-    validate_record,
     write_json,
     write_tables,
 )
@@ -212,7 +211,7 @@ def merge_runs(runs: Sequence[Run], *, fleet: bool = False, run_id: str | None =
         "resumed": [{**entry, "shard": shard.index} for shard, run in ordered
                     for entry in run.meta.get("resumed") or [] if isinstance(entry, Mapping)],
     })
-    visits = [LoggedVisit({**record, "run_id": merged_id}, samples_, round_)
+    visits = [LoggedVisit(visit_record({**record, "run_id": merged_id}), samples_, round_)
               for _, run in ordered if run.path is not None
               for record, samples_, round_ in _logged(run.path)]
     return MergedRun(meta=meta, results=results.reset_index(drop=True), samples=samples.reset_index(drop=True),
@@ -237,7 +236,7 @@ def write_merged(merged: MergedRun, out_dir: Path) -> Path:
     try:
         log = CellLog(staging)
         for visit in merged.visits:
-            log.append(Record(**validate_record(visit.record)), visit.samples, visit.round)
+            log.append(visit.record, visit.samples, visit.round)
         meta: dict[str, Any] = json_safe(merged.meta)
         results, samples = tables_from_log(read_cell_log(staging), meta)
         write_tables(staging, results, samples)

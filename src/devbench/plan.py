@@ -15,7 +15,7 @@ from devbench.errors import UsageError
 from devbench.formatting import format_duration
 from devbench.guards import DEFAULT_MAX_CALL_TIME, TimeGuard
 from devbench.prepare import RunSettings
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.session import Reopened, require_writable_run
 from devbench.shard import ShardSpec, shard_cells, shard_of_meta
 from devbench.spec import Cell, SweepSpec, Visit
@@ -47,7 +47,7 @@ class Plan:
     """``Visit.key()`` of every visit already in cells.jsonl."""
     settled: frozenset[tuple[Any, ...]] = frozenset()
     """``Cell.key()`` of cells not to visit again (a visit was not ok)."""
-    prior: list[Record] = field(default_factory=list)
+    prior: list[VisitRecord] = field(default_factory=list)
     """The records already in cells.jsonl (guards learn from them)."""
     log_problems: list[str] = field(default_factory=list)
     """Lines of cells.jsonl that are ignored, and why."""

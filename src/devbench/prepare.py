@@ -36,7 +36,7 @@ from devbench.backends.base import Backend
 from devbench.errors import UsageError, choose
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
 from devbench.runner import CellResult, run_visits
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, TimingPolicy, Visit
 from devbench.store import META
 from devbench.tf32 import SETTINGS as TF32_SETTINGS
@@ -161,16 +161,16 @@ class Prepared:
         return combine(self.memory_guard, self.time_guard)
 
     @property
-    def learners(self) -> list[Callable[[Record], None]]:
+    def learners(self) -> list[Callable[[VisitRecord], None]]:
         """What learns from each finished visit (a session's ``learners``): the time guard, and the memory
         guard where it learns (a test's plain function does not)."""
-        learners: list[Callable[[Record], None]] = [self.time_guard.observe]
+        learners: list[Callable[[VisitRecord], None]] = [self.time_guard.observe]
         observe = getattr(self.memory_guard, "observe", None)
         if callable(observe):
             learners.append(observe)
         return learners
 
-    def learn(self, records: Sequence[Record]) -> None:
+    def learn(self, records: Sequence[VisitRecord]) -> None:
         """Teach the guards the visits already in the run's log (a resume, a worker, a refine)."""
         learners = self.learners
         for record in records:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from devbench import telemetry
 from devbench.backends.base import Backend, Outcome
-from devbench.schema import VISITED_ONCE, Record, with_derived
+from devbench.schema import VisitRecord, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
 from devbench.stats import summarize
 from devbench.store import utc_now
@@ -26,7 +26,7 @@ from devbench.store import utc_now
 class CellResult:
     """One finished visit of a cell: its record (statistics over this visit's samples) and samples."""
 
-    record: Record
+    record: VisitRecord
     samples: list[float] = field(default_factory=list)
     round: int = 1
     process: int = 0
@@ -34,8 +34,8 @@ class CellResult:
     for a visit made in the sweep's own process."""
 
 
-def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
-    """An ``ok`` row from a measurement: summary statistics over the per-call samples, and throughput."""
+def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> VisitRecord:
+    """An ``ok`` visit record from a measurement: summary statistics over the per-call samples, and throughput."""
     m = outcome.measurement
     s = summarize(m.samples)
     reason = ""
@@ -44,7 +44,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
     elif m.stop_reason == "budget":
         reason = f"cut short by the cell time budget after {s.n} samples (rel. IQR {s.rel_iqr:.1%})"
     reason = "; ".join(part for part in (outcome.note, reason) if part)
-    record = Record(
+    record = VisitRecord(
         run_id=run_id,
         op=cell.op,
         size=cell.size,
@@ -77,9 +77,9 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> Record:
     return with_derived(record)
 
 
-def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_device: str = "") -> Record:
-    """A row for a cell that was not measured (or whose measurement must not be used)."""
-    return with_derived(Record(
+def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_device: str = "") -> VisitRecord:
+    """The record of a visit that measured nothing (or whose measurement must not be used)."""
+    return with_derived(VisitRecord(
         run_id=run_id,
         op=cell.op,
         size=cell.size,
@@ -121,12 +121,12 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     if round_ > 1:
         record.cold_s = math.nan
     if start is not None and end is not None:
-        for name, value in telemetry.record_fields(start, end).items():
-            setattr(record, name, value)
+        record = replace(record, **asdict(telemetry.visit_telemetry(start, end)))
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 
 VISITED_ONCE_FACTOR = 2.0
+"""A first visit over this many times the cell's budget makes the cell ``visited_once`` (:func:`run_visits`)."""
 VISITED_ONCE_MIN_S = 5.0
 """...and at least this many seconds: a visit of a small cell always costs some set-up over a short budget, and
 visiting it once for that would depend on how loaded the machine is; the cells this is for take 8-10 s."""
@@ -160,9 +160,9 @@ def run_visits(
     out of memory, …) its later visits would fail the same way, so the cell is settled (``settled`` holds the
     keys of cells settled before this call). A cell whose first visit took more than
     :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) and more than
-    :data:`VISITED_ONCE_MIN_S` is settled too, and its
-    reason says so (:data:`VISITED_ONCE`): making its inputs and its calls costs more than the budget, so
-    every further visit would multiply the sweep's time (a 1×4096×4096×16 conv2d's inputs take seconds to make).
+    :data:`VISITED_ONCE_MIN_S` is settled too: its record is ``visited_once`` and its reason says why. Making
+    its inputs and its calls costs more than the budget, so every further visit would multiply the sweep's time
+    (a 1×4096×4096×16 conv2d's inputs take seconds to make).
     """
     results: list[CellResult] = []
     stopped = set(settled)
@@ -184,8 +184,9 @@ def run_visits(
         elif (visit.round == 1 and cell_budget is not None
               and took > max(VISITED_ONCE_FACTOR * cell_budget, VISITED_ONCE_MIN_S)):
             stopped.add(cell.key())
-            note = (f"{VISITED_ONCE} its first visit took {took:.3g} s, over {VISITED_ONCE_FACTOR:g}× the cell's "
+            note = (f"visited once: its first visit took {took:.3g} s, over {VISITED_ONCE_FACTOR:g}× the cell's "
                     f"{cell_budget:g} s budget")
+            result.record.visited_once = True
             result.record.reason = "; ".join(part for part in (result.record.reason, note) if part)
         results.append(result)
         if on_result is not None:

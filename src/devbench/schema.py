@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 SCHEMA_VERSION = 2
 """2: rounds. Each cells.jsonl line is one visit (``round``); result rows gained ``n_rounds``,
@@ -19,21 +19,23 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 """Version 1 runs read as runs of one round: every line is the one visit of its cell."""
 
 STATUSES = ("ok", "unsupported", "fallback", "wrong", "oom", "skipped", "error")
-"""``ok`` measured; ``unsupported`` TF cannot run this op/dtype/device; ``fallback`` the output landed on
-another device than asked; ``wrong`` the result missed the numpy reference; ``oom`` TF ran out of memory;
-``skipped`` not attempted (reason says why: memory or time guard); ``error`` anything else (a bug to report)."""
+"""``ok`` measured; ``unsupported`` the framework cannot run this op/dtype/device; ``fallback`` the output landed
+on another device than asked; ``wrong`` the result missed the numpy reference; ``oom`` the device ran out of
+memory; ``skipped`` not attempted (reason says why: memory or time guard); ``error`` anything else (a bug to
+report)."""
 
-VISITED_ONCE = "visited once:"
-"""Starts the reason of a cell that was not visited again because one visit cost far more than its budget
-(devbench.runner.run_visits); such a row is not ``incomplete``, and a resume does not visit it again."""
+LEGACY_VISITED_ONCE = "visited once:"
+"""How cells.jsonl lines written before :attr:`VisitRecord.visited_once` existed said it: words the runner
+added to the reason. Read back only (:func:`visited_once_of`), never parsed from a line that has the field."""
 
 IDENTITY = ("op", "size", "dtype", "device", "mode", "sync")
 """Columns that identify a cell within a run (with ``run_id`` across runs)."""
 
 
 @dataclass
-class Record:
-    """One row of results.parquet / results.csv. Times in seconds, work in FLOPs and bytes per call."""
+class _Measured:
+    """The fields a visit record and a cell row share: identity, outcome and statistics over samples. Times in
+    seconds, work in FLOPs and bytes per call. (Not used on its own: see VisitRecord and CellRow.)"""
 
     run_id: str
     op: str
@@ -69,29 +71,31 @@ class Record:
     unsynchronized: bool = False
     finished_at: str = ""
     traces: int = 0
-    """Times the timed tf.function was traced over the cell (modes function, xla, graph_loop; 0 otherwise)."""
+    """Times the timed function was traced over the cell (tf.function / jax.jit modes; 0 otherwise)."""
     pct_of_peak: float = math.nan
     """The rate by the op's bound (FLOP/s or bytes/s) as a per cent of the device's *calibrated* ceiling (peak
     GEMM rate or copy bandwidth, devbench.ceilings); not clipped: over 100 is ``above_peak``. NaN without a
     calibration of that device and dtype, and for rows that are not ok or unsynchronized."""
     above_peak: bool = False
     """``pct_of_peak`` over 100: the cell outran the calibration probe, the calibration is the thing to fix."""
-    pct_of_best: float = math.nan
-    """The same rate as a per cent of the best the run saw on that device, dtype and bound (<= 100; says
-    nothing about the machine's limit). Added in schema version 2's lifetime: older tables lack it."""
-    n_rounds: int = 0
-    """Visits whose samples are in this row (rounds: devbench.spec.SweepSpec.visits)."""
-    between_round_rel: float = math.nan
-    """(largest - smallest round median) / median: how far the visits disagreed; NaN with one round."""
-    ci_reason: str = ""
-    """Why ``ci_low_s``/``ci_high_s`` are NaN (too few rounds to see drift), or empty."""
-    incomplete: bool = False
-    """Fewer ok visits than the sweep planned (an interrupted run): its interval sees fewer rounds."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in IDENTITY)
+
+
+@dataclass
+class GpuTelemetry:
+    """The GPU's state around a visit (NVML via devbench.telemetry), the one declaration of these columns: a
+    visit record has them for its own visit, a cell row over all its visits (devbench.visits). Floats are NaN
+    off an NVIDIA GPU or without nvidia-ml-py (meta.json ``gpu`` says why)."""
+
     sm_clock_start_mhz: float = math.nan
-    """SM clock (MHz) of the cell's GPU at the start of its first visit (NVML via devbench.telemetry); NaN off an
-    NVIDIA GPU or without nvidia-ml-py (meta.json ``gpu`` says why)."""
+    """SM clock (MHz) at the start of the (first) visit."""
     sm_clock_end_mhz: float = math.nan
-    """SM clock (MHz) at the end of its last visit."""
+    """SM clock (MHz) at the end of the (last) visit."""
     mem_clock_start_mhz: float = math.nan
     mem_clock_end_mhz: float = math.nan
     temperature_start_c: float = math.nan
@@ -103,14 +107,66 @@ class Record:
     throttled: bool = False
     """Some visit's clocks were held down for power or heat (devbench.telemetry.throttled)."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    def key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in IDENTITY)
+TELEMETRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(GpuTelemetry))
 
 
-RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+@dataclass
+class _VisitOnly(_Measured):
+    visited_once: bool = False
+    """This first visit took far more than the cell's budget, so the cell is not visited again
+    (devbench.runner.run_visits); its row is not ``incomplete`` and a resume does not visit it again."""
+
+
+@dataclass
+class VisitRecord(GpuTelemetry, _VisitOnly):
+    """What one visit of a cell measured: the ``record`` of one cells.jsonl line (statistics over this visit's
+    samples). The results table pools a cell's visits into a :class:`CellRow` (devbench.visits.cell_row)."""
+
+
+@dataclass
+class _RowOnly(_Measured):
+    pct_of_best: float = math.nan
+    """The rate as a per cent of the best the run saw on that device, dtype and bound (<= 100; says nothing
+    about the machine's limit; it needs the run's other cells, so only a row has it). Added in schema version 2's
+    lifetime: older tables lack it."""
+    n_rounds: int = 0
+    """Visits whose samples are in this row (rounds: devbench.spec.SweepSpec.visits)."""
+    between_round_rel: float = math.nan
+    """(largest - smallest round median) / median: how far the visits disagreed; NaN with one round."""
+    ci_reason: str = ""
+    """Why ``ci_low_s``/``ci_high_s`` are NaN (too few rounds to see drift), or empty."""
+    incomplete: bool = False
+    """Fewer ok visits than the sweep planned (an interrupted run): its interval sees fewer rounds."""
+
+
+@dataclass
+class CellRow(GpuTelemetry, _RowOnly):
+    """One row of results.parquet / results.csv: a cell pooled over its visits (devbench.visits.cell_row)."""
+
+
+RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CellRow))
+"""The results table's columns, in order: the contract every reader and writer of a results table uses."""
+
+VISIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(VisitRecord))
+"""The fields of a cells.jsonl ``record``."""
+
+
+def visited_once_of(values: Mapping[str, Any]) -> bool:
+    """A logged record's ``visited_once``; a line from before the field says it in its reason
+    (:data:`LEGACY_VISITED_ONCE`, which the runner appended to any other reason)."""
+    if "visited_once" in values:
+        return bool(values["visited_once"])
+    return LEGACY_VISITED_ONCE in str(values.get("reason") or "")
+
+
+def visit_record(values: Mapping[str, Any]) -> VisitRecord:
+    """A :class:`VisitRecord` from a mapping already checked field by field (devbench.store.validate_record):
+    fields it lacks get their defaults, others (a cell row's, from lines written when one type served both)
+    are dropped, and ``visited_once`` is :func:`visited_once_of`."""
+    known = {name: values[name] for name in VISIT_FIELDS if name in values}
+    return VisitRecord(**{**known, "visited_once": visited_once_of(values)})
+
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("run_id", *IDENTITY, "round", "sample", "number", "per_call_s")
 """samples.parquet: one row per timed block; ``round`` the visit it was taken in (1-based), ``sample`` its
@@ -118,7 +174,7 @@ index within that visit, ``per_call_s`` = block time / ``number``."""
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Column kinds and frames: every typed results table is built here, from the Record's annotations
+# Column kinds and frames: every typed results table is built here, from the CellRow's annotations
 
 
 def _kind_of(annotation: object) -> str:
@@ -126,8 +182,12 @@ def _kind_of(annotation: object) -> str:
         annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""), "float")
 
 
-COLUMN_KINDS: dict[str, str] = {f.name: _kind_of(f.type) for f in fields(Record)}
-"""``int`` | ``bool`` | ``text`` | ``float`` for every result column, from :class:`Record`'s annotations."""
+FIELD_KINDS: dict[str, str] = {f.name: _kind_of(f.type) for cls in (VisitRecord, CellRow) for f in fields(cls)}
+"""``int`` | ``bool`` | ``text`` | ``float`` for every field of a visit record or a cell row, from the
+annotations."""
+
+COLUMN_KINDS: dict[str, str] = {name: FIELD_KINDS[name] for name in RESULT_COLUMNS}
+"""The kind of every result column."""
 
 INT_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "int")
 BOOL_COLUMNS = tuple(c for c, k in COLUMN_KINDS.items() if k == "bool")
@@ -148,12 +208,12 @@ if TYPE_CHECKING:
 
 def results_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """A results table with exactly :data:`RESULT_COLUMNS`, each of its schema type (int64, bool, str,
-    float64). Missing columns get the Record's defaults; values must already be of the right kind (readers
+    float64). Missing columns get the CellRow's defaults; values must already be of the right kind (readers
     of untrusted files check them first: :func:`check_table`)."""
     import pandas as pd
 
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    defaults = Record(run_id="", op="", size=0, dtype="", device="", mode="", sync="", status="").as_dict()
+    defaults = CellRow(run_id="", op="", size=0, dtype="", device="", mode="", sync="", status="").as_dict()
     out: pd.DataFrame = pd.DataFrame(index=frame.index)
     for col in RESULT_COLUMNS:
         values = frame[col] if col in frame.columns else pd.Series(defaults[col], index=frame.index, dtype=object)
@@ -220,13 +280,16 @@ def derive_columns(frame: pd.DataFrame, columns: Iterable[str] = DERIVED_COLUMNS
     return out
 
 
-def with_derived(record: Record) -> Record:
-    """``record`` with its derived fields computed by the same rules as :func:`derive_columns` (the runner's
-    rows and the tables read from other tools follow one set of rules)."""
+MeasuredT = TypeVar("MeasuredT", VisitRecord, CellRow)
+
+
+def with_derived(record: MeasuredT) -> MeasuredT:
+    """``record`` with its derived fields (re)computed in place, by the same rules as :func:`derive_columns`
+    (the runner's records and the tables read from other tools follow one set of rules); returned for
+    chaining. In place because a record is annotated after it is made (devbench.ceilings.annotate)."""
     derived = _derive({col: getattr(record, col) for col in _DERIVED_INPUTS}, set(DERIVED_COLUMNS))
     for col in DERIVED_COLUMNS:
-        value = derived[col]
-        setattr(record, col, bool(value) if COLUMN_KINDS[col] == "bool" else float(value))
+        setattr(record, col, bool(derived[col]) if COLUMN_KINDS[col] == "bool" else float(derived[col]))
     return record
 
 
@@ -234,7 +297,7 @@ def check_table(frame: pd.DataFrame, source: str, columns: Iterable[str]) -> pd.
     """Check the ``columns`` of an untrusted table (results or samples, from disk or another tool) against
     their schema kinds and return them typed; a UsageError names ``source``, the column and the first bad
     value: text in a numeric column, a fractional or non-positive size, a negative count, a status outside
-    :data:`STATUSES`. Kinds of samples columns not in the Record: ``sample`` int, ``per_call_s`` float."""
+    :data:`STATUSES`. Kinds of samples columns not in a row: ``sample`` int, ``per_call_s`` float."""
     import numpy as np
     import pandas as pd
 

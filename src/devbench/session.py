@@ -32,7 +32,7 @@ from typing import Any
 from devbench.ceilings import annotate
 from devbench.errors import UsageError
 from devbench.runner import CellResult
-from devbench.schema import VISITED_ONCE, Record
+from devbench.schema import VisitRecord
 from devbench.store import (
     META,
     CellLog,
@@ -181,7 +181,7 @@ def settles(record: Mapping[str, Any]) -> bool:
     """Whether a visit with this record (a dict of its fields) ends its cell's visits: it was not ``ok``, or
     the runner found the cell too slow to visit again (devbench.runner.run_visits makes the same decision
     as it goes; this reads it back from a log or a worker's report)."""
-    return record.get("status") != "ok" or VISITED_ONCE in str(record.get("reason") or "")
+    return record.get("status") != "ok" or bool(record.get("visited_once"))
 
 
 @dataclass(frozen=True)
@@ -193,19 +193,19 @@ class Reopened:
     """The torn tail cut off cells.jsonl (b"" when it ended cleanly)."""
 
     @property
-    def records(self) -> list[Record]:
-        return [Record(**record) for record in self.contents.records]
+    def records(self) -> list[VisitRecord]:
+        return [VisitRecord(**record) for record in self.contents.records]
 
     @property
     def visits_done(self) -> frozenset[tuple[Any, ...]]:
         """``Visit.key()`` of every visit in the log."""
-        return frozenset((Record(**r).key(), round_) for r, round_ in zip(self.contents.records,
+        return frozenset((VisitRecord(**r).key(), round_) for r, round_ in zip(self.contents.records,
                                                                              self.contents.rounds, strict=True))
 
     @property
     def settled(self) -> frozenset[tuple[Any, ...]]:
         """Cells not to visit again: one of their visits was not ``ok`` (see devbench.runner.run_visits)."""
-        return frozenset(Record(**r).key() for r in self.contents.records if settles(r))
+        return frozenset(VisitRecord(**r).key() for r in self.contents.records if settles(r))
 
     @property
     def other_problems(self) -> list[str]:
@@ -241,7 +241,7 @@ class RunSession:
         """``Visit.key()`` of every visit already in cells.jsonl when the lock was taken."""
         self.settled: frozenset[tuple[Any, ...]] = frozenset()
         """``Cell.key()`` of the cells in the log that are not to be visited again."""
-        self.learners: list[Callable[[Record], None]] = []
+        self.learners: list[Callable[[VisitRecord], None]] = []
         """Called with every recorded result's record (the guards learn from them)."""
         self.run: Run | None = None
         self.n_planned = 0

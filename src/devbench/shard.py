@@ -199,7 +199,7 @@ def nominal_estimate(spec: SweepSpec) -> Estimate:
     """
     from devbench.guards import TimeGuard, series_of
     from devbench.ops import OPS
-    from devbench.schema import Record
+    from devbench.schema import VisitRecord
 
     guard = TimeGuard(max_call_time=math.inf, policy=spec.policy)
     for cell in spec.cells():
@@ -207,9 +207,9 @@ def nominal_estimate(spec: SweepSpec) -> Estimate:
         if op is None or series_of(cell) in guard.reference:
             continue
         # One nominal observation per series at n=1; the guard scales it by the FLOPs ratio to any size.
-        guard.observe(Record(run_id="nominal", op=cell.op, size=1, dtype=cell.dtype, device=cell.device,
-                             mode=cell.mode, sync=cell.sync, status="ok",
-                             median_s=op.flops(1) / NOMINAL_FLOPS_PER_S))
+        guard.observe(VisitRecord(run_id="nominal", op=cell.op, size=1, dtype=cell.dtype, device=cell.device,
+                                  mode=cell.mode, sync=cell.sync, status="ok",
+                                  median_s=op.flops(1) / NOMINAL_FLOPS_PER_S))
     return guard.estimate_cell_seconds
 
 
@@ -278,15 +278,3 @@ def shard_of_meta(meta: Mapping[str, Any]) -> ShardSpec | None:
             or isinstance(count, bool):
         raise UsageError(f"meta.json field 'shard' has index {index!r} and count {count!r}; whole numbers needed")
     return ShardSpec(index, count)
-
-
-def describe_assignment(spec: SweepSpec, count: int, estimate: Estimate | None = None) -> list[str]:
-    """One line per shard: its index, cells, curves and predicted seconds (for ``--shard`` dry runs and logs)."""
-    lines = []
-    for index, mine in enumerate(assign(spec, count, estimate)):
-        cells = sum(len(c.cells) for c in mine)
-        cost = sum(c.cost_s for c in mine)
-        names = ", ".join(c.label() for c in sorted(mine, key=lambda c: c.key))
-        lines.append(f"shard {index}/{count}: {cells} cells, predicted {cost:.0f} s nominal: {names}")
-    return lines
-

@@ -46,11 +46,9 @@ import pandas as pd
 
 from devbench.errors import UsageError, first_line
 from devbench.schema import (
-    BOOL_COLUMNS,
     DERIVED_COLUMNS,
-    FLOAT_COLUMNS,
+    FIELD_KINDS,
     IDENTITY,
-    INT_COLUMNS,
     PCT_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
     RESULT_COLUMNS,
@@ -58,10 +56,13 @@ from devbench.schema import (
     SCHEMA_VERSION,
     STATUSES,
     TEXT_COLUMNS,
-    Record,
+    VISIT_FIELDS,
+    VisitRecord,
     check_table,
     derive_columns,
     results_frame,
+    visit_record,
+    visited_once_of,
 )
 from devbench.visits import LoggedVisit, cell_row, latest_visits
 from devbench.visits import sample_rows as sample_rows_of
@@ -196,7 +197,7 @@ class CellLog:
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / CELLS
 
-    def append(self, record: Record, samples: Sequence[float], round_: int = 1, process: int = 0) -> None:
+    def append(self, record: VisitRecord, samples: Sequence[float], round_: int = 1, process: int = 0) -> None:
         """Append one visit: its record, its samples, its round (1-based) and the worker process that made it
         (``--processes``; 0: the sweep's own process)."""
         line = json.dumps({"round": round_, "process": process, "record": record.as_dict(),
@@ -219,7 +220,8 @@ class CellLog:
 @dataclass
 class CellLogContents:
     records: list[dict[str, Any]] = field(default_factory=list)
-    """Valid records, each normalised to exactly the fields of :class:`Record` with their types."""
+    """Valid records, each normalised to exactly the fields of :class:`~devbench.schema.VisitRecord` with their
+    types (:func:`validate_record`)."""
     samples: list[list[float]] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)
     """The round of each record (1 for lines of schema version 1, which had one visit per cell)."""
@@ -241,10 +243,13 @@ def _is_number(value: object) -> bool:
 
 
 def validate_record(raw: object) -> dict[str, Any]:
-    """A cells.jsonl record as a dict of exactly the :class:`Record` fields, checked and typed.
+    """A cells.jsonl record as a dict of exactly the :class:`~devbench.schema.VisitRecord` fields, checked and
+    typed.
 
     Raises ValueError naming the first field that does not fit. Fields a record lacks get their defaults,
-    except the identity and ``status``, which are required; unknown fields are dropped.
+    except the identity and ``status``, which are required; unknown fields are dropped (so are a cell row's
+    fields, which lines carried while one type served both). A line from before ``visited_once`` existed
+    says it in its reason (:func:`~devbench.schema.visited_once_of`).
     """
     if not isinstance(raw, dict):
         raise ValueError(f"record is a {type(raw).__name__}, not an object")
@@ -252,30 +257,34 @@ def validate_record(raw: object) -> dict[str, Any]:
     if missing:
         raise ValueError(f"record lacks {', '.join(missing)}")
     out: dict[str, Any] = {}
-    for name in TEXT_COLUMNS:
-        value = raw.get(name, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be text, found {value!r}")
-        out[name] = value
-    for name in INT_COLUMNS:
-        value = raw.get(name, 0)
-        if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
-            raise ValueError(f"{name} must be a whole number >= 0, found {value!r}")
-        out[name] = int(value)
-    for name in FLOAT_COLUMNS:
-        value = raw.get(name)
-        if value is None:
-            value = math.nan
-        if not _is_number(value):
-            raise ValueError(f"{name} must be a number, found {value!r}")
-        out[name] = float(value)
-    for name in BOOL_COLUMNS:
-        value = raw.get(name, False)
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, found {value!r}")
-        out[name] = value
+    for name in VISIT_FIELDS:
+        kind = FIELD_KINDS[name]
+        if kind == "text":
+            value = raw.get(name, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be text, found {value!r}")
+            out[name] = value
+        elif kind == "int":
+            value = raw.get(name, 0)
+            if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, found {value!r}")
+            out[name] = int(value)
+        elif kind == "float":
+            value = raw.get(name)
+            if value is None:
+                value = math.nan
+            if not _is_number(value):
+                raise ValueError(f"{name} must be a number, found {value!r}")
+            out[name] = float(value)
+        else:
+            value = raw.get(name, False)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, found {value!r}")
+            out[name] = value
+    if "visited_once" not in raw:  # a line from before the field
+        out["visited_once"] = visited_once_of({"reason": out["reason"]})
     if out["size"] < 1:
         raise ValueError(f"size must be a positive whole number, found {raw['size']!r}")
     for name in ("op", "dtype", "device", "mode", "sync"):
@@ -434,7 +443,7 @@ def check_not_locked(run_dir: Path) -> None:
 
 
 def logged_visits(contents: CellLogContents) -> list[LoggedVisit]:
-    return [LoggedVisit(record, samples, round_)
+    return [LoggedVisit(visit_record(record), samples, round_)
             for record, samples, round_ in zip(contents.records, contents.samples, contents.rounds, strict=True)]
 
 
@@ -454,8 +463,8 @@ def tables_from_log(contents: CellLogContents, meta: Mapping[str, Any] | None = 
     sample_rows: list[dict[str, Any]] = []
     for visits in latest_visits(logged_visits(contents)).values():
         row = cell_row(visits, planned)
-        rows.append(row)
-        sample_rows.extend(sample_rows_of(row, visits if row.get("n_rounds") else visits[:1]))
+        rows.append(row.as_dict())
+        sample_rows.extend(sample_rows_of(row, visits if row.n_rounds else visits[:1]))
     samples = pd.DataFrame(sample_rows, columns=list(SAMPLE_COLUMNS))
     results = with_pct_columns(derive_columns(results_frame(rows)), meta.get("calibration"))
     return results, samples

@@ -21,6 +21,7 @@ from typing import Any
 
 from devbench.errors import UsageError
 from devbench.frameworks import parse
+from devbench.schema import TELEMETRY_COLUMNS, GpuTelemetry
 
 __all__ = [
     "POWER_OR_HEAT_REASONS",
@@ -28,10 +29,10 @@ __all__ = [
     "THROTTLE_REASONS",
     "gpu_fingerprint",
     "nvml_index",
-    "record_fields",
     "snapshot",
     "throttle_reason_names",
     "throttled",
+    "visit_telemetry",
 ]
 
 THROTTLE_REASONS: dict[int, str] = {
@@ -286,31 +287,26 @@ def nvml_index(device: str, env: Mapping[str, str] | None = None, nvml: Any | No
     return None
 
 
-TELEMETRY_COLUMNS: tuple[str, ...] = (
-    "sm_clock_start_mhz", "sm_clock_end_mhz", "mem_clock_start_mhz", "mem_clock_end_mhz",
-    "temperature_start_c", "temperature_end_c", "power_start_w", "power_end_w", "throttle_reasons", "throttled",
-)
-"""The per-cell result columns proposed for the schema (floats NaN off the GPU, text, bool): SM and memory clock
-(MHz), temperature (°C) and power (W) before and after the visit, the power-or-heat reasons seen, and
-:func:`throttled`."""
-
-
-def record_fields(start: Mapping[str, Any], end: Mapping[str, Any]) -> dict[str, float | str | bool]:
-    """The :data:`TELEMETRY_COLUMNS` of one visit, from the snapshots taken before and after it: NaN for what a
-    snapshot lacks (or an unavailable one), ``throttle_reasons`` the comma-joined power-or-heat reasons seen in
-    either snapshot (what matters for the timing; idle or sync boost are left out)."""
+def visit_telemetry(start: Mapping[str, Any], end: Mapping[str, Any]) -> GpuTelemetry:
+    """The GPU state of one visit (:class:`devbench.schema.GpuTelemetry`, whose fields are the
+    :data:`TELEMETRY_COLUMNS`), from the snapshots taken before and after it: NaN for what a snapshot lacks (or
+    an unavailable one), ``throttle_reasons`` the comma-joined power-or-heat reasons seen in either snapshot
+    (what matters for the timing; idle or sync boost are left out)."""
 
     def number(snap: Mapping[str, Any], key: str) -> float:
         value = snap.get(key) if snap.get("available") else None
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
     seen = [r for snap in (start, end) for r in (snap.get("throttle_reasons") or ()) if r in POWER_OR_HEAT_REASONS]
-    fields: dict[str, float | str | bool] = {}
-    for column, key in (("sm_clock", "sm_clock_mhz"), ("mem_clock", "mem_clock_mhz"),
-                        ("temperature", "temperature_c"), ("power", "power_w")):
-        unit = key.rsplit("_", 1)[1]
-        fields[f"{column}_start_{unit}"] = number(start, key)
-        fields[f"{column}_end_{unit}"] = number(end, key)
-    fields["throttle_reasons"] = ",".join(dict.fromkeys(seen))
-    fields["throttled"] = throttled(start, end)
-    return fields
+    return GpuTelemetry(
+        sm_clock_start_mhz=number(start, "sm_clock_mhz"),
+        sm_clock_end_mhz=number(end, "sm_clock_mhz"),
+        mem_clock_start_mhz=number(start, "mem_clock_mhz"),
+        mem_clock_end_mhz=number(end, "mem_clock_mhz"),
+        temperature_start_c=number(start, "temperature_c"),
+        temperature_end_c=number(end, "temperature_c"),
+        power_start_w=number(start, "power_w"),
+        power_end_w=number(end, "power_w"),
+        throttle_reasons=",".join(dict.fromkeys(seen)),
+        throttled=throttled(start, end),
+    )

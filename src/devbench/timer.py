@@ -1,6 +1,6 @@
 """The timing protocol for one cell, with the clock and the sync injected.
 
-A call to :func:`measure` does, in order (DESIGN.md, "Timing protocol"):
+A call to :func:`measure` does, in order (docs/architecture.md, "Timing protocol"):
 
 1. the **cold call**: the first call, synchronized, timed on its own (device init, kernel load, tracing);
 2. ``check(output)`` on the cold call's result (placement and correctness; it raises to fail the cell);

@@ -53,7 +53,7 @@ from typing import IO, TYPE_CHECKING, Any
 from devbench.errors import DevbenchError, UsageError
 from devbench.plan import check_processes
 from devbench.runner import CellResult
-from devbench.schema import Record
+from devbench.schema import VisitRecord
 from devbench.session import RunSession, resume_command, settles, signal_name
 from devbench.spec import Cell, Visit
 from devbench.store import validate_record, validate_samples
@@ -166,7 +166,7 @@ def _message(raw: bytes, process: int) -> tuple[str, Any]:
     round_ = value.get("round")
     if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
         raise ValueError(f"round must be a whole number >= 1, found {round_!r}")
-    record = Record(**validate_record(value.get("record")))
+    record = VisitRecord(**validate_record(value.get("record")))
     return kind, CellResult(record, validate_samples(value.get("samples")), round=round_, process=process)
 
 

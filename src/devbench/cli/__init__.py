@@ -3,11 +3,12 @@
 :func:`build_parser` adds every subcommand through :func:`devbench.cli.options.add_command`, which records
 its handler (one signature: ``handler(args) -> exit code``, see :data:`~devbench.cli.options.Handler`), and
 :func:`main` runs it: one dispatch for all. The subcommands live by what they work on: :mod:`.sweep`
-(measuring), :mod:`.machine` (``devices``, ``ops``, ``calibrate``) and :mod:`.results` (``crossover``,
-``plot``, ``report``, ``refine``, ``compare``); what they share is in :mod:`.options`.
+(measuring), :mod:`.machine` (``devices``, ``ops``, ``calibrate``), :mod:`.results` (``crossover``,
+``plot``, ``report``, ``refine``, ``compare``) and :mod:`.fleet` (``merge``, ``fleet``, ``export``: beyond one
+machine); what they share is in :mod:`.options`.
 
 Bad input raises UsageError anywhere below; :func:`main` prints it as one line on stderr and returns 2.
-Anything else is a bug and keeps its traceback. TensorFlow, pandas and matplotlib are imported inside the
+Anything else is a bug and keeps its traceback. The frameworks, pandas and matplotlib are imported inside the
 commands that need them, so ``devbench --help``, ``devbench ops`` and ``devbench --version`` stay fast.
 """
 
@@ -30,8 +31,8 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> UsageParser:
     parser = UsageParser(
         prog="devbench",
-        description="Device-placement microbenchmarks for TensorFlow: for each op, size and dtype, which "
-        "device is faster, and where is the crossover?",
+        description="Device-placement microbenchmarks for TensorFlow, JAX, PyTorch and numpy: for each op, "
+        "size and dtype, which device is faster, and where is the crossover?",
     )
     parser.add_argument("--version", action="version", version=f"devbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)

@@ -1,4 +1,4 @@
-"""Plotly figures of a run and of a comparison: the interactive twins of the PNG charts in ``devbench.plot``.
+"""Plotly figures of a run and of a comparison: the interactive twins of the PNG charts in ``devbench.plots``.
 
 Same rules as the PNGs: only ``ok`` cells are drawn, one colour per device across a page (CPU:0 first), sizes
 are the matrix side n, times seconds per call. Each device's traces share a ``legendgroup``, so a click on
@@ -29,32 +29,18 @@ from devbench.analysis import (
 )
 from devbench.formatting import format_time
 from devbench.html_report.page import plotly_text as pt
+from devbench.plots.common import series_cells
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go  # type: ignore[import-untyped]
 
     from devbench.compare import CellComparison
 
-PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22",
-           "#17BECF")
-"""matplotlib's tab10 (Plotly's D3 palette), so a device has the same colour here as in the PNG charts."""
-
 NOISY_COLOUR = "#C00000"
 LABEL_LINE_PX = 15
 """Height of one crossover label line above the crossover chart, in CSS pixels."""
 
 FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
-
-
-def device_colours(devices: Sequence[str]) -> dict[str, str]:
-    """One colour per device, in ``device_order``."""
-    return {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(device_order(devices))}
-
-
-def series_cells(group: pd.DataFrame) -> pd.DataFrame:
-    """Ok cells keeping one row per sync policy: a run timed with and without sync draws both lines."""
-    frames = [ok_cells(part) for _, part in group.groupby(group["sync"].astype(str), sort=True)]
-    return pd.concat(frames, ignore_index=True) if frames else ok_cells(group)
 
 
 def flags(r: Mapping[str, Any]) -> list[str]:

@@ -76,11 +76,6 @@ def facts(items: Iterable[tuple[str, str]]) -> str:
     return f"<dl class=\"facts\">{''.join(parts)}</dl>" if parts else ""
 
 
-def bullet_list(lines: Iterable[str]) -> str:
-    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
-    return f"<ul>{items}</ul>" if items else ""
-
-
 @dataclass
 class Charts:
     """Numbers the figures of one page, so every chart div and its data block get a unique id."""

@@ -33,7 +33,7 @@ from devbench.analysis import (
 from devbench.formatting import format_time
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
-from devbench.plots.common import machine_line
+from devbench.plots.common import device_colours, machine_line, series_cells
 from devbench.store import Run, prepare_output_dir, write_atomic
 
 REPORT_HTML = "report.html"
@@ -156,7 +156,7 @@ PCT_HEADERS = {"pct_of_peak": "% of calibrated peak", "pct_of_best": "% of the r
 
 def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
     """The numbers behind a group's charts, for readers without JavaScript or a mouse."""
-    cells = ch.series_cells(group).sort_values(["device", "sync", "size"])
+    cells = series_cells(group).sort_values(["device", "sync", "size"])
     unit, work = ("GB/s", "bytes") if memory_bound else ("GFLOP/s", "flops")
     has_rounds = "n_rounds" in cells.columns
     pcts = [c for c in ("pct_of_peak", "pct_of_best") if c in cells.columns]
@@ -331,7 +331,7 @@ def render_html_report(
     calibration = calibration if isinstance(calibration, Mapping) else None
     charts = Charts()
     groups = list(_groups(results)) if not results.empty else []
-    colours = ch.device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
+    colours = device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
     title = _title(run)
     nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),

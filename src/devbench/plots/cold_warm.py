@@ -12,14 +12,14 @@ from devbench.analysis import (
 )
 from devbench.formatting import format_ratio
 from devbench.plots.common import (
-    _legend,
-    _matplotlib,
-    _note,
-    _quality_markers,
-    _series_cells,
-    _size_axis,
-    _title,
+    chart_note,
+    chart_title,
     device_colours,
+    device_legend,
+    quality_markers,
+    series_cells,
+    size_axis,
+    use_matplotlib,
 )
 
 if TYPE_CHECKING:
@@ -37,11 +37,11 @@ def cold_warm_figure(
     as the TF guide's ``time_matmul`` does, gets wrong. Left: scatter with the y = x line (gid ``parity``)
     and 10× / 100× guides; right: cold / warm ratio against size (median over ops, band min–max; without
     unsynchronized cells, whose warm time is wrong). None when no ok cell has a cold time."""
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter, FuncFormatter
 
-    cells = _series_cells(results)
+    cells = series_cells(results)
     cells = cells[np.isfinite(pd.to_numeric(cells["cold_s"], errors="coerce")) & (cells["cold_s"] > 0)]
     if cells.empty:
         return None
@@ -65,7 +65,7 @@ def cold_warm_figure(
             label=device,
             gid=f"cold:{device}",
         )
-        _quality_markers(scatter, part["median_s"], part["cold_s"], part, seen)
+        quality_markers(scatter, part["median_s"], part["cold_s"], part, seen)
     lo = float(min(cells["median_s"].min(), cells["cold_s"].min())) / 2
     hi = float(max(cells["median_s"].max(), cells["cold_s"].max())) * 2
     line = np.array([lo, hi])
@@ -83,12 +83,12 @@ def cold_warm_figure(
     scatter.set_xlabel("warm: median time per call (s)")
     scatter.set_ylabel("cold: first call (s)")
     scatter.grid(True, which="major", alpha=0.3)
-    _legend(scatter, devices, loc="lower right")  # below y = x: where no cell can be
+    device_legend(scatter, devices, loc="lower right")  # below y = x: where no cell can be
 
     ratio_ax.axhline(1.0, color="0.3", lw=1, gid="parity")
     synced = cells[~cells["is_unsynchronized"]]  # a ratio against an unsynchronized warm time means nothing
     if synced.empty:
-        _note(ratio_ax, "every cell is unsynchronized: no meaningful cold / warm ratio")
+        chart_note(ratio_ax, "every cell is unsynchronized: no meaningful cold / warm ratio")
     for device in devices:
         part = synced[synced["device"] == device].groupby("size")["ratio"]
         if part.ngroups == 0:
@@ -102,10 +102,10 @@ def cold_warm_figure(
     ratio_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_ratio(v)))
     ratio_ax.set_ylabel("cold / warm (×): how much the first call overstates")
     ratio_ax.set_xlabel("size n (matrix side)")
-    _size_axis(ratio_ax, [int(s) for s in cells["size"]])
+    size_axis(ratio_ax, [int(s) for s in cells["size"]])
     ratio_ax.grid(True, which="major", alpha=0.3)
-    _legend(ratio_ax, devices, loc="upper right")
-    _title(
+    device_legend(ratio_ax, devices, loc="upper right")
+    chart_title(
         fig,
         "First call (cold) vs steady state (warm): why timing the first call misleads",
         machine,

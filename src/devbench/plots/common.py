@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +47,7 @@ NOISY_LABEL = f"noisy (rel. IQR > {format_percent(NOISY_REL_IQR)})"
 UNSYNC_LABEL = "unsynchronized (sync=none): launch, not work"
 
 
-def _matplotlib() -> None:
+def use_matplotlib() -> None:
     """Import matplotlib on first use; pick Agg unless the caller already chose a backend through pyplot."""
     import matplotlib
 
@@ -68,21 +69,25 @@ def slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "chart"
 
 
-def device_colours(devices: list[str]) -> dict[str, str]:
-    """One colour per device, the same in every chart of a run (CPU:0 first, tab10 order)."""
-    palette = [f"C{i}" for i in range(10)]
-    return {d: palette[i % len(palette)] for i, d in enumerate(device_order(devices))}
+PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22",
+           "#17BECF")
+"""matplotlib's tab10 (Plotly's D3 palette), written out so the PNG charts and the HTML report's Plotly figures
+(devbench.html_report.charts) give a device the same colour."""
 
 
-def _series_cells(results: pd.DataFrame) -> pd.DataFrame:
-    """Ok cells keeping one row per sync policy: a run timed with and without sync shows both lines."""
+def device_colours(devices: Sequence[str]) -> dict[str, str]:
+    """One colour per device, the same in every chart of a run, PNG or HTML (``device_order``: CPU:0 first)."""
+    return {d: PALETTE[i % len(PALETTE)] for i, d in enumerate(device_order(devices))}
+
+
+def series_cells(results: pd.DataFrame) -> pd.DataFrame:
+    """Ok cells keeping one row per sync policy: a run timed with and without sync shows both lines (PNG and
+    HTML charts alike)."""
     frames = [ok_cells(part) for _, part in results.groupby(results["sync"].astype(str), sort=True)]
-    if not frames:
-        return ok_cells(results)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else ok_cells(results)
 
 
-def _spaced_labels(sizes: list[int], min_gap: float = 0.05) -> list[str]:
+def spaced_labels(sizes: list[int], min_gap: float = 0.05) -> list[str]:
     """Tick labels for sorted sizes, blank where a label would sit within ``min_gap`` of the axis' log span
     of the previous one (refined sizes crowd together near a crossover)."""
     span = math.log(sizes[-1] / sizes[0]) if sizes[-1] > sizes[0] else 1.0
@@ -97,21 +102,21 @@ def _spaced_labels(sizes: list[int], min_gap: float = 0.05) -> list[str]:
     return labels
 
 
-def _size_axis(ax: Axes, sizes: list[int]) -> None:
+def size_axis(ax: Axes, sizes: list[int]) -> None:
     """Log x axis labelled with the measured sizes when there are few, so a reader can find each cell."""
     from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
 
     ax.set_xscale("log")
     unique = sorted(set(sizes))
     if 0 < len(unique) <= 24:
-        ax.set_xticks(unique, _spaced_labels(unique))
+        ax.set_xticks(unique, spaced_labels(unique))
         ax.xaxis.set_minor_locator(NullLocator())
     else:
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _time_axis(ax: Axes, values: np.ndarray) -> None:
+def time_axis(ax: Axes, values: np.ndarray) -> None:
     """Log y axis in seconds with SI prefixes (10 µs, 1 ms); minor labels only for a narrow range."""
     from matplotlib.ticker import EngFormatter, NullFormatter
 
@@ -122,7 +127,7 @@ def _time_axis(ax: Axes, values: np.ndarray) -> None:
     ax.yaxis.set_minor_formatter(EngFormatter(unit="s") if narrow else NullFormatter())
 
 
-def _quality_markers(ax: Axes, x: pd.Series[Any], y: pd.Series[Any], cells: pd.DataFrame, seen: set[str]) -> None:
+def quality_markers(ax: Axes, x: pd.Series[Any], y: pd.Series[Any], cells: pd.DataFrame, seen: set[str]) -> None:
     """Red rings on noisy cells, ✕ on unsynchronized ones; each label enters the legend once."""
     noisy = cells["is_noisy"].to_numpy(dtype=bool)
     unsync = cells["is_unsynchronized"].to_numpy(dtype=bool)
@@ -157,7 +162,7 @@ def _quality_markers(ax: Axes, x: pd.Series[Any], y: pd.Series[Any], cells: pd.D
         seen.add(UNSYNC_LABEL)
 
 
-def _note(ax: Axes, text: str, where: tuple[float, float] = (0.5, 0.5)) -> None:
+def chart_note(ax: Axes, text: str, where: tuple[float, float] = (0.5, 0.5)) -> None:
     ax.text(
         *where,
         text,
@@ -171,14 +176,14 @@ def _note(ax: Axes, text: str, where: tuple[float, float] = (0.5, 0.5)) -> None:
     )
 
 
-def _legend(ax: Axes, devices: list[str], **kwargs: Any) -> None:
+def device_legend(ax: Axes, devices: list[str], **kwargs: Any) -> None:
     """Legend with the device lines first, then quality markers and reference lines, in drawing order."""
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: (0 if labels[i].split(" (sync=")[0] in devices else 1, i))
     ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, **kwargs)
 
 
-def _title(fig: Figure, what: str, machine: str, unsynchronized: bool) -> None:
+def chart_title(fig: Figure, what: str, machine: str, unsynchronized: bool) -> None:
     fig.suptitle(
         f"{what}{UNSYNC_SUFFIX if unsynchronized else ''}\n{machine}",
         fontsize=10,

@@ -13,7 +13,7 @@ import numpy as np
 
 from devbench.compare import VERDICTS, Comparison, Verdict
 from devbench.formatting import format_percent
-from devbench.plots.common import _matplotlib
+from devbench.plots.common import use_matplotlib
 from devbench.stats import same_band
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def compare_figure(comparison: Comparison) -> Figure:
     line and marker shape per (dtype, device, mode), points nudged sideways so bars do not overlap; marker
     colour = verdict; a line at 1× and the shaded ``same`` band [1/(1 + t), 1 + t].
     """
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch

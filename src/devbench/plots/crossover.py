@@ -18,15 +18,15 @@ from devbench.analysis import (
 )
 from devbench.formatting import format_ratio
 from devbench.plots.common import (
-    _legend,
-    _matplotlib,
-    _note,
-    _quality_markers,
-    _series_cells,
-    _size_axis,
-    _time_axis,
-    _title,
+    chart_note,
+    chart_title,
     device_colours,
+    device_legend,
+    quality_markers,
+    series_cells,
+    size_axis,
+    time_axis,
+    use_matplotlib,
 )
 
 if TYPE_CHECKING:
@@ -54,13 +54,13 @@ def crossover_figure(
     (range 690–760), decisive" with its range shaded. Lines carry gid ``median:<device>`` (top) and
     ``speedup:<device>`` (bottom), so tests can find them.
     """
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     op, dtype, mode = key
     group = results[(results["op"] == op) & (results["dtype"] == dtype) & (results["mode"] == mode)]
-    series = _series_cells(group)
+    series = series_cells(group)
     cells = ok_cells(group)
     devices = device_order(series["device"].astype(str))
     colours = colours or device_colours(devices)
@@ -99,7 +99,7 @@ def crossover_figure(
                 top.fill_between(
                     x[band], q1[band], q3[band], color=colours[device], alpha=0.18, lw=0, gid=f"iqr:{device}"
                 )
-            _quality_markers(top, x, y, part, seen)
+            quality_markers(top, x, y, part, seen)
 
     n_lines = 0
     several_pairs = len(devices) > 2
@@ -120,20 +120,20 @@ def crossover_figure(
         n_lines += 1
 
     top.set_ylabel("median time per call (s)")
-    _time_axis(top, np.concatenate([series["median_s"].to_numpy(dtype=float), np.array([np.nan])]))
+    time_axis(top, np.concatenate([series["median_s"].to_numpy(dtype=float), np.array([np.nan])]))
     if len(devices) < 2:
         only = devices[0] if devices else "no device"
-        _note(top, f"only {only} measured: no accelerator measured, so no crossover to show", (0.5, 0.92))
+        chart_note(top, f"only {only} measured: no accelerator measured, so no crossover to show", (0.5, 0.92))
     elif n_lines == 0:
         note = "no crossover in the measured range" if len(crossovers) else "no crossover"
         top.text(0.02, 0.02, note, transform=top.transAxes, fontsize=8, color="0.35", gid="note")
-    _legend(top, devices, loc="upper left")
+    device_legend(top, devices, loc="upper left")
     top.grid(True, which="major", alpha=0.3)
 
     others = [d for d in devices if d != REFERENCE_DEVICE]
     cpu = cells[cells["device"] == REFERENCE_DEVICE].set_index("size")["median_s"]
     if not others or cpu.empty:
-        _note(
+        chart_note(
             bottom,
             "no accelerator measured: no speed-up over CPU:0 to show"
             if not others
@@ -155,8 +155,8 @@ def crossover_figure(
     bottom.set_ylabel(f"speed-up over {REFERENCE_DEVICE} (×)")
     bottom.set_xlabel("size n (matrix side)")
     bottom.grid(True, which="major", alpha=0.3)
-    _size_axis(bottom, [int(s) for s in series["size"]])
-    _title(
+    size_axis(bottom, [int(s) for s in series["size"]])
+    chart_title(
         fig,
         f"{op} · {dtype} · {mode}: median time per call (band: IQR)",
         machine,

@@ -18,9 +18,9 @@ from devbench.analysis import (
 from devbench.formatting import format_ratio
 from devbench.plots.common import (
     OVERVIEW_EXTENT,
-    _matplotlib,
-    _note,
-    _title,
+    chart_note,
+    chart_title,
+    use_matplotlib,
 )
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
     1 and would hide how much slower the contender is. Grey: CPU:0 or the contender missing. Cell suffixes:
     ``*`` noisy, ``!`` unsynchronized (also in the footnote).
     """
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
@@ -54,9 +54,9 @@ def overview_figure(results: pd.DataFrame, *, machine: str = "") -> Figure:
     fig = Figure(figsize=(max(6.5, 1.6 + 0.8 * n_cols), max(2.8, 1.6 + 0.5 * n_rows)), layout="constrained")
     ax = fig.subplots()
     unsync_any = bool(table["unsynchronized"].any()) if not table.empty else False
-    _title(fig, "Overview: fastest device per cell", machine, unsync_any)
+    chart_title(fig, "Overview: fastest device per cell", machine, unsync_any)
     if table.empty:
-        _note(ax, "no ok cells to show")
+        chart_note(ax, "no ok cells to show")
         ax.set_axis_off()
         return fig
 

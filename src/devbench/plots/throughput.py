@@ -18,13 +18,13 @@ from devbench.analysis import (
 from devbench.ceilings import ABOVE_PEAK_NOTE, calibrated, op_bound, with_pct_columns
 from devbench.formatting import format_rate
 from devbench.plots.common import (
-    _legend,
-    _matplotlib,
-    _quality_markers,
-    _series_cells,
-    _size_axis,
-    _title,
+    chart_title,
     device_colours,
+    device_legend,
+    quality_markers,
+    series_cells,
+    size_axis,
+    use_matplotlib,
 )
 
 if TYPE_CHECKING:
@@ -85,13 +85,13 @@ def throughput_figure(
     With a ``calibration`` (meta.json's, from ``devbench calibrate``) each device's calibrated ceiling, its
     peak FLOP/s or its memory bandwidth, is a dotted horizontal line (gid ``ceiling:<device>``); points above
     it are ringed (gid ``above_peak:<device>``) with a note (gid ``above_peak_note``)."""
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     op, dtype, mode = key
     group = results[(results["op"] == op) & (results["dtype"] == dtype) & (results["mode"] == mode)]
-    series = _series_cells(group)
+    series = series_cells(group)
     memory = is_memory_bound(op, series["flops"], series["bytes"])
     work, unit = ("bytes", "GB/s") if memory else ("flops", "GFLOP/s")
     rate = pd.to_numeric(series[work], errors="coerce") / series["median_s"] / 1e9
@@ -122,18 +122,18 @@ def throughput_figure(
                 label=label,
                 gid=f"throughput:{device}",
             )
-            _quality_markers(ax, part["size"], part["rate"], part, seen)
+            quality_markers(ax, part["size"], part["rate"], part, seen)
     _ceilings(ax, devices, dtype=dtype, memory=memory, colours=colours, calibration=calibration)
     _above_peak(ax, series, devices, colours)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_ylabel(f"throughput ({unit}, from median time)")
     ax.set_xlabel("size n (matrix side)")
-    _size_axis(ax, [int(s) for s in series["size"]])
+    size_axis(ax, [int(s) for s in series["size"]])
     ax.grid(True, which="major", alpha=0.3)
-    _legend(ax, devices, loc="best")
+    device_legend(ax, devices, loc="best")
     kind = "memory-bound: bytes moved" if memory else "compute: FLOPs"
-    _title(
+    chart_title(
         fig,
         f"{op} · {dtype} · {mode}: throughput in {unit} ({kind} / median time)",
         machine,

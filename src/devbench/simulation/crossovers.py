@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from devbench.crossover import crossover_frame
-from devbench.schema import SAMPLE_COLUMNS, Record, results_frame
+from devbench.schema import SAMPLE_COLUMNS, CellRow, results_frame
 from devbench.simulation import GRIDS, Noise, simulate_run
 
 NOISE = Noise(within=0.03, per_cell=0.02, per_round=0.10)
@@ -49,7 +49,7 @@ _KEY: dict[str, Any] = {"op": "matmul", "dtype": "float32", "mode": "eager", "sy
 @functools.lru_cache(maxsize=16)
 def _template(sizes: tuple[int, ...], rounds: int, per_round: int) -> pd.DataFrame:
     """The results rows of a curve's 2K cells (device A's sizes, then B's), medians to be filled in."""
-    rows = [Record(run_id="simulated", size=size, device=device, status="ok", placed_device=device,
+    rows = [CellRow(run_id="simulated", size=size, device=device, status="ok", placed_device=device,
                    n_samples=rounds * per_round, number=1, n_rounds=rounds,
                    ci_reason="simulated: the bootstrap interval is not computed", **_KEY).as_dict()
             for device in DEVICES for size in sizes]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from devbench.compare import Comparison, cell_statistics, compare_runs
 from devbench.compare_data import GATE_METHODS, GateMethod
-from devbench.schema import IDENTITY, SAMPLE_COLUMNS, Record, results_frame
+from devbench.schema import IDENTITY, SAMPLE_COLUMNS, CellRow, results_frame
 from devbench.simulation import CellSamples, FloatArray, Noise, simulate_run
 from devbench.stats import gate_failures
 from devbench.store import Run
@@ -168,9 +168,9 @@ def synthetic_run(side: Sequence[CellSamples], run_id: str) -> Run:
     samples: list[dict[str, Any]] = []
     for c, rounds in enumerate(side):
         pooled = np.concatenate(rounds)
-        record = Record(run_id=run_id, op="matmul", size=64 + c, dtype="float32", device="CPU:0", mode="eager",
-                        sync="scalar", status="ok", n_samples=int(pooled.size), number=1,
-                        median_s=float(np.median(pooled))).as_dict()
+        record = CellRow(run_id=run_id, op="matmul", size=64 + c, dtype="float32", device="CPU:0", mode="eager",
+                         sync="scalar", status="ok", n_samples=int(pooled.size), number=1,
+                         median_s=float(np.median(pooled))).as_dict()
         records.append(record)
         ident = {name: record[name] for name in IDENTITY}
         samples.extend({"run_id": run_id, **ident, "round": r + 1, "sample": i, "number": 1,
