@@ -25,13 +25,14 @@ import pytest
 
 from devbench.analysis import crossover_frame
 from devbench.errors import UsageError
+from devbench.formatting import utc_now
 from devbench.merge import merge_runs, partition_value, write_merged, write_partitioned
 from devbench.ops import OPS
 from devbench.runner import measured_record
 from devbench.schema import IDENTITY, SCHEMA_VERSION
 from devbench.shard import ShardSpec, shard_cells, shard_meta, spec_hash
 from devbench.spec import Cell, SweepSpec
-from devbench.store import CellLog, Run, finalize, load_run, new_meta, utc_now, write_json
+from devbench.store import CellLog, Run, finalize, load_run, new_meta, write_json
 from devbench.timer import Measurement
 
 MACHINE: dict[str, Any] = {

@@ -255,7 +255,7 @@ def calibrate(
         if best is not None:
             numpy_gemm[dtype] = best.rate
     if now is None:
-        from devbench.store import utc_now
+        from devbench.formatting import utc_now
 
         now = utc_now
     return {

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from devbench.formatting import json_safe
 from devbench.machine import FingerprintDiff
-from devbench.store import json_safe
 
 FloatArray = npt.NDArray[np.float64]
 

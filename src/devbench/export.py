@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from devbench.errors import UsageError, choose
+from devbench.formatting import json_safe
 from devbench.schema import IDENTITY
 from devbench.selection import ok_cells, split_mode
-from devbench.store import Run, json_safe
+from devbench.store import Run
 
 EXPORT_FORMATS: tuple[str, ...] = ("pytest-benchmark", "bmf", "github-action-benchmark")
 

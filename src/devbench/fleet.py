@@ -33,10 +33,10 @@ import pandas as pd
 
 from devbench.analysis import GROUP, crossover_frame, winners
 from devbench.errors import UsageError
-from devbench.formatting import format_ratio, format_size, format_time
+from devbench.formatting import format_ratio, format_size, format_time, json_safe
 from devbench.machine import short_name
 from devbench.selection import ok_cells
-from devbench.store import Run, json_safe
+from devbench.store import Run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

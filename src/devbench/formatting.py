@@ -12,7 +12,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 MISSING = "–"
@@ -134,10 +135,27 @@ def render_rich(renderable: object, width: int) -> str:
     return buffer.getvalue()
 
 
-def json_text(data: Any) -> str:
-    """Indented JSON with NaN and infinities written as null (``store.json_safe``), newline-terminated."""
-    from devbench.store import json_safe
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy scalars made Python ones and NaN/inf made None: strict JSON, nothing lost."""
+    import numpy as np  # lazy: ``devbench --help`` imports this module
 
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON with NaN and infinities written as null (:func:`json_safe`), newline-terminated."""
     return json.dumps(json_safe(data), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -148,3 +166,8 @@ def csv_text(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     writer.writerow(headers)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def utc_now() -> str:
+    """Now, in UTC, as every file devbench writes stamps it (ISO 8601 to the second: 2026-12-06T21:30:00+00:00)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from devbench.errors import UsageError
+from devbench.formatting import json_safe, utc_now
 from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, visit_record
 from devbench.shard import ShardSpec, shard_of_meta, spec_hash, spec_hash_of
 from devbench.spec import SweepSpec
@@ -48,10 +49,8 @@ from devbench.store import (
     CellLog,
     Run,
     check_new_run_dir,
-    json_safe,
     read_cell_log,
     tables_from_log,
-    utc_now,
     write_json,
     write_tables,
 )

@@ -23,13 +23,14 @@ import pandas as pd
 
 from devbench.analysis import Measured, RefineCell, Refinement, refine, split_mode
 from devbench.backends.base import Backend
+from devbench.formatting import utc_now
 from devbench.guards import Guard
 from devbench.prepare import Prepared, RunSettings, machine_changes, prepare_machine
 from devbench.runner import CellResult
 from devbench.schema import IDENTITY
 from devbench.session import RunSession, require_writable_run, warn_on_stderr
 from devbench.spec import Cell, interleaved_visits
-from devbench.store import check_not_locked, read_cell_log, read_meta, tables_from_log, utc_now
+from devbench.store import check_not_locked, read_cell_log, read_meta, tables_from_log
 
 DEFAULT_ROUNDS = 6
 REL_TOL = 0.05

@@ -44,7 +44,7 @@ see drift at all, two give one degree of freedom for it (a t quantile of 12.7). 
 the sample: a cell's median needs no number of samples, but 3 rounds with a single-sample round give no
 interval of the median (:func:`too_thin_rounds`). Quantised samples cannot give a zero-width interval: the
 half-widths are floored at the samples' resolution (:func:`resolution_floor`), and samples without any
-step (all the same value) give NaN and :data:`devbench.t_intervals.NO_SPREAD_REASON`.
+step (all the same value) give NaN and :data:`NO_SPREAD_REASON`.
 """
 
 from __future__ import annotations
@@ -387,13 +387,11 @@ def percentile_interval(log_estimate: float, log_replicates: FloatArray, confide
     """Percentile interval of ``log_replicates`` around ``log_estimate``, widened by :func:`expansion_factor`,
     each half-width floored by :func:`resolution_floor` (``resolution``: the samples' :func:`log_resolution`).
 
-    NaN with :data:`devbench.t_intervals.NO_SPREAD_REASON` when the samples show no step at all (every one
+    NaN with :data:`NO_SPREAD_REASON` when the samples show no step at all (every one
     the same value): then no spread, not even the clock's, can be read from them.
     """
     n_rounds = min(p.n_rounds for p in parts)
     if not math.isfinite(resolution):
-        from devbench.t_intervals import NO_SPREAD_REASON  # lazy: t_intervals builds on this module
-
         return no_interval(log_estimate, confidence, n_rounds, NO_SPREAD_REASON)
     tail = (1.0 - confidence) / 2.0
     q_low, q_high = (float(v) for v in np.quantile(log_replicates, [tail, 1.0 - tail]))
@@ -422,11 +420,21 @@ def resolution_floor(parts: Sequence[DriftPart], resolution: float, confidence: 
     return t_quantile(0.5 + confidence / 2.0, dof) * math.sqrt(total), dof
 
 
-def log_resolution(*cells: Sequence[FloatArray]) -> float:
-    """:func:`devbench.t_intervals.log_resolution` of the samples of ``cells`` (inf: no step shows)."""
-    from devbench.t_intervals import log_resolution as resolution  # lazy: t_intervals builds on this module
+NO_SPREAD_REASON = "every round gave the same value: the spread is below the timer's resolution"
+"""Why an interval is NaN when the round values and the samples behind them show no spread at all."""
 
-    return resolution([r for cell in cells for r in cell])
+
+def log_resolution(samples: Sequence[npt.ArrayLike]) -> float:
+    """The smallest positive step between distinct log sample values of one or more cells (inf: none).
+
+    A continuous clock gives a tiny step (a negligible floor); a quantised one gives its tick. Every interval
+    here and in :mod:`devbench.t_intervals` is floored at the rounding variance of this step.
+    """
+    values = np.concatenate([np.log(np.asarray(s, dtype=np.float64)).ravel() for s in samples]) if samples \
+        else np.array([])
+    steps = np.diff(np.unique(values))
+    steps = steps[steps > 0]
+    return float(steps.min()) if steps.size else math.inf
 
 
 def too_few_rounds(counts: Sequence[tuple[str, int]]) -> str:
@@ -495,7 +503,7 @@ def ratio_of_cells(base: Rounds, new: Rounds, *, confidence: float = 0.95, n_boo
     reps = (np.log(pooled_median_replicates(n, draw_rounds(len(n), n_boot, rng), rng))
             - np.log(pooled_median_replicates(b, draw_rounds(len(b), n_boot, rng), rng)))
     return percentile_interval(estimate, reps, confidence, [_cell_part(b), _cell_part(n)],
-                               log_resolution(b, n))
+                               log_resolution([*b, *n]))
 
 
 def paired_ratio(a: Rounds, b: Rounds, *, confidence: float = 0.95, n_boot: int = DEFAULT_N_BOOT,
@@ -522,7 +530,7 @@ def paired_ratio(a: Rounds, b: Rounds, *, confidence: float = 0.95, n_boot: int 
     within = sum(within_var_of_log_median([x]) + within_var_of_log_median([y])
                  for x, y in zip(ra, rb, strict=True)) / len(ra) ** 2
     return percentile_interval(estimate, reps, confidence, [DriftPart(log_ratios, within)],
-                               log_resolution(ra, rb))
+                               log_resolution([*ra, *rb]))
 
 
 def _shared_picks(run_rounds: int, cell_rounds: int, shared: IntArray, rng: np.random.Generator) -> IntArray:
@@ -582,4 +590,4 @@ def joint_geomean_ratio(pairs: Sequence[tuple[Rounds, Rounds]], *, confidence: f
         reps -= np.log(pooled_median_replicates(b, _shared_picks(run_b, len(b), shared_b, rng), rng))
     reps /= len(pairs)
     return percentile_interval(estimate, reps, confidence, [_run_part(base), _run_part(new)],
-                               log_resolution(*base, *new))
+                               log_resolution([r for cell in (*base, *new) for r in cell]))

@@ -16,10 +16,10 @@ from typing import Any
 
 from devbench import telemetry
 from devbench.backends.base import Backend, Outcome
+from devbench.formatting import utc_now
 from devbench.schema import VisitRecord, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
 from devbench.stats import summarize
-from devbench.store import utc_now
 
 
 @dataclass

@@ -31,6 +31,7 @@ from typing import Any
 
 from devbench.ceilings import annotate
 from devbench.errors import UsageError
+from devbench.formatting import utc_now
 from devbench.runner import CellResult
 from devbench.schema import VisitRecord
 from devbench.store import (
@@ -45,7 +46,6 @@ from devbench.store import (
     read_cell_log,
     read_meta,
     repair_torn_tail,
-    utc_now,
     write_json,
 )
 

@@ -41,10 +41,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from devbench.errors import UsageError, first_line
+from devbench.formatting import utc_now
 from devbench.schema import (
     DERIVED_COLUMNS,
     FIELD_KINDS,
@@ -79,10 +79,6 @@ RESULTS_CSV = "results.csv"
 SAMPLES_PARQUET = "samples.parquet"
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def default_run_dir(root: Path = Path("results")) -> Path:
     """``results/<UTC timestamp>-<host>/``; a numeric suffix keeps two runs in one second apart."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -114,23 +110,6 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with numpy scalars made Python ones and NaN/inf made None: strict JSON, nothing lost."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

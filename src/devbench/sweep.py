@@ -31,6 +31,7 @@ from typing import Any
 
 from devbench.backends.base import Backend
 from devbench.calibrate import Calibrator, sweep_calibrator
+from devbench.formatting import utc_now
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard
 from devbench.plan import Plan, plan_new, plan_of_run, plan_resume
 from devbench.prepare import machine_changes, prepare_machine, spec_from_meta
@@ -38,7 +39,7 @@ from devbench.runner import CellResult
 from devbench.session import RunSession, SweepInterrupted, resume_command, warn_on_stderr
 from devbench.shard import shard_meta
 from devbench.spec import Cell, SweepSpec
-from devbench.store import Run, utc_now
+from devbench.store import Run
 from devbench.workers import WorkerCrashed, run_in_workers
 
 __all__ = ["Plan", "SweepInterrupted", "WorkerCrashed", "execute", "machine_changes", "plan_new", "plan_of_run",

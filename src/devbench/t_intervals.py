@@ -30,24 +30,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from devbench.resampling import MIN_ROUNDS_FOR_CI, FloatArray, LogInterval, no_interval, t_quantile
+from devbench.resampling import (
+    MIN_ROUNDS_FOR_CI,
+    NO_SPREAD_REASON,
+    FloatArray,
+    LogInterval,
+    log_resolution,
+    no_interval,
+    t_quantile,
+)
 
-NO_SPREAD_REASON = "every round gave the same value: the spread is below the timer's resolution"
-"""Why an interval is NaN when the round values and the samples behind them show no spread at all."""
-
-
-def log_resolution(samples: Sequence[npt.ArrayLike]) -> float:
-    """The smallest positive step between distinct log sample values of one or more cells (inf: none).
-
-    A continuous clock gives a tiny step (a negligible floor); a quantised one gives its tick.
-    """
-    values = np.concatenate([np.log(np.asarray(s, dtype=np.float64)).ravel() for s in samples]) if samples \
-        else np.array([])
-    steps = np.diff(np.unique(values))
-    steps = steps[steps > 0]
-    return float(steps.min()) if steps.size else math.inf
+__all__ = ["NO_SPREAD_REASON", "Mean", "log_resolution", "mean_of_units", "mean_over_runs", "t_interval",
+           "welch_difference"]
 
 
 @dataclass(frozen=True)
