@@ -14,11 +14,14 @@ user would, and prints its figure on one line:
 - ``crossover-numpy``: three sweeps of ``CPU:0`` against the numpy baseline for add and matmul: where
   TensorFlow overtakes numpy, each run's decisive crossings with their ranges, and whether the three runs'
   ranges overlap (a repeatable answer).
+- ``processes``: what ``--processes`` buys and costs: three runs with ``--processes 1`` and three with
+  ``--processes 5``, interleaved in time, each pair of one kind compared one run a side (what a user does
+  with two runs): false ``slower``/``faster`` verdicts and gate exits, and each kind's wall time.
 - ``power``: a real change, ``TF_NUM_INTRAOP_THREADS=1`` against the default, compared (``A1 A2 -- ONE`` with
   the aa-compare runs when they exist, else two fresh default runs): whether the large matmuls are reported
   ``slower`` and the gate exits 1.
 
-    PYTHONPATH=src python bench/truth_across_time.py [aa-compare|aa-crossover|crossover-numpy|power|all]
+    PYTHONPATH=src python bench/truth_across_time.py [aa-compare|aa-crossover|crossover-numpy|processes|power|all]
                                                      [--rounds R] [--processes P] [--out DIR] [--keep]
 
 Runs take minutes on a 2-core machine (``all``: about 20 minutes with the default rounds). Run directories
@@ -145,6 +148,30 @@ def crossover_numpy(root: Path, rounds: int | None) -> None:
               f"{'ranges overlap' if agree else 'ranges do not all overlap (or a run has none)'}")
 
 
+def processes(root: Path, rounds: int | None) -> None:
+    seconds: dict[int, list[float]] = {1: [], 5: []}
+    runs: dict[int, list[Path]] = {1: [], 5: []}
+    for i in (1, 2, 3):
+        for p in (1, 5):
+            start = time.monotonic()
+            out = root / f"proc{p}-{i}"
+            fresh = not (out / "results.parquet").exists()
+            runs[p].append(sweep(out, [*AA_SWEEP, "--processes", str(p)], rounds))
+            if fresh:
+                seconds[p].append(time.monotonic() - start)
+    for p, done in runs.items():
+        false = gates = total = 0
+        for base, new in ((done[0], done[1]), (done[0], done[2]), (done[1], done[2])):
+            cells, code = compare([base], [new], "--fail-on-regression")
+            counts = Counter(str(c["verdict"]) for c in cells)
+            false += counts["slower"] + counts["faster"]
+            total += len(cells)
+            gates += code
+        wall = f"{sum(seconds[p]) / len(seconds[p]):.0f} s a sweep" if seconds[p] else "reused runs"
+        print(f"processes: --processes {p}: {false} of {total} cells slower/faster over the 3 pairs of identical "
+              f"runs, {gates} of 3 gates failed; {wall}")
+
+
 def power(root: Path, rounds: int | None) -> None:
     base = [root / f"aa-{i}" for i in (1, 2) if (root / f"aa-{i}" / "results.parquet").exists()]
     if len(base) < 2:
@@ -160,7 +187,7 @@ def power(root: Path, rounds: int | None) -> None:
 
 
 EXPERIMENTS = {"aa-compare": aa_compare, "aa-crossover": aa_crossover, "crossover-numpy": crossover_numpy,
-               "power": power}
+               "processes": processes, "power": power}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ small seeded versions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ PER_ROUND = Noise(within=0.03, per_cell=0.0, per_round=0.05, samples=2)
 PER_RUN = Noise(within=0.03, per_cell=0.01, per_round=0.01, per_run=0.05, samples=10)
 """A 5 % offset per run on top of tight rounds (1 % drift): invisible to the rounds of one run, which then
 look precise about a difference that is the two runs' offsets."""
+PER_PROCESS = Noise(within=0.03, per_cell=0.01, per_round=math.hypot(0.05, 0.01), samples=10)
+"""``PER_RUN`` with every round in a fresh process (``sweep --processes`` = rounds): the process offset is
+drawn again each round and joins the round's drift, which the rounds then sample."""
 QUIET = Noise(within=0.03, per_cell=0.01, per_round=0.01, samples=10)
 """Tight rounds: 1 % drift per cell and per round, 10 samples a round."""
 
@@ -225,6 +229,7 @@ def table(trials: int, seed: int) -> list[str]:
         ("run offset (5 %), 1 % drift, R=5, 1 run per side", PER_RUN, 5, 1),
         ("run offset (5 %), 1 % drift, R=5, 2 runs per side", PER_RUN, 5, 2),
         ("run offset (5 %), 1 % drift, R=5, 3 runs per side", PER_RUN, 5, 3),
+        ("run offset (5 %) drawn per round (--processes 5), 1 % drift, R=5, 1 run per side", PER_PROCESS, 5, 1),
     ]
     for name, noise, rounds, runs in settings:
         rates = family_failures(trials, seed, rounds=rounds, noise=noise, runs=runs)
