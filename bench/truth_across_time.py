@@ -11,9 +11,9 @@ user would, and prints its figure on one line:
 - ``aa-crossover``: one sweep over two logical CPUs (``DEVBENCH_LOGICAL_CPUS=2``: two names for the same
   cores) as two devices on a 25-size grid (64..4096 by x1.19): how many decisive crossovers are claimed
   between identical devices (truth: none).
-- ``crossover-numpy``: three sweeps of ``CPU:0`` against the numpy baseline for add and matmul: where
-  TensorFlow overtakes numpy, each run's decisive crossings with their ranges, and whether the three runs'
-  ranges overlap (a repeatable answer).
+- ``crossover-numpy``: three sweeps of ``CPU:0`` against the numpy baseline for add (64..8192) and for matmul
+  (64..4096): where TensorFlow overtakes numpy, each run's crossings with their ranges, and whether the three
+  runs' ranges overlap (a repeatable answer).
 - ``processes``: what ``--processes`` buys and costs: three runs with ``--processes 1`` and three with
   ``--processes 5``, interleaved in time, each pair of one kind compared one run a side (what a user does
   with two runs): false ``slower``/``faster`` verdicts and gate exits, and each kind's wall time.
@@ -47,8 +47,13 @@ AA_SWEEP = ["--sizes", "64..1024", "--ops", "matmul,add,reduce_sum,softmax_xent_
 """The sweep of the issue's A/A measurement (three identical runs gave 5-13 false verdicts of 20 before rounds)."""
 CROSSOVER_SWEEP = ["--sizes", "64..4096:x1.19", "--ops", "add", "--devices", "CPU:0,CPU:1"]
 """25 sizes: a fine grid, where a search over per-size intervals found the most false crossings."""
-NUMPY_SWEEP = ["--sizes", "64..4096", "--ops", "matmul,add", "--devices", "CPU:0,numpy:CPU"]
-"""The default sweep's sizes: TensorFlow's add overtakes numpy's only in the upper part of it on 2 cores."""
+NUMPY_SWEEPS = {
+    "add": ["--sizes", "64..8192", "--ops", "add", "--devices", "CPU:0,numpy:CPU"],
+    "matmul": ["--sizes", "64..4096", "--ops", "matmul", "--devices", "CPU:0,numpy:CPU"],
+}
+"""TensorFlow's add overtakes numpy's near n=3000 on 2 cores, so its grid goes past the default 4096 (a crossing
+at the last size cannot be decisive: there is no decisive size above it); matmul stops at 4096 (8192 costs
+seconds a call)."""
 LARGE = 512
 """Matmuls from this n on are "large": one thread instead of two must show there."""
 
@@ -128,24 +133,19 @@ def aa_crossover(root: Path, rounds: int | None) -> None:
 
 
 def crossover_numpy(root: Path, rounds: int | None) -> None:
-    runs = [sweep(root / f"numpy-{i}", NUMPY_SWEEP, rounds) for i in (1, 2, 3)]
-    by_op: dict[str, list[list[tuple[float, float, float]]]] = {}
-    for run in runs:
-        found: dict[str, list[tuple[float, float, float]]] = {}
-        for r in crossings(run):
-            if r.get("decisive"):
-                found.setdefault(str(r["op"]), []).append(
-                    (float(r["crossover_size"]), float(r["low"]), float(r["high"])))
-        for op in ("add", "matmul"):
-            by_op.setdefault(op, []).append(found.get(op, []))
-    for op, per_run in by_op.items():
-        text = "; ".join(", ".join(f"n≈{s:.0f} [{lo:.0f}, {hi:.0f}]" for s, lo, hi in found) or "none decisive"
-                         for found in per_run)
+    for op, args in NUMPY_SWEEPS.items():
+        per_run: list[list[tuple[float, float, float, bool]]] = []
+        for i in (1, 2, 3):
+            run = sweep(root / f"numpy-{op}-{i}", args, rounds)
+            per_run.append([(float(r["crossover_size"]), float(r["low"]), float(r["high"]), bool(r["decisive"]))
+                            for r in crossings(run) if r["op"] == op])
+        text = "; ".join(", ".join(f"n≈{s:.0f} [{lo:.0f}, {hi:.0f}]{'' if d else ' within noise'}"
+                                   for s, lo, hi, d in found) or "no crossing" for found in per_run)
         firsts = [found[0] for found in per_run if found]
-        agree = (len(firsts) == len(per_run)
-                 and max(lo for _, lo, _ in firsts) <= min(hi for _, _, hi in firsts))
-        print(f"crossover-numpy: {op}: CPU:0 vs numpy:CPU in 3 runs: {text}; "
-              f"{'ranges overlap' if agree else 'ranges do not all overlap (or a run has none)'}")
+        agree = len(firsts) == len(per_run) and max(lo for _, lo, _, _ in firsts) <= min(hi for _, _, hi, _ in firsts)
+        decisive = sum(1 for found in per_run if any(d for *_, d in found))
+        print(f"crossover-numpy: {op}: CPU:0 vs numpy:CPU, 3 runs: {text}; decisive in {decisive} of 3; "
+              f"{'the ranges overlap' if agree else 'the ranges do not all overlap'}")
 
 
 def processes(root: Path, rounds: int | None) -> None:
