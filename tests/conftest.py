@@ -45,3 +45,12 @@ def ctrl_c_delivered() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def jax_precision() -> Iterator[ModuleType]:
+    """JAX, with its matmul precision restored after the test (it is process-global)."""
+    jax = pytest.importorskip("jax")
+    before = jax.config.jax_default_matmul_precision
+    yield jax
+    jax.config.update("jax_default_matmul_precision", before)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,15 +73,6 @@ def _run(tmp_path: Path, devices: tuple[str, ...] = ("CPU:0", NUMPY_DEVICE), *, 
 def _rows(run_dir: Path, size: int) -> dict[str, dict[str, Any]]:
     results = load_run(run_dir).results
     return {str(row["device"]): dict(row) for _, row in results[results["size"] == size].iterrows()}
-
-
-@pytest.fixture
-def jax_precision() -> Iterator[ModuleType]:
-    """JAX, with its matmul precision restored after the test (it is process-global)."""
-    jax = pytest.importorskip("jax")
-    before = jax.config.jax_default_matmul_precision
-    yield jax
-    jax.config.update("jax_default_matmul_precision", before)
 
 
 def test_a_refine_applies_the_runs_time_guard_taught_by_its_log(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,15 +15,6 @@ from devbench.errors import UsageError
 from devbench.tf32 import apply_tf32, describe, frameworks_of, tf32_state
 
 SRC = str(Path(devbench.__file__).resolve().parent.parent)
-
-
-@pytest.fixture
-def jax_precision() -> Iterator[ModuleType]:
-    """JAX, with its matmul precision restored after the test (it is process-global)."""
-    jax = pytest.importorskip("jax")
-    before = jax.config.jax_default_matmul_precision
-    yield jax
-    jax.config.update("jax_default_matmul_precision", before)
 
 
 def test_frameworks_of_device_names() -> None:
