@@ -161,6 +161,14 @@ def compare_text() -> str:
     return render_compare_html(comparison())
 
 
+def test_the_crossover_section_says_what_decisive_means_as_report_md_does(report_text: str) -> None:
+    """One explanation (crossover.CROSSOVER_EXPLANATION) for both reports; its Markdown emphasis is <em> here."""
+    assert "holds at every size of the curve at once" in report_text
+    assert "A crossing is <em>decisive</em> between two consecutive sizes" in report_text
+    assert "<em>within noise</em>" in report_text
+    assert "confidence intervals of the medians" not in report_text
+
+
 def test_pages_load_nothing_from_the_network(report_text: str, compare_text: str) -> None:
     from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 

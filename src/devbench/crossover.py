@@ -82,6 +82,18 @@ CROSSOVER_COLUMNS: tuple[str, ...] = (
 )
 """The public columns of ``crossover_frame`` (and its CSV), in this order."""
 
+CROSSOVER_EXPLANATION = (
+    "Where the faster device changes. The device ratio at each size is taken within each round (both devices "
+    "measured back to back), and its intervals form a band that holds at every size of the curve at once "
+    "(95 %). A crossing is *decisive* between two consecutive sizes whose band lies on opposite sides of 1, and "
+    "its range is those two sizes; any other change of the faster device is *within noise*. The crossover size "
+    "is where the mean ratio crosses 1, interpolated in log-log. Speed-ups are device b over device a "
+    "(> 1: b faster). Sizes are the matrix side n."
+)
+"""What a crossover table means, in words, for every report that shows one (report.md, report.html); the
+terms a reader looks up are in Markdown emphasis."""
+
+
 CROSSOVER_EXTRA_COLUMNS: tuple[str, ...] = (
     "min_size",
     "max_size",

@@ -23,6 +23,7 @@ from devbench.analysis import (
     unsynchronized_flags,
     winners,
 )
+from devbench.crossover import CROSSOVER_EXPLANATION
 from devbench.formatting import format_gib, format_percent, format_ratio, format_time
 from devbench.plots.common import PLOTS_DIR, machine_line
 from devbench.stats import NOISY_REL_IQR
@@ -32,7 +33,7 @@ REPORT = "report.md"
 
 FAILED_STATUSES: tuple[tuple[str, str], ...] = (
     ("fallback", "Fallback: the output landed on another device than asked"),
-    ("unsupported", "Unsupported: TensorFlow cannot run the op with this dtype on this device"),
+    ("unsupported", "Unsupported: the framework cannot run the op with this dtype or mode on this device"),
     ("wrong", "Wrong: the result missed the numpy float64 reference"),
     ("oom", "Out of memory"),
     ("skipped", "Skipped: not attempted"),
@@ -164,11 +165,7 @@ def _crossover_section(results: pd.DataFrame, samples: pd.DataFrame) -> list[str
     if frame.empty:
         return [*out, "No (op, dtype, mode) was measured on two devices, so there is no crossover to find.", ""]
     out += [
-        "Where the faster device changes, interpolated in log–log between the bracketing measured sizes. "
-        "The device ratio at each size is taken within each round (both devices measured back to back) and "
-        "its interval from the rounds; a crossing is *decisive* when the nearest sizes on its two sides are "
-        "decisively on opposite sides of 1, else *within noise*, and its range is where the ratio's interval "
-        "holds 1. Speed-ups are device b over device a (> 1: b faster). Sizes are the matrix side n.",
+        CROSSOVER_EXPLANATION,
         "",
         md_table(CROSSOVER_HEADERS, crossover_table_rows(frame)),
         "",

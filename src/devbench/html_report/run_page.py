@@ -9,6 +9,7 @@ chart, and a folded table of the numbers behind both), warnings, machine, calibr
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from devbench.analysis import (
     unsynchronized_flags,
     winners,
 )
+from devbench.crossover import CROSSOVER_EXPLANATION
 from devbench.formatting import format_time
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
@@ -108,9 +110,7 @@ def _crossover_section(crossovers: pd.DataFrame) -> str:
     head = '<section id="crossovers" aria-labelledby="crossovers-h"><h2 id="crossovers-h">Crossovers</h2>'
     if crossovers.empty:
         return head + "<p>No (op, dtype, mode) was measured on two devices, so there is no crossover.</p></section>"
-    intro = ("<p>Where the faster device changes, interpolated in log–log between the bracketing measured sizes; "
-             "the range comes from the 95 % confidence intervals of the medians. Speed-ups are device b over "
-             "device a (&gt; 1: b faster). Sizes are the matrix side n.</p>")
+    intro = "<p>" + re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc(CROSSOVER_EXPLANATION)) + "</p>"
     return head + intro + table("Crossover per (op, dtype, mode) and device pair", CROSSOVER_HEADERS,
                                 crossover_table_rows(crossovers)) + "</section>"
 
