@@ -115,7 +115,7 @@ from devbench.compare_data import (
 )
 from devbench.errors import UsageError
 from devbench.machine import FingerprintDiff, fingerprint_diff, incomparable_changes
-from devbench.resampling import LogInterval, Rounds, joint_geomean_ratio
+from devbench.resampling import LogInterval, Rounds, joint_geomean_ratio, log_round_medians
 from devbench.stats import NOISY_REL_IQR, between_round_rel, gate_failures, rel_iqr, verdict_from_interval
 from devbench.store import Run
 from devbench.t_intervals import Mean, log_resolution, mean_over_runs, welch_difference
@@ -191,16 +191,6 @@ class CellStatistics:
         return replace(self, threshold=threshold)
 
 
-def _log_round_medians(rounds: Rounds) -> FloatArray:
-    kept = [r for r in rounds if len(r)]
-    sizes = {len(r) for r in kept}
-    if len(sizes) == 1:  # one sort for all rounds: per-round np.median calls dominate the simulations' time
-        ordered = np.sort(np.asarray(kept, dtype=np.float64), axis=1)
-        k = ordered.shape[1]
-        return np.asarray(np.log(0.5 * (ordered[:, (k - 1) // 2] + ordered[:, k // 2])), dtype=np.float64)
-    return np.log(np.array([np.median(r) for r in kept], dtype=np.float64))
-
-
 def cell_statistics(base: Sequence[Rounds], new: Sequence[Rounds], *, threshold: float,
                     confidence: float) -> CellStatistics:
     """The per-cell statistics of ``compare`` (rules in the module docstring), on bare samples.
@@ -209,8 +199,8 @@ def cell_statistics(base: Sequence[Rounds], new: Sequence[Rounds], *, threshold:
     """
     runs = [run for side in (base, new) for run in side]
     resolution = log_resolution([r for run in runs for r in run if len(r)])
-    b = mean_over_runs([_log_round_medians(run) for run in base], resolution=resolution)
-    n = mean_over_runs([_log_round_medians(run) for run in new], resolution=resolution)
+    b = mean_over_runs([log_round_medians(run) for run in base], resolution=resolution)
+    n = mean_over_runs([log_round_medians(run) for run in new], resolution=resolution)
     return CellStatistics(b, n, welch_difference(b, n, confidence), threshold)
 
 
@@ -482,7 +472,7 @@ def _run_levels(cells: Sequence[CellRuns], n_runs: int) -> list[FloatArray]:
     """One side of a group with several runs: per run, its series over rounds of the group's mean log round
     median, each cell centred on its own level first so a cell missing from a run (or a round) shifts
     nothing; the run's offset is estimated from the cells it has. The series feed ``mean_over_runs``."""
-    logs = [{j: _log_round_medians(rounds) for j, rounds in cell.items()} for cell in cells]
+    logs = [{j: log_round_medians(rounds) for j, rounds in cell.items()} for cell in cells]
     levels = [float(np.mean([m.mean() for m in by_run.values()])) for by_run in logs]
     level = float(np.mean(levels))
     series: list[FloatArray] = []
