@@ -68,10 +68,10 @@ def op_bound(op: str, flops: Iterable[Any], nbytes: Iterable[Any]) -> Bound:
     """Which ceiling limits ``op``: ``OpDef.bound`` for devbench's ops; for another tool's op, ``memory`` when
     the median intensity of its cells (``flops`` over ``nbytes``, per cell) is under
     :data:`MEMORY_BOUND_INTENSITY`, else ``compute``. The throughput chart's unit follows the same rule."""
-    from devbench.ops import OPS
+    from devbench.ops import known_op, op_named
 
-    if op in OPS:
-        return OPS[op].bound
+    if known_op(op):
+        return op_named(op).bound
     intensities = sorted(f / b for f, b in zip(map(_number, flops), map(_number, nbytes), strict=True)
                          if _finite_positive(f, b))
     if not intensities:

@@ -21,7 +21,7 @@ import psutil
 
 from devbench.devices import is_host_device
 from devbench.formatting import format_duration
-from devbench.ops import ITEMSIZE, OPS
+from devbench.ops import ITEMSIZE, known_op, op_named
 from devbench.schema import VisitRecord
 from devbench.spec import Cell, TimingPolicy
 
@@ -59,7 +59,7 @@ def estimated_bytes(cell: Cell) -> float:
     Host-side staging of the inputs (float64 random data, converted on the way) is added for every device,
     since inputs are generated in host memory first.
     """
-    op = OPS[cell.op]
+    op = op_named(cell.op)
     return op.working_set(cell.size, ITEMSIZE[cell.dtype]) + 2.0 * cell.size * cell.size * 8
 
 
@@ -177,7 +177,7 @@ class TimeGuard:
     def predict(self, cell: Cell) -> Prediction | None:
         """Predicted seconds per call of ``cell``, or None when nothing of its series was measured yet."""
         ref = self.reference.get(series_of(cell))
-        op = OPS.get(cell.op)
+        op = op_named(cell.op) if known_op(cell.op) else None
         if ref is None or op is None:
             return None
         size, median = ref

@@ -10,6 +10,12 @@ one expression field per op.
 Nothing here imports a framework at module load, so ``devbench ops`` answers at once; each framework's
 expressions get its module passed in by its backend (:mod:`devbench.backends.tf`, ``.jax``, ``.torch``).
 
+Ops over named dimensions (``m, k, n``) are :class:`ShapedOp` entries of :data:`SHAPED`, bound to one curve
+(one swept dimension) by name; :func:`op_named` is the one lookup of an op by the name a cell carries
+(:mod:`devbench.variants`), and :func:`register` adds a user's op. This module is long because it is the
+registry's data: every built-in op with each framework's expression, one entry per op, so that adding an op
+stays one edit in one place.
+
 FLOPs and bytes are per call, counted the usual way (a multiply-add is 2 FLOPs; bytes = inputs read +
 outputs written once, the minimum traffic, not what caches actually do). They let a result say how fast, in
 GFLOP/s or GB/s, not just how long.
@@ -17,13 +23,15 @@ GFLOP/s or GB/s, not just how long.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from devbench.errors import UsageError
 from devbench.spec import DTYPES
+from devbench.variants import DEFAULT_CACHE, Variant, parse_op_name
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -89,11 +97,15 @@ class OpDef:
     numpy: Callable[..., Any]
     """``numpy(*args, *params)`` in the inputs' dtype: the numpy baseline, and in float64 the reference.
     Returns one array or a tuple of arrays (the leaves, in the framework's output order)."""
-    tf: TFExpression
-    jax: JAXExpression
-    torch: TorchExpression
+    tf: TFExpression | None = None
+    jax: JAXExpression | None = None
+    torch: TorchExpression | None = None
+    """A framework without an expression has no version of the op: its cells are ``unsupported``."""
     needs_float: str = ""
     """Non-empty for ops without integer versions (gradients): names what needs a floating-point dtype."""
+    cache: str = DEFAULT_CACHE
+    """``warm`` or ``cold`` (inputs evicted from the caches before every timed call): from the op's name,
+    :mod:`devbench.variants`."""
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -104,10 +116,87 @@ class OpDef:
         if dtype not in self.dtypes:
             raise UnsupportedCombination(f"{self.needs_float} needs a floating-point dtype, not {dtype}")
 
+    def expression(self, framework: str) -> Any:
+        """The op's expression for ``framework`` (``tf``, ``jax``, ``torch``), or UnsupportedCombination."""
+        found = getattr(self, framework, None)
+        if found is None:
+            raise UnsupportedCombination(f"op {self.name} has no {framework} version")
+        return found
+
     def host_inputs(self, n: int, dtype: str, seed: int) -> HostInputs:
         """The op's input data for a cell: seeded, so every backend computes on the same numbers."""
         self.require_dtype(dtype)
         return self.inputs(n, dtype, np.random.default_rng(seed))
+
+
+Shape = Mapping[str, int]
+"""A cell's dimensions by name (``{"m": 512, "k": 256, "n": 256}``)."""
+
+
+@dataclass(frozen=True)
+class ShapedOp:
+    """An op over named dimensions (``m, k, n``, ``batch, seq``, …), swept along one of them.
+
+    The same fields as :class:`OpDef`, taking a :data:`Shape` where OpDef takes n. :meth:`bind` turns it into
+    the OpDef of one curve (one dimension swept as the cell's ``size``, the others fixed), so that everything
+    downstream of the registry still sees an op of one size; :meth:`square` is the curve with every dimension
+    equal to n (what ``--sizes`` sweeps).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    summary: str
+    flops: Callable[[Shape], float]
+    flops_formula: str
+    bytes: Callable[[Shape, int], float]
+    working_set: Callable[[Shape, int], float]
+    bound: Literal["memory", "compute"]
+    inputs: Callable[[Shape, str, np.random.Generator], HostInputs]
+    numpy: Callable[..., Any]
+    tf: TFExpression | None = None
+    jax: JAXExpression | None = None
+    torch: TorchExpression | None = None
+    needs_float: str = ""
+    shape_means: str = ""
+    """What the dimensions are, for ``devbench ops`` (``m×k @ k×n``)."""
+
+    def bind(self, variant: Variant) -> OpDef:
+        """The OpDef of one curve: ``variant`` names every dimension, one of them swept (``size``)."""
+        if tuple(dim for dim, _ in variant.dims) != self.dims:
+            raise UsageError(f"op {self.name} has the dimensions {','.join(self.dims)} (in that order); "
+                             f"{variant.name!r} names {','.join(dim for dim, _ in variant.dims) or 'none'}")
+        shape_at = variant.shape_at
+        return OpDef(
+            name=variant.without_cache().name,
+            n_means=f"{variant.axis} in {self.shape_means or ','.join(self.dims)} ({variant.curve_label})",
+            summary=self.summary,
+            flops=lambda n: self.flops(shape_at(n)),
+            flops_formula=self.flops_formula,
+            bytes=lambda n, s: self.bytes(shape_at(n), s),
+            working_set=lambda n, s: self.working_set(shape_at(n), s),
+            bound=self.bound,
+            inputs=lambda n, dtype, rng: self.inputs(shape_at(n), dtype, rng),
+            numpy=self.numpy, tf=self.tf, jax=self.jax, torch=self.torch,
+            needs_float=self.needs_float,
+        )
+
+    def square(self) -> OpDef:
+        """The op with every dimension equal to n: the curve ``--sizes`` sweeps, under the op's plain name."""
+        def shape_at(n: int) -> dict[str, int]:
+            return dict.fromkeys(self.dims, n)
+        return OpDef(
+            name=self.name,
+            n_means=f"{self.shape_means or ','.join(self.dims)} with {' = '.join(self.dims)} = n",
+            summary=self.summary,
+            flops=lambda n: self.flops(shape_at(n)),
+            flops_formula=self.flops_formula,
+            bytes=lambda n, s: self.bytes(shape_at(n), s),
+            working_set=lambda n, s: self.working_set(shape_at(n), s),
+            bound=self.bound,
+            inputs=lambda n, dtype, rng: self.inputs(shape_at(n), dtype, rng),
+            numpy=self.numpy, tf=self.tf, jax=self.jax, torch=self.torch,
+            needs_float=self.needs_float,
+        )
 
 
 def leaves_of(output: Any) -> list[np.ndarray]:
@@ -507,6 +596,78 @@ OPS: dict[str, OpDef] = {
 }
 
 DEFAULT_OPS = tuple(OPS)
+
+
+def _matmul_inputs(shape: Shape, dtype: str, rng: np.random.Generator) -> HostInputs:
+    m, k, n = shape["m"], shape["k"], shape["n"]
+    return HostInputs((_random(rng, (m, k), dtype), _random(rng, (k, n), dtype)))
+
+
+SHAPED: dict[str, ShapedOp] = {
+    op.name: op
+    for op in (
+        ShapedOp(
+            name="matmul",
+            dims=("m", "k", "n"),
+            shape_means="m×k @ k×n",
+            summary="tf.linalg.matmul(a, b) of an m×k and a k×n matrix",
+            flops=lambda d: 2.0 * d["m"] * d["k"] * d["n"],
+            flops_formula="2mkn",
+            bytes=lambda d, s: float(d["m"] * d["k"] + d["k"] * d["n"] + d["m"] * d["n"]) * s,
+            working_set=lambda d, s: float(d["m"] * d["k"] + d["k"] * d["n"] + 2 * d["m"] * d["n"]) * s,
+            bound="compute",
+            inputs=_matmul_inputs,
+            numpy=np.matmul,
+            tf=_tf_matmul,
+            jax=_jax_matmul,
+            torch=_torch_matmul,
+        ),
+    )
+}
+"""Ops with named dimensions (``--shape``). An op here under a built-in's name is the same op: its square
+curve (every dimension n) computes what the entry in :data:`OPS` does."""
+
+
+def register(op: OpDef | ShapedOp) -> None:
+    """Add a user's op (from an op file or an installed package) to the registry under its own name.
+
+    A shaped op is also registered square (every dimension n), so ``--sizes`` and ``--shape`` both sweep it.
+    A name already taken by a built-in is refused: results must mean the same thing in every run.
+    """
+    if op.name in OPS or op.name in SHAPED:
+        raise UsageError(f"op {op.name!r} is already defined (built-in or registered twice); give it another name")
+    if isinstance(op, ShapedOp):
+        SHAPED[op.name] = op
+        OPS[op.name] = op.square()
+    else:
+        OPS[op.name] = op
+
+
+def op_named(name: str) -> OpDef:
+    """The op a cell's op name stands for (:mod:`devbench.variants`): the registry's entry, bound to its shape
+    and cache state. The one lookup of an op by name; an unknown op or bad name is a UsageError. Not memoised:
+    tests replace registry entries, and a lookup is a parse and a dict access."""
+    variant = parse_op_name(name)
+    if variant.shaped:
+        shaped = SHAPED.get(variant.base)
+        if shaped is None:
+            known = ", ".join(SHAPED) or "none"
+            raise UsageError(f"op {variant.base!r} has no named dimensions to sweep; ops with them: {known}")
+        op = shaped.bind(variant)
+    elif variant.base in OPS:
+        op = OPS[variant.base]
+    else:
+        raise UsageError(f"unknown op {variant.base!r}; ops are {', '.join(OPS)}")
+    return op if variant.cache == op.cache else replace(op, name=variant.name, cache=variant.cache)
+
+
+def known_op(name: str) -> bool:
+    """Whether ``name`` resolves to an op (a table read from elsewhere may hold ops this registry lacks)."""
+    try:
+        op_named(name)
+    except UsageError:
+        return False
+    return True
 
 
 TOLERANCE = {"float16": 2e-2, "bfloat16": 8e-2, "float32": 1e-4, "float64": 1e-7, "int32": 0.0}

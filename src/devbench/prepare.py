@@ -59,7 +59,7 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
                    ) -> SweepSpec:
     """The sweep spec stored in a run's meta.json, validated like the command line validates it."""
     from devbench.devices import canonical
-    from devbench.ops import OPS
+    from devbench.ops import op_named
 
     where = f"{str(run_dir / META)!r}"
     raw = meta.get("spec")
@@ -68,7 +68,7 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
             raise TypeError(f"'spec' is {type(raw).__name__}, not an object")
         spec = SweepSpec.from_dict(raw)
         for op in spec.ops:
-            choose("op", op, OPS)
+            op_named(op)
         for dtype in spec.dtypes:
             choose("dtype", dtype, DTYPES)
         for mode in spec.modes:

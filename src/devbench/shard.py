@@ -198,12 +198,12 @@ def nominal_estimate(spec: SweepSpec) -> Estimate:
     call limit is infinite here): whether the time guard skips a large cell depends on the machine.
     """
     from devbench.guards import TimeGuard, series_of
-    from devbench.ops import OPS
+    from devbench.ops import known_op, op_named
     from devbench.schema import VisitRecord
 
     guard = TimeGuard(max_call_time=math.inf, policy=spec.policy)
     for cell in spec.cells():
-        op = OPS.get(cell.op)
+        op = op_named(cell.op) if known_op(cell.op) else None
         if op is None or series_of(cell) in guard.reference:
             continue
         # One nominal observation per series at n=1; the guard scales it by the FLOPs ratio to any size.

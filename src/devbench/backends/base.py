@@ -31,7 +31,7 @@ import numpy as np
 from devbench.errors import first_line
 from devbench.frameworks import FRAMEWORKS, Framework, framework_for, is_host
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC
-from devbench.ops import CHECK_SIZE, ITEMSIZE, OPS, TOLERANCE, OpDef, UnsupportedCombination, relative_error
+from devbench.ops import CHECK_SIZE, ITEMSIZE, TOLERANCE, OpDef, UnsupportedCombination, op_named, relative_error
 from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock, Measurement, measure, python_loop
 
@@ -433,7 +433,7 @@ class FrameworkBackend:
         """Compare the op in the cell's mode at n = CHECK_SIZE with its numpy float64 reference, once per key."""
         def check() -> CellFailure | None:
             with self.scope(cell.device):
-                built = self.build(OPS[cell.op], CHECK_SIZE, cell.dtype, seed, cell.device)
+                built = self.build(op_named(cell.op), CHECK_SIZE, cell.dtype, seed, cell.device)
                 output = self.dispatch(built, cell.mode, SCALAR_SYNC, cell.device).call()
                 got = self.host_leaves(output)
             return check_against_reference(got, built.reference(), cell.dtype, who=self.WHO)
@@ -451,7 +451,7 @@ class FrameworkBackend:
         # The device's first op is timed on its own, so that no cold_s (nor the check) pays its initialisation.
         self.initialise(cell.device)
         self.begin(cell)
-        op = OPS[cell.op]
+        op = op_named(cell.op)
         op.require_dtype(cell.dtype)
         self.check_correctness(cell, seed)
         placed: list[str] = []

@@ -79,7 +79,7 @@ def build_jax(op: OpDef, n: int, dtype: str, seed: int, device: Any) -> BuiltOp:
     def reference() -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[host_f64(a) for a in operands]))]
 
-    return BuiltOp(fn=op.jax(jax()), operands=operands, reference=reference)
+    return BuiltOp(fn=op.expression("jax")(jax()), operands=operands, reference=reference)
 
 
 def leaves(output: Any) -> list[Any]:

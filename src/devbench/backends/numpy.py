@@ -30,7 +30,7 @@ from devbench.backends.base import (
     python_loop,
 )
 from devbench.frameworks.base import SCALAR_SYNC, SYNC_MODES
-from devbench.ops import OPS, OpDef, leaves_of
+from devbench.ops import OpDef, leaves_of, op_named
 from devbench.spec import NUMPY_DEVICE, Cell
 
 NUMPY_DTYPES: dict[str, Any] = {"float16": np.float16, "float32": np.float32, "float64": np.float64,
@@ -63,7 +63,7 @@ def build_numpy(op: str, n: int, dtype: str, seed: int) -> NumpyOp:
     """``op`` at size ``n`` in numpy, on the op's seeded inputs; raises UnsupportedCombination where there is none."""
     if dtype not in NUMPY_DTYPES:
         raise UnsupportedCombination(f"numpy has no {dtype} arithmetic")
-    definition = OPS[op]
+    definition = op_named(op)
     inputs = definition.host_inputs(n, dtype, seed)
     return NumpyOp(fn=definition.numpy, args=tuple(_as(a, dtype) for a in inputs.args),
                    params=tuple(_as(p, dtype) for p in inputs.params))

@@ -72,7 +72,7 @@ def build_tf(op: OpDef, n: int, dtype: str, seed: int) -> BuiltOp:
     inputs = op.host_inputs(n, dtype, seed)
     args = tuple(_on_device(a, dtype) for a in inputs.args)
     params = tuple(_on_device(p, dtype) for p in inputs.params)
-    expression = op.tf(tensorflow(), params)
+    expression = op.expression("tf")(tensorflow(), params)
 
     def reference() -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[_host(t) for t in (*args, *params)]))]

@@ -75,7 +75,7 @@ def build_torch(op: OpDef, n: int, dtype: str, seed: int, device: Any) -> BuiltO
     inputs = op.host_inputs(n, dtype, seed)
     args = tuple(to_device(a, dtype, device) for a in inputs.args)
     params = tuple(to_device(p, dtype, device) for p in inputs.params)
-    expression = op.torch(torch(), params)
+    expression = op.expression("torch")(torch(), params)
 
     def reference() -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float64) for o in leaves_of(op.numpy(*[host_f64(t) for t in (*args, *params)]))]
