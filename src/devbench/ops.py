@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from devbench.errors import UsageError
+from devbench.errors import UsageError, did_you_mean
 from devbench.spec import DTYPES
 from devbench.variants import DEFAULT_CACHE, Variant, parse_op_name
 
@@ -657,7 +657,7 @@ def op_named(name: str) -> OpDef:
     elif variant.base in OPS:
         op = OPS[variant.base]
     else:
-        raise UsageError(f"unknown op {variant.base!r}; ops are {', '.join(OPS)}")
+        raise UsageError(f"unknown op {variant.base!r}{did_you_mean(variant.base, OPS)}; allowed: {', '.join(OPS)}")
     return op if variant.cache == op.cache else replace(op, name=variant.name, cache=variant.cache)
 
 
