@@ -126,7 +126,7 @@ def _static_cpuinfo(root: Path) -> bool:
     text = _read(root / "proc" / "cpuinfo")
     if text is None:
         return False  # not Linux: psutil asks the OS itself
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = next((line.split() for line in text.splitlines() if line.startswith("flags")), [])
     return "aperfmperf" not in flags
 
 
