@@ -255,9 +255,17 @@ def _cores_text(cores: Sequence[str]) -> str:
 def host_warnings(check: Mapping[str, Any]) -> list[str]:
     """One line per problem the check found (as pyperf's ``system check``): a governor other than
     ``performance``, turbo/boost on, a core clocked below :data:`BELOW_MAX_REL` of its maximum, a load average
-    at or above the number of cores in use, other busy processes. An unreadable item is not a problem: the
-    readings say why it is unknown."""
+    at or above the number of cores in use, other busy processes; and the clock's state not readable (governor,
+    turbo or frequency, with the first one's reason): then nothing says the clock was fixed, which a reader of
+    the results should know as much as that it was not."""
     out: list[str] = []
+    hidden = [(label, reading["unreadable"]) for label, reading in (
+        (label, check.get(key) or {}) for key, label in (
+            ("governor", "governor"), ("turbo", "turbo/boost"), ("frequency", "frequency")))
+        if isinstance(reading, Mapping) and "unreadable" in reading]
+    if hidden:
+        out.append(f"CPU clock state not readable here ({', '.join(label for label, _ in hidden)}): {hidden[0][1]}; "
+                   "nothing checks that the clock stayed fixed")
     governors = (check.get("governor") or {}).get("value") or {}
     slow = {g for g in governors.values() if g != "performance"}
     if slow:

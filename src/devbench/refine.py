@@ -77,8 +77,8 @@ def refine_run(
     with session:
         assert session.reopened is not None
         prepared.learn(session.reopened.records)
-        for line in prepared.host_warnings():
-            warn(f"host: {line}")
+        for line in prepared.host_warnings():  # about this machine now (stderr, as a sweep's)
+            warn_on_stderr(f"host: {line}")
         changes = machine_changes(session.meta.get("machine") or {}, prepared.machine or {})
         if changes:
             what = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())

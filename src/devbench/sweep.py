@@ -84,8 +84,8 @@ def run_plan(
     prepared = prepare_machine(plan.settings, time_guard=plan.time_guard, backend=backend, memory_guard=guard)
     machine = prepared.machine
     assert machine is not None
-    for line in prepared.host_warnings():  # before the first visit; never fails the sweep
-        warn(f"host: {line}")
+    for line in prepared.host_warnings():  # before the first visit, never failing it; stderr whatever ``warn``
+        warn_on_stderr(f"host: {line}")  # is: they are about this machine now, not about the run's files
     spec = plan.spec
     if plan.meta is None:
         extra: dict[str, Any] = {**prepared.meta_fields(), "processes": plan.processes}
