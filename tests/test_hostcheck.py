@@ -183,6 +183,12 @@ def test_a_vm_without_cpufreq_says_why_nothing_is_readable(tmp_path: Path) -> No
     assert math.isnan(cpu_mhz([0, 1], root=root, psutil=FakePsutil(freqs=[Freq(2596.13)])))
 
 
+def test_the_per_visit_sample_is_the_mean_current_frequency_of_the_cores_in_use(tmp_path: Path) -> None:
+    root = fake_sys(tmp_path, {0: ("performance", 2_000_000, 3_500_000), 1: ("performance", 3_000_000, 3_500_000),
+                               2: ("performance", 900_000, 3_500_000)})
+    assert cpu_mhz([0, 1], root=root, psutil=FakePsutil()) == pytest.approx(2500.0)  # core 2 is not in use
+
+
 def test_psutil_frequency_counts_where_it_is_live(tmp_path: Path) -> None:
     live = fake_sys(tmp_path / "live", {}, cpuinfo_flags="fpu aperfmperf")
     psutil = FakePsutil(freqs=[Freq(1800.0, max=3600.0), Freq(2200.0, max=3600.0)])
@@ -306,6 +312,25 @@ def test_prepare_checks_the_host_only_where_it_fingerprints(tmp_path: Path) -> N
     assert worker.host_check is None
     assert "host_check" not in worker.meta_fields()
     assert len(made) == 1
+
+
+def test_a_sweep_stores_its_check_and_a_resume_its_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real check of this machine through the sweep's own process (structure only), its warnings on
+    stderr whatever ``warn`` a resume is given."""
+    from devbench.sweep import execute, resume
+
+    spec = replace(SPEC, devices=("numpy:CPU",), rounds=1)
+    run = execute(spec, tmp_path / "run", backend=FakeBackend(), guard=lambda cell: None, calibrate=False)
+    first = run.meta["host_check"]
+    assert {"cores", "governor", "turbo", "frequency", "load", "processes", "warnings"} <= set(first)
+    seen: list[str] = []
+    resumed = resume(tmp_path / "run", backend=FakeBackend(), guard=lambda cell: None, warn=seen.append)
+    [entry] = resumed.meta["resumed"]
+    assert set(entry["host_check"]) == set(first)
+    assert entry["host_check"]["at"] >= first["at"]
+    assert seen == []
+    err = capsys.readouterr().err
+    assert all(f"devbench: warning: host: {w}" in err for w in entry["host_check"]["warnings"])
 
 
 def moved_run(tmp_path: Path) -> Run:

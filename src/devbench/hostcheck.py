@@ -130,12 +130,13 @@ def _static_cpuinfo(root: Path) -> bool:
     return "aperfmperf" not in flags
 
 
-def _frequency(root: Path, cores: Sequence[int], psutil: Any) -> _Reading:
-    """Current and maximum MHz per core in use: /sys cpufreq (``scaling_cur_freq``, ``cpuinfo_max_freq``), else
-    psutil's ``cpu_freq(percpu=True)`` where its numbers are live."""
+def _frequency(root: Path, cores: Sequence[int], psutil: Any, *, with_max: bool = True) -> _Reading:
+    """Current and maximum MHz per core in use: /sys cpufreq (``scaling_cur_freq``, ``cpuinfo_max_freq``; the
+    maximum only ``with_max``), else psutil's ``cpu_freq(percpu=True)`` where its numbers are live."""
     if _no_cpufreq(root, cores) is None:
         per_core = {str(c): {"current_mhz": _khz(root / _CPU / f"cpu{c}" / "cpufreq" / "scaling_cur_freq"),
-                             "max_mhz": _khz(root / _CPU / f"cpu{c}" / "cpufreq" / "cpuinfo_max_freq")}
+                             "max_mhz": _khz(root / _CPU / f"cpu{c}" / "cpufreq" / "cpuinfo_max_freq")
+                             if with_max else None}
                     for c in cores}
         if any(v["current_mhz"] is not None for v in per_core.values()):
             return {"value": per_core, "source": f"/{_CPU}/cpu*/cpufreq"}
@@ -340,7 +341,8 @@ def host_facts(check: Mapping[str, Any]) -> list[tuple[str, str]]:
 def cpu_mhz(cores: Sequence[int] | None = None, *, root: Path = Path("/"), psutil: Any | None = None) -> float:
     """The mean current frequency (MHz) of ``cores`` (default: those in use) now; NaN where it cannot be read
     live (see :func:`_frequency`)."""
-    reading = _frequency(Path(root), list(cores) if cores is not None else cores_in_use(), _psutil(psutil))
+    reading = _frequency(Path(root), list(cores) if cores is not None else cores_in_use(), _psutil(psutil),
+                         with_max=False)
     values = [v["current_mhz"] for v in (reading.get("value") or {}).values() if v.get("current_mhz")]
     return sum(values) / len(values) if values else math.nan
 
