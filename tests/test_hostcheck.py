@@ -183,10 +183,11 @@ def test_a_vm_without_cpufreq_says_why_nothing_is_readable(tmp_path: Path) -> No
     assert math.isnan(cpu_mhz([0, 1], root=root, psutil=FakePsutil(freqs=[Freq(2596.13)])))
 
 
-def test_the_per_visit_sample_is_the_mean_current_frequency_of_the_cores_in_use(tmp_path: Path) -> None:
+def test_the_per_visit_sample_is_the_highest_current_frequency_of_the_cores_in_use(tmp_path: Path) -> None:
     root = fake_sys(tmp_path, {0: ("performance", 2_000_000, 3_500_000), 1: ("performance", 3_000_000, 3_500_000),
                                2: ("performance", 900_000, 3_500_000)})
-    assert cpu_mhz([0, 1], root=root, psutil=FakePsutil()) == pytest.approx(2500.0)  # core 2 is not in use
+    assert cpu_mhz([0, 2], root=root, psutil=FakePsutil()) == pytest.approx(2000.0)  # idle core 2 does not count
+    assert cpu_mhz([2], root=root, psutil=FakePsutil()) == pytest.approx(900.0)  # core 1 is not in use
 
 
 def test_psutil_frequency_counts_where_it_is_live(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_psutil_frequency_counts_where_it_is_live(tmp_path: Path) -> None:
     check = probe(live, psutil)
     assert check["frequency"]["source"] == "psutil.cpu_freq(percpu=True)"
     assert check["frequency"]["value"]["0"] == {"current_mhz": 1800.0, "max_mhz": 3600.0}
-    assert cpu_mhz([0, 1], root=live, psutil=psutil) == pytest.approx(2000.0)
+    assert cpu_mhz([0, 1], root=live, psutil=psutil) == pytest.approx(2200.0)
     # no /sys at all (not Linux): psutil asks the OS, and its numbers are used
     elsewhere = probe(tmp_path / "nowhere", FakePsutil(freqs=[Freq(2400.0)]), cores=[0])
     assert "not Linux" in elsewhere["governor"]["unreadable"]

@@ -13,7 +13,7 @@ the sweep's own process (devbench.prepare.prepare_machine, not in ``--processes`
 - :func:`host_warnings` gives one line per problem; the sweep prints them on stderr and never fails for them.
   The whole check is ``meta.json["host_check"]`` (a resume records its own in its ``resumed`` entry) and the
   reports' "Host" section (:func:`host_facts`).
-- :func:`cpu_mhz` samples the mean current frequency of the cores in use; devbench.runner takes it at each
+- :func:`cpu_mhz` samples the highest current frequency among the cores in use; devbench.runner takes it at each
   visit's start and end, outside the timed blocks, and :func:`visit_clock` flags a visit whose frequency moved
   by more than :data:`MOVED_REL`. A frequency that cannot be read live is NaN and flags nothing.
 
@@ -339,12 +339,14 @@ def host_facts(check: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def cpu_mhz(cores: Sequence[int] | None = None, *, root: Path = Path("/"), psutil: Any | None = None) -> float:
-    """The mean current frequency (MHz) of ``cores`` (default: those in use) now; NaN where it cannot be read
-    live (see :func:`_frequency`)."""
+    """The highest current frequency (MHz) among ``cores`` (default: those in use) now; NaN where it cannot be
+    read live (see :func:`_frequency`). The highest, not the mean: it is the clock of the core doing the work
+    (the sampling thread runs, so at least one core is awake), and idle cores that fall asleep or wake up
+    between two samples do not move it; a clock held down for heat or power, or a turbo that ends, does."""
     reading = _frequency(Path(root), list(cores) if cores is not None else cores_in_use(), _psutil(psutil),
                          with_max=False)
     values = [v["current_mhz"] for v in (reading.get("value") or {}).values() if v.get("current_mhz")]
-    return sum(values) / len(values) if values else math.nan
+    return max(values) if values else math.nan
 
 
 @functools.lru_cache(maxsize=1)

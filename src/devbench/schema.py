@@ -113,10 +113,10 @@ TELEMETRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(GpuTelemetry))
 
 @dataclass
 class HostClock:
-    """The host CPU's clock around a visit (devbench.hostcheck), the one declaration of these columns: the mean
-    current frequency of the cores in use at the visit's start and end, outside the timed blocks. NaN where the
-    frequency cannot be read live (meta.json ``host_check`` says why); columns added in schema version 2's
-    lifetime (older lines and tables read with the defaults)."""
+    """The host CPU's clock around a visit (devbench.hostcheck), the one declaration of these columns: the
+    highest current frequency among the cores in use at the visit's start and end, outside the timed blocks.
+    NaN where the frequency cannot be read live (meta.json ``host_check`` says why); columns added in schema
+    version 2's lifetime (older lines and tables read with the defaults)."""
 
     cpu_mhz_start: float = math.nan
     """CPU frequency (MHz) at the start of the (first) visit."""
