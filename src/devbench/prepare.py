@@ -13,6 +13,9 @@ guard, no cell budget), the same drift devbench.session ended for the writing si
    measured op: TensorFlow reads its flag when it builds a kernel.
 3. **Discovery and fingerprint**: the run's devices must exist here (a UsageError otherwise, not a column of
    error rows), and the fingerprint lists the devices of every framework the run uses.
+   With them, the **host check** (devbench.hostcheck: governor, turbo, CPU frequency, load, other busy
+   processes, measured over a window that spans steps 1-3): ``meta.json["host_check"]``, its warnings printed
+   by the caller; a worker skips it with the fingerprint (its parent checked the host).
 4. **Guards**: the memory guard (free memory, asked as each cell comes), then the time guard
    (``--max-call-time``; made before anything is imported by :func:`time_guard_for`, because the plan line
    and the progress estimate use it, and taught the run's log).
@@ -35,6 +38,7 @@ from typing import Any
 from devbench.backends.base import Backend
 from devbench.errors import UsageError, choose
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
+from devbench.hostcheck import HostProbe
 from devbench.runner import CellResult, run_visits
 from devbench.schema import VisitRecord
 from devbench.spec import DTYPES, MODES, SYNC_MODES, Cell, SweepSpec, TimingPolicy, Visit
@@ -154,6 +158,12 @@ class Prepared:
     """The machine fingerprint; None where it was not asked for (a worker: its parent's is the run's)."""
     gpu: dict[str, Any] | None = None
     """The GPUs as NVML sees them (devbench.telemetry.gpu_fingerprint), with the fingerprint."""
+    host_check: dict[str, Any] | None = None
+    """The host's clocks, load and busy processes (devbench.hostcheck), with the fingerprint."""
+
+    def host_warnings(self) -> list[str]:
+        """One line per problem the host check found (none without a check)."""
+        return list((self.host_check or {}).get("warnings") or [])
 
     @property
     def guard(self) -> Guard:
@@ -191,7 +201,8 @@ class Prepared:
     def meta_fields(self) -> dict[str, Any]:
         """The preparation's part of a new run's meta.json (what a resume, worker and refine read back)."""
         return {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
-                "tf32": self.tf32, "gpu": self.gpu, "init": self.init}
+                "tf32": self.tf32, "gpu": self.gpu, "init": self.init,
+                **({"host_check": self.host_check} if self.host_check is not None else {})}
 
     def measure(self, visits: Sequence[Visit], run_id: str, *, on_result: Callable[[CellResult], None],
                 on_start: Callable[[Cell], None] | None = None, done: Collection[tuple[Any, ...]] = (),
@@ -205,7 +216,8 @@ class Prepared:
 
 
 def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = None, backend: Backend | None = None,
-                    memory_guard: Guard | None = None, fingerprint: bool = True) -> Prepared:
+                    memory_guard: Guard | None = None, fingerprint: bool = True,
+                    host_probe: Callable[[], HostProbe] = HostProbe) -> Prepared:
     """Prepare this process to measure the run ``settings`` describe, in the order of the module docstring.
 
     ``time_guard``: the run's (:func:`time_guard_for` of the settings; a plan passes the one its estimate
@@ -213,9 +225,11 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
     devices initialised here); a test's fake is used as it is, with nothing initialised and a host-only
     fingerprint. ``memory_guard``: default :class:`devbench.guards.MemoryGuard`. ``fingerprint``: discover
     the devices, check the run's are here (UsageError) and fingerprint the machine; a worker process asks
-    for False (its parent has done it for the run), so it does steps 1, 2, 4 and 5 only.
+    for False (its parent has done it for the run), so it does steps 1, 2, 4 and 5 only. ``host_probe``
+    starts the host check (a test passes one over a fake /sys and psutil).
     """
     spec = settings.spec
+    probe = host_probe() if fingerprint else None  # its window spans the device initialisation
     init: dict[str, Any] | None = None
     if backend is None:
         from devbench.backends import default_backend, initialise
@@ -240,6 +254,7 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
         else:
             machine = machine_fingerprint()
         gpu = telemetry.gpu_fingerprint()
+    host_check = probe.finish() if probe is not None else None
     if time_guard is None:  # 4.
         time_guard = settings.time_guard()
     elif time_guard.max_call_time != settings.max_call_time:
@@ -247,4 +262,4 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
                          f"{settings.max_call_time!r}")
     return Prepared(spec=spec, backend=backend, tf32_setting=settings.tf32, tf32=tf32,
                     memory_guard=memory_guard if memory_guard is not None else MemoryGuard(),
-                    time_guard=time_guard, init=init, machine=machine, gpu=gpu)
+                    time_guard=time_guard, init=init, machine=machine, gpu=gpu, host_check=host_check)

@@ -77,6 +77,8 @@ def refine_run(
     with session:
         assert session.reopened is not None
         prepared.learn(session.reopened.records)
+        for line in prepared.host_warnings():  # about this machine now (stderr, as a sweep's)
+            warn_on_stderr(f"host: {line}")
         changes = machine_changes(session.meta.get("machine") or {}, prepared.machine or {})
         if changes:
             what = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
@@ -121,6 +123,7 @@ def refine_run(
             "skipped": [crossing.describe() for crossing in outcome.skipped],
             "init": prepared.init,
             "tf32": prepared.tf32,
+            "host_check": prepared.host_check,
             "machine_changes": changes,
         }
         if changes:

@@ -133,6 +133,19 @@ def _state_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
+def _host_section(run: Run) -> list[str]:
+    """The host's clocks before the sweep (and each resume or refinement), their warnings, and what the
+    per-visit frequency samples showed (devbench.hostcheck)."""
+    from devbench.hostcheck import NO_CHECK, checks_of, clock_summary, host_facts
+
+    out = ["## Host", ""]
+    checks = checks_of(run.meta)
+    for title, check in checks:
+        warnings = [f"- ⚠ {md_cell(w)}" for w in check.get("warnings") or []]
+        out += [f"Checked {title}:", "", *md_facts(host_facts(check)), *(warnings or ["- no warnings"]), ""]
+    return [*out, *([] if checks else [NO_CHECK, ""]), clock_summary(run.results), ""]
+
+
 def _run_section(run: Run) -> list[str]:
     meta = run.meta
     out = ["## Run", ""]
@@ -259,6 +272,12 @@ def _warnings_section(run: Run) -> list[str]:
                      f"{ABOVE_PEAK_NOTE}"
                      for r in records(results[ok & results["above_peak"].fillna(False).astype(bool)])]
             body += _listing("Above the calibrated ceiling", above)
+        if "cpu_freq_moved" in results.columns:
+            from devbench.hostcheck import MOVED_REL, moved_detail
+
+            moved = [f"- {_cell_name(r)}: {moved_detail(r)}"
+                     for r in records(results[ok & results["cpu_freq_moved"].fillna(False).astype(bool)])]
+            body += _listing(f"CPU frequency moved over {format_percent(MOVED_REL)} within a visit", moved)
         for status, title in FAILED_STATUSES:
             failed = results[results["status"].astype(str) == status]
             body += _listing(
@@ -330,6 +349,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines = [f"# devbench report: {title}", ""]
     lines += _run_section(run)
     lines += _machine_section(run.meta)
+    lines += _host_section(run)
     lines += _crossover_section(run.results, run.samples)
     lines += _winner_section(run.results)
     lines += _fidelity_sections(run)

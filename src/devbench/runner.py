@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from devbench import telemetry
+from devbench import hostcheck, telemetry
 from devbench.backends.base import Backend, Outcome
 from devbench.formatting import utc_now
 from devbench.schema import VisitRecord, with_derived
@@ -95,21 +95,25 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
 
 
 def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,
-             guard: Callable[[Cell], str | None] | None = None, round_: int = 1) -> CellResult:
+             guard: Callable[[Cell], str | None] | None = None, round_: int = 1,
+             cpu_clock: Callable[[], float] = hostcheck.current_cpu_mhz) -> CellResult:
     """Measure one visit of a cell; any exception becomes a status row (KeyboardInterrupt and SystemExit
     propagate).
 
     ``guard`` may veto the cell before anything is allocated: its reason makes the row ``skipped``. Only the
     first visit's cold call is the cell's ``cold_s``: a later visit's first call finds kernels loaded and
-    functions traced, so it is not a cold call (it is part of that visit's warm-up).
+    functions traced, so it is not a cold call (it is part of that visit's warm-up). ``cpu_clock`` samples
+    the CPU frequency (MHz, NaN where it cannot be read) at the visit's start and end, as the GPU telemetry.
     """
     reason = guard(cell) if guard is not None else None
     if reason is not None:
         return CellResult(status_record(run_id, cell, "skipped", reason), round=round_)
     gpu = telemetry.nvml_index(cell.device)
     start = telemetry.snapshot(gpu) if gpu is not None else None  # outside the timed blocks
+    mhz_start = cpu_clock()
     try:
         outcome = backend.run_cell(cell, policy, seed)
+        mhz_end = cpu_clock()
         end = telemetry.snapshot(gpu) if gpu is not None else None
     except Exception as exc:
         status, reason = backend.classify(exc)
@@ -122,6 +126,7 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
         record.cold_s = math.nan
     if start is not None and end is not None:
         record = replace(record, **asdict(telemetry.visit_telemetry(start, end)))
+    record = replace(record, **asdict(hostcheck.visit_clock(mhz_start, mhz_end)))
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 
@@ -146,6 +151,7 @@ def run_visits(
     guard: Callable[[Cell], str | None] | None = None,
     cell_budget: float | None = None,
     new_process: bool = False,
+    cpu_clock: Callable[[], float] = hostcheck.current_cpu_mhz,
 ) -> list[CellResult]:
     """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
     one visit: :meth:`TimingPolicy.per_visit`).
@@ -162,7 +168,7 @@ def run_visits(
     :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) and more than
     :data:`VISITED_ONCE_MIN_S` is settled too: its record is ``visited_once`` and its reason says why. Making
     its inputs and its calls costs more than the budget, so every further visit would multiply the sweep's time
-    (a 1×4096×4096×16 conv2d's inputs take seconds to make).
+    (a 1×4096×4096×16 conv2d's inputs take seconds to make). ``cpu_clock``: see :func:`run_cell`.
     """
     results: list[CellResult] = []
     stopped = set(settled)
@@ -176,7 +182,8 @@ def run_visits(
         cold_here = visit.round == 1 or (new_process and cell.key() not in ran_here)
         visit_policy = policy if cold_here else policy.later_visit()
         started = time.monotonic()
-        result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round)
+        result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round,
+                          cpu_clock=cpu_clock)
         took = time.monotonic() - started
         ran_here.add(cell.key())
         if result.record.status != "ok":

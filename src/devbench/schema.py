@@ -112,6 +112,30 @@ TELEMETRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(GpuTelemetry))
 
 
 @dataclass
+class HostClock:
+    """The host CPU's clock around a visit (devbench.hostcheck), the one declaration of these columns: the
+    highest current frequency among the cores in use at the visit's start and end, outside the timed blocks.
+    NaN where the frequency cannot be read live (meta.json ``host_check`` says why); columns added in schema
+    version 2's lifetime (older lines and tables read with the defaults)."""
+
+    cpu_mhz_start: float = math.nan
+    """CPU frequency (MHz) at the start of the (first) visit."""
+    cpu_mhz_end: float = math.nan
+    """CPU frequency (MHz) at the end of the (last) visit."""
+    cpu_freq_moved: bool = False
+    """Some visit's frequency moved by more than 10 % between its start and end (devbench.hostcheck.visit_clock)."""
+
+
+@dataclass
+class _HostClockRow(HostClock):
+    cpu_freq_moved_visits: int = 0
+    """How many of the cell's visits had ``cpu_freq_moved``."""
+
+
+HOST_CLOCK_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(_HostClockRow))
+
+
+@dataclass
 class _VisitOnly(_Measured):
     visited_once: bool = False
     """This first visit took far more than the cell's budget, so the cell is not visited again
@@ -119,7 +143,7 @@ class _VisitOnly(_Measured):
 
 
 @dataclass
-class VisitRecord(GpuTelemetry, _VisitOnly):
+class VisitRecord(HostClock, GpuTelemetry, _VisitOnly):
     """What one visit of a cell measured: the ``record`` of one cells.jsonl line (statistics over this visit's
     samples). The results table pools a cell's visits into a :class:`CellRow` (devbench.visits.cell_row)."""
 
@@ -141,7 +165,7 @@ class _RowOnly(_Measured):
 
 
 @dataclass
-class CellRow(GpuTelemetry, _RowOnly):
+class CellRow(_HostClockRow, GpuTelemetry, _RowOnly):
     """One row of results.parquet / results.csv: a cell pooled over its visits (devbench.visits.cell_row)."""
 
 

@@ -84,6 +84,8 @@ def run_plan(
     prepared = prepare_machine(plan.settings, time_guard=plan.time_guard, backend=backend, memory_guard=guard)
     machine = prepared.machine
     assert machine is not None
+    for line in prepared.host_warnings():  # before the first visit, never failing it; stderr whatever ``warn``
+        warn_on_stderr(f"host: {line}")  # is: they are about this machine now, not about the run's files
     spec = plan.spec
     if plan.meta is None:
         extra: dict[str, Any] = {**prepared.meta_fields(), "processes": plan.processes}
@@ -99,7 +101,8 @@ def run_plan(
     try:
         with session:
             if plan.meta is not None:
-                _record_resume(session, plan, machine, argv, warn, init=prepared.init)
+                _record_resume(session, plan, machine, argv, warn, init=prepared.init,
+                               host_check=prepared.host_check)
                 prepared.learn(session.reopened.records if session.reopened else [])
             if "calibration" not in session.meta:
                 session.update_meta(calibration=calibrator(spec) if calibrator is not None else None)
@@ -124,7 +127,8 @@ def run_plan(
 
 
 def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], argv: Sequence[str],
-                   warn: Callable[[str], None], *, init: dict[str, Any] | None) -> None:
+                   warn: Callable[[str], None], *, init: dict[str, Any] | None,
+                   host_check: dict[str, Any] | None = None) -> None:
     """Warn about what the reopened log held and whether the machine changed; add a ``resumed`` entry."""
     reopened = session.reopened
     assert reopened is not None
@@ -151,6 +155,7 @@ def _record_resume(session: RunSession, plan: Plan, machine: dict[str, Any], arg
         "ignored_lines": len(other),
         "machine_changes": changes,
         "init": init,
+        "host_check": host_check,
     }
     if changes:
         entry["machine"] = machine

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from devbench.schema import IDENTITY, CellRow, GpuTelemetry, VisitRecord
+from devbench.schema import IDENTITY, CellRow, GpuTelemetry, HostClock, VisitRecord
 from devbench.stats import summarize_rounds
 
 _SHARED = tuple(f.name for f in fields(CellRow) if f.name in {g.name for g in fields(VisitRecord)})
@@ -87,9 +87,11 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> CellRow:
         finished_at=ok[-1].record.finished_at,
         cold_s=first.cold_s,
         **asdict(pooled_telemetry([v.record for v in ok])),
+        **asdict(pooled_clock([v.record for v in ok])),
     )
     return CellRow(
         **shared,
+        cpu_freq_moved_visits=sum(v.record.cpu_freq_moved for v in ok),
         ci_reason=summary.ci_reason,
         n_rounds=summary.n_rounds,
         between_round_rel=summary.between_round_rel,
@@ -110,6 +112,13 @@ def pooled_telemetry(records: Sequence[GpuTelemetry]) -> GpuTelemetry:
     reasons = [r for record in records for r in record.throttle_reasons.split(",") if r]
     return GpuTelemetry(**values, throttle_reasons=",".join(dict.fromkeys(reasons)),
                         throttled=any(record.throttled for record in records))
+
+
+def pooled_clock(records: Sequence[HostClock]) -> HostClock:
+    """The CPU clock over a cell's visits: the frequency at the start of the first and the end of the last, and
+    ``cpu_freq_moved`` if any visit's moved (devbench.hostcheck.visit_clock)."""
+    return HostClock(cpu_mhz_start=records[0].cpu_mhz_start, cpu_mhz_end=records[-1].cpu_mhz_end,
+                     cpu_freq_moved=any(record.cpu_freq_moved for record in records))
 
 
 def sample_rows(row: CellRow, visits: Sequence[LoggedVisit]) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from devbench.analysis import (
     winners,
 )
 from devbench.crossover import CROSSOVER_EXPLANATION
-from devbench.formatting import format_time
+from devbench.formatting import format_percent, format_time
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
 from devbench.plots.common import device_colours, machine_line, series_cells
@@ -227,6 +227,12 @@ def _warning_rows(results: pd.DataFrame) -> list[tuple[str, list[list[str]], str
         throttled = results["throttled"].fillna(False).astype(bool)
         out.append(("Throttled cells (the clock dropped while measuring)",
                     [[*_cell(r), str(r["reason"]) or "–"] for r in records(results[ok & throttled])], "reason"))
+    if "cpu_freq_moved" in results.columns:
+        from devbench.hostcheck import MOVED_REL, moved_detail
+
+        moved = results["cpu_freq_moved"].fillna(False).astype(bool)
+        out.append((f"CPU frequency moved over {format_percent(MOVED_REL)} within a visit",
+                    [[*_cell(r), moved_detail(r)] for r in records(results[ok & moved])], "CPU frequency"))
     if "above_peak" in results.columns:
         from devbench.ceilings import ABOVE_PEAK_NOTE
 
@@ -287,6 +293,23 @@ def _machine_section(meta: Mapping[str, Any]) -> str:
         "Machine fingerprint (meta.json)", ["field", "value"], rows) + "</section>"
 
 
+def _host_section(run: Run) -> str:
+    """The host's clocks before the sweep (and each resume or refinement), their warnings, and what the
+    per-visit frequency samples showed (devbench.hostcheck; report.md shows the same)."""
+    from devbench.hostcheck import NO_CHECK, checks_of, clock_summary, host_facts
+
+    out = '<section id="host" aria-labelledby="host-h"><h2 id="host-h">Host</h2>'
+    checks = checks_of(run.meta)
+    for title, check in checks:
+        warnings = check.get("warnings") or []
+        out += f"<h3>Checked {esc(title)}</h3>" + facts(host_facts(check))
+        out += ("<ul>" + "".join(f'<li class="warn">{esc(w)}</li>' for w in warnings) + "</ul>" if warnings
+                else "<p>No warnings.</p>")
+    if not checks:
+        out += f"<p>{esc(NO_CHECK)}</p>"
+    return out + f"<p>{esc(clock_summary(run.results))}</p></section>"
+
+
 def _calibration_section(meta: Mapping[str, Any], results: pd.DataFrame) -> str:
     """The calibrated ceilings (what pct_of_peak is measured against, or why there is none) and the run's best
     rates (what pct_of_best is measured against), per device and dtype (devbench.ceilings.ceilings_frame)."""
@@ -335,7 +358,7 @@ def render_html_report(
     title = _title(run)
     nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
-                 ("warnings", "Warnings"), ("machine", "Machine"), ("calibration", "Calibration")]
+                 ("warnings", "Warnings"), ("machine", "Machine"), ("host", "Host"), ("calibration", "Calibration")]
     nav = '<nav aria-label="Contents"><ul>' + "".join(
         f'<li><a href="#{esc(ident)}">{esc(label)}</a></li>' for ident, label in nav_items) + "</ul></nav>"
     body = [
@@ -354,6 +377,7 @@ def render_html_report(
         "</section>",
         _warnings_section(run),
         _machine_section(run.meta),
+        _host_section(run),
         _calibration_section(run.meta, results),
         "</main>",
     ]
