@@ -16,6 +16,7 @@ from typing import Any
 
 from devbench import telemetry
 from devbench.backends.base import Backend, Outcome
+from devbench.energy import EnergyProbe
 from devbench.formatting import utc_now
 from devbench.schema import VisitRecord, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
@@ -95,21 +96,25 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
 
 
 def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,
-             guard: Callable[[Cell], str | None] | None = None, round_: int = 1) -> CellResult:
+             guard: Callable[[Cell], str | None] | None = None, round_: int = 1,
+             energy: EnergyProbe | None = None) -> CellResult:
     """Measure one visit of a cell; any exception becomes a status row (KeyboardInterrupt and SystemExit
     propagate).
 
     ``guard`` may veto the cell before anything is allocated: its reason makes the row ``skipped``. Only the
     first visit's cold call is the cell's ``cold_s``: a later visit's first call finds kernels loaded and
-    functions traced, so it is not a cold call (it is part of that visit's warm-up).
+    functions traced, so it is not a cold call (it is part of that visit's warm-up). ``energy``: measure
+    joules per call where the device has a meter (devbench.energy), else record why not.
     """
     reason = guard(cell) if guard is not None else None
     if reason is not None:
         return CellResult(status_record(run_id, cell, "skipped", reason), round=round_)
     gpu = telemetry.nvml_index(cell.device)
     start = telemetry.snapshot(gpu) if gpu is not None else None  # outside the timed blocks
+    no_energy = energy.reason_for(cell.device) if energy is not None else ""
+    with_energy = {"energy": energy} if energy is not None and not no_energy else {}
     try:
-        outcome = backend.run_cell(cell, policy, seed)
+        outcome = backend.run_cell(cell, policy, seed, **with_energy)
         end = telemetry.snapshot(gpu) if gpu is not None else None
     except Exception as exc:
         status, reason = backend.classify(exc)
@@ -122,6 +127,10 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
         record.cold_s = math.nan
     if start is not None and end is not None:
         record = replace(record, **asdict(telemetry.visit_telemetry(start, end)))
+    joules = getattr(outcome, "energy", None)
+    if joules is not None:
+        record = replace(record, **asdict(joules))
+    record.energy_reason = record.energy_reason or no_energy
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 
@@ -146,6 +155,7 @@ def run_visits(
     guard: Callable[[Cell], str | None] | None = None,
     cell_budget: float | None = None,
     new_process: bool = False,
+    energy: EnergyProbe | None = None,
 ) -> list[CellResult]:
     """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
     one visit: :meth:`TimingPolicy.per_visit`).
@@ -162,7 +172,7 @@ def run_visits(
     :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) and more than
     :data:`VISITED_ONCE_MIN_S` is settled too: its record is ``visited_once`` and its reason says why. Making
     its inputs and its calls costs more than the budget, so every further visit would multiply the sweep's time
-    (a 1×4096×4096×16 conv2d's inputs take seconds to make).
+    (a 1×4096×4096×16 conv2d's inputs take seconds to make). ``energy``: see :func:`run_cell`.
     """
     results: list[CellResult] = []
     stopped = set(settled)
@@ -176,7 +186,8 @@ def run_visits(
         cold_here = visit.round == 1 or (new_process and cell.key() not in ran_here)
         visit_policy = policy if cold_here else policy.later_visit()
         started = time.monotonic()
-        result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round)
+        result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round,
+                          energy=energy)
         took = time.monotonic() - started
         ran_here.add(cell.key())
         if result.record.status != "ok":
