@@ -346,3 +346,21 @@ def test_reports_show_the_meters_the_joules_and_the_energy_crossover() -> None:
     assert "not measured (--energy off)" in render_report(Run(path=None, meta={"energy": {"setting": "off"}},
                                                                 results=results.iloc[0:0],
                                                                 samples=pd.DataFrame()), Path("."))
+
+
+def test_the_setting_and_idle_power_come_back_from_meta_for_a_resume_and_the_workers(tmp_path: Path) -> None:
+    from devbench.prepare import RunSettings
+    from devbench.spec import SweepSpec
+
+    spec = SweepSpec(ops=("add",), sizes=(16,), dtypes=("float32",), devices=(NUMPY_DEVICE,))
+    meta: dict[str, Any] = {"spec": spec.to_dict(), "energy": {"setting": "auto", "meters": {
+        "rapl:package-0": {"update_interval_s": 0.001, "idle_w": 12.5, "devices": [NUMPY_DEVICE]}}}}
+    settings = RunSettings.from_meta(meta, tmp_path)
+    assert settings.energy == "auto"
+    assert dict(settings.idle_w) == {"rapl:package-0": 12.5}
+    del meta["energy"]  # a run from before --energy resumes without it
+    assert RunSettings.from_meta(meta, tmp_path).energy == "off"
+    from devbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="--energy 'sometimes' is not one of auto, off"):
+        RunSettings(spec=spec, energy="sometimes")

@@ -18,9 +18,11 @@ measured once per meter per run (in the sweep's own process, kept in meta.json `
 the workers) and subtracted, so ``joules_per_call`` is what the op adds over an idle machine. Each block is
 cut into :data:`WINDOWS` windows, synchronised at each cut, and checked: NVML's power samples at the cuts,
 integrated, against the counter; for RAPL (which has no separate power reading) the power of the block's
-first half against its second. A difference over :data:`DISAGREE_REL` is flagged (``energy_disagrees``,
-and ``energy_reason`` says by how much). The interval is a t interval over the blocks of a visit, and over
-the rounds for a cell of three or more rounds (devbench.visits.pooled_energy).
+first half against its second. A median difference over the blocks above :data:`DISAGREE_REL` is flagged
+(``energy_disagrees``, and ``energy_reason`` says by how much): the median, because NVML's power reading
+averages over up to a second on recent GPUs, so the first block's samples lag the work. The interval is a t
+interval over the blocks of a visit, and over the rounds for a cell of three or more rounds
+(devbench.visits.pooled_energy).
 
 **Energy crossovers** (:func:`energy_crossover_frame`) reuse devbench.crossover on the joules (the cells' own
 intervals stand in for the paired rounds): "the GPU costs fewer joules above n≈…", decisive only where the
@@ -359,13 +361,14 @@ class EnergyProbe:
 
         measured = [self._block(meter, run, calls, idle_w) for _ in range(blocks)]
         mean, low, high = interval_over([b.joules_per_call for b in measured], meter.resolution_j / calls)
+        # The median over the blocks: NVML's power reading is an average over up to a second on recent GPUs,
+        # so the first block's samples lag behind the work; a real disagreement shows in every block.
         checked = [b for b in measured if math.isfinite(b.check_rel)]
-        worst = max(checked, key=lambda b: b.check_rel) if checked else None
-        check_rel = worst.check_rel if worst is not None else math.nan
+        check_rel = statistics.median(b.check_rel for b in checked) if checked else math.nan
         disagrees = check_rel > DISAGREE_REL
         reason = ""
-        if worst is not None and disagrees:
-            reason = (f"{meter.name}'s counter and {worst.against} disagree by {check_rel:.0%} "
+        if disagrees:
+            reason = (f"{meter.name}'s counter and {checked[0].against} disagree by {check_rel:.0%} "
                       f"(over {DISAGREE_REL:.0%})")
         return EnergyColumns(joules_per_call=mean, joules_ci_low=low, joules_ci_high=high,
                              energy_check_rel=check_rel, energy_disagrees=disagrees, energy_reason=reason)

@@ -123,8 +123,8 @@ class EnergyColumns:
     """95 % interval of ``joules_per_call``: over a visit's blocks, or over the rounds (three or more)."""
     joules_ci_high: float = math.nan
     energy_check_rel: float = math.nan
-    """The largest relative gap between the counter and its check (NVML: integrated power samples; RAPL: the
-    power of a block's two halves)."""
+    """The relative gap between the counter and its check (NVML: integrated power samples; RAPL: the power of a
+    block's two halves), the median over a visit's blocks; a cell's largest over its visits."""
     energy_disagrees: bool = False
     """``energy_check_rel`` over devbench.energy.DISAGREE_REL: read the joules with care."""
     energy_reason: str = ""
