@@ -40,6 +40,11 @@ class FakeHost:
     ramp: float = 0.0
     """Active power grows by this fraction per second of work (a warming chip: the two halves differ)."""
     busy_s: float = 0.0
+    noise_w: float = 0.0
+    """Standard deviation of the active power of each call to ``block`` (drawn from ``rng``)."""
+    idle_noise_w: float = 0.0
+    """Standard deviation of the idle power of each ``sleep``."""
+    rng: Any = None
     zone: Path | None = None
     range_uj: int = 0
     calls: list[int] = field(default_factory=list)
@@ -55,12 +60,14 @@ class FakeHost:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self._advance(seconds, self.idle_w)
+        noise = self.rng.normal(0.0, self.idle_noise_w) if self.idle_noise_w else 0.0
+        self._advance(seconds, self.idle_w + noise)
 
     def block(self, k: int) -> str:
         self.calls.append(k)
         seconds = k * self.t_call
-        self._advance(seconds, self.idle_w + self.active_w * (1.0 + self.ramp * self.busy_s))
+        noise = self.rng.normal(0.0, self.noise_w) if self.noise_w else 0.0
+        self._advance(seconds, self.idle_w + self.active_w * (1.0 + self.ramp * self.busy_s) + noise)
         self.busy_s += seconds
         return "output"
 
@@ -121,6 +128,29 @@ def test_idle_is_measured_once_per_meter_and_taken_from_the_run_when_known() -> 
     resumed.prepare()
     assert resumed.idle_w == {"nvml:0": 55.0}
     assert energy.idle_from_meta({"energy": resumed.meta("auto")}) == {"nvml:0": 55.0}
+
+
+def _coverage(visits: int, *, noise_w: float, idle_noise_w: float, seed: int) -> float:
+    """The share of ``visits`` fake visits whose interval holds the true 0.15 J a call."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    held = 0
+    for _ in range(visits):
+        host = FakeHost(idle_w=60.0, active_w=150.0, t_call=1e-3, noise_w=noise_w, idle_noise_w=idle_noise_w,
+                        rng=rng)
+        got = _nvml_probe(host).measure("torch:cuda:0", host.block, _sync, [1e-3], budget_s=10.0)
+        held += got.joules_ci_low <= 0.15 <= got.joules_ci_high
+    return held / visits
+
+
+def test_the_interval_over_blocks_covers_the_true_joules() -> None:
+    """Seeded fake visits (3 blocks of 1 s, active power drawn per window with sd 20 W; counter in whole mJ):
+    the t interval over the blocks holds the true joules in 95 % of 400 visits (95.3 % over seeds 1-3, 1200
+    visits). Idle power that wanders as much (sd 20 W per 1 s idle window) is an error shared by the blocks,
+    which their interval cannot see: 80.5 % (80.8 % over seeds 1-3); with sd 2 W, 94 %. Said in the README."""
+    assert _coverage(400, noise_w=20.0, idle_noise_w=0.0, seed=1) == pytest.approx(0.95)
+    assert _coverage(400, noise_w=20.0, idle_noise_w=20.0, seed=1) == pytest.approx(0.805)
 
 
 def test_a_counter_that_disagrees_with_integrated_power_is_flagged() -> None:
