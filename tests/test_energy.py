@@ -345,12 +345,16 @@ def test_a_real_sweep_here_records_why_no_energy_was_measured(tmp_path: Path) ->
         run = load_run(out)
         assert set(run.results["energy_reason"]) == {expected}
         assert expected in render_report(run, out)
-    off = tmp_path / "off"
-    assert main(["sweep", "--devices", "numpy:CPU", "--ops", "add", "--sizes", "16", "--rounds", "1", "--energy",
-                 "off", "--no-calibrate", "--max-cell-time", "0.05", "--quiet", "--out", str(off)]) == 0
-    assert json.loads((off / "meta.json").read_text())["energy"] == {"setting": "off", "meters": {},
-                                                                     "unavailable": {}}
-    assert set(load_run(off).results["energy_reason"]) == {""}
+
+
+def test_the_energy_flag_reaches_the_plan_and_a_bad_value_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from devbench.cli import build_parser, main
+
+    args = build_parser().parse_args(["sweep", "--energy", "off"])
+    assert args.energy == "off"
+    assert build_parser().parse_args(["sweep"]).energy == "auto"
+    assert main(["sweep", "--energy", "sometimes"]) == 2
+    assert "argument --energy: invalid choice: 'sometimes'" in capsys.readouterr().err
 
 
 def test_reports_show_the_meters_the_joules_and_the_energy_crossover() -> None:
