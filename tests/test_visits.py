@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from devbench.schema import (
+    ENERGY_COLUMNS,
     RESULT_COLUMNS,
     TELEMETRY_COLUMNS,
     VISIT_FIELDS,
     CellRow,
+    EnergyColumns,
     GpuTelemetry,
     VisitRecord,
     visit_record,
@@ -34,6 +36,8 @@ RESULT_COLUMNS_OF_SCHEMA_2 = (
     "mem_clock_start_mhz", "mem_clock_end_mhz", "temperature_start_c", "temperature_end_c", "power_start_w",
     "power_end_w", "throttle_reasons", "throttled",
     "cpu_mhz_start", "cpu_mhz_end", "cpu_freq_moved", "cpu_freq_moved_visits",
+    # Energy per op (issue 19), appended: a table without them still reads (devbench.store).
+    "joules_per_call", "joules_ci_low", "joules_ci_high", "energy_check_rel", "energy_disagrees", "energy_reason",
 )
 """The results table of schema version 2, as written before the split: the contract stays the same (the CPU
 clock columns, devbench.hostcheck, were added at its end later; older tables read without them)."""
@@ -52,9 +56,11 @@ def test_the_results_columns_are_the_schema_2_contract_and_each_type_has_only_it
     assert tuple(f.name for f in fields(GpuTelemetry)) == TELEMETRY_COLUMNS
     for cls in (VisitRecord, CellRow):  # declared once, inherited by both
         assert issubclass(cls, GpuTelemetry)
+        assert issubclass(cls, EnergyColumns)
         names = [f.name for f in fields(cls)]
         start = names.index(TELEMETRY_COLUMNS[0])
         assert names[start:start + len(TELEMETRY_COLUMNS)] == list(TELEMETRY_COLUMNS)
+        assert names[-len(ENERGY_COLUMNS):] == list(ENERGY_COLUMNS)
 
 
 def test_visits_of_one_cell_are_one_row_whatever_order_the_log_has() -> None:

@@ -110,6 +110,17 @@ def format_gib(n_bytes: float) -> str:
     return MISSING if not math.isfinite(n_bytes) else f"{n_bytes / 2**30:.1f} GiB"
 
 
+def format_joules(joules: float) -> str:
+    """Energy with an SI prefix, 3 significant digits: '812 nJ', '12.3 µJ', '4.56 mJ', '1.23 J' (devbench.energy;
+    may be negative: an op within the idle power's noise)."""
+    if not math.isfinite(joules):
+        return MISSING
+    for scale, unit in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ")):
+        if abs(joules) >= scale:
+            return f"{joules / scale:.3g} {unit}"
+    return f"{joules / 1e-9:.3g} nJ"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Text tables
 

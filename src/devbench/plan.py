@@ -57,6 +57,9 @@ class Plan:
     """Worker processes the rounds are spread over (``--processes``; devbench.workers); 1: this process."""
     tf32: str = "default"
     """``--tf32`` (devbench.tf32): a new run's from the command line, a resume's from meta.json."""
+    energy: str = "auto"
+    """``--energy`` (devbench.energy), like ``tf32``; ``idle_w``: the run's idle power by meter (meta.json)."""
+    idle_w: dict[str, float] = field(default_factory=dict)
 
     @property
     def resuming(self) -> bool:
@@ -65,7 +68,8 @@ class Plan:
     @property
     def settings(self) -> RunSettings:
         """What the machine is prepared with (devbench.prepare), the same in every process of the run."""
-        return RunSettings(spec=self.spec, max_call_time=self.time_guard.max_call_time, tf32=self.tf32)
+        return RunSettings(spec=self.spec, max_call_time=self.time_guard.max_call_time, tf32=self.tf32,
+                           energy=self.energy, idle_w=self.idle_w)
 
     def visits(self) -> list[Visit]:
         """Every visit of this run: the spec's, or its shard's (whole crossover curves, in the sweep's order)."""
@@ -119,16 +123,17 @@ class Plan:
 
 
 def plan_new(spec: SweepSpec, run_dir: Path, *, max_call_time: float = DEFAULT_MAX_CALL_TIME,
-             shard: ShardSpec | None = None, processes: int = 1, tf32: str = "default") -> Plan:
+             shard: ShardSpec | None = None, processes: int = 1, tf32: str = "default", energy: str = "auto"
+             ) -> Plan:
     """A plan for a new run into ``run_dir`` (of the whole sweep, or of ``shard``, its rounds in ``processes``
     worker processes, TF32 as ``tf32`` says); checks that the directory can be created (creates nothing)."""
-    settings = RunSettings(spec=spec, max_call_time=max_call_time, tf32=tf32)
+    settings = RunSettings(spec=spec, max_call_time=max_call_time, tf32=tf32, energy=energy)
     check_processes(processes, spec.rounds)
     check_new_run_dir(run_dir)
     if shard is not None:
         shard_cells(spec, shard)  # a shard count above the number of curves is a UsageError now, not later
     return Plan(spec=spec, run_dir=run_dir, time_guard=settings.time_guard(), shard=shard, processes=processes,
-                tf32=settings.tf32)
+                tf32=settings.tf32, energy=settings.energy)
 
 
 def _processes_from_meta(meta: dict[str, Any], spec: SweepSpec, run_dir: Path) -> int:
@@ -170,4 +175,5 @@ def plan_of_run(run_dir: Path, *, locked_by_parent: bool = False) -> Plan:
         time_guard.observe(record)
     return Plan(spec=spec, run_dir=run_dir, time_guard=time_guard, meta=meta, done=logged.visits_done,
                 settled=logged.settled, prior=prior, log_problems=list(contents.problems),
-                shard=shard_of_meta(meta), processes=processes, tf32=settings.tf32)
+                shard=shard_of_meta(meta), processes=processes, tf32=settings.tf32, energy=settings.energy,
+                idle_w=dict(settings.idle_w))

@@ -21,9 +21,11 @@ guard, no cell budget), the same drift devbench.session ended for the writing si
    and the progress estimate use it, and taught the run's log).
 5. **The per-visit timing policy and the cell budget**: :meth:`Prepared.measure` is the one call that makes
    visits (devbench.runner.run_visits) with them and the run's seed.
+6. **Energy meters** (``--energy``; devbench.energy): each device's counter, and the idle power of each,
+   measured once per run by the sweep's own process (a resume and the workers read it from meta.json).
 
-A run's settings (spec, ``--max-call-time``, ``--tf32``) come from the command line once, and from meta.json
-ever after (:class:`RunSettings`), so a resume, a worker and a refine read the same values the same way.
+A run's settings (spec, ``--max-call-time``, ``--tf32``, ``--energy``) come from the command line once, and
+from meta.json ever after (:class:`RunSettings`), so a resume, a worker and a refine read the same values the same way.
 Calibration is not here: it is measured once per run by the sweep's own process (devbench.sweep.run_plan) and
 kept in meta.json, where a resume and a refine find it.
 """
@@ -31,11 +33,12 @@ kept in meta.json, where a resume and a refine find it.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devbench.backends.base import Backend
+from devbench.energy import EnergyProbe, check_setting, idle_from_meta, probe_for
 from devbench.errors import UsageError, choose
 from devbench.guards import DEFAULT_MAX_CALL_TIME, Guard, MemoryGuard, TimeGuard, combine
 from devbench.hostcheck import HostProbe
@@ -93,18 +96,24 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What the preparation of a run's machine depends on: its spec, ``--max-call-time`` and ``--tf32``.
+    """What the preparation of a run's machine depends on: its spec, ``--max-call-time``, ``--tf32`` and
+    ``--energy``.
 
     Given on the command line for a new run and stored in meta.json (``spec``, ``guards.max_call_time``,
-    ``tf32_setting``); a resume, a worker and a refine read them back with :meth:`from_meta`."""
+    ``tf32_setting``, ``energy``); a resume, a worker and a refine read them back with :meth:`from_meta`."""
 
     spec: SweepSpec
     max_call_time: float = DEFAULT_MAX_CALL_TIME
     tf32: str = "default"
+    energy: str = "auto"
+    """``--energy`` (devbench.energy): ``auto`` measures where a meter exists, ``off`` nothing."""
+    idle_w: Mapping[str, float] = field(default_factory=dict)
+    """Idle power by meter, already measured for this run (meta.json ``energy``); empty for a new run."""
 
     def __post_init__(self) -> None:
         if self.tf32 not in TF32_SETTINGS:
             raise UsageError(f"--tf32 {self.tf32!r} is not one of {', '.join(TF32_SETTINGS)}")
+        check_setting(self.energy)
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the run cannot be resumed"
@@ -122,7 +131,12 @@ class RunSettings:
         tf32 = meta.get("tf32_setting") or "default"
         if tf32 not in TF32_SETTINGS:
             raise UsageError(f"{where}: tf32_setting {tf32!r} is not one of {', '.join(TF32_SETTINGS)}; {cannot}")
-        return cls(spec=spec, max_call_time=float(value), tf32=str(tf32))
+        energy = meta.get("energy")
+        setting = energy.get("setting") if isinstance(energy, dict) else "off"  # older runs measured none
+        if setting not in ("auto", "off"):
+            raise UsageError(f"{where}: energy.setting {setting!r} is not one of auto, off; {cannot}")
+        return cls(spec=spec, max_call_time=float(value), tf32=str(tf32), energy=str(setting),
+                   idle_w=idle_from_meta(meta))
 
     def time_guard(self) -> TimeGuard:
         return time_guard_for(self.spec, self.max_call_time)
@@ -160,6 +174,10 @@ class Prepared:
     """The GPUs as NVML sees them (devbench.telemetry.gpu_fingerprint), with the fingerprint."""
     host_check: dict[str, Any] | None = None
     """The host's clocks, load and busy processes (devbench.hostcheck), with the fingerprint."""
+    energy: EnergyProbe | None = None
+    """The energy meters and their idle power (devbench.energy); None with ``--energy off`` or a test's backend."""
+    energy_meta: dict[str, Any] = field(default_factory=dict)
+    """meta.json ``energy``: the setting, the meters, and why each device without one has none."""
 
     def host_warnings(self) -> list[str]:
         """One line per problem the host check found (none without a check)."""
@@ -201,7 +219,7 @@ class Prepared:
     def meta_fields(self) -> dict[str, Any]:
         """The preparation's part of a new run's meta.json (what a resume, worker and refine read back)."""
         return {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
-                "tf32": self.tf32, "gpu": self.gpu, "init": self.init,
+                "tf32": self.tf32, "gpu": self.gpu, "init": self.init, "energy": self.energy_meta,
                 **({"host_check": self.host_check} if self.host_check is not None else {})}
 
     def measure(self, visits: Sequence[Visit], run_id: str, *, on_result: Callable[[CellResult], None],
@@ -212,12 +230,13 @@ class Prepared:
         (``new_process``) and a refine alike."""
         return run_visits(visits, self.backend, run_id, self.policy, self.spec.seed, on_result=on_result,
                           on_start=on_start, done=done, settled=settled, guard=self.guard,
-                          cell_budget=self.cell_budget, new_process=new_process)
+                          cell_budget=self.cell_budget, new_process=new_process, energy=self.energy)
 
 
 def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = None, backend: Backend | None = None,
                     memory_guard: Guard | None = None, fingerprint: bool = True,
-                    host_probe: Callable[[], HostProbe] = HostProbe) -> Prepared:
+                    host_probe: Callable[[], HostProbe] = HostProbe, energy: EnergyProbe | None = None
+                    ) -> Prepared:
     """Prepare this process to measure the run ``settings`` describe, in the order of the module docstring.
 
     ``time_guard``: the run's (:func:`time_guard_for` of the settings; a plan passes the one its estimate
@@ -225,8 +244,10 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
     devices initialised here); a test's fake is used as it is, with nothing initialised and a host-only
     fingerprint. ``memory_guard``: default :class:`devbench.guards.MemoryGuard`. ``fingerprint``: discover
     the devices, check the run's are here (UsageError) and fingerprint the machine; a worker process asks
-    for False (its parent has done it for the run), so it does steps 1, 2, 4 and 5 only. ``host_probe``
-    starts the host check (a test passes one over a fake /sys and psutil).
+    for False (its parent has done it for the run), so it does steps 1, 2, 4, 5 and 6 only. ``host_probe``
+    starts the host check (a test passes one over a fake /sys and psutil). ``energy``: the
+    probe to use (a test's fake meters); None opens the real meters, except with a test's backend, whose fake
+    ``run_cell`` measures no energy.
     """
     spec = settings.spec
     probe = host_probe() if fingerprint else None  # its window spans the device initialisation
@@ -260,6 +281,16 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
     elif time_guard.max_call_time != settings.max_call_time:
         raise ValueError(f"the time guard's max_call_time {time_guard.max_call_time!r} is not the run's "
                          f"{settings.max_call_time!r}")
+    if energy is None and init is not None:  # 6.
+        energy = probe_for(spec.devices, settings.energy, idle_w=settings.idle_w)
+    if energy is not None:
+        energy.prepare()  # idle power, once per run: a resume and the workers find it in settings.idle_w
+        energy_meta = energy.meta(settings.energy)
+    else:
+        energy_meta = {"setting": settings.energy, "meters": {}, "unavailable": {}}
+        if settings.energy != "off":
+            energy_meta["reason"] = "not measured: a backend given by the caller (a test's) measures no energy"
     return Prepared(spec=spec, backend=backend, tf32_setting=settings.tf32, tf32=tf32,
                     memory_guard=memory_guard if memory_guard is not None else MemoryGuard(),
-                    time_guard=time_guard, init=init, machine=machine, gpu=gpu, host_check=host_check)
+                    time_guard=time_guard, init=init, machine=machine, gpu=gpu, host_check=host_check, energy=energy,
+                    energy_meta=energy_meta)

@@ -186,6 +186,28 @@ def _crossover_section(results: pd.DataFrame, samples: pd.DataFrame) -> list[str
     return out
 
 
+def _energy_section(run: Run) -> list[str]:
+    """Joules per call and the energy crossovers, or why there are none (devbench.energy)."""
+    from devbench.energy import (
+        ENERGY_CROSSOVER_HEADERS,
+        ENERGY_EXPLANATION,
+        ENERGY_HEADERS,
+        energy_crossover_rows,
+        energy_facts,
+        energy_table_rows,
+    )
+
+    out = ["## Energy per call", "", *md_facts(energy_facts(run.meta)), ""]
+    rows = energy_table_rows(run.results)
+    if not rows:
+        return out
+    out += [ENERGY_EXPLANATION, ""]
+    crossings = energy_crossover_rows(run.results)
+    if crossings:
+        out += [md_table(ENERGY_CROSSOVER_HEADERS, crossings), ""]
+    return [*out, md_table(ENERGY_HEADERS, rows), ""]
+
+
 def _winner_section(results: pd.DataFrame) -> list[str]:
     table = winners(results)
     out = ["## Fastest device per op × size", ""]
@@ -351,6 +373,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines += _machine_section(run.meta)
     lines += _host_section(run)
     lines += _crossover_section(run.results, run.samples)
+    lines += _energy_section(run)
     lines += _winner_section(run.results)
     lines += _fidelity_sections(run)
     lines += _charts_section(run_dir, charts)

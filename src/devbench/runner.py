@@ -16,6 +16,7 @@ from typing import Any
 
 from devbench import hostcheck, telemetry
 from devbench.backends.base import Backend, Outcome
+from devbench.energy import EnergyProbe
 from devbench.formatting import utc_now
 from devbench.schema import VisitRecord, with_derived
 from devbench.spec import Cell, SweepSpec, TimingPolicy, Visit
@@ -96,7 +97,8 @@ def status_record(run_id: str, cell: Cell, status: str, reason: str, placed_devi
 
 def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, seed: int, *,
              guard: Callable[[Cell], str | None] | None = None, round_: int = 1,
-             cpu_clock: Callable[[], float] = hostcheck.current_cpu_mhz) -> CellResult:
+             cpu_clock: Callable[[], float] = hostcheck.current_cpu_mhz,
+             energy: EnergyProbe | None = None) -> CellResult:
     """Measure one visit of a cell; any exception becomes a status row (KeyboardInterrupt and SystemExit
     propagate).
 
@@ -104,15 +106,18 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     first visit's cold call is the cell's ``cold_s``: a later visit's first call finds kernels loaded and
     functions traced, so it is not a cold call (it is part of that visit's warm-up). ``cpu_clock`` samples
     the CPU frequency (MHz, NaN where it cannot be read) at the visit's start and end, as the GPU telemetry.
+    ``energy``: measure joules per call where the device has a meter (devbench.energy), else record why not.
     """
     reason = guard(cell) if guard is not None else None
     if reason is not None:
         return CellResult(status_record(run_id, cell, "skipped", reason), round=round_)
     gpu = telemetry.nvml_index(cell.device)
     start = telemetry.snapshot(gpu) if gpu is not None else None  # outside the timed blocks
+    no_energy = energy.reason_for(cell.device) if energy is not None else ""
+    with_energy = {"energy": energy} if energy is not None and not no_energy else {}
     mhz_start = cpu_clock()
     try:
-        outcome = backend.run_cell(cell, policy, seed)
+        outcome = backend.run_cell(cell, policy, seed, **with_energy)
         mhz_end = cpu_clock()
         end = telemetry.snapshot(gpu) if gpu is not None else None
     except Exception as exc:
@@ -127,6 +132,10 @@ def run_cell(backend: Backend, run_id: str, cell: Cell, policy: TimingPolicy, se
     if start is not None and end is not None:
         record = replace(record, **asdict(telemetry.visit_telemetry(start, end)))
     record = replace(record, **asdict(hostcheck.visit_clock(mhz_start, mhz_end)))
+    joules = getattr(outcome, "energy", None)
+    if joules is not None:
+        record = replace(record, **asdict(joules))
+    record.energy_reason = record.energy_reason or no_energy
     return CellResult(record, list(outcome.measurement.samples), round=round_)
 
 
@@ -152,6 +161,7 @@ def run_visits(
     cell_budget: float | None = None,
     new_process: bool = False,
     cpu_clock: Callable[[], float] = hostcheck.current_cpu_mhz,
+    energy: EnergyProbe | None = None,
 ) -> list[CellResult]:
     """Make every visit not already ``done`` (``Visit.key()``), in order, each under ``policy`` (the policy of
     one visit: :meth:`TimingPolicy.per_visit`).
@@ -168,7 +178,7 @@ def run_visits(
     :data:`VISITED_ONCE_FACTOR` times ``cell_budget`` (its whole time budget, seconds) and more than
     :data:`VISITED_ONCE_MIN_S` is settled too: its record is ``visited_once`` and its reason says why. Making
     its inputs and its calls costs more than the budget, so every further visit would multiply the sweep's time
-    (a 1×4096×4096×16 conv2d's inputs take seconds to make). ``cpu_clock``: see :func:`run_cell`.
+    (a 1×4096×4096×16 conv2d's inputs take seconds to make). ``cpu_clock``, ``energy``: see :func:`run_cell`.
     """
     results: list[CellResult] = []
     stopped = set(settled)
@@ -183,7 +193,7 @@ def run_visits(
         visit_policy = policy if cold_here else policy.later_visit()
         started = time.monotonic()
         result = run_cell(backend, run_id, cell, visit_policy, seed, guard=guard, round_=visit.round,
-                          cpu_clock=cpu_clock)
+                          cpu_clock=cpu_clock, energy=energy)
         took = time.monotonic() - started
         ran_here.add(cell.key())
         if result.record.status != "ok":

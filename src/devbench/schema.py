@@ -136,6 +136,29 @@ HOST_CLOCK_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(_HostClockRow
 
 
 @dataclass
+class EnergyColumns:
+    """Energy per call (devbench.energy), the one declaration of these columns: a visit record has its visit's,
+    a cell row its visits' pooled (devbench.visits.pooled_energy). NaN where nothing was measured
+    (``--energy off``, or no counter: ``energy_reason`` says why)."""
+
+    joules_per_call: float = math.nan
+    """Joules one call adds over the idle machine (the counter around back-to-back blocks, idle subtracted)."""
+    joules_ci_low: float = math.nan
+    """95 % interval of ``joules_per_call``: over a visit's blocks, or over the rounds (three or more)."""
+    joules_ci_high: float = math.nan
+    energy_check_rel: float = math.nan
+    """The relative gap between the counter and its check (NVML: integrated power samples; RAPL: the power of a
+    block's two halves), the median over a visit's blocks; a cell's largest over its visits."""
+    energy_disagrees: bool = False
+    """``energy_check_rel`` over devbench.energy.DISAGREE_REL: read the joules with care."""
+    energy_reason: str = ""
+    """Why there are no joules ("not available here: …", "not measured: …"), or the disagreement."""
+
+
+ENERGY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EnergyColumns))
+
+
+@dataclass
 class _VisitOnly(_Measured):
     visited_once: bool = False
     """This first visit took far more than the cell's budget, so the cell is not visited again
@@ -143,7 +166,7 @@ class _VisitOnly(_Measured):
 
 
 @dataclass
-class VisitRecord(HostClock, GpuTelemetry, _VisitOnly):
+class VisitRecord(EnergyColumns, HostClock, GpuTelemetry, _VisitOnly):
     """What one visit of a cell measured: the ``record`` of one cells.jsonl line (statistics over this visit's
     samples). The results table pools a cell's visits into a :class:`CellRow` (devbench.visits.cell_row)."""
 
@@ -165,7 +188,7 @@ class _RowOnly(_Measured):
 
 
 @dataclass
-class CellRow(_HostClockRow, GpuTelemetry, _RowOnly):
+class CellRow(EnergyColumns, _HostClockRow, GpuTelemetry, _RowOnly):
     """One row of results.parquet / results.csv: a cell pooled over its visits (devbench.visits.cell_row)."""
 
 

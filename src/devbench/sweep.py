@@ -177,6 +177,7 @@ def execute(
     calibrate: bool | Calibrator | None = None,
     processes: int = 1,
     tf32: str = "default",
+    energy: str = "auto",
 ) -> Run:
     """Measure every cell of ``spec`` into ``run_dir`` (created if needed) and return the finished run.
 
@@ -188,8 +189,10 @@ def execute(
     backends); False skips it (``--no-calibrate``), a callable replaces the measurement. ``processes``: measure
     the rounds in that many fresh worker processes, one after another (devbench.workers; needs the real
     backends). ``tf32``: ``--tf32`` (on, off, default; devbench.tf32), applied before anything is measured.
+    ``energy``: ``--energy`` (auto, off; devbench.energy).
     """
-    plan = plan_new(spec, Path(run_dir), max_call_time=max_call_time, processes=processes, tf32=tf32)
+    plan = plan_new(spec, Path(run_dir), max_call_time=max_call_time, processes=processes, tf32=tf32,
+                    energy=energy)
     return run_plan(plan, argv=argv, backend=backend, on_start=on_start, on_result=on_result, guard=guard,
                     handle_signals=handle_signals, calibrate=calibrate)
 

@@ -12,6 +12,8 @@ own, with the statistics of that visit's samples. The results table has one row 
   median's interval from the two-level bootstrap over rounds (so it includes the drift between visits),
   ``n_rounds`` and ``between_round_rel``. ``cold_s`` is the first visit's
   (later visits find kernels loaded). A later visit that failed is named in ``reason``.
+- Energy (``joules_per_call`` and its interval, devbench.energy) is pooled over the visits that measured it
+  (:func:`pooled_energy`): the round is the unit from three rounds on, as for the times.
 - ``incomplete`` marks a cell with fewer ``ok`` visits than the sweep planned (an interrupted run), so its
   interval is wider or missing for a reason the table can say; not a cell whose first visit was
   ``visited_once`` (devbench.runner.run_visits: it was not to be visited again).
@@ -21,12 +23,13 @@ The bootstrap is seeded from the cell's identity, so the same log always gives t
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from devbench.schema import IDENTITY, CellRow, GpuTelemetry, HostClock, VisitRecord
+from devbench.schema import IDENTITY, CellRow, EnergyColumns, GpuTelemetry, HostClock, VisitRecord
 from devbench.stats import summarize_rounds
 
 _SHARED = tuple(f.name for f in fields(CellRow) if f.name in {g.name for g in fields(VisitRecord)})
@@ -88,6 +91,7 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> CellRow:
         cold_s=first.cold_s,
         **asdict(pooled_telemetry([v.record for v in ok])),
         **asdict(pooled_clock([v.record for v in ok])),
+        **asdict(pooled_energy([v.record for v in ok])),
     )
     return CellRow(
         **shared,
@@ -119,6 +123,30 @@ def pooled_clock(records: Sequence[HostClock]) -> HostClock:
     ``cpu_freq_moved`` if any visit's moved (devbench.hostcheck.visit_clock)."""
     return HostClock(cpu_mhz_start=records[0].cpu_mhz_start, cpu_mhz_end=records[-1].cpu_mhz_end,
                      cpu_freq_moved=any(record.cpu_freq_moved for record in records))
+def pooled_energy(records: Sequence[EnergyColumns]) -> EnergyColumns:
+    """A cell's energy over its visits: with three or more visits that measured it, the mean of their
+    ``joules_per_call`` and the t interval with the round as the unit (drift between visits included); with
+    one, that visit's (its interval over its blocks); with two, their mean and the hull of their intervals.
+    ``energy_disagrees`` if any visit's check did; the reasons of the visits, each once."""
+    from devbench.energy import interval_over
+
+    measured = [r for r in records if math.isfinite(r.joules_per_call)]
+    reasons = "; ".join(dict.fromkeys(r.energy_reason for r in records if r.energy_reason))
+    if not measured:
+        return EnergyColumns(energy_reason=reasons)
+    values = [r.joules_per_call for r in measured]
+    if len(measured) >= 3:
+        mean, low, high = interval_over(values)
+    elif len(measured) == 2:
+        mean = math.fsum(values) / 2.0
+        low = min(r.joules_ci_low for r in measured)
+        high = max(r.joules_ci_high for r in measured)
+    else:
+        mean, low, high = values[0], measured[0].joules_ci_low, measured[0].joules_ci_high
+    checks = [r.energy_check_rel for r in measured if math.isfinite(r.energy_check_rel)]
+    return EnergyColumns(joules_per_call=mean, joules_ci_low=low, joules_ci_high=high,
+                         energy_check_rel=max(checks) if checks else math.nan,
+                         energy_disagrees=any(r.energy_disagrees for r in measured), energy_reason=reasons)
 
 
 def sample_rows(row: CellRow, visits: Sequence[LoggedVisit]) -> list[dict[str, Any]]:

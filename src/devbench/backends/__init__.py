@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devbench.backends.base import Backend, CellOutcome, DeviceInit, Timed, classify, require_mode
+from devbench.energy import EnergyProbe
 from devbench.errors import UsageError
 from devbench.frameworks import FRAMEWORKS, Framework, parse
 from devbench.spec import Cell, TimingPolicy
@@ -100,17 +101,15 @@ class RoutingBackend:
         return self._backends[target]
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int, *,
-                 after: Callable[[Timed], None] | None = None) -> CellOutcome:
-        """The cell on its device's backend; ``after`` (see :class:`~devbench.backends.base.Timed`) needs a
-        :class:`~devbench.backends.base.FrameworkBackend` (an injected fake without it gets none)."""
+                 after: Callable[[Timed], None] | None = None, energy: EnergyProbe | None = None) -> CellOutcome:
+        """The cell on its device's backend; ``after`` (see :class:`~devbench.backends.base.Timed`) and
+        ``energy`` (devbench.energy) need a :class:`~devbench.backends.base.FrameworkBackend` (an injected fake
+        without them gets none)."""
         self._last = None  # a mode refused here is classified by the shared rules, and releases nothing
         check_mode(cell)
         self._last = self.backend_for(cell)
-        if after is not None:
-            outcome: CellOutcome = self._last.run_cell(  # type: ignore[call-arg,assignment]
-                cell, policy, seed, after=after)
-        else:
-            outcome = self._last.run_cell(cell, policy, seed)  # type: ignore[assignment]
+        extra = {name: value for name, value in (("after", after), ("energy", energy)) if value is not None}
+        outcome: CellOutcome = self._last.run_cell(cell, policy, seed, **extra)  # type: ignore[assignment]
         return outcome
 
     def classify(self, exc: BaseException) -> tuple[str, str]:

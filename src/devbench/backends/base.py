@@ -28,10 +28,12 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from devbench.energy import EnergyProbe
 from devbench.errors import first_line
 from devbench.frameworks import FRAMEWORKS, Framework, framework_for, is_host
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC
 from devbench.ops import CHECK_SIZE, ITEMSIZE, TOLERANCE, OpDef, UnsupportedCombination, op_named, relative_error
+from devbench.schema import EnergyColumns
 from devbench.spec import Cell, TimingPolicy
 from devbench.timer import Clock, Measurement, measure, python_loop
 
@@ -186,6 +188,8 @@ class CellOutcome:
     The cold call traces once; a larger count means retracing, and ``note`` says it happened while timing."""
     note: str = ""
     """A remark for the row's ``reason`` on an ``ok`` cell."""
+    energy: EnergyColumns | None = None
+    """Joules per call, measured after the timed blocks when ``run_cell`` was given an energy probe."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -441,8 +445,9 @@ class FrameworkBackend:
         self._checked.require(self.check_key(cell), check)
 
     def run_cell(self, cell: Cell, policy: TimingPolicy, seed: int, *,
-                 after: Callable[[Timed], None] | None = None) -> CellOutcome:
-        """Measure ``cell``: every framework's cell runs through here (``after``: see :class:`Timed`)."""
+                 after: Callable[[Timed], None] | None = None, energy: EnergyProbe | None = None) -> CellOutcome:
+        """Measure ``cell``: every framework's cell runs through here (``after``: see :class:`Timed`; ``energy``:
+        measure joules per call after the timed blocks, devbench.energy)."""
         framework = framework_for(cell.device)
         if framework.key != self.FRAMEWORK:
             raise ValueError(f"the {self.framework.label} backend runs {self.framework.label} devices, "
@@ -476,6 +481,8 @@ class FrameworkBackend:
                 kwargs["clock"] = self.clock
             measurement = measure(dispatch.call, sync, policy, **kwargs)
             measurement.output = None  # do not keep device memory alive through the result
+            joules = None if energy is None else energy.measure(  # after the timed blocks, never inside them
+                cell.device, dispatch.block, kwargs.get("drain", sync), measurement.samples, policy.max_cell_time)
             if after is not None:
                 after(Timed(dispatch.call, sync, measurement))
         self.done(cell, built)
@@ -488,6 +495,7 @@ class FrameworkBackend:
             bytes=op.bytes(cell.size, ITEMSIZE[cell.dtype]),
             traces=traces,
             note=self.note(cell, retraced),
+            energy=joules,
         )
 
     def measure_copy(self, device: str, n_bytes: int, policy: TimingPolicy) -> float:

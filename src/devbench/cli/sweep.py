@@ -101,6 +101,10 @@ def register(sub: Subcommands[UsageParser]) -> None:
                        help="TensorFloat-32 for float32 matmuls and convolutions on GPUs: off forces full float32 "
                        "in TensorFlow, PyTorch and JAX, on allows TF32 in all three, default keeps each "
                        "framework's own; the state of each is recorded in meta.json")
+    sweep.add_argument("--energy", choices=["auto", "off"], default="auto",
+                       help="joules per call after each cell's timed blocks, where the device has an energy counter "
+                       "(NVML on NVIDIA GPUs, RAPL via /sys/class/powercap on the CPU): auto measures where one "
+                       "exists (and says why not in meta.json and the report elsewhere), off measures nothing")
     sweep.add_argument("--shard", default=None, metavar="K/N",
                        help="measure only shard K of N (0 <= K < N) of the sweep: whole crossover curves, balanced "
                        "by predicted cost, the same split on every machine; default: from a Slurm job array "
@@ -240,7 +244,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"devbench: {no_gpu_note(host, devices)}", file=sys.stderr, flush=True)
         run_dir = args.out if args.out is not None else default_run_dir()
         plan = plan_new(spec, run_dir, max_call_time=args.max_call_time, shard=shard_of(args),
-                        processes=args.processes, tf32=args.tf32)
+                        processes=args.processes, tf32=args.tf32, energy=args.energy)
     else:
         try:
             resolve(",".join(plan.spec.devices), devices)

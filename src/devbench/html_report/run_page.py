@@ -1,9 +1,9 @@
 """RUN_DIR/report.html: the run's answer (crossovers, fastest device per cell), one interactive chart pair
 per (op, dtype, mode), every reason to doubt a number, the machine and its calibrated limits, in one file.
 
-Reading order: summary, crossover table, overview heatmap with the winners table, one section per
-(op, dtype, mode) (its crossover sentences, the crossover chart with its speed-up panel, the throughput
-chart, and a folded table of the numbers behind both), warnings, machine, calibration.
+Reading order: summary, crossover table, energy per call (devbench.energy), overview heatmap with the winners
+table, one section per (op, dtype, mode) (its crossover sentences, the crossover chart with its speed-up panel,
+the throughput chart, and a folded table of the numbers behind both), warnings, machine, calibration.
 """
 
 from __future__ import annotations
@@ -113,6 +113,32 @@ def _crossover_section(crossovers: pd.DataFrame) -> str:
     intro = "<p>" + re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc(CROSSOVER_EXPLANATION)) + "</p>"
     return head + intro + table("Crossover per (op, dtype, mode) and device pair", CROSSOVER_HEADERS,
                                 crossover_table_rows(crossovers)) + "</section>"
+
+
+def _energy_section(run: Run) -> str:
+    """Joules per call and the energy crossovers next to the time crossovers, or why there are none (the rows
+    and words are devbench.energy's, as in report.md)."""
+    from devbench.energy import (
+        ENERGY_CROSSOVER_HEADERS,
+        ENERGY_EXPLANATION,
+        ENERGY_HEADERS,
+        energy_crossover_rows,
+        energy_facts,
+        energy_table_rows,
+    )
+
+    out = '<section id="energy" aria-labelledby="energy-h"><h2 id="energy-h">Energy per call</h2>'
+    out += table("Energy meters (meta.json energy)", ["what", "detail"],
+                 [[label, text] for label, text in energy_facts(run.meta)])
+    rows = energy_table_rows(run.results)
+    if rows:
+        out += f"<p>{esc(ENERGY_EXPLANATION)}</p>"
+        crossings = energy_crossover_rows(run.results)
+        if crossings:
+            out += table("Energy crossover per (op, dtype, mode) and device pair", ENERGY_CROSSOVER_HEADERS,
+                         crossings)
+        out += table("Joules per call", ENERGY_HEADERS, rows)
+    return out + "</section>"
 
 
 def _flags_text(r: Mapping[str, Any]) -> str:
@@ -356,7 +382,7 @@ def render_html_report(
     groups = list(_groups(results)) if not results.empty else []
     colours = device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
     title = _title(run)
-    nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"),
+    nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("energy", "Energy"), ("overview", "Overview"),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
                  ("warnings", "Warnings"), ("machine", "Machine"), ("host", "Host"), ("calibration", "Calibration")]
     nav = '<nav aria-label="Contents"><ul>' + "".join(
@@ -367,6 +393,7 @@ def render_html_report(
         "<main>",
         _summary(run),
         _crossover_section(crossovers),
+        _energy_section(run),
         _overview_section(best, charts),
         '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',
         "".join(
