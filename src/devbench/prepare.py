@@ -64,7 +64,6 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
     """The sweep spec stored in a run's meta.json, validated like the command line validates it."""
     from devbench.devices import canonical
     from devbench.ops import op_named
-
     from devbench.userops import load_recorded
 
     where = f"{str(run_dir / META)!r}"
@@ -237,7 +236,7 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
     from devbench.userops import check_against_numpy
 
     # 2b. users' ops against their numpy references, on each framework's host device: a wrong op stops here
-    check_against_numpy(spec.ops, spec.dtypes, spec.modes, spec.devices, backend, spec.seed)
+    check_against_numpy(spec, backend)
     machine: dict[str, Any] | None = None
     gpu: dict[str, Any] | None = None
     if fingerprint:  # 3.

@@ -34,7 +34,7 @@ import importlib.util
 import math
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from types import ModuleType
@@ -54,6 +54,7 @@ from devbench.ops import (
     ShapedOp,
     register,
 )
+from devbench.spec import Cell, SweepSpec
 from devbench.variants import parse_op_name
 
 __all__ = ["ENTRY_POINT_GROUP", "OPS_ATTRIBUTE", "UserOp", "check_against_numpy", "describe", "load_entry_points",
@@ -91,7 +92,7 @@ def op(
     jax: Callable[..., Any] | None = None,
     torch: Callable[..., Any] | None = None,
     outputs: Callable[[Any], Sequence[Sequence[int]]] | None = None,
-    bytes: Callable[[Any, int], float] | None = None,  # noqa: A002 - the OpDef field's name
+    bytes: Callable[[Any, int], float] | None = None,
     working_set: Callable[[Any, int], float] | None = None,
     bound: Literal["memory", "compute"] | None = None,
     square: Callable[[int], Shape] | None = None,
@@ -125,11 +126,14 @@ def op(
     """
     if not isinstance(name, str):
         raise UsageError(f"op name {name!r} is not a string")
-    for field, value in (("inputs", inputs), ("numpy", numpy), ("flops", flops)):
+    required: tuple[tuple[str, object], ...] = (("inputs", inputs), ("numpy", numpy), ("flops", flops))
+    optional: tuple[tuple[str, object], ...] = (
+        ("tf", tf), ("jax", jax), ("torch", torch), ("outputs", outputs), ("bytes", bytes),
+        ("working_set", working_set), ("square", square))
+    for field, value in required:
         if not callable(value):
             raise UsageError(f"op {name!r}: {field} must be a function, not {type(value).__name__}")
-    for field, value in (("tf", tf), ("jax", jax), ("torch", torch), ("outputs", outputs), ("bytes", bytes),
-                         ("working_set", working_set), ("square", square)):
+    for field, value in optional:
         if value is not None and not callable(value):
             raise UsageError(f"op {name!r}: {field} must be a function or None, not {type(value).__name__}")
     shaped = dims is not None
@@ -178,7 +182,7 @@ def op(
         square_op = made.square() if isinstance(made, ShapedOp) else made
         try:
             intensity = square_op.flops(1024) / max(square_op.bytes(1024, 4), 1.0)
-        except Exception:  # noqa: BLE001 - the loader tries every callable and says what is wrong
+        except Exception:
             intensity = math.inf
         made = replace(made, bound="compute" if intensity >= BALANCE_FLOP_PER_BYTE else "memory")
     return made
@@ -251,7 +255,7 @@ def _try(label: str, what: str, call: Callable[[], Any]) -> Any:
         return call()
     except UsageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's code: any failure is one line naming it
+    except Exception as exc:
         raise UsageError(f"{label}: {what} raised {_exception_line(exc)}") from None
 
 
@@ -305,8 +309,8 @@ def _register_all(ops: Sequence[UserOp], where: str) -> list[str]:
     for candidate in ops:
         _check_fields(candidate, where)
         if candidate.name in OPS or candidate.name in SHAPED:
-            owner = next((key for key, record in _LOADED.items() if candidate.name in record["ops"]), None)
-            taken = f"already defined by {owner.split(':', 1)[1]}" if owner else "a built-in op"
+            owner = next((r for r in _LOADED.values() if candidate.name in r["ops"]), None)
+            taken = f"already defined by {owner.get('file') or owner.get('value')}" if owner else "a built-in op"
             raise UsageError(f"{where}: op {candidate.name!r} is {taken}; give it another name")
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -348,11 +352,11 @@ def load_op_file(path: str | Path) -> list[str]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up while it runs
     try:
-        exec(code, module.__dict__)  # noqa: S102 - running the user's op file is the point
+        exec(code, module.__dict__)
     except UsageError as exc:  # devbench.userops.op's own check, raised while the file ran
         del sys.modules[module_name]
         raise UsageError(f"{where}{_line_in(exc, resolved)}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - an import error, a NameError, ...: one line, the file's line
+    except Exception as exc:
         del sys.modules[module_name]
         raise UsageError(f"{where}{_line_in(exc, resolved)}: importing it raised {_exception_line(exc)}") from None
     names = _register_all(_ops_of_module(module, where), where)
@@ -480,19 +484,20 @@ def load_recorded(records: Any, where: str, cannot: str) -> None:
 
 def describe(name: str) -> dict[str, str]:
     """What ``devbench ops`` shows of an op beyond OpDef's fields: its dimensions and its frameworks."""
-    from devbench.frameworks import NUMPY_DEVICE
+    from devbench.frameworks import FRAMEWORKS, NUMPY_DEVICE, framework_for
 
     definition = OPS[name]
     shaped = SHAPED.get(name)
     dims = ",".join(shaped.dims) if shaped is not None else "n"
-    frameworks = [key for key in ("tf", "jax", "torch") if getattr(definition, key) is not None]
-    return {"dims": dims, "frameworks": ", ".join([*frameworks, NUMPY_DEVICE.split(":")[0]])}
+    baseline = framework_for(NUMPY_DEVICE).key  # every op has its numpy version, the baseline
+    frameworks = [key for key in FRAMEWORKS if key != baseline and getattr(definition, key, None) is not None]
+    return {"dims": dims, "frameworks": ", ".join([*frameworks, baseline])}
 
 
-def check_against_numpy(ops: Sequence[str], dtypes: Sequence[str], modes: Sequence[str], devices: Sequence[str],
-                        backend: Any, seed: int) -> None:
-    """Run each user op among ``ops`` at n = CHECK_SIZE on the host device of each framework of ``devices``, in
-    each of ``dtypes`` and ``modes`` it has, against its numpy float64 reference, before anything is measured.
+def check_against_numpy(spec: SweepSpec, backend: Any) -> None:
+    """Run each user op among the sweep's ops at n = CHECK_SIZE on the host device of each framework of its
+    devices, in each of its dtypes and modes the op has, against its numpy float64 reference (with the sweep's
+    seed), before anything is measured.
 
     A result off the reference (the backends' own check, :meth:`FrameworkBackend.check_correctness`, whose
     verdict the cells then reuse) or an exception is a UsageError naming the op, the framework and the error;
@@ -500,13 +505,12 @@ def check_against_numpy(ops: Sequence[str], dtypes: Sequence[str], modes: Sequen
     device (a test's fake) checks nothing."""
     from devbench.backends.base import CellFailure, require_mode
     from devbench.frameworks import framework_for
-    from devbench.spec import Cell
 
-    mine = [name for name in ops if parse_op_name(name).base in user_op_names()]
+    mine = [name for name in spec.ops if parse_op_name(name).base in user_op_names()]
     backend_for = getattr(backend, "backend_for_device", None)
     if not mine or not callable(backend_for):
         return
-    hosts = list(dict.fromkeys(framework_for(d).host for d in devices if framework_for(d).host))
+    hosts = list(dict.fromkeys(framework_for(d).host for d in spec.devices if framework_for(d).host))
     from devbench.ops import UnsupportedCombination, op_named
 
     for name in mine:
@@ -517,14 +521,14 @@ def check_against_numpy(ops: Sequence[str], dtypes: Sequence[str], modes: Sequen
             check = getattr(runner, "check_correctness", None)
             if not callable(check):
                 continue
-            for dtype in (d for d in dtypes if d in definition.dtypes):
-                for mode in modes:
+            for dtype in (d for d in spec.dtypes if d in definition.dtypes):
+                for mode in spec.modes:
                     cell = Cell(size=CHECK_SIZE, op=name, dtype=dtype, device=host, mode=mode)
                     try:
                         require_mode(framework, mode)
                         if framework.key in ("tf", "jax", "torch"):
                             definition.expression(framework.key)
-                        check(cell, seed)
+                        check(cell, spec.seed)
                     except UnsupportedCombination:
                         continue
                     except CellFailure as failure:
@@ -532,7 +536,7 @@ def check_against_numpy(ops: Sequence[str], dtypes: Sequence[str], modes: Sequen
                             continue
                         raise UsageError(f"op {name!r} on {framework.label} ({host}, {dtype}, {mode}) disagrees "
                                          f"with its numpy reference: {failure.reason}") from None
-                    except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
+                    except Exception as exc:
                         status, reason = runner.classify(exc)
                         if status in ("unsupported", "fallback", "oom"):
                             continue
