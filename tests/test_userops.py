@@ -44,8 +44,10 @@ neg = op("neg", inputs=lambda n: [(n, n)], numpy=np.negative, flops=lambda n: fl
 @pytest.fixture
 def registry() -> Iterator[None]:
     """The op registry and the record of loaded sources, put back as they were after the test."""
-    ops, shaped, loaded = dict(OPS), dict(SHAPED), dict(userops._LOADED)
+    ops, shaped, loaded, warned = dict(OPS), dict(SHAPED), dict(userops._LOADED), set(userops._WARNED)
     yield
+    userops._WARNED.clear()
+    userops._WARNED.update(warned)
     OPS.clear()
     OPS.update(ops)
     SHAPED.clear()
@@ -163,6 +165,9 @@ BAD_FILES = [
     (NEG.replace("flops=lambda n: float(n * n)", "flops=lambda n: n['m']"),
      "op file '{path}': op 'neg': flops(16) raised TypeError: 'int' object is not subscriptable"),
     (NEG.replace("float(n * n)", "0.0"), "op file '{path}': op 'neg': flops(16) gave 0.0, not a positive number"),
+    (NEG.replace("numpy=np.negative", "numpy=lambda x: x.no_such_method()"),
+     "op file '{path}': op 'neg': numpy(...) at n=16 raised AttributeError: 'numpy.ndarray' object has no "
+     "attribute 'no_such_method'"),
     ("import numpy as np\nfrom devbench.ops import OpDef\nneg = OpDef(name='neg', n_means='n', summary='', "
      "flops=lambda n: 1.0, flops_formula='', bytes=8, working_set=lambda n, s: 1.0, bound='memory', "
      "inputs=lambda n, d, r: None, numpy=np.negative)\n",
@@ -245,6 +250,8 @@ def test_entry_points_give_an_op_a_list_or_a_function_and_a_broken_one_warns(
     assert userops.load_entry_points(warn=warnings.append) == ["ep_one", "ep_two", "ep_three", "ep_four"]
     assert warnings == [f"devbench: warning: entry point 'broken' (my_ops:broken) of {userops.ENTRY_POINT_GROUP} "
                         "from my-ops 1.2.0: loading it raised ImportError: no numpy; its ops are not available"]
+    assert userops.load_entry_points(warn=warnings.append) == ["ep_one", "ep_two", "ep_three", "ep_four"]
+    assert len(warnings) == 1  # once per process, however often the ops are looked up
     assert userops.records_for(["ep_two", "matmul"]) == [{
         "entry_point": "two", "value": "my_ops:two", "distribution": "my-ops", "version": "1.2.0",
         "ops": ["ep_two", "ep_three"]}]

@@ -52,6 +52,7 @@ from devbench.ops import (
     OpDef,
     Shape,
     ShapedOp,
+    leaves_of,
     register,
 )
 from devbench.spec import Cell, SweepSpec
@@ -75,6 +76,8 @@ _MODULE_PREFIX = "devbench_user_ops"
 
 # What this process has loaded: a source's key ("file:/abs/path", "entry_point:name") -> its record for meta.json.
 _LOADED: dict[str, dict[str, Any]] = {}
+_WARNED: set[str] = set()
+"""Entry points that failed to load in this process: warned about once."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,6 +251,7 @@ def _check_fields(candidate: UserOp, where: str) -> None:
     data = _try(label, f"inputs({n})", lambda: square.inputs(n, "float64", np.random.default_rng(0)))
     if not isinstance(data, HostInputs) or not all(isinstance(a, np.ndarray) for a in (*data.args, *data.params)):
         raise UsageError(f"{label}: inputs({n}) gave {type(data).__name__}, not HostInputs of numpy arrays")
+    _try(label, f"numpy(...) at n={n}", lambda: leaves_of(square.numpy(*data.args, *data.params)))
 
 
 def _try(label: str, what: str, call: Callable[[], Any]) -> Any:
@@ -404,11 +408,14 @@ def load_entry_points(warn: Callable[[str], None] | None = None) -> list[str]:
     ops); without ``warn`` it raises the UsageError."""
     names: list[str] = []
     for entry in _entry_points():
+        if warn is not None and entry.name in _WARNED:
+            continue
         try:
             names += _load_entry_point(entry)
         except UsageError as exc:
             if warn is None:
                 raise
+            _WARNED.add(entry.name)
             warn(f"devbench: warning: {exc}; its ops are not available")
     return names
 
