@@ -28,12 +28,12 @@ def test_public_api_is_what_the_readme_shows() -> None:
     assert sorted(devbench.__all__) == sorted([
         "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "Cell", "CellRow", "DevbenchError", "Measurement",
         "Run", "Summary", "SweepSpec", "TimingPolicy", "UsageError", "VisitRecord", "__version__", "execute",
-        "load_run", "measure", "parse_sizes", "summarize",
+        "load_run", "measure", "op", "parse_sizes", "summarize",
     ])
     for name in devbench.__all__:
         assert getattr(devbench, name) is not None
     readme = (ROOT / "README.md").read_text()
-    for name in ("SweepSpec", "TimingPolicy", "execute", "load_run", "parse_sizes", "measure"):
+    for name in ("SweepSpec", "TimingPolicy", "execute", "load_run", "parse_sizes", "measure", "devbench.op"):
         assert name in readme
 
 

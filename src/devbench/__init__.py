@@ -32,6 +32,7 @@ _EXPORTS = {
     "execute": "devbench.sweep",
     "Measurement": "devbench.timer",
     "measure": "devbench.timer",
+    "op": "devbench.userops",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "execute",
     "load_run",
     "measure",
+    "op",
     "parse_sizes",
     "summarize",
 ]
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from devbench.store import Run, load_run
     from devbench.sweep import execute
     from devbench.timer import Measurement, measure
+    from devbench.userops import op
 
 
 def __getattr__(name: str) -> Any:

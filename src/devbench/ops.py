@@ -159,6 +159,9 @@ class ShapedOp:
     needs_float: str = ""
     shape_means: str = ""
     """What the dimensions are, for ``devbench ops`` (``m×k @ k×n``)."""
+    square_shape: Callable[[int], Shape] | None = None
+    """How the square curve (``--sizes``, the op's plain name) maps n to a shape; None: every dimension is n.
+    An attention block sweeps ``seq = n`` with ``batch`` and ``d`` fixed, not a batch of n heads of width n."""
 
     def bind(self, variant: Variant) -> OpDef:
         """The OpDef of one curve: ``variant`` names every dimension, one of them swept (``size``)."""
@@ -180,13 +183,29 @@ class ShapedOp:
             needs_float=self.needs_float,
         )
 
-    def square(self) -> OpDef:
-        """The op with every dimension equal to n: the curve ``--sizes`` sweeps, under the op's plain name."""
-        def shape_at(n: int) -> dict[str, int]:
+    def shape_at_square(self, n: int) -> dict[str, int]:
+        """The shape of the square curve at n: :attr:`square_shape`'s, else every dimension n."""
+        if self.square_shape is None:
             return dict.fromkeys(self.dims, n)
+        return {dim: int(self.square_shape(n)[dim]) for dim in self.dims}
+
+    def square_text(self) -> str:
+        """The square mapping in words, read off two sizes: ``batch=4, seq=n, d=64`` (``f(n)`` where a
+        dimension is neither n nor fixed)."""
+        if self.square_shape is None:
+            return f"{' = '.join(self.dims)} = n"
+        small, large = self.shape_at_square(2), self.shape_at_square(3)
+        return ", ".join(f"{dim}=" + ("n" if (small[dim], large[dim]) == (2, 3) else
+                                      str(small[dim]) if small[dim] == large[dim] else "f(n)")
+                         for dim in self.dims)
+
+    def square(self) -> OpDef:
+        """The op's square curve (``square_shape``, default every dimension n): what ``--sizes`` sweeps, under
+        the op's plain name."""
+        shape_at = self.shape_at_square
         return OpDef(
             name=self.name,
-            n_means=f"{self.shape_means or ','.join(self.dims)} with {' = '.join(self.dims)} = n",
+            n_means=f"{self.shape_means or ','.join(self.dims)} with {self.square_text()}",
             summary=self.summary,
             flops=lambda n: self.flops(shape_at(n)),
             flops_formula=self.flops_formula,

@@ -10,7 +10,9 @@ guard, no cell budget), the same drift devbench.session ended for the writing si
 1. **Framework start-up and device initialisation** (devbench.backends.initialise): each device's first op,
    timed before anything else touches it, so that no cell's ``cold_s`` pays it (``meta.json["init"]``).
 2. **TF32** as the run says (``--tf32``, then the run's ``tf32_setting``; devbench.tf32), before the first
-   measured op: TensorFlow reads its flag when it builds a kernel.
+   measured op: TensorFlow reads its flag when it builds a kernel. Then each of the user's ops (op files,
+   packages: devbench.userops) is checked against its numpy reference on each framework's host device, so
+   that a wrong op is one error line before anything is measured, not a column of ``wrong`` rows.
 3. **Discovery and fingerprint**: the run's devices must exist here (a UsageError otherwise, not a column of
    error rows), and the fingerprint lists the devices of every framework the run uses.
    With them, the **host check** (devbench.hostcheck: governor, turbo, CPU frequency, load, other busy
@@ -24,8 +26,10 @@ guard, no cell budget), the same drift devbench.session ended for the writing si
 6. **Energy meters** (``--energy``; devbench.energy): each device's counter, and the idle power of each,
    measured once per run by the sweep's own process (a resume and the workers read it from meta.json).
 
-A run's settings (spec, ``--max-call-time``, ``--tf32``, ``--energy``) come from the command line once, and
-from meta.json ever after (:class:`RunSettings`), so a resume, a worker and a refine read the same values the same way.
+A run's settings (spec, ``--max-call-time``, ``--tf32``, ``--energy``) come from the command line once, and from
+meta.json ever after (:class:`RunSettings`), so a resume, a worker and a refine read the same values the same way; the
+user's ops a run measures are loaded again from the sources it recorded (``user_ops``: op files by path and
+sha256, packages by version) before its spec is read (:func:`devbench.userops.load_recorded`).
 Calibration is not here: it is measured once per run by the sweep's own process (devbench.sweep.run_plan) and
 kept in meta.json, where a resume and a refine find it.
 """
@@ -67,9 +71,11 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
     """The sweep spec stored in a run's meta.json, validated like the command line validates it."""
     from devbench.devices import canonical
     from devbench.ops import op_named
+    from devbench.userops import load_recorded
 
     where = f"{str(run_dir / META)!r}"
     raw = meta.get("spec")
+    load_recorded(meta.get("user_ops"), where, cannot)  # the run's own ops (op files, packages), before its spec
     try:
         if not isinstance(raw, dict):
             raise TypeError(f"'spec' is {type(raw).__name__}, not an object")
@@ -218,9 +224,13 @@ class Prepared:
 
     def meta_fields(self) -> dict[str, Any]:
         """The preparation's part of a new run's meta.json (what a resume, worker and refine read back)."""
-        return {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
-                "tf32": self.tf32, "gpu": self.gpu, "init": self.init, "energy": self.energy_meta,
-                **({"host_check": self.host_check} if self.host_check is not None else {})}
+        from devbench.userops import records_for
+
+        fields = {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
+                  "tf32": self.tf32, "gpu": self.gpu, "init": self.init, "energy": self.energy_meta,
+                  **({"host_check": self.host_check} if self.host_check is not None else {})}
+        user_ops = records_for(self.spec.ops)  # where the run's own ops came from, loaded again by spec_from_meta
+        return {**fields, "user_ops": user_ops} if user_ops else fields
 
     def measure(self, visits: Sequence[Visit], run_id: str, *, on_result: Callable[[CellResult], None],
                 on_start: Callable[[Cell], None] | None = None, done: Collection[tuple[Any, ...]] = (),
@@ -258,6 +268,10 @@ def prepare_machine(settings: RunSettings, *, time_guard: TimeGuard | None = Non
         backend = default_backend()
         init = initialise(spec.devices, backend)  # 1. before anything else touches a device
     tf32 = apply_tf32(settings.tf32, frameworks_of(spec.devices))  # 2. before the first measured op
+    from devbench.userops import check_against_numpy
+
+    # 2b. users' ops against their numpy references, on each framework's host device: a wrong op stops here
+    check_against_numpy(spec, backend)
     machine: dict[str, Any] | None = None
     gpu: dict[str, Any] | None = None
     if fingerprint:  # 3.

@@ -7,6 +7,7 @@ TensorFlow.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from devbench.cli.options import Subcommands, UsageParser, add_command, add_devices_option, add_dtypes_option
 from devbench.errors import choose_list
@@ -18,8 +19,12 @@ def register(sub: Subcommands[UsageParser]) -> None:
                 help="list the devices of every installed framework (TensorFlow, JAX, PyTorch), with details",
                 description="List the devices of every installed framework (imports each), and say which "
                 "frameworks are missing and how to install them.")
-    add_command(sub, "ops", cmd_ops, help="list the ops and what n means for each",
-                description="List the ops, what the size n means for each, and their FLOPs per call.")
+    ops = add_command(sub, "ops", cmd_ops, help="list the ops and what n means for each",
+                      description="List the ops, what the size n means for each, their dimensions, FLOPs per "
+                      "call and frameworks; with --op-file, the ops of those files.")
+    ops.add_argument("--op-file", action="append", type=Path, default=[], metavar="FILE",
+                     help="list the ops of this file of your own ops instead (repeatable; checks it as a sweep "
+                     "would load it)")
     calibrate = add_command(
         sub, "calibrate", cmd_calibrate,
         help="measure each device's peak FLOP/s (per dtype) and memory bandwidth",
@@ -66,17 +71,23 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    del args
     from rich.console import Console
     from rich.table import Table
 
     from devbench.ops import OPS
+    from devbench.userops import describe, load_sources
 
-    table = Table(title="devbench ops (n is the size given to --sizes)")
-    for column in ("op", "n means", "FLOPs/call", "dtypes", "what it times"):
+    files = args.op_file
+    from_files = load_sources(files)  # installed packages' ops too: they are listed with the built-ins
+    names = from_files if files else list(OPS)
+    where = f"ops in {', '.join(str(f) for f in files)}" if files else "devbench ops"
+    table = Table(title=f"{where} (n is the size given to --sizes)")
+    for column in ("op", "dims", "n means", "FLOPs/call", "dtypes", "frameworks", "what it times"):
         table.add_column(column, no_wrap=column == "op")
-    for op in OPS.values():
-        table.add_row(op.name, op.n_means, op.flops_formula, ", ".join(op.dtypes), op.summary)
+    for name in names:
+        op, more = OPS[name], describe(name)
+        table.add_row(op.name, more["dims"], op.n_means, op.flops_formula, ", ".join(op.dtypes),
+                      more["frameworks"], op.summary)
     Console().print(table)
     return 0
 

@@ -63,8 +63,11 @@ def register(sub: Subcommands[UsageParser]) -> None:
     )
     sweep.add_argument("--sizes", default=DEFAULT_SIZES, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
                        + SIZE_GRAMMAR_HELP)
-    sweep.add_argument("--ops", default=",".join(DEFAULT_OPS), help="comma list of ops (default: all; "
-                       "see 'devbench ops')")
+    sweep.add_argument("--ops", default=None, help=f"comma list of ops (default: {','.join(DEFAULT_OPS)}, or the "
+                       "--op-file ops when given; see 'devbench ops')")
+    sweep.add_argument("--op-file", action="append", type=Path, default=[], metavar="FILE",
+                       help="a Python file of your own ops (repeatable; README 'Your own ops'); installed "
+                       "packages' ops (entry points devbench.ops) are always available")
     add_dtypes_option(sweep)
     add_devices_option(sweep, "CPU:0 and every GPU; without a GPU, CPU:0 and the numpy baseline; see "
                        "'devbench devices'")
@@ -157,7 +160,7 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
         max_samples=max(TimingPolicy().max_samples, args.min_samples),
     ).validate()
     spec = SweepSpec(
-        ops=choose_list("op", args.ops, OPS),
+        ops=choose_list("op", ops_text(args), OPS),
         sizes=parse_sizes(args.sizes),
         dtypes=choose_list("dtype", args.dtypes, DTYPES),
         devices=resolve(args.devices, available_devices),
@@ -196,7 +199,7 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     from devbench.store import check_new_run_dir
 
     parse_sizes(args.sizes)
-    choose_list("op", args.ops, OPS)
+    choose_list("op", ops_text(args), OPS)
     choose_list("dtype", args.dtypes, DTYPES)
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
@@ -206,6 +209,16 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     if args.out is not None:
         check_new_run_dir(args.out)
     return None
+
+
+def ops_text(args: argparse.Namespace) -> str:
+    """``--ops``, or by default the built-in ops, or the ops of the ``--op-file`` files (loaded here, with the
+    installed packages' ops, before any op is looked up; a bad file is a UsageError)."""
+    from devbench.ops import DEFAULT_OPS
+    from devbench.userops import load_sources
+
+    from_files = load_sources(getattr(args, "op_file", None) or ())
+    return str(args.ops) if args.ops is not None else ",".join(from_files or DEFAULT_OPS)
 
 
 def shard_of(args: argparse.Namespace) -> ShardSpec | None:
