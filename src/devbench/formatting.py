@@ -105,6 +105,16 @@ def format_percent(fraction: float) -> str:
     return MISSING if not math.isfinite(fraction) else f"{fraction:.0%}"
 
 
+def format_bytes(n_bytes: float) -> str:
+    """A byte count in binary units, 3 digits: '48 KiB', '12 MiB', '1.5 GiB', '800 B'."""
+    if not math.isfinite(n_bytes):
+        return MISSING
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n_bytes) >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.0f} B"
+
+
 def format_gib(n_bytes: float) -> str:
     """Memory in GiB, one decimal: '15.6 GiB'."""
     return MISSING if not math.isfinite(n_bytes) else f"{n_bytes / 2**30:.1f} GiB"

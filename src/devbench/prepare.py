@@ -190,8 +190,10 @@ class Prepared:
 
     def meta_fields(self) -> dict[str, Any]:
         """The preparation's part of a new run's meta.json (what a resume, worker and refine read back)."""
+        from devbench.cache import cache_meta
+
         return {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
-                "tf32": self.tf32, "gpu": self.gpu, "init": self.init}
+                "tf32": self.tf32, "gpu": self.gpu, "init": self.init, **cache_meta(self.spec.ops)}
 
     def measure(self, visits: Sequence[Visit], run_id: str, *, on_result: Callable[[CellResult], None],
                 on_start: Callable[[Cell], None] | None = None, done: Collection[tuple[Any, ...]] = (),
