@@ -326,3 +326,14 @@ def test_report_shows_the_ratio_table_with_the_llc(tmp_path: Path) -> None:
     warm_only = Run(path=None, meta={}, results=results[results["op"] == "add"], samples=samples)
     assert "## Cache state" not in render_report(warm_only, tmp_path)
     assert 'id="cache"' not in render_html_report(warm_only)
+
+
+def test_a_real_framework_backend_flushes_its_host_device() -> None:
+    pytest.importorskip("jax")
+    from devbench.backends.jax import JaxBackend
+
+    cell = Cell(size=32, op="add[cache=cold]", dtype="float32", device="jax:cpu:0")
+    result = run_cell(JaxBackend(), "t", cell, QUICK, 0)
+    assert result.record.status == "ok", result.record.reason
+    assert result.record.flush_bytes == FLUSH_FACTOR * llc_size().bytes
+    assert result.record.number == 1

@@ -73,7 +73,7 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> VisitRecord:
         bytes=outcome.bytes,
         finished_at=utc_now(),
         traces=outcome.traces,
-        flush_bytes=getattr(m, "flush_bytes", 0),
+        flush_bytes=m.flush_bytes,
     )
     return with_derived(record)
 
