@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -269,7 +270,8 @@ def _pair_run(rounds: int = 5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFram
     rng = np.random.default_rng(seed)
     truth = {("add", 256): 1e-5, ("add[cache=cold]", 256): 3e-5,
              ("add", 4096): 1e-2, ("add[cache=cold]", 4096): 1.02e-2}
-    rows, samples = [], []
+    rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
     for (op, n), t in truth.items():
         flush = FLUSH_FACTOR * LLC.bytes if "cold" in op else 0
         rows.append(row(n, "CPU:0", t, op=op, bytes=3.0 * 4 * n * n, flush_bytes=flush))
