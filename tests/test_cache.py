@@ -42,9 +42,13 @@ class Recorder:
     """A FakeDevice whose clock reads, calls, syncs and flushes are logged in order; a flush costs ``flush_s`` of
     (fake) time, far more than a call, so that a flush inside a timed region could not go unseen."""
 
-    def __init__(self, cost: float | list[float], flush_s: float = 0.5, **kw: float | bool) -> None:
+    def __init__(self, cost: float | list[float], flush_s: float = 0.5, miss_s: float = 0.0,
+                 **kw: float | bool) -> None:
         self.dev = FakeDevice(cost, **kw)  # type: ignore[arg-type]
         self.flush_s = flush_s
+        self.miss_s = miss_s
+        """What the first call after a flush pays on top (its inputs come from memory)."""
+        self.evicted = False
         self.events: list[str] = []
         self.flushes = 0
 
@@ -54,7 +58,11 @@ class Recorder:
 
     def call(self) -> int:
         self.events.append("call")
-        return self.dev.call()
+        output = self.dev.call()
+        if self.evicted:
+            self.dev.busy_until += self.miss_s
+            self.evicted = False
+        return output
 
     def sync(self, output: int) -> None:
         self.events.append("sync")
@@ -63,6 +71,7 @@ class Recorder:
     def flush(self) -> None:
         self.events.append("flush")
         self.flushes += 1
+        self.evicted = True
         self.dev.now = max(self.dev.now, self.dev.busy_until) + self.flush_s
 
 
@@ -72,11 +81,14 @@ def test_every_flush_lies_between_a_stop_and_the_next_start() -> None:
     events = rec.events
     flushes = [i for i, e in enumerate(events) if e == "flush"]
     assert len(flushes) == 1 + len(m.samples)  # the cold call, then every sample
-    for i in flushes:
-        # flush, then the timed region: start, ONE call, sync, stop; nothing else inside it
-        assert events[i + 1:i + 5] == ["clock", "call", "sync", "clock"], events[i - 2:i + 6]
+    for i in flushes[1:]:
+        # flush, then the timed region: start, ONE call, sync, stop; nothing else inside it; then the unflushed twin
+        assert events[i + 1:i + 9] == ["clock", "call", "sync", "clock", "clock", "call", "sync", "clock"], (
+            events[i - 2:i + 10])
+    assert events[flushes[0] + 1:flushes[0] + 5] == ["clock", "call", "sync", "clock"]  # the cold call
     # Every sample is the call and its sync alone: the 0.5 s flushes are in none of them, nothing subtracted.
     assert m.samples == pytest.approx([1e-4 + 1e-6] * len(m.samples))
+    assert m.unflushed_samples == pytest.approx(m.samples)
     assert m.cold_s == pytest.approx(1e-4 + 1e-6)
     assert (m.number, m.calibration_blocks) == (1, 0)
 
@@ -86,13 +98,22 @@ def test_a_flushed_cell_times_one_call_per_sample_even_where_a_block_would_be_lo
     m = measure(rec.call, rec.sync, POLICY, clock=rec.clock, flush=rec.flush)
     sampled_calls = rec.dev.calls - 1 - m.warmup_calls
     assert m.number == 1
-    assert sampled_calls == len(m.samples)
+    assert sampled_calls == len(m.samples) + len(m.unflushed_samples)
+    assert len(m.unflushed_samples) == len(m.samples)
+
+
+def test_the_unflushed_twin_sees_the_cached_inputs_and_the_sample_the_miss() -> None:
+    rec = Recorder(1e-4, miss_s=3e-4)  # the call after a flush pays 3x its warm cost in misses
+    m = measure(rec.call, rec.sync, POLICY, clock=rec.clock, flush=rec.flush)
+    assert m.samples == pytest.approx([4e-4] * len(m.samples))
+    assert m.unflushed_samples == pytest.approx([1e-4] * len(m.samples))
 
 
 def test_warm_cells_are_not_flushed_and_keep_their_blocks() -> None:
     rec = Recorder(1e-4)
     m = measure(rec.call, rec.sync, POLICY, clock=rec.clock)
     assert rec.flushes == 0
+    assert m.unflushed_samples == []
     assert m.number == math.ceil(POLICY.min_block_time / 1e-4)
 
 
@@ -138,10 +159,12 @@ def test_run_cell_flushes_cache_cold_cells_and_records_the_buffer() -> None:
     assert cold.record.status == "ok", cold.record.reason
     assert cold.record.flush_bytes == 12345
     assert cold.record.number == 1
+    assert cold.record.unflushed_median_s > 0
     assert backend.flushes == 1 + cold.record.n_samples
     flushed = backend.flushes
     warm = run_cell(backend, "t", Cell(size=32, op="add", dtype="float32", device=NUMPY_DEVICE), QUICK, 0)
     assert (warm.record.status, warm.record.flush_bytes, backend.flushes) == ("ok", 0, flushed)
+    assert math.isnan(warm.record.unflushed_median_s)
 
 
 def test_the_host_flush_is_twice_the_llc_and_a_gpu_without_a_flush_is_unsupported() -> None:
@@ -274,7 +297,9 @@ def _pair_run(rounds: int = 5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFram
     samples: list[dict[str, Any]] = []
     for (op, n), t in truth.items():
         flush = FLUSH_FACTOR * LLC.bytes if "cold" in op else 0
-        rows.append(row(n, "CPU:0", t, op=op, bytes=3.0 * 4 * n * n, flush_bytes=flush))
+        unflushed = truth[("add", n)] * 1.1 if "cold" in op else math.nan  # a single call: a little dearer
+        rows.append(row(n, "CPU:0", t, op=op, bytes=3.0 * 4 * n * n, flush_bytes=flush,
+                        unflushed_median_s=unflushed))
         for r in range(1, rounds + 1):
             drift = math.exp(rng.normal(0, 0.05))
             samples.extend({"run_id": "synthetic", "op": op, "size": n, "dtype": "float32", "device": "CPU:0",
@@ -294,6 +319,8 @@ def test_pairs_give_the_ratio_and_where_the_working_set_sits() -> None:
     assert small["ratio_high"] < 3.5
     assert small["ratio_low"] < small["ratio"] < small["ratio_high"]
     assert large["ratio_low"] < 1.02 < large["ratio_high"]
+    assert small["unflushed_s"] == pytest.approx(1.1e-5)
+    assert small["flushed_over_unflushed"] == pytest.approx(3 / 1.1)
 
 
 def test_pairs_without_samples_fall_back_to_the_ratio_of_medians() -> None:
@@ -339,3 +366,17 @@ def test_a_real_framework_backend_flushes_its_host_device() -> None:
     assert result.record.status == "ok", result.record.reason
     assert result.record.flush_bytes == FLUSH_FACTOR * llc_size().bytes
     assert result.record.number == 1
+
+
+def test_a_rows_unflushed_median_weighs_its_visits_alike() -> None:
+    from devbench.schema import visit_record
+    from devbench.visits import LoggedVisit, cell_row
+
+    base = {"run_id": "r", "op": "add[cache=cold]", "size": 16, "dtype": "float32", "device": "CPU:0",
+            "mode": "eager", "sync": "scalar", "status": "ok", "flush_bytes": 64}
+    visits = [LoggedVisit(visit_record({**base, "unflushed_median_s": u}), [2.0, 2.0], r)
+              for r, u in ((1, 1.0), (2, 3.0), (3, 2.5))]
+    row = cell_row(visits, rounds_planned=3)
+    assert (row.unflushed_median_s, row.flush_bytes) == (2.5, 64)
+    warm = cell_row([LoggedVisit(visit_record({**base, "op": "add", "flush_bytes": 0}), [1.0], 1)], 1)
+    assert math.isnan(warm.unflushed_median_s)

@@ -195,12 +195,14 @@ PAIR_KEYS = ("size", "dtype", "device", "mode", "sync")
 """Besides the op (its warm name), what a cache-cold row and its warm row share."""
 
 PAIR_COLUMNS = ("op", *PAIR_KEYS, "working_set_bytes", "llc_bytes", "fits", "warm_s", "flushed_s", "ratio",
-                "ratio_low", "ratio_high", "flush_bytes")
+                "ratio_low", "ratio_high", "unflushed_s", "flushed_over_unflushed", "flush_bytes")
 """``op`` the warm name; ``warm_s``/``flushed_s`` the two medians; ``ratio`` flushed/warm (> 1: eviction costs),
 paired by round where both have samples (``resampling.paired_ratio``), with its 95 % interval (NaN: too few
-rounds); ``llc_bytes`` the cache the flush was sized for (``flush_bytes`` / :data:`FLUSH_FACTOR`: the host's
-LLC, a GPU's L2), else the run's host LLC; ``fits`` the working set (inputs + output, the row's ``bytes``)
-within it (None: unknown)."""
+rounds); ``unflushed_s`` the cache-cold cell's own control (the same single call right after each flushed one,
+``unflushed_median_s``) and ``flushed_over_unflushed`` the eviction's cost within that one protocol;
+``llc_bytes`` the cache the flush was sized for (``flush_bytes`` / :data:`FLUSH_FACTOR`: the host's LLC, a GPU's
+L2), else the run's host LLC; ``fits`` the working set (inputs + output, the row's ``bytes``) within it (None:
+unknown)."""
 
 
 def warm_cold_pairs(results: pd.DataFrame, samples: pd.DataFrame | None = None,
@@ -244,6 +246,7 @@ def warm_cold_pairs(results: pd.DataFrame, samples: pd.DataFrame | None = None,
                 low, high = interval.ci_low, interval.ci_high
         working_set = float(r.get("bytes", math.nan))
         flushed = int(r.get("flush_bytes", 0) or 0)
+        unflushed = float(r.get("unflushed_median_s", math.nan))
         # The cache a flush was sized for is the one that matters for this device (a GPU's L2, the host's LLC).
         cache = flushed / FLUSH_FACTOR if flushed > 0 else (float(llc.bytes) if llc is not None else math.nan)
         rows.append({
@@ -253,6 +256,8 @@ def warm_cold_pairs(results: pd.DataFrame, samples: pd.DataFrame | None = None,
             "fits": working_set <= cache if math.isfinite(cache) and math.isfinite(working_set) else None,
             "warm_s": float(twin["median_s"]), "flushed_s": float(r["median_s"]),
             "ratio": ratio, "ratio_low": low, "ratio_high": high,
+            "unflushed_s": unflushed,
+            "flushed_over_unflushed": float(r["median_s"]) / unflushed if unflushed > 0 else math.nan,
             "flush_bytes": flushed,
         })
     if not rows:
@@ -268,21 +273,23 @@ CACHE_EXPLANATION = (
     "call is timed on its own (start, call, sync, stop); warm cells are blocks of back-to-back calls with one sync. "
     "`flushed/warm` > 1 is what reading the inputs from memory costs; where the working set (inputs + output) "
     "fits in the LLC a warm call finds it in cache, well above it both read memory and the ratio tends to 1. "
-    "At small sizes the flushed time also carries one sync and two clock reads per call, which a warm block "
-    "spreads over its calls."
+    "A single call also pays one sync and two clock reads that a block spreads over its calls, and on a busy "
+    "machine a long block catches preemptions a short call mostly misses: `unflushed` is the same single call "
+    "timed again right after each flushed one, without a flush, so `flushed/unflushed` is the eviction's cost "
+    "within one protocol."
 )
 """What the warm/cache-cold table shows, for report.md and report.html alike."""
 
 
 CACHE_HEADERS = ("op", "dtype", "mode", "sync", "device", "n", "working set", "LLC", "warm", "flushed",
-                 "flushed/warm (95 % CI)")
+                 "flushed/warm (95 % CI)", "unflushed", "flushed/unflushed")
 """The warm/cache-cold table's columns (report.md, report.html, the terminal). ``LLC``: the cache the flush
 evicts (a GPU's L2 on a GPU); the working set says whether it fits in it."""
 
 
 def cache_table_rows(pairs: pd.DataFrame) -> list[list[str]]:
     """The rows of :data:`CACHE_HEADERS` for :func:`warm_cold_pairs`' frame."""
-    from devbench.formatting import format_bytes, format_ratio_interval, format_time
+    from devbench.formatting import format_bytes, format_ratio, format_ratio_interval, format_time
 
     rows: list[list[str]] = []
     for r in pairs.to_dict("records"):
@@ -292,7 +299,8 @@ def cache_table_rows(pairs: pd.DataFrame) -> list[list[str]]:
                      str(r["size"]), format_bytes(float(r["working_set_bytes"])) + where,
                      format_bytes(float(r["llc_bytes"])), format_time(float(r["warm_s"])),
                      format_time(float(r["flushed_s"])),
-                     format_ratio_interval(float(r["ratio"]), float(r["ratio_low"]), float(r["ratio_high"]))])
+                     format_ratio_interval(float(r["ratio"]), float(r["ratio_low"]), float(r["ratio_high"])),
+                     format_time(float(r["unflushed_s"])), format_ratio(float(r["flushed_over_unflushed"]))])
     return rows
 
 

@@ -20,7 +20,11 @@ A call to :func:`measure` does, in order (docs/architecture.md, "Timing protocol
 With ``flush`` (a cache-cold cell, :mod:`devbench.cache`) each sample is one call timed on its own, its inputs
 evicted first: ``flush()`` (it returns once its buffer is written), then start, call, sync, stop. The flush is
 never inside a timed region, and nothing is subtracted: ``number`` is 1, there is no calibration, and the cold
-call is flushed too. Warm-up, the stopping rule and the budget (which the flushes spend) are as above.
+call is flushed too. Warm-up, the stopping rule and the budget (which the flushes spend) are as above. Right
+after each flushed sample the same call is timed once more, unflushed (its inputs now cached where they fit):
+``unflushed_samples``, the warm state in the very same single-call protocol and machine state, so that
+flushed / unflushed is the cache's cost alone, free of what a block spreads (one sync, two clock reads) and of
+what a long block catches on a busy machine (preemptions a single call mostly misses).
 
 ``block(number)`` runs the op ``number`` times and returns the last output. By default it is a plain Python
 loop over ``fn``; a caller can pass one that costs less per call than calling ``fn`` (a loop over the
@@ -109,6 +113,9 @@ class Measurement(Generic[T]):
     flush_bytes: int = 0
     """Bytes written to evict the caches before each timed call (a cache-cold cell); 0 for a warm one. The timer
     only calls the flush: its caller, who knows the buffer, sets this."""
+    unflushed_samples: list[float] = field(default_factory=list)
+    """A cache-cold cell's control: the call timed again right after each flushed sample, unflushed (empty for
+    a warm cell). Not samples of the cell: the stopping rule never sees them."""
 
 
 def python_loop(fn: Callable[..., T], *args: Any) -> Callable[[int], T]:
@@ -230,6 +237,7 @@ def measure(
     stop_reason = "budget"
     calibration_blocks = 0
     calibrating = flush is None
+    unflushed: list[float] = []
     while True:
         cycle_start = clock() if flush is not None else 0.0
         if flush is not None:
@@ -237,10 +245,14 @@ def measure(
         t0 = clock()
         output = run_block(number)
         sync(output)
-        stop = clock()
-        block_s = stop - t0
-        # What the next sample will cost the budget: its flush too.
-        cost_s = stop - cycle_start if flush is not None else block_s
+        block_s = clock() - t0
+        if flush is not None:
+            t1 = clock()
+            output = run_block(1)
+            sync(output)
+            unflushed.append(clock() - t1)
+        # What the next sample will cost the budget: its flush and its unflushed twin too.
+        cost_s = clock() - cycle_start if flush is not None else block_s
         if calibrating:
             calibration_blocks += 1
             if (_miscalibrated(number, block_s, block_target, policy.max_number)
@@ -268,4 +280,5 @@ def measure(
         stop_reason=stop_reason,
         output=output,
         calibration_blocks=calibration_blocks,
+        unflushed_samples=unflushed,
     )
