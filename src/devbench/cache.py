@@ -3,20 +3,22 @@
 A cell whose op name says ``cache=cold`` (:mod:`devbench.variants`, e.g. ``add[cache=cold]``) is timed with its
 inputs evicted: before every timed call the timer (:func:`devbench.timer.measure`, ``flush=``) writes a buffer of
 :data:`FLUSH_FACTOR` times the last-level cache, *outside* the timed region, and then times that one call on its
-own. "Cache-cold" is not the first call's ``cold_s`` (kernel loading, tracing): it is the steady state of an op
-whose inputs come from memory, the state a call is in when other work ran in between.
+own; the same call is then timed again unflushed, the cell's own warm control. "Cache-cold" is not the first
+call's ``cold_s`` (kernel loading, tracing): it is the steady state of an op whose inputs come from memory, the
+state a call is in when other work ran in between (for a framework with a thread pool that also means idle
+threads to wake, which the flushed call pays and its unflushed twin does not).
 
 Sizes come from the machine: the host's LLC from sysfs (``/sys/devices/system/cpu/cpu0/cache/index*/``, the
-highest level), else ``sysconf(SC_LEVEL3_CACHE_SIZE)``, else :data:`DEFAULT_LLC_BYTES` (said so in the source);
+highest level), else ``sysconf(SC_LEVEL3_CACHE_SIZE)``, else :data:`DEFAULT_LLC_BYTES` (its source says so);
 a GPU's L2 from its framework where it says it (PyTorch), else :data:`DEFAULT_GPU_FLUSH_BYTES` (NVML has no L2
 query). Every :class:`Flush` carries its byte count and where the size came from: a visit records the bytes
 (``flush_bytes``), meta.json the host's LLC and its source (:func:`cache_meta`).
 
 The host flush adds 1 to every byte of a numpy buffer (a read and a write of every cache line through the
-caches); a fill would be a ``memset``, which for buffers this large uses non-temporal stores that bypass the
-cache and so evict little. Only the calling thread's core runs it: it evicts that core's private caches and
-the shared LLC, not other cores' private caches (an op that spreads over threads may keep some of its inputs
-there).
+caches); a fill would be a ``memset``, which for buffers this large may use non-temporal stores (recent glibc,
+above about 3/4 of the LLC) that bypass the cache and so evict little. Only the calling thread's core runs it:
+it evicts that core's private caches and the shared LLC, not other cores' private caches (an op that spreads
+over threads may keep some of its inputs there).
 
 Nothing here imports a framework; numpy and pandas only inside the functions that need them (``devbench
 --help`` imports neither).
