@@ -9,6 +9,7 @@ import pytest
 from devbench.formatting import (
     MISSING,
     csv_text,
+    format_bytes,
     format_duration,
     format_eta,
     format_gib,
@@ -33,7 +34,8 @@ def test_durations_read_in_minutes_and_hours(seconds: float, text: str) -> None:
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(8.12e-7, "812 ns"), (1.23e-5, "12.3 µs"), (4.56e-3, "4.56 ms"),
-                                                (1.234, "1.23 s"), (math.nan, MISSING)])
+                                                (1.234, "1.23 s"), (9.996e-4, "1 ms"), (9.994e-4, "999 µs"),
+                                                (math.nan, MISSING)])
 def test_times_per_call_pick_their_si_unit(seconds: float, text: str) -> None:
     assert format_time(seconds) == text
 
@@ -70,3 +72,10 @@ def test_tables_as_text() -> None:
     assert "\x1b[" not in text
     assert csv_text(["a", "b"], [[1, "x"]]) == "a,b\n1,x\n"
     assert json_text({"x": math.nan}) == '{\n  "x": null\n}\n'
+
+
+@pytest.mark.parametrize(("n_bytes", "text"), [(800, "800 B"), (49152, "48 KiB"), (3 * 2**20, "3 MiB"),
+                                                (1023.9 * 2**10, "1 MiB"), (1.5 * 2**30, "1.5 GiB"),
+                                                (math.nan, MISSING)])
+def test_byte_counts_pick_their_binary_unit(n_bytes: float, text: str) -> None:
+    assert format_bytes(n_bytes) == text

@@ -26,6 +26,7 @@ def format_time(seconds: float) -> str:
     """A time per call with an SI prefix, 3 significant digits: '812 ns', '12.3 µs', '4.56 ms', '1.23 s'."""
     if not math.isfinite(seconds):
         return MISSING
+    seconds = float(f"{seconds:.3g}")  # round first: 999.6 µs is '1 ms', not '1e+03 µs'
     for scale, unit in _TIME_UNITS:
         if abs(seconds) >= scale:
             return f"{seconds / scale:.3g} {unit}"
@@ -103,6 +104,20 @@ def format_rate(per_second: float, unit: str) -> str:
 def format_percent(fraction: float) -> str:
     """A fraction as a whole percentage: 0.034 -> '3%'."""
     return MISSING if not math.isfinite(fraction) else f"{fraction:.0%}"
+
+
+_BYTE_UNITS = (("B", 1), ("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40))
+
+
+def format_bytes(n_bytes: float) -> str:
+    """A byte count in binary units, 3 digits: '800 B', '48 KiB', '12 MiB', '1.5 GiB' (never '1.02e+03 KiB')."""
+    if not math.isfinite(n_bytes):
+        return MISSING
+    for i, (unit, scale) in enumerate(_BYTE_UNITS):
+        value = float(f"{n_bytes / scale:.3g}")
+        if abs(value) < 1000 or i == len(_BYTE_UNITS) - 1:
+            return f"{value:.3g} {unit}"
+    raise AssertionError("unreachable")
 
 
 def format_gib(n_bytes: float) -> str:

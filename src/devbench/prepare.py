@@ -224,11 +224,13 @@ class Prepared:
 
     def meta_fields(self) -> dict[str, Any]:
         """The preparation's part of a new run's meta.json (what a resume, worker and refine read back)."""
+        from devbench.cache import cache_meta
         from devbench.userops import records_for
 
         fields = {"guards": {"max_call_time": self.time_guard.max_call_time}, "tf32_setting": self.tf32_setting,
                   "tf32": self.tf32, "gpu": self.gpu, "init": self.init, "energy": self.energy_meta,
-                  **({"host_check": self.host_check} if self.host_check is not None else {})}
+                  **({"host_check": self.host_check} if self.host_check is not None else {}),
+                  **cache_meta(self.spec.ops)}
         user_ops = records_for(self.spec.ops)  # where the run's own ops came from, loaded again by spec_from_meta
         return {**fields, "user_ops": user_ops} if user_ops else fields
 

@@ -318,6 +318,19 @@ def _warnings_section(run: Run) -> list[str]:
     return [*out, *(body or ["None: every cell is ok, synchronized and quiet.", ""])]
 
 
+def _cache_section(run: Run) -> list[str]:
+    """Warm vs cache-cold (``op[cache=cold]``) per cell, when the run measured both (devbench.cache)."""
+    from devbench.cache import CACHE_EXPLANATION, CACHE_HEADERS, cache_table_rows, host_llc_of, warm_cold_pairs
+
+    llc = host_llc_of(run.meta)
+    pairs = warm_cold_pairs(run.results, run.samples, llc)
+    if pairs.empty:
+        return []
+    source = f" Host LLC: {llc.bytes // 2**20} MiB, from {llc.source}." if llc is not None else ""
+    return ["## Cache state (warm vs flushed)", "", CACHE_EXPLANATION + source, "",
+            md_table(CACHE_HEADERS, cache_table_rows(pairs)), ""]
+
+
 def _fidelity_sections(run: Run) -> list[str]:
     """Machine limits (the calibrated ceilings of ``devbench calibrate`` or why there are none, and the run's
     best rates), dispatch overhead (eager − graph_loop) and the cost of moving data (sync ``transfer``), each
@@ -375,6 +388,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines += _crossover_section(run.results, run.samples)
     lines += _energy_section(run)
     lines += _winner_section(run.results)
+    lines += _cache_section(run)
     lines += _fidelity_sections(run)
     lines += _charts_section(run_dir, charts)
     lines += _warnings_section(run)

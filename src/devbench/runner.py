@@ -9,6 +9,7 @@ visit starts. A cell's row in the results table is made from all its visits (dev
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -74,6 +75,8 @@ def measured_record(run_id: str, cell: Cell, outcome: Outcome) -> VisitRecord:
         bytes=outcome.bytes,
         finished_at=utc_now(),
         traces=outcome.traces,
+        flush_bytes=m.flush_bytes,
+        unflushed_median_s=statistics.median(m.unflushed_samples) if m.unflushed_samples else math.nan,
     )
     return with_derived(record)
 

@@ -78,6 +78,13 @@ class _Measured:
     calibration of that device and dtype, and for rows that are not ok or unsynchronized."""
     above_peak: bool = False
     """``pct_of_peak`` over 100: the cell outran the calibration probe, the calibration is the thing to fix."""
+    flush_bytes: int = 0
+    """Bytes written to evict the caches before each timed call of a cache-cold cell (``op[cache=cold]``,
+    devbench.cache: twice the host's LLC or the GPU's L2); 0 for a warm cell."""
+    unflushed_median_s: float = math.nan
+    """A cache-cold cell's control (devbench.timer): the median of the same single call timed again right after
+    each flushed one, unflushed (a row: the median of its visits' medians, each visit weighing alike); NaN for a
+    warm cell. ``median_s / unflushed_median_s`` is what the eviction costs, in one protocol."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,6 +255,10 @@ PCT_COLUMNS = ("above_peak", "pct_of_best")
 """Result columns added to schema version 2 with issue 16 (devbench.ceilings): an older table lacks them and
 still reads, with the defaults (``above_peak`` False: its ``pct_of_peak`` was capped at 100; ``pct_of_best``
 NaN); a run's table rebuilt from its cell log gets both computed."""
+
+CACHE_COLUMNS = ("flush_bytes", "unflushed_median_s")
+"""Result columns added to schema version 2 with cache state (issue 18, devbench.cache): an older table lacks
+them and still reads (``flush_bytes`` 0, ``unflushed_median_s`` NaN: every cell was warm)."""
 
 if TYPE_CHECKING:
     import pandas as pd

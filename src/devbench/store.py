@@ -46,6 +46,7 @@ import pandas as pd
 from devbench.errors import UsageError, first_line
 from devbench.formatting import utc_now
 from devbench.schema import (
+    CACHE_COLUMNS,
     DERIVED_COLUMNS,
     ENERGY_COLUMNS,
     FIELD_KINDS,
@@ -530,6 +531,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "guards": (dict,), "resumed": (list,), "refinements": (list,), "calibration": (dict, type(None)),
     "n_cells": (int,), "error": (str,), "gpu": (dict,), "tf32": (dict,), "tf32_setting": (str,),
     "init": (dict, type(None)), "processes": (int,), "workers": (list,), "host_check": (dict,), "energy": (dict,),
+    "cache": (dict,),
 }
 """Types of the meta.json fields devbench reads; a field of another type is a corrupt file, not a crash later."""
 
@@ -572,7 +574,8 @@ def load_run(run_dir: Path) -> Run:
         results, samples = tables_from_log(contents, meta)
     elif (run_dir / RESULTS_PARQUET).exists():
         results = results_frame(_read_table(run_dir / RESULTS_PARQUET, RESULT_COLUMNS,
-                                            (*ROUND_COLUMNS, *PCT_COLUMNS, *HOST_CLOCK_COLUMNS, *ENERGY_COLUMNS)))
+                                            (*ROUND_COLUMNS, *PCT_COLUMNS, *HOST_CLOCK_COLUMNS, *ENERGY_COLUMNS,
+                                             *CACHE_COLUMNS)))
         samples_path = run_dir / SAMPLES_PARQUET
         samples = (
             _read_table(samples_path, SAMPLE_COLUMNS, ("round",))

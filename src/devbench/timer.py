@@ -17,6 +17,15 @@ A call to :func:`measure` does, in order (docs/architecture.md, "Timing protocol
 6. **stop** when the stopping rule is satisfied, at ``max_samples``, or when the next block would overrun the
    cell's budget (at least one sample is always taken).
 
+With ``flush`` (a cache-cold cell, :mod:`devbench.cache`) each sample is one call timed on its own, its inputs
+evicted first: ``flush()`` (it returns once its buffer is written), then start, call, sync, stop. The flush is
+never inside a timed region, and nothing is subtracted: ``number`` is 1, there is no calibration, and the cold
+call is flushed too. Warm-up, the stopping rule and the budget (which the flushes spend) are as above. Right
+after each flushed sample the same call is timed once more, unflushed (its inputs now cached where they fit):
+``unflushed_samples``, the warm state in the very same single-call protocol and machine state, so that
+flushed / unflushed is the cache's cost alone, free of what a block spreads (one sync, two clock reads) and of
+what a long block catches on a busy machine (preemptions a single call mostly misses).
+
 ``block(number)`` runs the op ``number`` times and returns the last output. By default it is a plain Python
 loop over ``fn``; a caller can pass one that costs less per call than calling ``fn`` (a loop over the
 undecorated op, without ``fn``'s extra frame) or one that runs the whole block inside a compiled graph
@@ -101,6 +110,12 @@ class Measurement(Generic[T]):
     calibration_blocks: int = 1
     """Blocks run to settle ``number``: 1 when the warm-up estimate was right (that block is the first sample);
     each extra one was too short and discarded."""
+    flush_bytes: int = 0
+    """Bytes written to evict the caches before each timed call (a cache-cold cell); 0 for a warm one. The timer
+    only calls the flush: its caller, who knows the buffer, sets this."""
+    unflushed_samples: list[float] = field(default_factory=list)
+    """A cache-cold cell's control: the call timed again right after each flushed sample, unflushed (empty for
+    a warm cell). Not samples of the cell: the stopping rule never sees them."""
 
 
 def python_loop(fn: Callable[..., T], *args: Any) -> Callable[[int], T]:
@@ -159,13 +174,17 @@ def measure(
     check: Callable[[T], None] | None = None,
     drain: Callable[[T], None] | None = None,
     block: Callable[[int], T] | None = None,
+    flush: Callable[[], None] | None = None,
 ) -> Measurement[T]:
     """Run the timing protocol on ``fn`` (see the module docstring). Exceptions from ``fn`` propagate.
 
     ``fn`` makes one call (cold call, warm-up); ``block(number)``, if given, makes a timed block of ``number``
-    calls and returns the last output (default: a Python loop over ``fn``).
+    calls and returns the last output (default: a Python loop over ``fn``). ``flush``: evict the caches before
+    every timed call, untimed (the cache-cold protocol of the module docstring).
     """
     run_block = block if block is not None else python_loop(fn)
+    if flush is not None:
+        flush()
     start = clock()
     output = fn()
     sync(output)
@@ -211,16 +230,29 @@ def measure(
     typical_call = statistics.median(warmup_times)
     per_call = max(typical_call - sync_overhead_s, 0.01 * typical_call, 1e-9)
     number = max(1, min(policy.max_number, math.ceil(block_target / per_call * (1 - _ROUNDING))))
+    if flush is not None:
+        number = 1  # a flushed call is timed on its own: a block's later calls would find the inputs in cache
 
     rule = StoppingRule(policy.min_samples, policy.max_samples, policy.target_rel_iqr)
     stop_reason = "budget"
     calibration_blocks = 0
-    calibrating = True
+    calibrating = flush is None
+    unflushed: list[float] = []
     while True:
+        cycle_start = clock() if flush is not None else 0.0
+        if flush is not None:
+            flush()
         t0 = clock()
         output = run_block(number)
         sync(output)
         block_s = clock() - t0
+        if flush is not None:
+            t1 = clock()
+            output = run_block(1)
+            sync(output)
+            unflushed.append(clock() - t1)
+        # What the next sample will cost the budget: its flush and its unflushed twin too.
+        cost_s = clock() - cycle_start if flush is not None else block_s
         if calibrating:
             calibration_blocks += 1
             if (_miscalibrated(number, block_s, block_target, policy.max_number)
@@ -235,7 +267,7 @@ def measure(
         if rule.is_finished():
             stop_reason = "max_samples"
             break
-        if remaining() < block_s:
+        if remaining() < cost_s:
             break
     if drain is not None:
         drain(output)
@@ -248,4 +280,5 @@ def measure(
         stop_reason=stop_reason,
         output=output,
         calibration_blocks=calibration_blocks,
+        unflushed_samples=unflushed,
     )

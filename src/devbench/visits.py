@@ -24,6 +24,7 @@ The bootstrap is seeded from the cell's identity, so the same log always gives t
 from __future__ import annotations
 
 import math
+import statistics
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -89,6 +90,7 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> CellRow:
         reason="; ".join(reasons),
         finished_at=ok[-1].record.finished_at,
         cold_s=first.cold_s,
+        unflushed_median_s=_median_of_visits([v.record.unflushed_median_s for v in ok]),
         **asdict(pooled_telemetry([v.record for v in ok])),
         **asdict(pooled_clock([v.record for v in ok])),
         **asdict(pooled_energy([v.record for v in ok])),
@@ -101,6 +103,13 @@ def cell_row(visits: Sequence[LoggedVisit], rounds_planned: int) -> CellRow:
         between_round_rel=summary.between_round_rel,
         incomplete=len(ok) < rounds_planned and not first.visited_once,
     )
+
+
+def _median_of_visits(values: Sequence[float]) -> float:
+    """The median of the visits' own medians (each visit weighing alike, like ``median_s``); NaN if none has one:
+    a cache-cold cell's ``unflushed_median_s`` (devbench.timer)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(statistics.median(finite)) if finite else math.nan
 
 
 def pooled_telemetry(records: Sequence[GpuTelemetry]) -> GpuTelemetry:

@@ -11,7 +11,8 @@ hooks: ``build`` (the op on the device), ``dispatch`` (the callables the timer d
 ``placed`` (where each output leaf is), ``host_leaves`` (the output on the host, for the check), ``SYNCS``,
 ``scope`` (TensorFlow's device scope), ``begin``/``done`` (what ``release`` will have to clean), ``initialise``
 (the first op on a device, timed through :data:`FIRST_OPS`), ``copier`` (the calibration's copy probe),
-``classify`` and ``release``.
+``flusher`` (what evicts a device's caches for a cache-cold cell: the host's by default), ``classify`` and
+``release``.
 
 A backend module (:mod:`devbench.backends.tf`, :mod:`devbench.backends.numpy`, ...) imports this one and never
 another backend. The loop itself is :func:`devbench.timer.python_loop` (re-exported here): the timer needs it
@@ -28,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from devbench.cache import Flush, host_flush
 from devbench.energy import EnergyProbe
 from devbench.errors import first_line
 from devbench.frameworks import FRAMEWORKS, Framework, framework_for, is_host
@@ -353,8 +355,8 @@ class FrameworkBackend:
 
     A subclass names its framework (``FRAMEWORK``, a key of devbench.frameworks), its sync table (``SYNCS``, the
     framework's sync names -> functions) and implements ``build``, ``dispatch``, ``placed``, ``host_leaves``,
-    ``initialise`` and ``copier``; ``scope``, ``begin``, ``done``, ``note``, ``check_key``, ``classify`` and
-    ``release`` have defaults. Remembers which check keys passed the numpy reference check.
+    ``initialise`` and ``copier``; ``scope``, ``begin``, ``done``, ``note``, ``check_key``, ``flusher``, ``classify``
+    and ``release`` have defaults. Remembers which check keys passed the numpy reference check.
     """
 
     FRAMEWORK: ClassVar[str] = ""
@@ -396,6 +398,16 @@ class FrameworkBackend:
 
     def runtime_init(self) -> dict[str, Any] | None:
         return None
+
+    def flusher(self, device: str) -> Flush:
+        """What evicts ``device``'s caches before each timed call of a cache-cold cell (made inside
+        :meth:`scope`; it returns once its buffer is written). The host's flush for a host device; an
+        accelerator's backend overrides this with a device buffer of twice its L2, and one that does not has
+        no cache-cold cells there (``unsupported``)."""
+        if is_host(device):
+            return host_flush()
+        raise UnsupportedCombination(f"cache-cold cells on {device}: the {self.framework.label} backend has no "
+                                     "flush of that device's cache")
 
     def copier(self, device: str, elements: int) -> Callable[[], Any]:
         """A call that copies a float32 array of ``elements`` on ``device`` into another buffer (the calibration's
@@ -475,6 +487,9 @@ class FrameworkBackend:
 
             sync = self.SYNCS[cell.sync]
             kwargs: dict[str, Any] = {"check": check, "block": dispatch.block}
+            flush = self.flusher(cell.device) if op.cache == "cold" else None
+            if flush is not None:
+                kwargs["flush"] = flush
             if cell.sync == NO_SYNC:
                 kwargs["drain"] = self.SYNCS[FULL_SYNC]
             if self.clock is not None:
@@ -483,6 +498,7 @@ class FrameworkBackend:
             measurement.output = None  # do not keep device memory alive through the result
             joules = None if energy is None else energy.measure(  # after the timed blocks, never inside them
                 cell.device, dispatch.block, kwargs.get("drain", sync), measurement.samples, policy.max_cell_time)
+            measurement.flush_bytes = flush.bytes if flush is not None else 0
             if after is not None:
                 after(Timed(dispatch.call, sync, measurement))
         self.done(cell, built)

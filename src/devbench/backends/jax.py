@@ -35,7 +35,9 @@ from devbench.backends.base import (
     error_reason,
     python_loop,
 )
+from devbench.cache import Flush, flush_bytes, gpu_l2
 from devbench.devices import jax, jax_device, jax_device_name
+from devbench.frameworks import is_host
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
 from devbench.frameworks.jax import MODES
 from devbench.ops import OpDef, leaves_of
@@ -257,6 +259,7 @@ class JaxBackend(FrameworkBackend):
         super().__init__(clock)
         self.jax = jax()
         self._compiled = False
+        self._flushes: dict[str, Flush] = {}
 
     @staticmethod
     def initialise(device: str) -> DeviceInit:
@@ -281,6 +284,23 @@ class JaxBackend(FrameworkBackend):
         x = self.jax.device_put(np.ones(elements, dtype=np.float32), jax_device(device))
         negative = self.jax.numpy.negative
         return lambda: negative(x)
+
+    def flusher(self, device: str) -> Flush:
+        """On an accelerator, a negation of a device buffer of :data:`devbench.cache.DEFAULT_GPU_FLUSH_BYTES`
+        (JAX does not say a GPU's L2 size, nor does NVML), waited for; the host's flush on ``jax:cpu``. One
+        buffer per device, kept for the backend's life (putting it on the device costs more than a flush)."""
+        if is_host(device):
+            return super().flusher(device)
+        if device not in self._flushes:
+            cache = gpu_l2(None, "JAX and NVML do not report a GPU's L2 size")
+            buffer = self.jax.device_put(np.ones(flush_bytes(cache) // 4, dtype=np.float32), jax_device(device))
+            negative = self.jax.numpy.negative
+
+            def write() -> None:
+                negative(buffer).block_until_ready()
+
+            self._flushes[device] = Flush(write, int(buffer.nbytes), cache)
+        return self._flushes[device]
 
     def begin(self, cell: Cell) -> None:
         self._compiled = cell.mode != "eager"

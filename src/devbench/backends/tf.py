@@ -29,6 +29,7 @@ from devbench.backends.base import (
     placement_failure,
     python_loop,
 )
+from devbench.cache import Flush, flush_bytes, gpu_l2
 from devbench.devices import canonical, tensorflow, tensorflow_runtime_init
 from devbench.frameworks import is_host
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
@@ -311,6 +312,7 @@ class TFBackend(FrameworkBackend):
         super().__init__(clock)
         self.tf = tensorflow()
         self._needs_cleanup = False
+        self._flushes: dict[str, Flush] = {}
 
     @staticmethod
     def initialise(device: str) -> DeviceInit:
@@ -337,6 +339,23 @@ class TFBackend(FrameworkBackend):
 
     def host_leaves(self, output: Any) -> list[np.ndarray]:
         return [np.asarray(leaf.numpy()).astype(np.float64) for leaf in _leaves(output)]
+
+    def flusher(self, device: str) -> Flush:
+        """On a GPU, a negation of a device buffer of :data:`devbench.cache.DEFAULT_GPU_FLUSH_BYTES` (TensorFlow
+        does not say a GPU's L2 size, nor does NVML), waited for with the scalar sync; the host's flush on a CPU.
+        Made inside the cell's device scope; one buffer per device for the backend's life."""
+        if is_host(device):
+            return super().flusher(device)
+        if device not in self._flushes:
+            tf = self.tf
+            cache = gpu_l2(None, "TensorFlow and NVML do not report a GPU's L2 size")
+            buffer = tf.ones([flush_bytes(cache) // 4], dtype=tf.float32)
+
+            def write() -> None:
+                sync_scalar(tf.math.negative(buffer))
+
+            self._flushes[device] = Flush(write, flush_bytes(cache), cache)
+        return self._flushes[device]
 
     def copier(self, device: str, elements: int) -> Callable[[], Any]:
         """TF's ``DeepCopy``, or where it has no kernel a negation (which reads and writes exactly as much)."""

@@ -33,6 +33,7 @@ from devbench.backends.base import (
     error_reason,
     python_loop,
 )
+from devbench.cache import Flush, flush_bytes, gpu_l2
 from devbench.devices import torch, torch_cuda_available, torch_device_name
 from devbench.frameworks import parse
 from devbench.frameworks.base import FULL_SYNC, NO_SYNC, SCALAR_SYNC, SYNC_DEVICES, TRANSFER_SYNC
@@ -247,6 +248,28 @@ class TorchBackend(FrameworkBackend):
         x = self.torch.ones(elements, dtype=self.torch.float32, device=torch_device(device))
         clone: Callable[[], Any] = x.clone
         return clone
+
+    def flusher(self, device: str) -> Flush:
+        """On a CUDA GPU, ``zero_()`` of a device buffer of twice its L2 (``L2_cache_size``), then a synchronize:
+        what nvbench and triton do; the host's flush for ``torch:cpu``; none for MPS (no L2 size to size it)."""
+        where = torch_device(device)
+        if where.type == "cpu":
+            return super().flusher(device)
+        if where.type != "cuda":
+            raise UnsupportedCombination(f"cache-cold cells on {device}: no flush of its cache (only CUDA GPUs "
+                                         "and the host have one)")
+        cuda = self.torch.cuda
+        index = where.index if where.index is not None else cuda.current_device()
+        props = cuda.get_device_properties(index)
+        cache = gpu_l2(getattr(props, "L2_cache_size", 0),
+                       f"torch.cuda.get_device_properties({index}).L2_cache_size")
+        buffer = self.torch.empty(flush_bytes(cache), dtype=self.torch.uint8, device=where)
+
+        def write() -> None:
+            buffer.zero_()
+            cuda.synchronize(where)
+
+        return Flush(write, int(buffer.numel()), cache)
 
     def begin(self, cell: Cell) -> None:
         refuse_compile_next_to_tf(cell.mode)

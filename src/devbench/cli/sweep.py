@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devbench.cache import CACHE_OPTION_HELP, cache_variants, parse_cache_states
 from devbench.cli.options import (
     Subcommands,
     UsageParser,
@@ -72,6 +73,7 @@ def register(sub: Subcommands[UsageParser]) -> None:
     add_devices_option(sweep, "CPU:0 and every GPU; without a GPU, CPU:0 and the numpy baseline; see "
                        "'devbench devices'")
     sweep.add_argument("--modes", default="eager", help=f"comma list of {', '.join(MODES)} (default eager)")
+    sweep.add_argument("--cache", default="warm", help="cache state of the inputs: " + CACHE_OPTION_HELP)
     sweep.add_argument("--sync", default="scalar", help=f"how to wait for the device: {', '.join(SYNC_MODES)} "
                        "(default scalar: .numpy() on one element; none reproduces the guide's pitfall)")
     sweep.add_argument("--out", type=Path, default=None, help="run directory (default results/<UTC time>-<host>)")
@@ -160,7 +162,7 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
         max_samples=max(TimingPolicy().max_samples, args.min_samples),
     ).validate()
     spec = SweepSpec(
-        ops=choose_list("op", ops_text(args), OPS),
+        ops=cache_variants(choose_list("op", ops_text(args), OPS), parse_cache_states(args.cache)),
         sizes=parse_sizes(args.sizes),
         dtypes=choose_list("dtype", args.dtypes, DTYPES),
         devices=resolve(args.devices, available_devices),
@@ -200,6 +202,7 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
 
     parse_sizes(args.sizes)
     choose_list("op", ops_text(args), OPS)
+    parse_cache_states(args.cache)
     choose_list("dtype", args.dtypes, DTYPES)
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
@@ -294,6 +297,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sys.stdout.write(render_winners(winners(run.results)))
         print_not_measured(run.results)
         sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
+        from devbench.cache import host_llc_of, render_cache_pairs, warm_cold_pairs
+
+        sys.stdout.write(render_cache_pairs(warm_cold_pairs(run.results, run.samples, host_llc_of(run.meta))))
         print(f"charts: {len(published.charts)} in {run_dir / 'plots'}; report: {published.report} "
               f"and {published.html}")
     print(f"results: {run_dir}")

@@ -139,6 +139,19 @@ def _energy_section(run: Run) -> str:
                          crossings)
         out += table("Joules per call", ENERGY_HEADERS, rows)
     return out + "</section>"
+def _cache_section(run: Run) -> str:
+    """Warm vs cache-cold (``op[cache=cold]``) per cell, when the run measured both (devbench.cache)."""
+    from devbench.cache import CACHE_EXPLANATION, CACHE_HEADERS, cache_table_rows, host_llc_of, warm_cold_pairs
+
+    llc = host_llc_of(run.meta)
+    pairs = warm_cold_pairs(run.results, run.samples, llc)
+    if pairs.empty:
+        return ""
+    source = f" Host LLC: {llc.bytes // 2**20} MiB, from {llc.source}." if llc is not None else ""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(CACHE_EXPLANATION + source))
+    return ('<section id="cache" aria-labelledby="cache-h"><h2 id="cache-h">Cache state (warm vs flushed)</h2>'
+            f"<p>{text}</p>" + table("Flushed (cache-cold) vs warm, per cell", CACHE_HEADERS,
+                                     cache_table_rows(pairs)) + "</section>")
 
 
 def _flags_text(r: Mapping[str, Any]) -> str:
@@ -382,7 +395,9 @@ def render_html_report(
     groups = list(_groups(results)) if not results.empty else []
     colours = device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
     title = _title(run)
+    cache = _cache_section(run)
     nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("energy", "Energy"), ("overview", "Overview"),
+                 *((("cache", "Cache state"),) if cache else ()),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
                  ("warnings", "Warnings"), ("machine", "Machine"), ("host", "Host"), ("calibration", "Calibration")]
     nav = '<nav aria-label="Contents"><ul>' + "".join(
@@ -395,6 +410,7 @@ def render_html_report(
         _crossover_section(crossovers),
         _energy_section(run),
         _overview_section(best, charts),
+        cache,
         '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',
         "".join(
             _group_section(i, key, group, crossovers=_of(crossovers, key), colours=colours,
