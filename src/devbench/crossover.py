@@ -63,6 +63,7 @@ from devbench.selection import (
     records,
     transfer_as_mode,
 )
+from devbench.shapes import axis_name
 from devbench.stats import decisive_direction
 from devbench.t_intervals import Mean, log_resolution, mean_of_units, t_interval
 
@@ -454,12 +455,13 @@ def _noise_notes(sizes: Sequence[int], ratios: _Ratios, directions: Sequence[int
 
 
 def crossover_sentence(faster_above: str, size: float, low: float, high: float, than: str = "", *,
-                       decisive: bool | None = None) -> str:
+                       decisive: bool | None = None, axis: str = "n") -> str:
     """'GPU:0 faster above n≈724 (range 690–760), decisive'; with ``than``: 'GPU:1 faster than GPU:0 above …'.
 
-    ``decisive`` adds ', decisive' (True) or ', within noise' (False); None says neither.
+    ``decisive`` adds ', decisive' (True) or ', within noise' (False); None says neither. ``axis``: what the
+    size measures (a shaped op's swept dimension, devbench.shapes.axis_name: 'above m≈724').
     """
-    text = f"{faster_above} faster{f' than {than}' if than else ''} above n≈{format_size(size)}"
+    text = f"{faster_above} faster{f' than {than}' if than else ''} above {axis}≈{format_size(size)}"
     if math.isfinite(low) and math.isfinite(high) and (low, high) != (size, size):
         text += f" (range {format_size(low)}–{format_size(high)})"
     if decisive is not None:
@@ -561,7 +563,8 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame,
                 "bracket_high": float(c.bracket_high),
                 "decisive": c.decisive,
                 "n_rounds": int(min(ratios.n_rounds[c.below_index], ratios.n_rounds[c.above_index])),
-                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high, decisive=c.decisive),
+                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high, decisive=c.decisive,
+                                                      axis=axis_name(op)),
                                    *c.notes, *tail]),
             }
         )

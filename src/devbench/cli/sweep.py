@@ -61,10 +61,18 @@ def register(sub: Subcommands[UsageParser]) -> None:
         "timed on its own, placement and correctness checks, warm-up, then calibrated blocks of calls "
         "each ended by one sync. Results land in a run directory under results/ (or --out).",
     )
-    sweep.add_argument("--sizes", default=DEFAULT_SIZES, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
+    sweep.add_argument("--sizes", default=None, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
                        + SIZE_GRAMMAR_HELP)
-    sweep.add_argument("--ops", default=",".join(DEFAULT_OPS), help="comma list of ops (default: all; "
-                       "see 'devbench ops')")
+    sweep.add_argument("--shape", default=None, metavar="DIM=SIZES,...",
+                       help="sweep named dimensions instead of the square n, e.g. 'm=64..4096,k=256,n=64': each "
+                       "takes the --sizes grammar, the first with several values is swept, other dimensions with "
+                       "several values give one curve each; every op must have exactly these dimensions "
+                       "(see 'devbench ops'); not with --sizes")
+    sweep.add_argument("--fuzz", type=positive_int("--fuzz"), default=None, metavar="K",
+                       help="with --shape bounds: measure K shapes drawn log-uniformly within them (seeded by "
+                       "--seed), for a map of where each device wins (plots/winners.png)")
+    sweep.add_argument("--ops", default=None, help=f"comma list of ops (default: all, {','.join(DEFAULT_OPS)}; "
+                       "with --shape every op with named dimensions; see 'devbench ops')")
     add_dtypes_option(sweep)
     add_devices_option(sweep, "CPU:0 and every GPU; without a GPU, CPU:0 and the numpy baseline; see "
                        "'devbench devices'")
@@ -145,16 +153,17 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
     from dataclasses import replace
 
     from devbench.devices import is_accelerator, resolve
-    from devbench.ops import OPS
 
     policy = TimingPolicy(
         max_cell_time=args.max_cell_time,
         min_samples=args.min_samples,
         max_samples=max(TimingPolicy().max_samples, args.min_samples),
     ).validate()
+    ops, sizes, sizes_by_op = ops_and_sizes(args)
     spec = SweepSpec(
-        ops=choose_list("op", args.ops, OPS),
-        sizes=parse_sizes(args.sizes),
+        ops=ops,
+        sizes=sizes,
+        sizes_by_op=sizes_by_op,
         dtypes=choose_list("dtype", args.dtypes, DTYPES),
         devices=resolve(args.devices, available_devices),
         modes=choose_list("mode", args.modes, MODES),
@@ -187,12 +196,10 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
         return plan_resume(args.resume)
 
     from devbench.devices import check_names
-    from devbench.ops import OPS
     from devbench.plan import check_processes
     from devbench.store import check_new_run_dir
 
-    parse_sizes(args.sizes)
-    choose_list("op", args.ops, OPS)
+    ops_and_sizes(args)
     choose_list("dtype", args.dtypes, DTYPES)
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
@@ -202,6 +209,33 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     if args.out is not None:
         check_new_run_dir(args.out)
     return None
+
+
+def ops_and_sizes(args: argparse.Namespace
+                  ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, tuple[int, ...]], ...]]:
+    """The op names, sizes and per-op sizes (``--fuzz``) the size options ask for: ``--sizes`` (square),
+    ``--shape`` (devbench.shapes.expand) or ``--shape`` with ``--fuzz`` (devbench.shapes.fuzz_points)."""
+    from devbench import shapes
+    from devbench.ops import DEFAULT_OPS, OPS, SHAPED
+
+    shape_text, fuzz = getattr(args, "shape", None), getattr(args, "fuzz", None)
+    default_ops = ",".join(SHAPED if shape_text is not None else DEFAULT_OPS)
+    ops = choose_list("op", args.ops if args.ops is not None else default_ops, OPS)
+    if shape_text is None:
+        if fuzz is not None:
+            raise UsageError("--fuzz draws shapes within --shape bounds: give --shape too, e.g. "
+                             "--shape 'm=64..4096,k=64..4096,n=64..4096' --fuzz 20")
+        return ops, parse_sizes(args.sizes if args.sizes is not None else DEFAULT_SIZES), ()
+    if args.sizes is not None:
+        raise UsageError("--sizes (the square n) and --shape (named dimensions) cannot both be given; "
+                         "put the sizes in --shape, e.g. --shape 'm=64..4096,k=256,n=64'")
+    shape = shapes.parse_shape(shape_text)
+    if fuzz is None:
+        names, sizes = shapes.expand(ops, shape)
+        return names, sizes, ()
+    points = shapes.fuzz_points(ops, shape, fuzz, args.seed)
+    return (tuple(name for name, _ in points), tuple(sorted({s for _, sizes in points for s in sizes})),
+            points)
 
 
 def shard_of(args: argparse.Namespace) -> ShardSpec | None:
