@@ -247,7 +247,7 @@ CROSSOVER_HEADERS = (
     "faster below",
     "faster above",
     "evidence",
-    "b over a: speed-up @ min / max n",
+    "b over a: speed-up @ min / max size",
     "note",
 )
 

@@ -89,7 +89,8 @@ CROSSOVER_EXPLANATION = (
     "(95 %). A crossing is *decisive* between two consecutive sizes whose band lies on opposite sides of 1, and "
     "its range is those two sizes; any other change of the faster device is *within noise*. The crossover size "
     "is where the mean ratio crosses 1, interpolated in log-log. Speed-ups are device b over device a "
-    "(> 1: b faster). Sizes are the matrix side n."
+    "(> 1: b faster). Sizes are the matrix side n, or for a shaped op the dimension its name sweeps (m in "
+    "matmul[m=…,k=256,n=256]), the others held fixed at the values the name gives."
 )
 """What a crossover table means, in words, for every report that shows one (report.md, report.html); the
 terms a reader looks up are in Markdown emphasis."""
