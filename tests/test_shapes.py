@@ -101,7 +101,8 @@ def test_the_cli_builds_the_spec_of_a_shape_and_of_a_fuzz() -> None:
     args = build_parser().parse_args(["sweep", "--shape", "m=8..64,k=8..64,n=4", "--fuzz", "6", "--seed", "3",
                                       "--devices", "numpy:CPU"])
     fuzzed = spec_from_args(args, ["CPU:0"])
-    assert len(fuzzed.sizes_by_op) == len(fuzzed.ops) and fuzzed.n_cells() == 6
+    assert len(fuzzed.sizes_by_op) == len(fuzzed.ops)
+    assert fuzzed.n_cells() == 6
     assert set(fuzzed.sizes) == {s for _, sizes in fuzzed.sizes_by_op for s in sizes}
 
 
@@ -129,7 +130,9 @@ def test_a_spec_with_per_op_sizes_round_trips_and_an_old_spec_still_reads() -> N
 def test_shape_columns_come_from_the_op_name() -> None:
     columns = shape_columns(["matmul[m=*,k=256,n=64]", "add", "my op (from elsewhere)"], [512, 8, 3])
     assert columns["shape"] == ["m=512,k=256,n=64", "", ""]
-    assert columns["dim_m"][0] == 512.0 and columns["dim_k"][0] == 256.0 and columns["dim_n"][0] == 64.0
+    assert columns["dim_m"][0] == 512.0
+    assert columns["dim_k"][0] == 256.0
+    assert columns["dim_n"][0] == 64.0
     assert all(math.isnan(v) for v in (columns["dim_m"][1], columns["dim_n"][2]))  # type: ignore[arg-type]
 
 
@@ -191,7 +194,9 @@ def test_fuzzed_shapes_are_seeded_distinct_whole_and_within_bounds() -> None:
     assert len(first) == 200
     assert len({tuple(s.values()) for s in first}) == 200
     for shape in first:
-        assert 64 <= shape["m"] <= 4096 and 64 <= shape["k"] <= 4096 and shape["n"] == 256
+        assert 64 <= shape["m"] <= 4096
+        assert 64 <= shape["k"] <= 4096
+        assert shape["n"] == 256
     # log-uniform: about as many draws below the geometric middle (512) as above it
     below = sum(s["m"] < 512 for s in first) / len(first)
     assert 0.38 < below < 0.62
@@ -245,7 +250,8 @@ def test_the_winner_map_colours_each_shape_by_its_fastest_device() -> None:
     assert {"winner:CPU:0:clear", f"winner:{NUMPY_DEVICE}:clear"} <= gids
     assert any(g.endswith(":noise") for g in gids)  # type: ignore[union-attr]
     square = results.assign(op="matmul")
-    assert winner_points(square).empty and not map_worth_drawing(square)
+    assert winner_points(square).empty
+    assert not map_worth_drawing(square)
 
 
 def test_the_html_report_and_the_charts_hold_the_map(tmp_path: Path) -> None:
