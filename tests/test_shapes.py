@@ -290,3 +290,16 @@ def test_a_real_shaped_sweep_gives_rows_with_shape_columns(tmp_path: Path) -> No
     resumed = SweepSpec.from_dict(json.loads((tmp_path / "run" / "meta.json").read_text())["spec"])
     assert resumed == spec
     assert [c.size for c in fuzz_spec.cells()] == [9]
+
+
+def test_a_fuzzed_runs_stored_spec_is_what_a_resume_reads_back(tmp_path: Path) -> None:
+    from devbench.prepare import spec_from_meta
+
+    points = fuzz_points(["matmul"], parse_shape("m=8..64,k=8..64,n=4"), 5, seed=4)
+    spec = SweepSpec(ops=tuple(op for op, _ in points), sizes=tuple(sorted({s for _, ss in points for s in ss})),
+                     sizes_by_op=points, devices=(NUMPY_DEVICE,))
+    meta = json.loads(json.dumps({"spec": spec.to_dict()}))
+    assert spec_from_meta(meta, tmp_path) == spec
+    meta["spec"]["sizes_by_op"][0][1] = []
+    with pytest.raises(UsageError, match="holds no valid sweep spec"):
+        spec_from_meta(meta, tmp_path)
