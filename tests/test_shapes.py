@@ -231,7 +231,7 @@ def _fuzzed_results() -> pd.DataFrame:
 
 
 def test_the_winner_map_colours_each_shape_by_its_fastest_device() -> None:
-    from devbench.plots.winners import map_axes, map_worth_drawing, winner_points, winners_figure
+    from devbench.plots.winners import map_axes, map_worth_drawing, render_map, winner_points, winners_figure
 
     results = _fuzzed_results()
     points = winner_points(results)
@@ -252,6 +252,9 @@ def test_the_winner_map_colours_each_shape_by_its_fastest_device() -> None:
     square = results.assign(op="matmul")
     assert winner_points(square).empty
     assert not map_worth_drawing(square)
+    text = render_map(points, width=200)
+    assert "Where each device wins (30 shapes; clear wins: " in text
+    assert "within noise" in text
 
 
 def test_the_html_report_and_the_charts_hold_the_map(tmp_path: Path) -> None:

@@ -308,9 +308,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.quiet:
         from devbench.analysis import crossover_frame, render_crossovers, render_winners, winners
 
-        sys.stdout.write(render_winners(winners(run.results)))
-        print_not_measured(run.results)
-        sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
+        if spec.sizes_by_op:  # --fuzz: one point per shape, so the answer is the map, not curves
+            from devbench.plots.winners import render_map, winner_points
+
+            sys.stdout.write(render_map(winner_points(run.results)))
+            print_not_measured(run.results)
+        else:
+            sys.stdout.write(render_winners(winners(run.results)))
+            print_not_measured(run.results)
+            sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
         print(f"charts: {len(published.charts)} in {run_dir / 'plots'}; report: {published.report} "
               f"and {published.html}")
     print(f"results: {run_dir}")

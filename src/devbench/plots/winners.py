@@ -131,3 +131,20 @@ def winners_figure(results: pd.DataFrame, *, machine: str = "", colours: dict[st
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     return fig
+
+
+def render_map(points: pd.DataFrame, width: int = 160) -> str:
+    """The map as a terminal table (what a ``--fuzz`` sweep prints instead of a crossover table of one-point
+    curves): per shape its fastest device, by how much, and whether that is within noise."""
+    from devbench.formatting import format_ratio, format_time, rich_table
+
+    if points.empty:
+        return "no shaped cell measured on two devices: no winner to map\n"
+    rows = [[f"{r['op']} {r['dtype']} {r['mode']}", str(r["shape"]), str(r["winner"]), format_time(r["median_s"]),
+             f"{format_ratio(r['margin'])} over {r['runner_up']}", "within noise" if r["within_noise"] else "clear"]
+            for r in records(points.sort_values(["op", "dtype", "mode", "flops"], kind="stable"))]
+    clear = points[~points["within_noise"].astype(bool)]["winner"].value_counts()
+    title = (f"Where each device wins ({len(points)} shapes; clear wins: "
+             + (", ".join(f"{device} {n}" for device, n in clear.items()) or "none") + ")")
+    return rich_table(title, ["op dtype mode", "shape", "fastest", "median / call", "margin", "evidence"], rows,
+                      width)
