@@ -142,7 +142,7 @@ def test_load_any_reads_devbench_own_csv_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     results.to_csv(path, index=False)
     loaded = store.load_any(path).results
-    assert list(loaded.columns) == list(RESULT_COLUMNS)
+    assert list(loaded.columns) == [*RESULT_COLUMNS, "shape"]  # the shape column, derived again on reading
     pd.testing.assert_frame_equal(loaded, results.reset_index(drop=True), check_exact=False)
 
 
@@ -162,7 +162,7 @@ def test_load_any_fills_defaults_for_a_minimal_table(tmp_path: Path) -> None:
     assert run.meta == {}
     assert run.samples.empty
     results = run.results
-    assert list(results.columns) == list(RESULT_COLUMNS)
+    assert list(results.columns) == [*RESULT_COLUMNS, "shape"]
     assert set(results["mode"]) == {"eager"}
     assert set(results["status"]) == {"ok"}
     assert set(results["sync"]) == {"scalar"}

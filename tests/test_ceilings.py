@@ -267,12 +267,12 @@ def test_an_older_results_table_without_the_new_columns_still_reads(tmp_path: Pa
     (run_dir / "meta.json").write_text('{"schema_version": 2, "run_id": "old", "status": "complete"}')
     old.to_parquet(run_dir / RESULTS_PARQUET)
     loaded = load_run(run_dir).results
-    assert list(loaded.columns) == list(RESULT_COLUMNS)
+    assert list(loaded.columns) == [*RESULT_COLUMNS, "shape"]
     assert not loaded["above_peak"].any()
     assert loaded["pct_of_best"].isna().all()
     old.to_csv(tmp_path / "old.csv", index=False)
     bare = load_any(tmp_path / "old.csv").results
-    assert list(bare.columns) == list(RESULT_COLUMNS)
+    assert list(bare.columns) == [*RESULT_COLUMNS, "shape"]
     assert not bare["above_peak"].any()
     # another tool's table with a pct_of_peak over 100 gets its flag derived
     over = old.assign(pct_of_peak=[120.0, 80.0])

@@ -44,7 +44,7 @@ def test_log_to_tables_round_trip(tmp_path: Path) -> None:
     log.append(_record(64), [1e-3, 1.1e-3, 0.9e-3])
     log.append(_record(128, status="unsupported"), [])
     results, samples = finalize(run)
-    assert list(results.columns) == list(RESULT_COLUMNS)
+    assert list(results.columns) == [*RESULT_COLUMNS, "shape"]  # square ops: an empty shape, no dim_ columns
     assert list(samples.columns) == list(SAMPLE_COLUMNS)
     assert results["size"].tolist() == [64, 128]
     assert results["status"].tolist() == ["ok", "unsupported"]

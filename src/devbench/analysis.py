@@ -48,6 +48,7 @@ from devbench.selection import (
     transfer_as_mode,
     unsynchronized_flags,
 )
+from devbench.shapes import axis_name, size_header
 
 __all__ = [
     "CROSSOVER_COLUMNS",
@@ -226,7 +227,7 @@ def crossover_table_rows(frame: pd.DataFrame) -> list[list[str]]:
             [
                 f"{r['op']} {r['dtype']} {r['mode']}",
                 f"{r['device_a']} vs {r['device_b']}",
-                MISSING if not math.isfinite(crossover) else f"n≈{format_size(crossover)}",
+                MISSING if not math.isfinite(crossover) else f"{axis_name(str(r['op']))}≈{format_size(crossover)}",
                 rng,
                 str(r["faster_below"]) or MISSING,
                 str(r["faster_above"]) or MISSING,
@@ -246,7 +247,7 @@ CROSSOVER_HEADERS = (
     "faster below",
     "faster above",
     "evidence",
-    "b over a: speed-up @ min / max n",
+    "b over a: speed-up @ min / max size",
     "note",
 )
 
@@ -288,7 +289,8 @@ def render_winners(frame: pd.DataFrame, fmt: Format = "table", width: int = 160)
     ]
     return rich_table(
         "Fastest device per cell",
-        ["op dtype mode", "n", "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}", "flags"],
+        ["op dtype mode", size_header(frame["op"]), "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}",
+         "flags"],
         rows,
         width,
     )

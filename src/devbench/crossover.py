@@ -63,6 +63,7 @@ from devbench.selection import (
     records,
     transfer_as_mode,
 )
+from devbench.shapes import axis_name
 from devbench.stats import decisive_direction
 from devbench.t_intervals import Mean, log_resolution, mean_of_units, t_interval
 
@@ -88,7 +89,8 @@ CROSSOVER_EXPLANATION = (
     "(95 %). A crossing is *decisive* between two consecutive sizes whose band lies on opposite sides of 1, and "
     "its range is those two sizes; any other change of the faster device is *within noise*. The crossover size "
     "is where the mean ratio crosses 1, interpolated in log-log. Speed-ups are device b over device a "
-    "(> 1: b faster). Sizes are the matrix side n."
+    "(> 1: b faster). Sizes are the matrix side n, or for a shaped op the dimension its name sweeps (m in "
+    "matmul[m=…,k=256,n=256]), the others held fixed at the values the name gives."
 )
 """What a crossover table means, in words, for every report that shows one (report.md, report.html); the
 terms a reader looks up are in Markdown emphasis."""
@@ -365,11 +367,11 @@ def _bracket(sizes: Sequence[int], size: float, lo: int, hi: int) -> tuple[int, 
     return above - 1, above, size
 
 
-def _ratio_text(ratios: _Ratios, i: int, sizes: Sequence[int]) -> str:
-    """'0.52× (0.49–0.55) at n=512' for the ratio at index i."""
+def _ratio_text(ratios: _Ratios, i: int, sizes: Sequence[int], axis: str = "n") -> str:
+    """'0.52× (0.49–0.55) at n=512' for the ratio at index i (``axis``: what the size is, 'm' for a shaped op)."""
     interval = (f" ({ratios.ci_low[i]:.3g}–{ratios.ci_high[i]:.3g})"
                 if math.isfinite(ratios.ci_low[i]) and math.isfinite(ratios.ci_high[i]) else " (no interval)")
-    return f"{format_ratio(float(ratios.estimate[i]))}{interval} at n={format_size(sizes[i])}"
+    return f"{format_ratio(float(ratios.estimate[i]))}{interval} at {axis}={format_size(sizes[i])}"
 
 
 def _blocks(directions: Sequence[int]) -> list[tuple[int, int]]:
@@ -379,10 +381,12 @@ def _blocks(directions: Sequence[int]) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pair: str) -> list[_Crossing]:
+def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pair: str, axis: str = "n"
+               ) -> list[_Crossing]:
     """The crossings of ``log_ratio`` (the mean log ratio A/B over the shared sizes, ascending): one decisive
     crossing per pair of consecutive decisive sizes on opposite sides of 1, one within-noise crossing per other
-    block in which the log ratio changes sign. ``pair`` ('CPU:0/GPU:0') names the ratio in the notes."""
+    block in which the log ratio changes sign. ``pair`` ('CPU:0/GPU:0') names the ratio in the notes, ``axis``
+    the size ('n', or a shaped op's swept dimension)."""
     d = log_ratio
     x = np.log(np.asarray(sizes, dtype=np.float64))
     directions = [ratios.direction(i) for i in range(len(sizes))]
@@ -402,14 +406,14 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
             below, above = lo, hi
             rounds = (f", paired over {min(ratios.n_rounds[lo], ratios.n_rounds[hi])} rounds"
                       if ratios.basis == "rounds" else "")
-            notes.append(f"{pair} = {_ratio_text(ratios, lo, sizes)} and {_ratio_text(ratios, hi, sizes)}"
+            notes.append(f"{pair} = {_ratio_text(ratios, lo, sizes, axis)} and {_ratio_text(ratios, hi, sizes, axis)}"
                          f"{rounds}; {ratios.band()}")
             if len(changes) > 1:
-                notes.append(f"the mean ratio crosses 1 {len(changes)} times in between: n≈ is a line fitted "
+                notes.append(f"the mean ratio crosses 1 {len(changes)} times in between: {axis}≈ is a line fitted "
                              "over the range")
         else:
             below, above = p, q
-            notes.extend(_noise_notes(sizes, ratios, directions, (lo, hi), changes=len(changes)))
+            notes.extend(_noise_notes(sizes, ratios, directions, (lo, hi), changes=len(changes), axis=axis))
         found.append(
             _Crossing(
                 size=float(size),
@@ -428,7 +432,7 @@ def _crossings(sizes: Sequence[int], log_ratio: np.ndarray, ratios: _Ratios, pai
 
 
 def _noise_notes(sizes: Sequence[int], ratios: _Ratios, directions: Sequence[int], block: tuple[int, int], *,
-                 changes: int) -> list[str]:
+                 changes: int, axis: str = "n") -> list[str]:
     """Why a crossing in the block lo..hi is within noise, and where its range is open-ended."""
     lo, hi = block
     notes: list[str] = []
@@ -439,27 +443,28 @@ def _noise_notes(sizes: Sequence[int], ratios: _Ratios, directions: Sequence[int
         why = "; ".join(dict.fromkeys(reason for reason in ratios.reasons if reason))
         notes.append(f"the ratio has no interval at any size ({why})")
     else:
-        span = (f"at n={format_size(sizes[held[0]])}" if len(held) == 1 else
-                f"from n={format_size(sizes[held[0]])} to n={format_size(sizes[held[-1]])}")
+        span = (f"at {axis}={format_size(sizes[held[0]])}" if len(held) == 1 else
+                f"from {axis}={format_size(sizes[held[0]])} to {axis}={format_size(sizes[held[-1]])}")
         notes.append(f"the ratio's interval holds 1 {span}; {ratios.band()}")
-        notes.extend(dict.fromkeys(f"n={format_size(sizes[i])}: {ratios.reasons[i]}"
+        notes.extend(dict.fromkeys(f"{axis}={format_size(sizes[i])}: {ratios.reasons[i]}"
                                    for i in held if ratios.reasons[i]))
     if changes > 1:
         notes.append(f"the mean ratio crosses 1 {changes} times in this range")
     if directions[lo] == 0:
-        notes.append(f"may lie below n={format_size(sizes[0])} (within noise down to the smallest size)")
+        notes.append(f"may lie below {axis}={format_size(sizes[0])} (within noise down to the smallest size)")
     if directions[hi] == 0:
-        notes.append(f"may lie above n={format_size(sizes[-1])} (within noise up to the largest size)")
+        notes.append(f"may lie above {axis}={format_size(sizes[-1])} (within noise up to the largest size)")
     return notes
 
 
 def crossover_sentence(faster_above: str, size: float, low: float, high: float, than: str = "", *,
-                       decisive: bool | None = None) -> str:
+                       decisive: bool | None = None, axis: str = "n") -> str:
     """'GPU:0 faster above n≈724 (range 690–760), decisive'; with ``than``: 'GPU:1 faster than GPU:0 above …'.
 
-    ``decisive`` adds ', decisive' (True) or ', within noise' (False); None says neither.
+    ``decisive`` adds ', decisive' (True) or ', within noise' (False); None says neither. ``axis``: what the
+    size measures (a shaped op's swept dimension, devbench.shapes.axis_name: 'above m≈724').
     """
-    text = f"{faster_above} faster{f' than {than}' if than else ''} above n≈{format_size(size)}"
+    text = f"{faster_above} faster{f' than {than}' if than else ''} above {axis}≈{format_size(size)}"
     if math.isfinite(low) and math.isfinite(high) and (low, high) != (size, size):
         text += f" (range {format_size(low)}–{format_size(high)})"
     if decisive is not None:
@@ -529,7 +534,7 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame,
     )
     tail = ["unsynchronized cells: measures launch, not work"] if unsync else []
     d = np.log(ratios.estimate)
-    crossings = _crossings(shared, d, ratios, f"{a}/{b}")
+    crossings = _crossings(shared, d, ratios, f"{a}/{b}", axis_name(op))
     span = f"[{format_size(shared[0])}, {format_size(shared[-1])}]"
     if not crossings:
         if np.all(d == 0):
@@ -561,7 +566,8 @@ def _pair_rows(key: tuple[str, str, str], a: str, b: str, cells: pd.DataFrame,
                 "bracket_high": float(c.bracket_high),
                 "decisive": c.decisive,
                 "n_rounds": int(min(ratios.n_rounds[c.below_index], ratios.n_rounds[c.above_index])),
-                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high, decisive=c.decisive),
+                "note": "; ".join([crossover_sentence(above, c.size, c.low, c.high, decisive=c.decisive,
+                                                      axis=axis_name(op)),
                                    *c.notes, *tail]),
             }
         )
@@ -650,7 +656,7 @@ class SkippedCrossing(NamedTuple):
         span = (f" (range {format_size(self.low)}–{format_size(self.high)})"
                 if math.isfinite(self.low) and math.isfinite(self.high) else "")
         return (f"{self.op} {self.dtype} {self.mode} {self.device_a} vs {self.device_b} "
-                f"at n≈{format_size(self.crossover_size)}{span}")
+                f"at {axis_name(self.op)}≈{format_size(self.crossover_size)}{span}")
 
 
 Measured = tuple[pd.DataFrame, pd.DataFrame]

@@ -141,14 +141,16 @@ def format_joules(joules: float) -> str:
 
 
 def rich_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], width: int) -> str:
-    """A plain (no colour) terminal table, ``width`` characters wide, as text."""
+    """A plain (no colour) terminal table, ``width`` characters wide, as text. Cells are text, not rich markup:
+    a shaped op's name (``matmul[m=*,k=256,n=64]``) would otherwise read as a style tag and vanish."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return render_rich(table, width)
 
 

@@ -24,6 +24,7 @@ from devbench.formatting import format_duration
 from devbench.ops import ITEMSIZE, known_op, op_named
 from devbench.schema import VisitRecord
 from devbench.spec import Cell, TimingPolicy
+from devbench.variants import parse_op_name
 
 Guard = Callable[[Cell], "str | None"]
 
@@ -57,10 +58,12 @@ def estimated_bytes(cell: Cell) -> float:
     """Peak bytes a cell holds at once on its device (inputs, outputs, temporaries), from the op registry.
 
     Host-side staging of the inputs (float64 random data, converted on the way) is added for every device,
-    since inputs are generated in host memory first.
+    since inputs are generated in host memory first: two n×n inputs for a square op; for a shaped op (whose
+    inputs are not n×n: ``matmul[m=*,k=256,n=64]``) its traffic in float64, inputs and output at its shape.
     """
     op = op_named(cell.op)
-    return op.working_set(cell.size, ITEMSIZE[cell.dtype]) + 2.0 * cell.size * cell.size * 8
+    staging = op.bytes(cell.size, 8) if parse_op_name(cell.op).shaped else 2.0 * cell.size * cell.size * 8
+    return op.working_set(cell.size, ITEMSIZE[cell.dtype]) + staging
 
 
 class MemoryGuard:

@@ -91,8 +91,9 @@ def spec_from_meta(meta: Mapping[str, Any], run_dir: Path, *, cannot: str = "the
             canonical(device)
         if not (spec.ops and spec.sizes and spec.dtypes and spec.devices and spec.modes):
             raise ValueError("an empty list of ops, sizes, dtypes, devices or modes")
-        if any(size < 1 for size in spec.sizes):
-            raise ValueError(f"sizes must be positive, found {min(spec.sizes)}")
+        sizes = [size for op in spec.ops for size in spec.sizes_of(op)]
+        if not all(sizes for _, sizes in spec.sizes_by_op) or any(size < 1 for size in sizes):
+            raise ValueError(f"sizes must be positive, found {min(sizes, default=0)}")
         spec.policy.validate()
     except (UsageError, KeyError, TypeError, ValueError, AttributeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -99,7 +100,7 @@ class SweepProgress:
         self.progress.stop()
 
     def start(self, cell: Cell) -> None:
-        self.progress.update(self.task, description=cell.label())
+        self.progress.update(self.task, description=escape(cell.label()))  # a shaped op's name has [...]
         if self.estimate is not None:
             self._current = (self.clock(), self.estimate(cell))
 
@@ -118,7 +119,8 @@ class SweepProgress:
             self.progress.update(self.task, eta=format_eta(self.eta_seconds()))
         if not self.enabled:
             return
-        label = f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}] round {result.round}"
+        label = escape(f"{record.op}[{record.size}, {record.dtype}, {record.device}, {record.mode}] round "
+                       f"{result.round}")
         if record.status == "ok":
             note = f" ({record.reason})" if record.reason else ""
             self.progress.console.print(

@@ -26,6 +26,7 @@ from devbench.analysis import (
 from devbench.crossover import CROSSOVER_EXPLANATION
 from devbench.formatting import format_gib, format_percent, format_ratio, format_time
 from devbench.plots.common import PLOTS_DIR, machine_line
+from devbench.shapes import size_header
 from devbench.stats import NOISY_REL_IQR
 from devbench.store import Run, write_atomic
 
@@ -228,14 +229,14 @@ def _winner_section(results: pd.DataFrame) -> list[str]:
         f"Each cell: the fastest device, its speed-up over {REFERENCE_DEVICE} and its median time per call. "
         f"`*` noisy, `!` unsynchronized (see Warnings).",
         "",
-        md_table(["op dtype mode", *(f"n={n}" for n in sizes)], body),
+        md_table(["op dtype mode", *(f"{size_header(table['op'])}={n}" for n in sizes)], body),
         "",
     ]
     return out
 
 
 def _chart_order(path: Path) -> tuple[int, str]:
-    order = ("crossover-", "throughput-", "overview", "cold-vs-warm")
+    order = ("winners", "crossover-", "throughput-", "overview", "cold-vs-warm")
     rank = next((i for i, prefix in enumerate(order) if path.name.startswith(prefix)), len(order))
     return rank, path.name
 

@@ -202,6 +202,13 @@ class CellRow(EnergyColumns, _HostClockRow, GpuTelemetry, _RowOnly):
 RESULT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CellRow))
 """The results table's columns, in order: the contract every reader and writer of a results table uses."""
 
+SHAPE_COLUMN = "shape"
+"""After :data:`RESULT_COLUMNS` in every results table devbench builds: ``m=512,k=256,n=64`` for a cell of a
+shaped op (devbench.variants), ``""`` for a square one; followed by one ``dim_<d>`` column per dimension
+(:data:`DIM_PREFIX`; ``dim_m``, ``dim_k``, ``dim_n``). Derived from ``op`` and ``size`` (:func:`with_shape_columns`),
+not part of the schema-2 contract: a table without them reads as before."""
+DIM_PREFIX = "dim_"
+
 VISIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(VisitRecord))
 """The fields of a cells.jsonl ``record``."""
 
@@ -284,8 +291,26 @@ def results_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFr
             out[col] = values.astype(object).where(values.notna(), "").astype(str)
         else:
             out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
-    typed: pd.DataFrame = out.reset_index(drop=True)
+    typed: pd.DataFrame = with_shape_columns(out.reset_index(drop=True))
     return typed
+
+
+def with_shape_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :data:`SHAPE_COLUMN` and one ``dim_<d>`` column per dimension its ops have (NaN where an
+    op lacks it), derived from ``op`` and ``size`` (rule: :func:`devbench.shapes.shape_columns`). They follow
+    :data:`RESULT_COLUMNS` and are never read back from a file, only derived again: a schema-2 table without
+    them, or a bare table from elsewhere, gets them too, and readers of schema 2 see the columns they know."""
+    import pandas as pd
+
+    from devbench.shapes import shape_columns
+
+    columns = shape_columns(frame["op"].astype(str).tolist(), frame["size"].astype("int64").tolist())
+    out = frame.drop(columns=[c for c in frame.columns if c == SHAPE_COLUMN or c.startswith(DIM_PREFIX)])
+    derived = pd.DataFrame(columns, index=out.index)
+    derived[SHAPE_COLUMN] = derived[SHAPE_COLUMN].astype(str)
+    shaped: pd.DataFrame = pd.concat([out, derived.astype({c: "float64" for c in derived.columns
+                                                            if c.startswith(DIM_PREFIX)})], axis=1)
+    return shaped
 
 
 def _derive(values: dict[str, Any], wanted: set[str]) -> dict[str, Any]:

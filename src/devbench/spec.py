@@ -234,6 +234,13 @@ class SweepSpec:
     """Measure every cell twice: with ``sync`` (data resident on the device) and with sync ``transfer``."""
     rounds: int = DEFAULT_ROUNDS
     """How many times every cell is visited, interleaved with the others (see :meth:`visits`)."""
+    sizes_by_op: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Ops measured at sizes of their own instead of ``sizes`` (``--fuzz``: each drawn shape is an op name with
+    the sizes drawn for it, devbench.shapes.fuzz_points); ``sizes`` then holds every size of them all."""
+
+    def sizes_of(self, op: str) -> tuple[int, ...]:
+        """The sizes ``op`` is measured at: its own (:attr:`sizes_by_op`) or the sweep's."""
+        return next((sizes for name, sizes in self.sizes_by_op if name == op), self.sizes)
 
     def syncs(self) -> tuple[str, ...]:
         """The sync modes every cell is measured with: ``sync``, plus ``transfer`` with ``include_transfer``."""
@@ -255,7 +262,7 @@ class SweepSpec:
         cells = sorted({
             self.planned_cell(Cell(size=size, op=op, dtype=dtype, device=device, mode=mode, sync=sync))
             for op in self.ops
-            for size in self.sizes
+            for size in self.sizes_of(op)
             for dtype in self.dtypes
             for device in self.devices
             for mode in self.modes
@@ -277,7 +284,12 @@ class SweepSpec:
         return self.n_cells() * self.rounds
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.sizes_by_op:  # the meta.json of every sweep without --fuzz stays as before
+            del data["sizes_by_op"]
+        else:
+            data["sizes_by_op"] = [[op, list(sizes)] for op, sizes in self.sizes_by_op]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
@@ -293,4 +305,6 @@ class SweepSpec:
             policy=TimingPolicy(**data.get("policy", {})),
             include_transfer=bool(data.get("include_transfer", defaults.include_transfer)),
             rounds=int(data.get("rounds", 1)),  # runs from before rounds were visited once
+            sizes_by_op=tuple((str(op), tuple(int(size) for size in sizes))
+                              for op, sizes in data.get("sizes_by_op", ())),  # runs from before --fuzz: none
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,10 +62,18 @@ def register(sub: Subcommands[UsageParser]) -> None:
         "timed on its own, placement and correctness checks, warm-up, then calibrated blocks of calls "
         "each ended by one sync. Results land in a run directory under results/ (or --out).",
     )
-    sweep.add_argument("--sizes", default=DEFAULT_SIZES, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
+    sweep.add_argument("--sizes", default=None, help=f"matrix sizes n (default {DEFAULT_SIZES}); "
                        + SIZE_GRAMMAR_HELP)
-    sweep.add_argument("--ops", default=None, help=f"comma list of ops (default: {','.join(DEFAULT_OPS)}, or the "
-                       "--op-file ops when given; see 'devbench ops')")
+    sweep.add_argument("--shape", default=None, metavar="DIM=SIZES,...",
+                       help="sweep named dimensions instead of the square n, e.g. 'm=64..4096,k=256,n=64': each "
+                       "takes the --sizes grammar, the first with several values is swept, other dimensions with "
+                       "several values give one curve each; every op must have exactly these dimensions "
+                       "(see 'devbench ops'); not with --sizes")
+    sweep.add_argument("--fuzz", type=positive_int("--fuzz"), default=None, metavar="K",
+                       help="with --shape bounds: measure K shapes drawn log-uniformly within them (seeded by "
+                       "--seed), for a map of where each device wins (plots/winners.png)")
+    sweep.add_argument("--ops", default=None, help=f"comma list of ops (default: {','.join(DEFAULT_OPS)}, the "
+                       "--op-file ops when given, or with --shape every op with named dimensions; see 'devbench ops')")
     sweep.add_argument("--op-file", action="append", type=Path, default=[], metavar="FILE",
                        help="a Python file of your own ops (repeatable; README 'Your own ops'); installed "
                        "packages' ops (entry points devbench.ops) are always available")
@@ -154,16 +162,17 @@ def spec_from_args(args: argparse.Namespace, available_devices: list[str]) -> Sw
     from dataclasses import replace
 
     from devbench.devices import is_accelerator, resolve
-    from devbench.ops import OPS
 
     policy = TimingPolicy(
         max_cell_time=args.max_cell_time,
         min_samples=args.min_samples,
         max_samples=max(TimingPolicy().max_samples, args.min_samples),
     ).validate()
+    ops, sizes, sizes_by_op = ops_and_sizes(args)
     spec = SweepSpec(
-        ops=cache_variants(choose_list("op", ops_text(args), OPS), parse_cache_states(args.cache)),
-        sizes=parse_sizes(args.sizes),
+        ops=ops,
+        sizes=sizes,
+        sizes_by_op=sizes_by_op,
         dtypes=choose_list("dtype", args.dtypes, DTYPES),
         devices=resolve(args.devices, available_devices),
         modes=choose_list("mode", args.modes, MODES),
@@ -196,13 +205,10 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
         return plan_resume(args.resume)
 
     from devbench.devices import check_names
-    from devbench.ops import OPS
     from devbench.plan import check_processes
     from devbench.store import check_new_run_dir
 
-    parse_sizes(args.sizes)
-    choose_list("op", ops_text(args), OPS)
-    parse_cache_states(args.cache)
+    ops_and_sizes(args)
     choose_list("dtype", args.dtypes, DTYPES)
     choose_list("mode", args.modes, MODES)
     choose("sync mode", args.sync, SYNC_MODES)
@@ -214,14 +220,44 @@ def validate_without_tf(args: argparse.Namespace, argv: Sequence[str] = ()) -> P
     return None
 
 
-def ops_text(args: argparse.Namespace) -> str:
-    """``--ops``, or by default the built-in ops, or the ops of the ``--op-file`` files (loaded here, with the
-    installed packages' ops, before any op is looked up; a bad file is a UsageError)."""
+def ops_text(args: argparse.Namespace, default: Iterable[str] | None = None) -> str:
+    """``--ops``, or by default the ops of the ``--op-file`` files, else ``default`` (the built-in ops) — the
+    files are loaded here, with the installed packages' ops, before any op is looked up; a bad file is a
+    UsageError."""
     from devbench.ops import DEFAULT_OPS
     from devbench.userops import load_sources
 
     from_files = load_sources(getattr(args, "op_file", None) or ())
-    return str(args.ops) if args.ops is not None else ",".join(from_files or DEFAULT_OPS)
+    return str(args.ops) if args.ops is not None else ",".join(from_files or default or DEFAULT_OPS)
+
+
+def ops_and_sizes(args: argparse.Namespace
+                  ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, tuple[int, ...]], ...]]:
+    """The op names, sizes and per-op sizes (``--fuzz``) the op and size options ask for: ``--sizes`` (square),
+    ``--shape`` (devbench.shapes.expand) or ``--shape`` with ``--fuzz`` (devbench.shapes.fuzz_points), each
+    op name in every ``--cache`` state (devbench.cache.cache_variants)."""
+    from devbench import shapes
+    from devbench.ops import OPS, SHAPED
+
+    shape_text, fuzz = getattr(args, "shape", None), getattr(args, "fuzz", None)
+    ops = choose_list("op", ops_text(args, SHAPED if shape_text is not None else None), OPS)
+    caches = parse_cache_states(getattr(args, "cache", "warm"))
+    if shape_text is None:
+        if fuzz is not None:
+            raise UsageError("--fuzz draws shapes within --shape bounds: give --shape too, e.g. "
+                             "--shape 'm=64..4096,k=64..4096,n=64..4096' --fuzz 20")
+        return cache_variants(ops, caches), parse_sizes(args.sizes if args.sizes is not None else DEFAULT_SIZES), ()
+    if args.sizes is not None:
+        raise UsageError("--sizes (the square n) and --shape (named dimensions) cannot both be given; "
+                         "put the sizes in --shape, e.g. --shape 'm=64..4096,k=256,n=64'")
+    shape = shapes.parse_shape(shape_text)
+    if fuzz is None:
+        names, sizes = shapes.expand(ops, shape)
+        return cache_variants(names, caches), sizes, ()
+    points = tuple((variant, point_sizes) for name, point_sizes in shapes.fuzz_points(ops, shape, fuzz, args.seed)
+                   for variant in cache_variants((name,), caches))
+    return (tuple(name for name, _ in points), tuple(sorted({s for _, sizes in points for s in sizes})),
+            points)
 
 
 def shard_of(args: argparse.Namespace) -> ShardSpec | None:
@@ -294,9 +330,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.quiet:
         from devbench.analysis import crossover_frame, render_crossovers, render_winners, winners
 
-        sys.stdout.write(render_winners(winners(run.results)))
-        print_not_measured(run.results)
-        sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
+        if spec.sizes_by_op:  # --fuzz: one point per shape, so the answer is the map, not curves
+            from devbench.plots.winners import render_map, winner_points
+
+            sys.stdout.write(render_map(winner_points(run.results)))
+            print_not_measured(run.results)
+        else:
+            sys.stdout.write(render_winners(winners(run.results)))
+            print_not_measured(run.results)
+            sys.stdout.write(render_crossovers(crossover_frame(run.results, run.samples)))
         from devbench.cache import host_llc_of, render_cache_pairs, warm_cold_pairs
 
         sys.stdout.write(render_cache_pairs(warm_cold_pairs(run.results, run.samples, host_llc_of(run.meta))))

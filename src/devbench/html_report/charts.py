@@ -30,6 +30,7 @@ from devbench.analysis import (
 from devbench.formatting import format_time
 from devbench.html_report.page import plotly_text as pt
 from devbench.plots.common import series_cells
+from devbench.shapes import axis_label, axis_name
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go  # type: ignore[import-untyped]
@@ -242,7 +243,8 @@ def crossover_chart(
         low, high = float(r["low"]), float(r["high"])
         colour = colours.get(above, "#555")
         decisive = bool(r.get("decisive"))
-        text = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive)
+        text = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive,
+                                  axis=axis_name(key[0]))
         if math.isfinite(low) and math.isfinite(high) and high > low:
             fig.add_vrect(x0=low, x1=high, fillcolor=colour, opacity=0.1, line_width=0, layer="below")
         fig.add_vline(x=size, line={"color": colour, "dash": "solid" if decisive else "dash", "width": 1.5})
@@ -260,7 +262,7 @@ def crossover_chart(
     fig.update_layout(**layout)
     # An explicit range: autorange would stretch the axis to make room for the crossover labels.
     fig.update_xaxes(type="log", range=_size_range(sizes), **_ticks(sizes))
-    fig.update_xaxes(title_text="size n (matrix side)", row=2, col=1)
+    fig.update_xaxes(title_text=pt(axis_label(op)), row=2, col=1)
     times = [*series["median_s"], *series["ci_low_s"], *series["ci_high_s"]]
     fig.update_yaxes(type="log", title_text="median time per call", row=1, col=1, **log_ticks(times, format_time))
     fig.update_yaxes(type="log", title_text=f"speed-up over {REFERENCE_DEVICE}", row=2, col=1,
@@ -360,7 +362,7 @@ def throughput_chart(
     kind = "bytes moved" if memory_bound else "FLOPs"
     fig.update_layout(**_base_layout(f"{pt(op)} · {pt(dtype)} · {pt(mode)}: throughput ({kind} / median time)",
                                      height=400))
-    fig.update_xaxes(type="log", title_text="size n (matrix side)", range=_size_range(sizes), **_ticks(sizes))
+    fig.update_xaxes(type="log", title_text=pt(axis_label(op)), range=_size_range(sizes), **_ticks(sizes))
     rates = [*series["rate"], *(limit for limit in drawn)]
     fig.update_yaxes(type="log", title_text=f"{unit}", **log_ticks(rates, number_text))
     return fig
@@ -463,4 +465,32 @@ def compare_chart(cells: Sequence[CellComparison], labels: Sequence[str], *, thr
                                      height=max(300, 110 + 18 * len(labels))))
     fig.update_xaxes(type="log", title_text="ratio NEW / BASE (log)")
     fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=[pt(lab) for lab in labels], autorange="reversed")
+    return fig
+
+
+def winners_map_chart(points: pd.DataFrame, colours: Mapping[str, str]) -> go.Figure:
+    """The map of where each device wins (devbench.plots.winners, the PNG's table): one trace per (winner,
+    clear or within noise), filled or hollow, on log axes."""
+    import plotly.graph_objects as go
+
+    from devbench.plots.winners import map_axes
+
+    x, y, xlabel, ylabel = map_axes(points.dropna(axis=1, how="all"))
+    fig = go.Figure()
+    for device in device_order(points["winner"].astype(str)):
+        for hollow, sub in points[points["winner"] == device].groupby("within_noise", sort=True):
+            colour = colours.get(device, "#555")
+            fig.add_trace(go.Scatter(
+                x=sub[x].tolist(), y=sub[y].tolist(), mode="markers",
+                name=f"{pt(device)} (within noise)" if hollow else f"{pt(device)} wins",
+                marker={"size": 9, "color": "rgba(0,0,0,0)" if hollow else colour,
+                        "line": {"color": colour, "width": 2}},
+                hovertext=[f"<b>{pt(r['op'])}</b> {pt(r['shape'])} · {pt(r['dtype'])} · {pt(r['mode'])}<br>"
+                           f"{pt(device)} {format_time(r['median_s'])}, {r['margin']:.3g}× ahead of "
+                           f"{pt(r['runner_up'])}" for r in records(sub)],
+                hoverinfo="text", meta={"role": "winner", "device": device, "within_noise": bool(hollow)},
+            ))
+    fig.update_layout(**_base_layout("Where each device wins (hollow: within noise)", height=520))
+    fig.update_xaxes(type="log", title_text=pt(xlabel))
+    fig.update_yaxes(type="log", title_text=pt(ylabel))
     return fig

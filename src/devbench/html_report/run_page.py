@@ -36,6 +36,7 @@ from devbench.formatting import format_percent, format_time
 from devbench.html_report import charts as ch
 from devbench.html_report.page import Charts, esc, facts, page, table
 from devbench.plots.common import device_colours, machine_line, series_cells
+from devbench.shapes import axis_name, size_header
 from devbench.store import Run, prepare_output_dir, write_atomic
 
 REPORT_HTML = "report.html"
@@ -100,7 +101,8 @@ def _sentences(crossovers: pd.DataFrame) -> list[str]:
         size = float(r["crossover_size"])
         if math.isfinite(size):
             out.append(crossover_sentence(str(r["faster_above"]), size, float(r["low"]), float(r["high"]),
-                                          than=str(r["faster_below"]), decisive=bool(r.get("decisive"))))
+                                          than=str(r["faster_below"]), decisive=bool(r.get("decisive")),
+                                          axis=axis_name(str(r["op"]))))
         else:
             out.append(f"{r['device_a']} vs {r['device_b']}: {r['note']}")
     return out
@@ -158,6 +160,24 @@ def _flags_text(r: Mapping[str, Any]) -> str:
     return ", ".join(w for w, on in (("noisy", r["noisy"]), ("unsynchronized", r["unsynchronized"])) if on)
 
 
+def _winners_map_section(results: pd.DataFrame, colours: Mapping[str, str], charts: Charts) -> str:
+    """The map of where each device wins, for shapes varying in two or more dimensions (``--fuzz``); else
+    nothing (devbench.plots.winners)."""
+    from devbench.plots.winners import map_worth_drawing, winner_points
+
+    if not map_worth_drawing(results):
+        return ""
+    points = winner_points(results)
+    chart = charts.embed(ch.winners_map_chart(points, colours),
+                         "Scatter: one point per measured shape, coloured by the fastest device; hollow where "
+                         "its interval overlaps the runner-up's.", "Hollow: within noise (intervals overlap).")
+    clear = points[~points["within_noise"].astype(bool)]
+    counts = ", ".join(f"{device} {n}" for device, n in clear["winner"].value_counts().items()) or "none"
+    return ('<section id="winners-map" aria-labelledby="winners-map-h"><h2 id="winners-map-h">Where each device '
+            f"wins</h2><p>{len(points)} shapes; clear wins: {esc(counts)}; within noise: "
+            f"{len(points) - len(clear)}.</p>{chart}</section>")
+
+
 def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
     head = '<section id="overview" aria-labelledby="overview-h"><h2 id="overview-h">Overview</h2>'
     fig = ch.overview_chart(best)
@@ -181,7 +201,8 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
     ]
     body = table(
         "Fastest device per (op, dtype, mode) and size",
-        ["op dtype mode", "n", "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}", contender,
+        ["op dtype mode", size_header(best["op"]), "fastest", "median / call", f"speed-up over {REFERENCE_DEVICE}",
+         contender,
          f"{contender} vs {REFERENCE_DEVICE}", "flags"],
         rows,
     )
@@ -199,7 +220,7 @@ def _numbers_table(group: pd.DataFrame, memory_bound: bool) -> str:
     unit, work = ("GB/s", "bytes") if memory_bound else ("GFLOP/s", "flops")
     has_rounds = "n_rounds" in cells.columns
     pcts = [c for c in ("pct_of_peak", "pct_of_best") if c in cells.columns]
-    headers = ["device", "sync", "n", "median / call", "95 % CI", "IQR", "samples",
+    headers = ["device", "sync", size_header(group["op"]), "median / call", "95 % CI", "IQR", "samples",
                *(["rounds"] if has_rounds else []), unit,
                *(PCT_HEADERS[c] for c in pcts), "flags"]
     rows = []
@@ -409,6 +430,7 @@ def render_html_report(
         _summary(run),
         _crossover_section(crossovers),
         _energy_section(run),
+        _winners_map_section(results, colours, charts),
         _overview_section(best, charts),
         cache,
         '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',

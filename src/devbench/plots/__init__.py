@@ -1,7 +1,7 @@
 """Charts of a run, as PNG files: crossover, throughput, overview heatmap, cold vs warm; and the compare chart.
 
-One module per chart (``crossover``, ``throughput``, ``overview``, ``cold_warm``, ``compare``), what they share
-in ``common``; this module lists a run's charts (``figures``) and writes them (``write_charts``).
+One module per chart (``crossover``, ``throughput``, ``overview``, ``cold_warm``, ``compare``, ``winners``),
+what they share in ``common``; this module lists a run's charts (``figures``) and writes them (``write_charts``).
 
 Each chart is built by a function that returns a ``matplotlib.figure.Figure`` (so tests can inspect axes,
 scales and lines), and ``write_charts`` saves them. Figures are made with ``Figure()`` directly, not through
@@ -27,6 +27,7 @@ from devbench.plots.common import DPI, PLOTS_DIR, device_colours, machine_line, 
 from devbench.plots.crossover import crossover_figure
 from devbench.plots.overview import overview_figure
 from devbench.plots.throughput import is_memory_bound, throughput_figure
+from devbench.plots.winners import map_worth_drawing, winners_figure
 from devbench.store import Run
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "machine_line",
     "overview_figure",
     "throughput_figure",
+    "winners_figure",
     "write_charts",
 ]
 
@@ -58,7 +60,11 @@ def figures(run: Run) -> Iterator[tuple[str, Figure]]:
     colours = device_colours(list(results["device"].astype(str)))
     crossovers = crossover_frame(results, run.samples)
     keys = sorted({(str(r["op"]), str(r["dtype"]), str(r["mode"])) for r in records(ok_cells(results))})
+    fuzzed = map_worth_drawing(results)
+    sizes_of = ok_cells(results).groupby("op")["size"].nunique()
     for key in keys:
+        if fuzzed and sizes_of.get(key[0], 0) < 2:  # a fuzzed shape alone: a point on the map, not a curve
+            continue
         yield (
             slug("crossover", *key),
             crossover_figure(results, key, machine=machine, crossovers=crossovers, colours=colours),
@@ -67,6 +73,8 @@ def figures(run: Run) -> Iterator[tuple[str, Figure]]:
                                        calibration=run.meta.get("calibration"))
         if throughput is not None:
             yield slug("throughput", *key), throughput
+    if fuzzed:
+        yield "winners", winners_figure(results, machine=machine, colours=colours)
     yield "overview", overview_figure(results, machine=machine)
     cold = cold_warm_figure(results, machine=machine, colours=colours)
     if cold is not None:
@@ -77,7 +85,8 @@ def write_charts(run: Run, out_dir: Path) -> list[Path]:
     """Write every chart of ``run`` as PNG (``DPI`` dots per inch) into ``out_dir``; return the paths.
 
     Names are stable, so a later call (after refining, say) replaces the same files:
-    ``crossover-<op>-<dtype>-<mode>.png``, ``throughput-…``, ``overview.png``, ``cold-vs-warm.png``.
+    ``crossover-<op>-<dtype>-<mode>.png``, ``throughput-…``, ``winners.png`` (a map of where each device
+    wins, for shapes varying in two or more dimensions), ``overview.png``, ``cold-vs-warm.png``.
     Each file is written under a temporary name and renamed. A run without any ok cell gives no charts
     (an empty list). Groups with no ok cell get no per-group charts.
     """

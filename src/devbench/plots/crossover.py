@@ -28,6 +28,7 @@ from devbench.plots.common import (
     time_axis,
     use_matplotlib,
 )
+from devbench.shapes import axis_label, axis_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,7 +111,8 @@ def crossover_figure(
         above, below = str(r["faster_above"]), str(r["faster_below"])
         low, high = float(r["low"]), float(r["high"])
         decisive = bool(r["decisive"])
-        label = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive)
+        label = crossover_sentence(above, size, low, high, than=below if several_pairs else "", decisive=decisive,
+                                   axis=axis_name(op))
         colour = colours.get(above, "0.3")
         for ax in (top, bottom):
             ax.axvline(size, color=colour, ls="-" if decisive else "--", lw=1.3, gid="crossover",
@@ -153,7 +155,7 @@ def crossover_figure(
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_ratio(v)))
         bottom.yaxis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
     bottom.set_ylabel(f"speed-up over {REFERENCE_DEVICE} (×)")
-    bottom.set_xlabel("size n (matrix side)")
+    bottom.set_xlabel(axis_label(op))
     bottom.grid(True, which="major", alpha=0.3)
     size_axis(bottom, [int(s) for s in series["size"]])
     chart_title(

@@ -26,6 +26,7 @@ from devbench.plots.common import (
     size_axis,
     use_matplotlib,
 )
+from devbench.shapes import axis_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -128,7 +129,7 @@ def throughput_figure(
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_ylabel(f"throughput ({unit}, from median time)")
-    ax.set_xlabel("size n (matrix side)")
+    ax.set_xlabel(axis_label(op))
     size_axis(ax, [int(s) for s in series["size"]])
     ax.grid(True, which="major", alpha=0.3)
     device_legend(ax, devices, loc="best")
