@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from devbench.errors import UsageError, did_you_mean
@@ -63,35 +65,86 @@ def is_dataset(path: Path) -> bool:
         child.is_dir() and child.name.startswith(MACHINE_PREFIX) for child in path.iterdir())
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        frame: pd.DataFrame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types for a corrupt file
-        raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    return frame
-
-
-def read_partition(folder: Path) -> Run:
-    """One partition as a ``store.Run``: its meta (with the ``dataset`` entry), its cells and samples, each
-    column checked as any results table from disk is (``schema.check_table``)."""
+def _read_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{str(folder / META_FILE)!r} cannot be read: {exc}".splitlines()[0]) from None
     if not isinstance(meta, dict):
         raise UsageError(f"{str(folder / META_FILE)!r} is corrupt: expected a JSON object")
-    cells = _read_parquet(folder / CELLS_FILE)
-    missing = [c for c in RESULT_COLUMNS if c not in cells.columns]
-    if missing:
-        raise UsageError(f"{str(folder / CELLS_FILE)!r} lacks the columns {', '.join(missing)}")
-    results = results_frame(check_table(cells, repr(str(folder / CELLS_FILE)), RESULT_COLUMNS))
-    samples_path = folder / SAMPLES_FILE
-    if samples_path.exists():
-        frame = _read_parquet(samples_path)
-        samples = check_table(frame, repr(str(samples_path)), [c for c in SAMPLE_COLUMNS if c in frame.columns])
+    return meta
+
+
+_PART = "__partition"
+"""A column the batched reader tags each row with: the index of the partition it came from."""
+
+
+def _read_tables(files: Sequence[Path], required: Sequence[str]) -> pd.DataFrame:
+    """The Parquet files as one frame (Arrow concatenates them, types promoted where a file has only
+    nulls), each row tagged with its file's index in ``_PART``; UsageError naming a file that cannot be read
+    or lacks a required column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for i, path in enumerate(files):
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises many types for a corrupt file
+            raise UsageError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        missing = [c for c in required if c not in table.column_names]
+        if missing:
+            raise UsageError(f"{str(path)!r} lacks the columns {', '.join(missing)}")
+        tables.append(table.append_column(_PART, pa.array(np.full(table.num_rows, i, dtype=np.int64))))
+    try:
+        joined = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise UsageError(f"the tables of {len(files)} runs do not fit together: {exc}".splitlines()[0]) from None
+    frame: pd.DataFrame = joined.to_pandas()
+    return frame
+
+
+def read_partitions(folders: Sequence[Path]) -> list[Run]:
+    """Partitions as ``store.Run`` objects, each with its meta (and the ``dataset`` entry), cells and samples.
+
+    The tables of all of them are read and checked together (``schema.check_table``, as any results table
+    from disk; one check for the batch, since per-column checks cost far more than the reading) and split
+    by partition, so reading a thousand runs costs about one pass over their rows (``bench/dataset_scale.py``).
+    """
+    if not folders:
+        return []
+    metas = [_read_meta(folder) for folder in folders]
+    label = repr(str(folders[0].parent.parent)) if len(folders) > 1 else repr(str(folders[0] / CELLS_FILE))
+    cells = _read_tables([f / CELLS_FILE for f in folders], RESULT_COLUMNS)
+    parts = cells[_PART].to_numpy()
+    results = results_frame(check_table(cells, label, RESULT_COLUMNS))
+    with_samples = [f for f in folders if (f / SAMPLES_FILE).exists()]
+    index_of = {f: i for i, f in enumerate(folders)}
+    if with_samples:
+        raw = _read_tables([f / SAMPLES_FILE for f in with_samples], ())
+        sample_parts = np.array([index_of[with_samples[i]] for i in raw[_PART].to_numpy()], dtype=np.int64)
+        samples = check_table(raw, label, [c for c in SAMPLE_COLUMNS if c in raw.columns])
+        samples = samples[[c for c in SAMPLE_COLUMNS if c in samples.columns]]
     else:
+        sample_parts = np.zeros(0, dtype=np.int64)
         samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
-    return Run(path=folder, meta=meta, results=results, samples=samples)
+    cell_rows = _rows_by_part(parts, len(folders))
+    sample_rows = _rows_by_part(sample_parts, len(folders))
+    return [Run(path=folder, meta=meta,
+                results=results.iloc[cell_rows[i]].reset_index(drop=True),
+                samples=samples.iloc[sample_rows[i]].reset_index(drop=True))
+            for i, (folder, meta) in enumerate(zip(folders, metas, strict=True))]
+
+
+def _rows_by_part(parts: npt.NDArray[np.int64], n: int) -> list[npt.NDArray[np.intp]]:
+    order = np.argsort(parts, kind="stable")
+    bounds = np.searchsorted(parts[order], np.arange(n + 1))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+
+def read_partition(folder: Path) -> Run:
+    """One partition as a ``store.Run`` (:func:`read_partitions`)."""
+    return read_partitions([folder])[0]
 
 
 def partitions(root: Path) -> list[Path]:
@@ -124,7 +177,7 @@ def runs_from_paths(paths: Iterable[Path], machines: Sequence[str] | None = None
         if path.is_dir() and is_partition(path):
             runs.append(read_partition(path))
         elif path.is_dir() and (path.name.startswith(MACHINE_PREFIX) or is_dataset(path)):
-            found = [read_partition(folder) for folder in partitions(path)]
+            found = read_partitions(partitions(path))
             if not found:
                 raise UsageError(f"dataset {str(path)!r} holds no runs (no machine=…/run=…/{CELLS_FILE})")
             runs.extend(sorted(found, key=started_at))
