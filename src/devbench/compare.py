@@ -20,7 +20,10 @@ the very function compare uses):
   floored at the resolution the samples show (``t_intervals.log_resolution``) so identical quantised
   samples never claim a zero-width interval;
 - no random stream: a cell's interval depends on its own samples only, never on the other cells, a seed or
-  its sync variant.
+  its sync variant;
+- with ``baseline_window`` (``--baseline-window K``) BASE is the last K runs by start time (:func:`window_of`)
+  and one NEW run is judged by :func:`window_difference`: the window's run scatter is one more level of the
+  interval (rates in ``simulation.gate.window_table``).
 
 Why not the two-level bootstrap (``resampling.ratio_of_cells``)? The gate corrects p-values for hundreds of
 cells, so Holm acts at p ~ 1e-4, far in the tail; a scaled t fitted to a bootstrap half-width turns normal
