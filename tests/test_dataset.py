@@ -215,3 +215,24 @@ def test_merge_fleet_of_whole_runs_writes_the_dataset(tmp_path: Path, three_runs
     assert main(["merge", "--fleet", *map(str, shards), "--out", str(tmp_path / "merged")]) == 0
     assert load_run(tmp_path / "merged").meta["status"] == "complete"
     assert len(runs_from_paths([tmp_path / "merged" / "dataset"])) == 2
+
+
+def test_a_partition_published_meanwhile_by_another_writer(tmp_path: Path, three_runs: list[Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ``dataset add`` of one run at once: the second rename finds the partition there; the same run is
+    'unchanged', other content under that id is refused, and no staging folder is left behind."""
+    import os
+    import shutil
+
+    out = tmp_path / "ds"
+    real = os.rename
+
+    def other_writer_first(src: str | Path, dst: str | Path) -> None:
+        shutil.copytree(src, dst)  # the other writer's identical partition lands first
+        real(src, dst)
+
+    monkeypatch.setattr(merge.os, "rename", other_writer_first)
+    (part,) = add_runs(three_runs[:1], out)
+    assert not part.added
+    assert (part.path / CELLS_FILE).is_file()
+    assert not (out / STAGING).exists()

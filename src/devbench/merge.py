@@ -443,7 +443,18 @@ def write_partitioned(runs: Sequence[Run], out_dir: Path, labels: Sequence[str |
             text = json.dumps(meta, indent=2, default=str) + "\n"
             _write_file(staging / META_FILE, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
             folder.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, folder)  # the partition appears whole, or not at all
+            try:
+                os.rename(staging, folder)  # the partition appears whole, or not at all
+            except OSError:
+                if not folder.is_dir():
+                    raise
+                # Another writer published this partition meanwhile: the same run is fine, another is not.
+                if _partition_digest(folder) != digest:
+                    raise UsageError(f"run {run_id!r} was added to {str(folder)!r} by another writer with other "
+                                     "content meanwhile; give the new one another run id") from None
+                shutil.rmtree(staging, ignore_errors=True)
+                written.append(result)
+                continue
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
