@@ -231,7 +231,7 @@ def test_a_partition_published_meanwhile_by_another_writer(tmp_path: Path, three
         shutil.copytree(src, dst)  # the other writer's identical partition lands first
         real(src, dst)
 
-    monkeypatch.setattr(merge.os, "rename", other_writer_first)
+    monkeypatch.setattr(os, "rename", other_writer_first)
     (part,) = add_runs(three_runs[:1], out)
     assert not part.added
     assert (part.path / CELLS_FILE).is_file()
