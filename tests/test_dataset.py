@@ -236,3 +236,22 @@ def test_a_partition_published_meanwhile_by_another_writer(tmp_path: Path, three
     assert not part.added
     assert (part.path / CELLS_FILE).is_file()
     assert not (out / STAGING).exists()
+
+
+@pytest.mark.slow
+def test_the_scale_bench_runs(tmp_path: Path) -> None:
+    """bench/dataset_scale.py at a tiny size, as a user types it (a subprocess), so it does not rot."""
+    import os
+    import subprocess
+    import sys
+
+    import devbench
+
+    root = Path(__file__).resolve().parent.parent
+    src = str(Path(devbench.__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, str(root / "bench" / "dataset_scale.py"), "--runs", "6", "--machines", "2",
+                           "--sizes", "2", "--out", str(tmp_path / "ds")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src}, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "-> 6 runs, fleet table" in proc.stdout
+    assert len(runs_from_paths([tmp_path / "ds"])) == 6
