@@ -99,7 +99,7 @@ def test_machine_filter(tmp_path: Path, three_runs: list[Path]) -> None:
     assert [r.meta["run_id"] for r in runs_from_paths([out], ["big-server"])] == ["b1"]
     assert len(select_machines(runs_from_paths([out]), ["laptop", "big server"])) == 3
     with pytest.raises(UsageError, match=r"--machine 'laptpo' matches no run \(did you mean 'laptop'\?\); machines "
-                                         r"here: laptop, big server"):
+                                         r"here: big server, laptop"):
         runs_from_paths([out], ["laptpo"])
 
 

@@ -218,7 +218,7 @@ def select_machines(runs: Sequence[Run], machines: Sequence[str]) -> list[Run]:
     (``AMD EPYC (2 cores)`` or ``AMD-EPYC-2-cores``); a name that matches no run is a UsageError listing
     the machines there are."""
     names = [machine_of(run) for run in runs]
-    available = list(dict.fromkeys(names))
+    available = sorted(set(names))
     wanted = set()
     for machine in machines:
         hits = {n for n in available if machine in (n, partition_value(n))}
