@@ -120,7 +120,7 @@ def test_json_output_parses_and_has_no_nan() -> None:
     assert data["base"] == "base"
     assert data["new"] == "new"
     assert data["settings"] == {"threshold": 0.05, "alpha": 0.05, "confidence": 0.95, "n_boot": 2000,
-                                "seed": 0, "gate_method": "holm"}
+                                "seed": 0, "gate_method": "holm", "baseline_window": 0}
     assert data["summary"]["gate_fails"] == 1
     assert data["summary"]["slower"] == 1
     assert data["summary"]["regression"] is True

@@ -283,12 +283,12 @@ def test_partitioned_dataset_reads_back_with_duckdb_grouped_by_machine(tmp_path:
     runs = [load_run(p) for p in (laptop, slow, *shard_paths)]
     labels = ["laptop", "slowbox", "cluster", "cluster"]
     out = tmp_path / "dataset"
-    files = write_partitioned(runs, out, labels)
+    files = [part.cells_file for part in write_partitioned(runs, out, labels)]
     assert [f.relative_to(out).as_posix() for f in files] == [
-        "machine=laptop/run=laptop-run/part.parquet", "machine=slowbox/run=slow-run/part.parquet",
-        "machine=cluster/run=shard-0/part.parquet", "machine=cluster/run=shard-1/part.parquet"]
+        "machine=laptop/run=laptop-run/cells.parquet", "machine=slowbox/run=slow-run/cells.parquet",
+        "machine=cluster/run=shard-0/cells.parquet", "machine=cluster/run=shard-1/cells.parquet"]
 
-    glob = (out / "*" / "*" / "part.parquet").as_posix()
+    glob = (out / "*" / "*" / "cells.parquet").as_posix()
     rows = duckdb.sql(
         f"SELECT machine, count(DISTINCT run) AS runs, count(*) AS cells, median(median_s) AS median_s "
         f"FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY machine ORDER BY machine").fetchall()
@@ -304,10 +304,13 @@ def test_partitioned_dataset_reads_back_with_duckdb_grouped_by_machine(tmp_path:
 
 def test_partitioned_names_machines_by_fingerprint_and_refuses_collisions(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path / "r1", TINY))
-    files = write_partitioned([run], tmp_path / "ds")
-    assert files[0].parent.parent.name == "machine=Synthetic-CPU-9000-8-cores-TF-2.99.0"
+    parts = write_partitioned([run], tmp_path / "ds")
+    assert parts[0].path.parent.name == "machine=Synthetic-CPU-9000-8-cores-TF-2.99.0"
+    # The same run given twice is one run (idempotent); another run under the same id and machine is refused.
+    assert [p.added for p in write_partitioned([run, run], tmp_path / "ds2")] == [True, False]
+    other = load_run(write_run(tmp_path / "elsewhere" / "r1", TINY, model=lambda c: 2 * model_seconds(c)))
     with pytest.raises(UsageError, match="both land in"):
-        write_partitioned([run, run], tmp_path / "ds2")
+        write_partitioned([run, other], tmp_path / "ds4")
     with pytest.raises(UsageError, match="2 labels for 1 runs"):
         write_partitioned([run], tmp_path / "ds3", ["a", "b"])
 

@@ -20,7 +20,10 @@ the very function compare uses):
   floored at the resolution the samples show (``t_intervals.log_resolution``) so identical quantised
   samples never claim a zero-width interval;
 - no random stream: a cell's interval depends on its own samples only, never on the other cells, a seed or
-  its sync variant.
+  its sync variant;
+- with ``baseline_window`` (``--baseline-window K``) BASE is the last K runs by start time (:func:`window_of`)
+  and one NEW run is judged by :func:`window_difference`: the window's run scatter is one more level of the
+  interval (rates in ``simulation.gate.window_table``).
 
 Why not the two-level bootstrap (``resampling.ratio_of_cells``)? The gate corrects p-values for hundreds of
 cells, so Holm acts at p ~ 1e-4, far in the tail; a scaled t fitted to a bootstrap half-width turns normal
@@ -118,7 +121,7 @@ from devbench.machine import FingerprintDiff, fingerprint_diff, incomparable_cha
 from devbench.resampling import LogInterval, Rounds, joint_geomean_ratio, log_round_medians
 from devbench.stats import NOISY_REL_IQR, between_round_rel, gate_failures, rel_iqr, verdict_from_interval
 from devbench.store import Run
-from devbench.t_intervals import Mean, log_resolution, mean_over_runs, welch_difference
+from devbench.t_intervals import Mean, log_resolution, mean_over_runs, t_interval, welch_difference
 
 __all__ = [
     "CROSSOVER_COLUMNS",
@@ -145,6 +148,8 @@ __all__ = [
     "crossover_side_by_side",
     "fingerprint_diff",
     "has_regression",
+    "window_difference",
+    "window_of",
 ]
 
 _REQUIRED_RESULT_COLUMNS = ("op", "size", "dtype", "device", "mode", "status")
@@ -192,16 +197,65 @@ class CellStatistics:
 
 
 def cell_statistics(base: Sequence[Rounds], new: Sequence[Rounds], *, threshold: float,
-                    confidence: float) -> CellStatistics:
+                    confidence: float, window: bool = False) -> CellStatistics:
     """The per-cell statistics of ``compare`` (rules in the module docstring), on bare samples.
 
     ``base`` / ``new``: one entry per run of that side, each the cell's per-call seconds by round (positive).
+    ``window``: BASE is a window of past runs (``--baseline-window``); with one NEW run the interval is
+    :func:`window_difference` (the new run is one more draw of the run level), not Welch's.
     """
     runs = [run for side in (base, new) for run in side]
     resolution = log_resolution([r for run in runs for r in run if len(r)])
     b = mean_over_runs([log_round_medians(run) for run in base], resolution=resolution)
     n = mean_over_runs([log_round_medians(run) for run in new], resolution=resolution)
+    if window and len(base) >= 2 and len(new) == 1:
+        logs = [log_round_medians(run) for run in base]
+        return CellStatistics(b, n, window_difference(logs, n, confidence, resolution=resolution), threshold)
     return CellStatistics(b, n, welch_difference(b, n, confidence), threshold)
+
+
+def window_difference(base_runs: Sequence[FloatArray], new: Mean, confidence: float, *,
+                      resolution: float = math.inf) -> LogInterval:
+    """NEW - BASE when BASE is a window of past runs and NEW is one run: the run is one more level.
+
+    ``base_runs``: per window run, the cell's log round medians; ``new``: the one new run's mean of its
+    rounds. The rounds of one run cannot see that run's whole-run offset, but the window's runs show how far
+    runs scatter. Two levels, estimated as in a one-way random-effects model:
+
+    - rounds: the round variance w, pooled over the window's runs and the new run (each with its rounds - 1
+      degrees of freedom), or the new run's own where that is larger (a noisier new run is never judged by
+      the window's calm);
+    - runs: the variance of the window's run means s^2 estimates sigma_run^2 + w/R, so
+      sigma_run^2 = max(s^2 - w/R, 0), with K - 1 degrees of freedom.
+
+    The difference has variance w/R_new + w/(R K) + (1 + 1/K) sigma_run^2: the new run's rounds, the window's
+    rounds, and the run level once for the window's mean and once more for the new run (the interval for one
+    more draw). Degrees of freedom by Welch-Satterthwaite over the parts. Pooling the rounds matters: with
+    the new run's 4 degrees of freedom alone the far tail Holm acts in was 10x too heavy (simulated in
+    ``simulation.gate.window_table``). Fewer than two window runs, or a side without a variance, is
+    Welch's interval.
+    """
+    runs = [np.asarray(r, dtype=np.float64) for r in base_runs if len(r)]
+    base = mean_over_runs(runs, resolution=resolution)
+    if len(runs) < 2 or base.reason or new.reason or not math.isfinite(new.variance):
+        return welch_difference(base, new, confidence)  # no run level to add, or no interval (reason says)
+    k = len(runs)
+    floor = resolution * resolution / 12.0 if math.isfinite(resolution) else 0.0
+    new_rounds = new.variance * new.units  # the new run's round variance (its mean's variance times R)
+    within = [(float(np.var(r, ddof=1)), r.size - 1.0) for r in runs if r.size >= 2]
+    pooled_dof = sum(d for _, d in within) + new.dof
+    pooled = max((sum(v * d for v, d in within) + new_rounds * new.dof) / pooled_dof, floor)
+    per_run = float(np.mean([1.0 / r.size for r in runs]))  # mean of 1/R over the window's runs
+    run_var = max(float(np.var([r.mean() for r in runs], ddof=1)) - pooled * per_run, 0.0)
+    parts = [((1.0 + 1.0 / k) * run_var, k - 1.0)]
+    if pooled >= new_rounds:
+        parts.append((pooled * (1.0 / new.units + per_run / k), pooled_dof))
+    else:
+        parts += [(new.variance, new.dof), (pooled * per_run / k, pooled_dof)]
+    parts = [(v, d) for v, d in parts if v > 0]
+    var = sum(v for v, _ in parts)
+    dof = var * var / sum(v * v / d for v, d in parts)
+    return t_interval(Mean(new.value - base.value, var, dof, min(k, new.units)), confidence)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -351,6 +405,24 @@ def _as_runs(runs: Runs, side: str) -> tuple[Run, ...]:
     return out
 
 
+def window_of(runs: Sequence[Run], k: int) -> tuple[Run, ...]:
+    """The last ``k`` of ``runs`` by their ``started_at`` (oldest first): the baseline window.
+
+    UsageError, one line, for a ``k`` that is not a whole number in 1..len(runs) or a run that records no
+    start time (a bare results table: nothing says where it falls in the window)."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(runs):
+        raise UsageError(f"--baseline-window {k!r} is out of range; allowed: 1 to the {len(runs)} base run"
+                         f"{'s' if len(runs) != 1 else ''} given")
+    starts: list[tuple[str, int]] = []
+    for i, run in enumerate(runs):
+        started = run.meta.get("started_at") if run.meta else None
+        if not isinstance(started, str) or not started:
+            raise UsageError(f"{_label(run, f'base run {i + 1}')} records no started_at; --baseline-window "
+                             "orders runs by it, so give run directories (or dataset partitions)")
+        starts.append((started, i))
+    return tuple(runs[i] for _, i in sorted(starts)[-k:])
+
+
 def _label(run: Run, default: str) -> str:
     if run.path is not None:
         return str(run.path)
@@ -434,7 +506,7 @@ def _compare_cell(key: CellKey, idents: tuple[Ident, Ident], base: _Side, new: _
         notes.append("drift between rounds: " + ", ".join(drifting) + " of median")
 
     stats = cell_statistics(list(b_runs.values()), list(n_runs.values()), threshold=settings.threshold,
-                            confidence=settings.confidence)
+                            confidence=settings.confidence, window=settings.baseline_window > 0)
     base_med, new_med = math.exp(stats.base.value), math.exp(stats.new.value)
     if stats.interval.reason:
         return cell(base_med, new_med, first=f"{stats.interval.reason}: not tested"), (b_runs, n_runs)
@@ -495,8 +567,10 @@ def _geomean_interval(data: Sequence[tuple[CellRuns, CellRuns]], label: str, bas
     if base.n_runs == 1 and new.n_runs == 1:
         return joint_geomean_ratio([(b[0], n[0]) for b, n in data], confidence=settings.confidence,
                                    n_boot=settings.n_boot, seed=_seed(settings.seed, "geomean " + label))
-    sides = [mean_over_runs(_run_levels([cell[i] for cell in data], side.n_runs))
-             for i, side in enumerate((base, new))]
+    levels = [_run_levels([cell[i] for cell in data], side.n_runs) for i, side in enumerate((base, new))]
+    sides = [mean_over_runs(series) for series in levels]
+    if settings.baseline_window > 0 and base.n_runs >= 2 and new.n_runs == 1:
+        return window_difference(levels[0], sides[1], settings.confidence)
     return welch_difference(sides[0], sides[1], settings.confidence)
 
 
@@ -576,6 +650,7 @@ def compare_runs(
     seed: int = 0,
     gate_method: GateMethod = "holm",
     crossovers: CrossoverFrames | None = None,
+    baseline_window: int | None = None,
 ) -> Comparison:
     """Compare NEW against BASE cell by cell (statistics, verdicts and the gate in the module docstring).
 
@@ -594,15 +669,21 @@ def compare_runs(
         ``CROSSOVER_COLUMNS`` or a function making such a frame from a run's results table (and its samples
         table, when it takes a second argument: ``crossover.crossover_frame``), applied to the first run of
         each side.
+    baseline_window: K >= 1 judges NEW against the last K of the BASE runs by ``meta["started_at"]``
+        (:func:`window_of`); with K >= 2 and one NEW run each cell's interval is :func:`window_difference`
+        (the run level is one more level of the interval), so one unlucky baseline run cannot raise an alarm.
 
     Raises UsageError for an out-of-range parameter, a side without runs, runs whose meta give different
     ``schema_version``s, or a results table without the identity columns.
     """
     _validate(threshold, alpha, confidence, n_boot, seed, gate_method=gate_method)
     base_runs, new_runs = _as_runs(base, "base"), _as_runs(new, "new")
+    if baseline_window is not None:
+        base_runs = window_of(base_runs, baseline_window)
     _check_schema_versions([*(("base", r) for r in base_runs), *(("new", r) for r in new_runs)])
     settings = CompareSettings(threshold=float(threshold), alpha=float(alpha), confidence=float(confidence),
-                               n_boot=n_boot, seed=seed, gate_method=gate_method)
+                               n_boot=n_boot, seed=seed, gate_method=gate_method,
+                               baseline_window=baseline_window or 0)
     b_side, n_side = _read_side(base_runs, "base"), _read_side(new_runs, "new")
     pairs, only_base, only_new = _pair_cells(b_side.merged, n_side.merged)
     pairs.sort(key=lambda pair: (pair[0][0].sort_key, pair[0][1]))

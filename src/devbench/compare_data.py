@@ -250,10 +250,14 @@ class CompareSettings:
     n_boot: int = 2000
     seed: int = 0
     gate_method: GateMethod = "holm"
+    baseline_window: int = 0
+    """K of ``--baseline-window`` (BASE is the last K runs; one NEW run is judged by a prediction interval),
+    0 without it."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "alpha": self.alpha, "confidence": self.confidence,
-                "n_boot": self.n_boot, "seed": self.seed, "gate_method": self.gate_method}
+                "n_boot": self.n_boot, "seed": self.seed, "gate_method": self.gate_method,
+                "baseline_window": self.baseline_window}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,10 @@ def _side_lines(comparison: Comparison) -> str:
 
 def _unit(comparison: Comparison) -> str:
     """What the cells' intervals treat as independent: rounds (one run per side) or runs."""
+    window = comparison.settings.baseline_window
+    if window and len(comparison.base_runs) > 1 and len(comparison.new_runs) == 1:
+        return (f"rounds and runs (--baseline-window {window}: the new run as one more draw of the last "
+                f"{window} base runs)")
     if len(comparison.base_runs) > 1 or len(comparison.new_runs) > 1:
         return "runs (the run is the unit; run-level offsets included)"
     return "rounds (conditional on the two runs)"

@@ -14,20 +14,25 @@ run. What is refused, each with one line naming the runs:
 - two shards that hold the same cell (a copied or edited run).
 
 A run without a ``shard`` entry in meta.json counts as shard 0/1, so merging two whole runs says they are
-duplicates of shard 0 (``devbench fleet`` is what puts whole runs from several machines side by side).
+duplicates of shard 0, unless ``fleet=True``: whole runs of several machines (or times) are a fleet, not
+shards (:func:`is_fleet_of_whole_runs`), and ``merge --fleet`` writes them to its dataset alone.
 
 Provenance: each shard's run id, path, status, times, command, calibration and full machine fingerprint are
 kept under ``meta["shards"]`` (by index); which shard measured a cell follows from the spec and the count
 (``shard.assign``), so rows carry the merged run's id like any unsharded run.
 
-:func:`write_partitioned` writes runs (shards, or whole runs from a fleet) as a Hive-partitioned Parquet
-dataset, ``machine=<name>/run=<run id>/part.parquet``, one row per cell with ``schema.RESULT_COLUMNS``, that
-DuckDB, polars and Spark read with one glob.
+:func:`write_partitioned` is the one writer of the Hive-partitioned Parquet dataset
+(``machine=<name>/run=<run id>/`` with cells, visits, samples and meta.json: ``devbench.dataset`` documents
+the layout and reads it back), used by ``merge --fleet`` and ``devbench dataset add``; DuckDB, polars and
+Spark read it with one glob. Adding is idempotent and each partition appears whole or not at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -41,10 +46,11 @@ import pandas as pd
 
 from devbench.errors import UsageError
 from devbench.formatting import json_safe, utc_now
-from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, visit_record
+from devbench.schema import IDENTITY, RESULT_COLUMNS, SAMPLE_COLUMNS, VISIT_FIELDS, visit_record
 from devbench.shard import ShardSpec, shard_of_meta, spec_hash, spec_hash_of
 from devbench.spec import SweepSpec
 from devbench.store import (
+    CELLS,
     META,
     CellLog,
     Run,
@@ -55,8 +61,6 @@ from devbench.store import (
     write_tables,
 )
 from devbench.visits import LoggedVisit
-
-PARTITION_FILE = "part.parquet"
 
 
 @dataclass
@@ -120,7 +124,8 @@ def check_shards(runs: Sequence[Run], *, fleet: bool = False) -> list[tuple[Shar
     if duplicates:
         listing = "; ".join(f"shard {i}/{count} given {len(rs)} times ({', '.join(_name(r) for r in rs)})"
                             for i, rs in sorted(duplicates.items()))
-        whole = " (runs without a shard entry count as 0/1)" if count == 1 else ""
+        whole = (" (runs without a shard entry count as 0/1; whole runs of several machines or times belong in "
+                 "a dataset: devbench dataset add RUN... --to DIR, or merge --fleet)") if count == 1 else ""
         raise UsageError(f"duplicate shards: {listing}{whole}")
     missing = [i for i in range(count) if i not in by_index]
     if missing:
@@ -134,6 +139,13 @@ def check_shards(runs: Sequence[Run], *, fleet: bool = False) -> list[tuple[Shar
             raise UsageError(f"shards come from machines that differ ({'; '.join(problems)}); their timings do "
                              "not belong in one run unless you mean it: pass --fleet")
     return ordered
+
+
+def is_fleet_of_whole_runs(runs: Sequence[Run]) -> bool:
+    """Several runs of which none is a shard (no ``shard`` entry in meta.json): whole runs, of several machines
+    or times, are a fleet (a dataset: ``devbench dataset add``), not the shards of one sweep, so
+    ``merge --fleet`` writes them to its dataset instead of refusing them as duplicates of shard 0/1."""
+    return len(runs) > 1 and all(run.meta and shard_of_meta(run.meta) is None for run in runs)
 
 
 def _shard_entry(shard: ShardSpec, run: Run) -> dict[str, Any]:
@@ -251,6 +263,20 @@ def write_merged(merged: MergedRun, out_dir: Path) -> Path:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
+CELLS_FILE = "cells.parquet"
+"""A partition's cells: one row per cell, ``schema.RESULT_COLUMNS`` plus ``machine_name`` (the name as given)."""
+VISITS_FILE = "visits.parquet"
+"""A partition's cell log: one row per visit, ``round``, ``process``, the ``schema.VisitRecord`` fields and its
+``samples`` (a list of per-call seconds); empty for a run without a cell log (a bare table)."""
+SAMPLES_FILE = "samples.parquet"
+"""A partition's samples table (``schema.SAMPLE_COLUMNS``): what crossovers and compare read."""
+META_FILE = "meta.json"
+"""The run's meta.json, plus ``dataset``: machine, run, content digest, when it was added and from where."""
+PARTITION_FILES = (CELLS_FILE, VISITS_FILE, SAMPLES_FILE, META_FILE)
+STAGING = ".staging"
+"""Where partitions are assembled before the rename that publishes them (two levels below the dataset so a
+``*/*/cells.parquet`` glob never sees a partition half written)."""
+
 
 def partition_value(text: str) -> str:
     """A Hive partition value that every engine reads back as written: letters, digits, ``.``, ``_`` and
@@ -258,14 +284,102 @@ def partition_value(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-.") or "unknown"
 
 
-def write_partitioned(runs: Sequence[Run], out_dir: Path, labels: Sequence[str | None] | None = None
-                      ) -> list[Path]:
-    """Write each run's results as ``out_dir/machine=<m>/run=<r>/part.parquet`` and return the files.
+VISIT_COLUMNS: tuple[str, ...] = ("round", "process", *VISIT_FIELDS, "samples")
+
+
+def visits_frame(run: Run) -> pd.DataFrame:
+    """A run's cell log as a table (``VISIT_COLUMNS``): from its cells.jsonl, or from the visits file of a
+    dataset partition it was read from; empty for a run without either."""
+    out: pd.DataFrame = pd.DataFrame(columns=list(VISIT_COLUMNS))
+    if run.path is not None and run.path.is_dir():
+        if (run.path / VISITS_FILE).exists() and not (run.path / CELLS).exists():
+            frame: pd.DataFrame = pd.read_parquet(run.path / VISITS_FILE)
+            out = frame[[c for c in VISIT_COLUMNS if c in frame.columns]]
+        else:
+            contents = read_cell_log(run.path)
+            out = pd.DataFrame(
+                [{"round": r, "process": p, **record, "samples": samples}
+                 for record, samples, r, p in zip(contents.records, contents.samples, contents.rounds,
+                                                  contents.processes, strict=True)],
+                columns=list(VISIT_COLUMNS))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A cell of a frame as plain JSON data (NumPy scalars and arrays, from Parquet or pandas)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def content_digest(results: pd.DataFrame, visits: pd.DataFrame) -> str:
+    """What makes two copies of a run the same run: a SHA-256 of its visits (the source of truth: records,
+    rounds, processes and samples) or, without a cell log, of its cells. The same run read from its directory,
+    from a dataset partition or from a merge of its shards gives the same digest; meta.json does not count
+    (a run's status or paths may be rewritten without changing what it measured)."""
+    if len(visits):
+        frame, columns = visits, [c for c in VISIT_COLUMNS if c != "process" and c in visits.columns]
+    else:
+        frame, columns = results, [c for c in RESULT_COLUMNS if c in results.columns and c != "run_id"]
+    rows = sorted(json.dumps([_plain(v) for v in row], default=str, allow_nan=True)
+                  for row in frame[columns].itertuples(index=False, name=None))
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(row.encode("utf-8") + b"\n")
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """One run's partition: where it is, whether this call wrote it (False: it was there, identical)."""
+
+    path: Path
+    machine: str
+    run_id: str
+    n_cells: int
+    added: bool
+
+    @property
+    def cells_file(self) -> Path:
+        return self.path / CELLS_FILE
+
+
+def _partition_digest(folder: Path) -> str | None:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entry = meta.get("dataset") if isinstance(meta, dict) else None
+    digest = entry.get("digest") if isinstance(entry, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def _write_file(path: Path, write: Any) -> None:
+    """``write(tmp)`` then fsync and rename to ``path``: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_partitioned(runs: Sequence[Run], out_dir: Path, labels: Sequence[str | None] | None = None, *,
+                      visits: Sequence[pd.DataFrame | None] | None = None, sources: Sequence[str] | None = None
+                      ) -> list[PartitionWrite]:
+    """Add each run to the Hive-partitioned dataset ``out_dir/machine=<m>/run=<r>/`` (``PARTITION_FILES``).
 
     ``m`` is the machine's name (``fleet.machine_name``: its label, else the fingerprint's short name) and
     ``r`` the run id, both made safe by :func:`partition_value`; runs on the same machine share a ``machine=``
-    folder. Each file holds ``schema.RESULT_COLUMNS`` plus ``machine_name`` (the name as written). Two runs
-    landing in the same partition are refused. Files are written through a temporary name and a rename.
+    folder. ``visits`` gives a run's cell log where the run has no directory to read it from (a merge of
+    shards); ``sources`` what meta.json records as where each run came from.
+
+    Idempotent: a run whose partition is already there with the same content digest (:func:`content_digest`)
+    is left as it is (``added`` False), so adding a run twice changes nothing; the same run id with other
+    content, or under another machine, is refused with one line. Crash-safe: a partition is assembled under
+    ``out_dir/.staging/`` (each file through a temporary name and a rename) and published by renaming its
+    folder, so a partition is complete or absent.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -275,24 +389,77 @@ def write_partitioned(runs: Sequence[Run], out_dir: Path, labels: Sequence[str |
     if labels is not None and len(labels) != len(runs):
         raise UsageError(f"{len(labels)} labels for {len(runs)} runs; give one label per run")
     out_dir = Path(out_dir)
-    written: list[Path] = []
-    seen: dict[Path, str] = {}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"dataset {str(out_dir)!r} is a file; give a directory (new, or a dataset to add to)")
+    written: list[PartitionWrite] = []
+    seen: dict[Path, tuple[str, str]] = {}
     for i, run in enumerate(runs):
         name = machine_name(run, labels[i] if labels is not None else None)
         run_id = str(run.meta.get("run_id") or (run.path.name if run.path is not None else f"run{i}"))
-        folder = out_dir / f"machine={partition_value(name)}" / f"run={partition_value(run_id)}"
+        machine_dir = f"machine={partition_value(name)}"
+        run_dir = f"run={partition_value(run_id)}"
+        folder = out_dir / machine_dir / run_dir
+        log = visits[i] if visits is not None and visits[i] is not None else visits_frame(run)
+        assert log is not None
+        digest = content_digest(run.results, log)
+        result = PartitionWrite(folder, name, run_id, len(run.results), added=False)
         if folder in seen:
-            raise UsageError(f"{_name(run)} and {seen[folder]} both land in {str(folder)!r}; "
-                             "give distinct run ids or labels")
-        seen[folder] = _name(run)
-        frame = pd.DataFrame(run.results[list(RESULT_COLUMNS)]).assign(machine_name=name)
+            if seen[folder][1] != digest:
+                raise UsageError(f"{_name(run)} and {seen[folder][0]} both land in {str(folder)!r} with different "
+                                 "content; give distinct run ids or labels")
+            written.append(result)
+            continue
+        seen[folder] = (_name(run), digest)
+        elsewhere = [p for p in out_dir.glob(f"machine=*/{run_dir}") if p.parent.name != machine_dir]
+        if elsewhere:
+            raise UsageError(f"run {run_id!r} is already in the dataset under {elsewhere[0].parent.name}; a run "
+                             f"belongs to one machine (adding it as {machine_dir} would count it twice)")
+        if folder.exists():
+            existing = _partition_digest(folder)
+            if existing != digest:
+                raise UsageError(f"run {run_id!r} ({_name(run)}) differs from the run of that id already in "
+                                 f"{str(folder)!r} (content digest {digest} vs {existing}); a dataset holds one "
+                                 "version of a run: give the new one another run id")
+            written.append(result)
+            continue
+        meta: dict[str, Any] = json_safe({
+            **run.meta,
+            "dataset": {"machine": name, "run": run_id, "digest": digest, "added_at": utc_now(),
+                        "source": sources[i] if sources is not None else _name(run)},
+        })
+        cells = pd.DataFrame(run.results[list(RESULT_COLUMNS)]).assign(machine_name=name)
+        samples = pd.DataFrame(run.samples.reindex(columns=list(SAMPLE_COLUMNS)))
+        log = pd.DataFrame(log.reindex(columns=list(VISIT_COLUMNS)))
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            staging_root = out_dir / STAGING
+            staging_root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f"{partition_value(run_id)}-", dir=staging_root))
         except OSError as exc:
-            raise UsageError(f"cannot create {str(folder)!r}: {exc.strerror or exc}") from None
-        target = folder / PARTITION_FILE
-        tmp = folder / f".{PARTITION_FILE}.tmp"
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        os.replace(tmp, target)
-        written.append(target)
+            raise UsageError(f"cannot write the dataset {str(out_dir)!r}: {exc.strerror or exc}") from None
+        try:
+            for frame, file in ((cells, CELLS_FILE), (samples, SAMPLES_FILE), (log, VISITS_FILE)):
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                _write_file(staging / file, lambda tmp, table=table: pq.write_table(table, tmp))
+            text = json.dumps(meta, indent=2, default=str) + "\n"
+            _write_file(staging / META_FILE, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, folder)  # the partition appears whole, or not at all
+            except OSError:
+                if not folder.is_dir():
+                    raise
+                # Another writer published this partition meanwhile: the same run is fine, another is not.
+                if _partition_digest(folder) != digest:
+                    raise UsageError(f"run {run_id!r} was added to {str(folder)!r} by another writer with other "
+                                     "content meanwhile; give the new one another run id") from None
+                shutil.rmtree(staging, ignore_errors=True)
+                written.append(result)
+                continue
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                staging_root.rmdir()  # only when empty: another writer's staging stays
+        written.append(replace(result, added=True))
     return written

@@ -1,5 +1,6 @@
-"""Subcommands beyond one machine: ``merge`` (shards into one run), ``fleet`` (machines side by side) and
-``export`` (a run in the formats of other tools' dashboards). Parse, call devbench.merge/fleet/export, print.
+"""Subcommands beyond one machine: ``merge`` (shards into one run), ``fleet`` (machines side by side, from run
+directories, tables or datasets) and ``export`` (a run in the formats of other tools' dashboards). Parse, call
+devbench.merge/dataset/fleet/export, print.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def register(sub: Subcommands[UsageParser]) -> None:
     merge.add_argument("--out", type=Path, required=True, help="the merged run directory (new or empty)")
     merge.add_argument("--fleet", action="store_true",
                        help="allow shards from different machines, and also write a Hive-partitioned Parquet "
-                       "dataset (DIR/dataset/machine=.../run=.../part.parquet) for DuckDB, polars or Spark")
+                       "dataset (DIR/dataset/machine=.../run=.../cells.parquet) for DuckDB, polars or Spark; "
+                       "whole runs of several machines are a fleet, not shards: they go to the dataset alone")
     merge.add_argument("--label", action="append", default=None, metavar="NAME",
                        help="a machine name for the dataset, one per RUN in order (default: the fingerprint's)")
 
@@ -32,11 +34,18 @@ def register(sub: Subcommands[UsageParser]) -> None:
                         description="Per op, size, dtype and mode: each machine's median on its best device "
                         "and its speed-up over the baseline machine with an interval, and each machine's "
                         "crossover sizes side by side; writes fleet.png.")
-    fleet.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories (one per machine)")
+    fleet.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                       help="run directories (one per machine), results tables, or datasets written by "
+                       "'devbench dataset add' (each run in them one machine's)")
     fleet.add_argument("--baseline", type=Path, default=None, metavar="RUN",
-                       help="the machine the others are compared with (default: the first RUN)")
+                       help="the machine the others are compared with (default: the first run; a run "
+                       "directory, a table or one dataset partition)")
     fleet.add_argument("--label", action="append", default=None, metavar="NAME",
-                       help="a name per RUN in order (default: the machine fingerprint's short name)")
+                       help="a name per run in order (default: the name a dataset recorded, else the machine "
+                       "fingerprint's short name)")
+    fleet.add_argument("--machine", action="append", default=None, metavar="NAME",
+                       help="only the runs of this machine (repeatable; as named in a dataset or by the "
+                       "fingerprint)")
     fleet.add_argument("--format", default="table", help="table (default), csv, json or markdown")
     fleet.add_argument("--chart", type=Path, default=None,
                        help="where to write fleet.png (default: fleet.png in the current directory)")
@@ -51,21 +60,29 @@ def register(sub: Subcommands[UsageParser]) -> None:
     export.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
 
 
-def _labels(args: argparse.Namespace) -> list[str | None] | None:
+def _labels(args: argparse.Namespace, n_runs: int | None = None) -> list[str | None] | None:
     labels: list[str] | None = args.label
     if labels is None:
         return None
-    if len(labels) != len(args.runs):
-        raise UsageError(f"{len(labels)} --label for {len(args.runs)} runs; give one label per RUN, in order")
+    n = len(args.runs) if n_runs is None else n_runs
+    if len(labels) != n:
+        raise UsageError(f"{len(labels)} --label for {n} runs; give one label per run, in order")
     return list(labels)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from devbench.merge import merge_runs, write_merged, write_partitioned
+    from devbench.merge import is_fleet_of_whole_runs, merge_runs, write_merged, write_partitioned
     from devbench.store import load_run
 
     labels = _labels(args)
     runs = [load_run(path) for path in args.runs]
+    if args.fleet and is_fleet_of_whole_runs(runs):
+        from devbench.dataset import add_runs
+
+        parts = add_runs(list(args.runs), args.out / "dataset", [label or "" for label in labels or []] or None)
+        print(f"{len(runs)} whole runs (no shard entries) are a fleet, not the shards of one sweep: no merged "
+              f"run; dataset: {len(parts)} partitions in {args.out / 'dataset'} (devbench fleet reads it)")
+        return 0
     merged = merge_runs(runs, fleet=args.fleet, run_id=args.out.name, argv=list(args.argv))
     out = write_merged(merged, args.out)
     missing = merged.meta.get("missing_cells") or 0
@@ -78,21 +95,26 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
+    from devbench.dataset import machine_labels, runs_from_paths
     from devbench.fleet import FLEET_FORMATS, fleet_crossovers, fleet_table, render_fleet, write_fleet_chart
-    from devbench.store import load_run
 
     fmt = choose("format", args.format, FLEET_FORMATS)
-    labels = _labels(args)
-    paths = [Path(p) for p in args.runs]
+    runs = runs_from_paths([Path(p) for p in args.runs], args.machine)
+    labels = _labels(args, len(runs))
     baseline = 0
     if args.baseline is not None:
-        resolved = [p.resolve() for p in paths]
-        if args.baseline.resolve() in resolved:
-            baseline = resolved.index(args.baseline.resolve())
+        chosen = runs_from_paths([args.baseline])
+        if len(chosen) != 1:
+            raise UsageError(f"--baseline {str(args.baseline)!r} holds {len(chosen)} runs; give one run "
+                             "(a run directory, a table or one dataset partition)")
+        where = chosen[0].path.resolve() if chosen[0].path is not None else None
+        resolved = [run.path.resolve() if run.path is not None else None for run in runs]
+        if where is not None and where in resolved:
+            baseline = resolved.index(where)
         else:
-            paths = [args.baseline, *paths]
+            runs = [chosen[0], *runs]
             labels = [None, *labels] if labels is not None else None
-    runs = [load_run(path) for path in paths]
+    labels = list(machine_labels(runs, labels))
     table = fleet_table(runs, labels, baseline=baseline)
     sys.stdout.write(render_fleet(table, fmt, fleet_crossovers(runs, labels)))  # type: ignore[arg-type]
     chart = args.chart if args.chart is not None else Path("fleet.png")

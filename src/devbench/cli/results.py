@@ -79,6 +79,10 @@ def register(sub: Subcommands[UsageParser]) -> None:
     compare.add_argument("--gate-method", choices=("holm", "bh"), default="holm",
                          help="multiple-comparison correction of --fail-on-regression: holm (default; "
                          "P(any false alarm) <= alpha) or bh (Benjamini-Hochberg; flags more real changes)")
+    compare.add_argument("--baseline-window", type=positive_int("--baseline-window"), default=None, metavar="K",
+                         help="judge NEW against the last K base runs (by their start time) as one more level "
+                         "of the interval: with one NEW run, its run-to-run scatter is taken from the window's "
+                         "runs, so one unlucky baseline run raises no alarm (BASE1 ... BASEn -- NEW, K <= n)")
     add_format_option(compare)
     compare.add_argument("--fail-on-regression", action="store_true",
                          help="exit 1 when any cell is slower beyond the threshold and significant after "
@@ -194,7 +198,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base_paths, new_paths = split_sides(args.runs)
     base, new = [load_any(p) for p in base_paths], [load_any(p) for p in new_paths]
     comparison = compare_runs(base, new, threshold=args.threshold, alpha=args.alpha,
-                              gate_method=args.gate_method, crossovers=crossover_frame)
+                              gate_method=args.gate_method, crossovers=crossover_frame,
+                              baseline_window=args.baseline_window)
     sys.stdout.write(render_comparison(comparison, args.format))
     chart = args.chart
     if chart is None and len(new_paths) == 1 and new_paths[0].is_dir():

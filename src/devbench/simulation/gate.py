@@ -78,15 +78,16 @@ class CellResults:
     slower: npt.NDArray[np.bool_]
 
 
-def judge(base: SideRuns, new: SideRuns, *, thresholds: Sequence[float], confidence: float = 0.95
-          ) -> list[CellResults]:
-    """Every cell through ``compare.cell_statistics``, read at each threshold: p-values and ``slower``."""
+def judge(base: SideRuns, new: SideRuns, *, thresholds: Sequence[float], confidence: float = 0.95,
+          window: bool = False) -> list[CellResults]:
+    """Every cell through ``compare.cell_statistics``, read at each threshold: p-values and ``slower``
+    (``window``: BASE is a ``--baseline-window``)."""
     cells = len(base[0])
     p = np.empty((len(thresholds), cells))
     slower = np.zeros((len(thresholds), cells), dtype=np.bool_)
     for c in range(cells):
         stats = cell_statistics([run[c] for run in base], [run[c] for run in new], threshold=thresholds[0],
-                                confidence=confidence)
+                                confidence=confidence, window=window)
         for i, t in enumerate(thresholds):
             read = stats.at(t)
             p[i, c] = read.p_value
@@ -116,16 +117,19 @@ def tail_ratios(cells: int, seed: int, *, rounds: int, noise: Noise, block: int 
 
 
 def family_failures(families: int, seed: int, *, rounds: int, noise: Noise, runs: int = 1,
-                    thresholds: Sequence[float] = (0.0, 0.05), cells: int = CELLS
-                    ) -> dict[tuple[GateMethod, float], float]:
-    """Fraction of A/A families (``cells`` cells, ``runs`` runs per side) whose gate fails, per (method,
-    threshold). The same families are judged at every threshold and by both methods."""
-    rng = np.random.default_rng([seed, rounds, runs, int(noise.per_run * 1000), int(noise.per_cell * 1000)])
+                    thresholds: Sequence[float] = (0.0, 0.05), cells: int = CELLS, new_runs: int | None = None,
+                    window: bool = False) -> dict[tuple[GateMethod, float], float]:
+    """Fraction of A/A families (``cells`` cells, ``runs`` runs per side, or ``runs`` base runs and
+    ``new_runs`` new ones) whose gate fails, per (method, threshold). The same families are judged at every
+    threshold and by both methods. ``window``: the base runs are a ``--baseline-window``."""
+    n_new = runs if new_runs is None else new_runs
+    rng = np.random.default_rng([seed, rounds, runs, int(noise.per_run * 1000), int(noise.per_cell * 1000)]
+                                + ([n_new] if new_runs is not None else []))
     failed = {(method, t): 0 for method in GATE_METHODS for t in thresholds}
     for _ in range(families):
         truth = _truth(rng, cells)
-        base, new = _side(rng, truth, rounds, noise, runs), _side(rng, truth, rounds, noise, runs)
-        for t, results in zip(thresholds, judge(base, new, thresholds=thresholds), strict=True):
+        base, new = _side(rng, truth, rounds, noise, runs), _side(rng, truth, rounds, noise, n_new)
+        for t, results in zip(thresholds, judge(base, new, thresholds=thresholds, window=window), strict=True):
             for method in GATE_METHODS:
                 failed[(method, t)] += bool(_gate_fails(results, method).any())
     return {key: n / families for key, n in failed.items()}
@@ -141,18 +145,20 @@ class Detection:
 
 
 def detection(families: int, seed: int, *, slowdown: float, rounds: int = 5, noise: Noise = PER_CELL,
-              slow_cells: int = 10, threshold: float = 0.05, cells: int = CELLS) -> Detection:
+              slow_cells: int = 10, threshold: float = 0.05, cells: int = CELLS, base_runs: int = 1,
+              window: bool = False) -> Detection:
     """Families of ``cells`` cells, the first ``slow_cells`` truly ``slowdown`` times slower on the new
-    side; what the gate (at ``threshold``) names."""
-    rng = np.random.default_rng([seed, rounds, int(slowdown * 1000)])
+    side (one run, against ``base_runs`` base runs; ``window``: a ``--baseline-window``); what the gate (at
+    ``threshold``) names."""
+    rng = np.random.default_rng([seed, rounds, int(slowdown * 1000)] + ([base_runs] if base_runs != 1 else []))
     found = {m: 0 for m in GATE_METHODS}
     false = {m: 0 for m in GATE_METHODS}
     for _ in range(families):
         truth = _truth(rng, cells)
         moved = truth.copy()
         moved[:slow_cells] += np.log(slowdown)
-        (results,) = judge(_side(rng, truth, rounds, noise, 1), _side(rng, moved, rounds, noise, 1),
-                           thresholds=[threshold])
+        (results,) = judge(_side(rng, truth, rounds, noise, base_runs), _side(rng, moved, rounds, noise, 1),
+                           thresholds=[threshold], window=window)
         for method in GATE_METHODS:
             fails = _gate_fails(results, method)
             found[method] += int(fails[:slow_cells].sum())
@@ -247,4 +253,47 @@ def table(trials: int, seed: int) -> list[str]:
     ends = [aa_comparison(rng, rounds=5, noise=PER_CELL)[0] for _ in range(families)]
     lines.append(f"(d) end to end through compare_runs (drift per cell, R=5, threshold 0, Holm): "
                  f"{sum(c.regressions != () for c in ends)} of {families} A/A families failed")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------------
+# Window baselines (compare --baseline-window K)
+
+WINDOW = 5
+"""The window the bench measures: the last 5 runs."""
+
+SMALL_RUN = Noise(within=0.03, per_cell=0.01, per_round=0.01, per_run=0.02, samples=10)
+"""``PER_RUN`` with a 2 % offset per run: comparable to the rounds' own spread, the hardest case for telling
+the run level from the rounds."""
+
+
+def window_table(trials: int, seed: int, *, window: int = WINDOW) -> list[str]:
+    """A/A false alarms and detection of a 10 % change, one new run against one baseline run and against a
+    window of ``window`` runs, under a 5 % offset per run (``PER_RUN``) and without one (``QUIET``)."""
+    lines = [f"baseline window (compare --baseline-window {window}; {trials} families of {CELLS} cells per "
+             f"setting, seed {seed}, R=5, one new run; Holm / BH)",
+             "(a) A/A families failing the gate, threshold 0 and 5 %:"]
+    settings: list[tuple[str, Noise, int, bool]] = [
+        ("run offset 5 %, 1 baseline run", PER_RUN, 1, False),
+        ("run offset 2 %, 1 baseline run", SMALL_RUN, 1, False),
+        (f"run offset 5 %, {window} baseline runs, Welch (the new run's offset not in the interval)", PER_RUN,
+         window, False),
+        (f"run offset 5 %, --baseline-window {window} (prediction interval)", PER_RUN, window, True),
+        (f"run offset 2 %, --baseline-window {window}", SMALL_RUN, window, True),
+        (f"no run offset (1 % drift), --baseline-window {window}", QUIET, window, True),
+    ]
+    for name, noise, runs, use_window in settings:
+        rates = family_failures(trials, seed, rounds=5, noise=noise, runs=runs, new_runs=1, window=use_window)
+        lines.append(f"  {name}: t=0 {rates[('holm', 0.0)]:.1%} / {rates[('bh', 0.0)]:.1%}, "
+                     f"t=5 % {rates[('holm', 0.05)]:.1%} / {rates[('bh', 0.05)]:.1%}")
+    lines.append("(b) detection, 10 of 200 cells truly 10 % slower, threshold 5 % (share of the slow cells "
+                 "named; false names among the rest):")
+    for name, noise, runs, use_window in (
+            ("run offset 5 %, 1 baseline run", PER_RUN, 1, False),
+            (f"run offset 5 %, --baseline-window {window}", PER_RUN, window, True),
+            ("no run offset (1 % drift), 1 baseline run", QUIET, 1, False),
+            (f"no run offset (1 % drift), --baseline-window {window}", QUIET, window, True)):
+        found = detection(trials, seed, slowdown=1.10, noise=noise, base_runs=runs, window=use_window)
+        lines.append(f"  {name}: {found.found['holm']:.1%} / {found.found['bh']:.1%} named; "
+                     f"false {found.false['holm']:.2%} / {found.false['bh']:.2%}")
     return lines
