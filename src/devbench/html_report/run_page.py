@@ -150,6 +150,22 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
         "</details></section>"
 
 
+def _advice_section(run: Run) -> str:
+    """Placement advice (devbench.advise): per op the device to use by size over 1000 calls, the break-even."""
+    from devbench.advise import DEFAULT_CALLS, advise
+    from devbench.advise_render import ADVICE_EXPLANATION, SUMMARY_HEADERS, agreement_sentence, summary_rows
+
+    head = '<section id="advice" aria-labelledby="advice-h"><h2 id="advice-h">Placement advice</h2>'
+    if run.results.empty or ok_cells(run.results).empty:
+        return head + "<p>No ok cells: nothing to advise on.</p></section>"
+    advice = advise(run.results, run.samples, run.meta, DEFAULT_CALLS)
+    intro = re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc(
+        ADVICE_EXPLANATION.format(calls=DEFAULT_CALLS))))
+    return (head + f"<p>{intro}</p>" + table("Device to use per (op, dtype, mode) and the break-even call count",
+                                             SUMMARY_HEADERS, summary_rows(advice))
+            + f"<p>{esc(agreement_sentence(advice))}</p></section>")
+
+
 PCT_HEADERS = {"pct_of_peak": "% of calibrated peak", "pct_of_best": "% of the run's best"}
 """Headers of the numbers tables' pct columns: pct_of_best is labelled as what it is, not as a peak."""
 
@@ -333,7 +349,7 @@ def render_html_report(
     groups = list(_groups(results)) if not results.empty else []
     colours = device_colours(list(transfer_as_mode(results)["device"].astype(str))) if groups else {}
     title = _title(run)
-    nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"),
+    nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("overview", "Overview"), ("advice", "Placement advice"),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
                  ("warnings", "Warnings"), ("machine", "Machine"), ("calibration", "Calibration")]
     nav = '<nav aria-label="Contents"><ul>' + "".join(
@@ -345,6 +361,7 @@ def render_html_report(
         _summary(run),
         _crossover_section(crossovers),
         _overview_section(best, charts),
+        _advice_section(run),
         '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',
         "".join(
             _group_section(i, key, group, crossovers=_of(crossovers, key), colours=colours,
