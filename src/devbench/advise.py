@@ -274,10 +274,8 @@ class OneTime:
 
     def at(self, n: npt.ArrayLike) -> FloatArray:
         """Total one-time seconds at sizes ``n`` (per-size parts interpolated in log n, held at the ends)."""
-        logn = np.log(np.asarray(n, dtype=np.float64))
-        where = np.log(np.asarray(self.sizes, dtype=np.float64))
         per_size = np.nan_to_num(self.first_call_s) + np.nan_to_num(self.transfer_s)
-        return np.asarray(self.init_s + np.interp(logn, where, per_size), dtype=np.float64)
+        return self.init_s + np.interp(np.log(np.asarray(n, dtype=np.float64)), np.log(self.sizes), per_size)
 
 
 def _init_of(meta: Mapping[str, Any], device: str) -> tuple[float, str]:
@@ -317,19 +315,17 @@ def one_time_costs(device: str, cells: pd.DataFrame, transfer: pd.DataFrame | No
     if transfer is not None and not transfer.empty:
         moved = transfer.set_index("size")["median_s"]
         with_copy = np.array([float(moved.get(s, math.nan)) for s in sizes])
-        if np.isfinite(with_copy).any():
-            copy = np.maximum(with_copy - median, 0.0)
-            # sizes without a transfer cell take the nearest measured copy cost (interpolated in log n)
-            ok = np.isfinite(copy)
-            copy = np.interp(np.log(sizes), np.log(np.asarray(sizes)[ok]), copy[ok])
+        ok = np.isfinite(with_copy)
+        if ok.any():  # a size without a transfer cell takes the copy cost interpolated in log n
+            copy = np.interp(np.log(sizes), np.log(np.asarray(sizes)[ok]), np.maximum(with_copy - median, 0.0)[ok])
             return OneTime(device, init_s, init_source, sizes, first, copy,
                            "measured: sync=transfer median minus the resident one")
     if not is_accelerator(device):
         return OneTime(device, init_s, init_source, sizes, first, np.zeros(len(sizes)),
                        "none: a host device, the data is already there")
-    bandwidth = np.nanmin([_bandwidth_of(meta, device), _bandwidth_of(meta, baseline)]) if not all(
-        math.isnan(_bandwidth_of(meta, d)) for d in (device, baseline)) else math.nan
-    if math.isfinite(bandwidth):
+    known = [b for b in (_bandwidth_of(meta, device), _bandwidth_of(meta, baseline)) if math.isfinite(b)]
+    if known:
+        bandwidth = min(known)
         nbytes = pd.to_numeric(cells["bytes"], errors="coerce").to_numpy(dtype=np.float64)
         return OneTime(device, init_s, init_source, sizes, first, np.nan_to_num(nbytes) / bandwidth,
                        f"estimated: the op's bytes over the calibrated copy bandwidth ({bandwidth / 1e9:.3g} GB/s; "
@@ -390,8 +386,8 @@ class GroupAdvice:
     notes: list[str] = field(default_factory=list)
 
     def agreement(self) -> tuple[int, int]:
-        pairs = [f.agreement() for f in self.fits.values()]
-        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        within, judged = zip(*(f.agreement() for f in self.fits.values()), strict=True) if self.fits else ((), ())
+        return sum(within), sum(judged)
 
 
 def roles(devices: Sequence[str]) -> tuple[str, tuple[str, ...], str]:
@@ -439,8 +435,7 @@ def _ranges(grid: FloatArray, group: GroupAdvice) -> list[Range]:
     # low[o][b]: the lower 95 % bound of cost_o - cost_b (the one-time parts carry no interval)
     low = {(o, b): difference_interval(fits[o], fits[b], rounds, grid)[1] + once[o] - once[b]
            for o in range(len(devices)) for b in set(best.tolist()) if o != b} if judged else {}
-    labels = [(devices[b], tuple(devices[o] for o in range(len(devices))
-                                 if judged and o != b and not low[(o, b)][j] > 0))
+    labels = [_label(devices, b, [o for o in range(len(devices)) if judged and o != b and not low[(o, b)][j] > 0])
               for j, b in enumerate(best.tolist())]
     out: list[Range] = []
     start = 0
@@ -451,6 +446,15 @@ def _ranges(grid: FloatArray, group: GroupAdvice) -> list[Range]:
             out.append(Range(float(lo), float(hi), *labels[start], judged=judged))
             start = j
     return out
+
+
+def _label(devices: Sequence[str], best: int, tied: Sequence[int]) -> tuple[str, tuple[str, ...]]:
+    """(device, devices within noise of it): a tie lists its devices in device order, whichever is cheaper on
+    the point estimate, so a stretch within noise is one range however often the estimates swap inside it."""
+    if not tied:
+        return devices[best], ()
+    names = device_order([devices[i] for i in (best, *tied)])
+    return names[0], tuple(names[1:])
 
 
 def _shared_rounds(fits: Sequence[DeviceFit]) -> tuple[int, ...]:
@@ -490,12 +494,10 @@ def _break_even(group: GroupAdvice, accelerator: str) -> list[BreakEven]:
     rounds = _shared_rounds([base, acc])
     dt, dt_low, dt_high = difference_interval(base, acc, rounds, sizes)
     extra = group.one_time[accelerator].at(sizes) - group.one_time[group.baseline].at(sizes)
-    out = []
-    for i, n in enumerate(sizes):
-        calls, low, high = break_even_calls(float(extra[i]), float(dt[i]), float(dt_low[i]), float(dt_high[i]))
-        out.append(BreakEven(accelerator, int(n), float(base.fit.at(n)[0]), float(acc.fit.at(n)[0]),
-                             float(extra[i]), calls, low, high))
-    return out
+    t_base, t_acc = base.fit.at(sizes), acc.fit.at(sizes)
+    return [BreakEven(accelerator, int(n), float(t_base[i]), float(t_acc[i]), float(extra[i]),
+                      *break_even_calls(float(extra[i]), float(dt[i]), float(dt_low[i]), float(dt_high[i])))
+            for i, n in enumerate(sizes)]
 
 
 def break_even_calls(extra_once: float, saved: float, saved_low: float, saved_high: float
@@ -505,9 +507,7 @@ def break_even_calls(extra_once: float, saved: float, saved_low: float, saved_hi
     never (not faster per call); 1: from the first call. NaN bounds where the saving has no interval."""
 
     def calls(s: float) -> float:
-        if not s > 0:
-            return math.inf
-        return max(extra_once / s, 1.0)
+        return max(extra_once / s, 1.0) if s > 0 else math.inf
 
     point = calls(saved)
     if not (math.isfinite(saved_low) and math.isfinite(saved_high)):
@@ -558,8 +558,8 @@ class Advice:
 
     def agreement(self) -> tuple[int, int]:
         """(cells whose 95 % interval holds the fit, cells with an interval) over every fitted device."""
-        pairs = [g.agreement() for g in self.groups]
-        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        within, judged = zip(*(g.agreement() for g in self.groups), strict=True) if self.groups else ((), ())
+        return sum(within), sum(judged)
 
 
 def advise(results: pd.DataFrame, samples: pd.DataFrame | None, meta: Mapping[str, Any],

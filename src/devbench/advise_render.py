@@ -59,15 +59,20 @@ def summary(group: GroupAdvice) -> str:
     return f"over {group.calls:,} calls: " + "; ".join(f"{choice(r)} for n {sizes(r)}" for r in group.ranges)
 
 
+def _fixed(seconds: float) -> str:
+    """The fixed cost a: '0' below a nanosecond (the fit put it on its bound), else a time."""
+    return "0" if seconds < 1e-9 else format_time(seconds)
+
+
 def _parameter(fit: DeviceFit, name: str) -> str:
     value = getattr(fit.fit, name)
-    text = format_time(value) if name == "a" else f"{value:.2f}"
+    text = _fixed(value) if name == "a" else f"{value:.2f}"
     if fit.reason:
         return text
     spread = np.array([getattr(f, name) for f in fit.round_fits])
     half = float(t_half(spread[:, None])[0])
     if name == "a":
-        return f"{text} [{format_time(max(value - half, 0.0))}, {format_time(value + half)}]"
+        return f"{text} [{_fixed(value - half)}, {_fixed(value + half)}]"
     return f"{text} [{value - half:.2f}, {value + half:.2f}]"
 
 
@@ -104,7 +109,7 @@ def _seconds(values: npt.NDArray[np.float64]) -> str:
     """A one-time cost over the sizes: 'none', one time, or 'smallest … largest'."""
     if not np.any(values):
         return "none"
-    first, last = format_time(float(values[0])), format_time(float(values[-1]))
+    first, last = (_fixed(float(v)) for v in (values[0], values[-1]))
     return first if first == last else f"{first} … {last}"
 
 
