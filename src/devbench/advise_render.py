@@ -98,11 +98,15 @@ def group_sentences(group: GroupAdvice) -> list[str]:
 
 
 def break_even_sentence(b: BreakEven, baseline: str) -> str:
-    """'Moving to GPU:0 pays from 1,234 [800, 2,100] calls at n=4096.' and its "never" and "first call" forms."""
+    """'Moving to GPU:0 pays from 1,234 calls at n=4096 (95 %: 800–2,100).' and its "never" and "first call"
+    forms, at the largest size both devices measured."""
+    where = f"at n={b.size} (the largest size both measured)"
     if math.isinf(b.calls):
-        return (f"{b.accelerator} is not faster per call than {baseline} at n={b.size} (the largest size both "
-                f"measured): moving there never pays.")
-    return f"Moving to {b.accelerator} pays from {calls_text(b)} calls at n={b.size} (the largest size both measured)."
+        return f"{b.accelerator} is not faster per call than {baseline} {where}: moving there never pays."
+    when = "from the first call" if b.calls <= 1 else f"from {_count(b.calls)} calls"
+    low, high = _count(max(b.calls_low, 1.0)), _count(max(b.calls_high, 1.0))
+    spread = f"; 95 %: {low}–{high} calls" if math.isfinite(b.calls_low) and low != high else ""
+    return f"Moving to {b.accelerator} pays {when} {where}{spread}."
 
 
 def _seconds(values: npt.NDArray[np.float64]) -> str:
