@@ -12,15 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from devbench.advise import (
-    PowerLaw,
-    advise,
-    break_even_calls,
-    fit_power_law,
-    fitted_curves,
-    one_time_costs,
-    roles,
-)
+from devbench.advise import advise, break_even_calls, fitted_curves, one_time_costs, roles
+from devbench.advise_fit import PowerLaw, choose_step, fit_power_law
 from devbench.advise_render import advice_json, group_sentences, group_tables, summary_rows
 from devbench.cli import main
 from devbench.errors import UsageError
@@ -214,11 +207,26 @@ def test_rates_when_the_truth_is_a_power_law() -> None:
     assert rates.break_even_cases >= 60
 
 
-def test_agreement_drops_when_the_truth_has_a_step_and_drift_is_small() -> None:
+def test_a_step_in_the_truth_is_followed_by_a_step_in_the_fit() -> None:
     quiet = Noise(within=0.02, per_cell=0.01, per_round=0.01, samples=5)
-    right = sim.rates("64..4096", sim.SIZES, 5, trials=4, seed=1, noise=quiet)
-    wrong = sim.rates("64..4096", sim.SIZES, 5, trials=4, seed=1, noise=quiet, misspecified=True)
-    assert wrong.agreement < right.agreement - 0.1
+    stepped = sim.rates("64..4096", sim.SIZES, 5, trials=4, seed=1, noise=quiet, misspecified=True)
+    assert stepped.agreement >= 0.95
+    results, samples = sim.run_tables(np.random.default_rng(3), sim.SIZES, 5, quiet, step=sim.STEP)
+    fits = advise(results, samples, sim.meta()).groups[0].fits
+    assert fits["GPU:0"].fit.step_at == 1024
+    assert not fits["CPU:0"].fit.has_step
+    assert fits["GPU:0"].fit.c == pytest.approx(0.3, abs=0.2)
+    assert all(f.step_at == 1024 for f in fits["GPU:0"].round_fits)  # the rounds keep the break
+
+
+def test_choose_step() -> None:
+    sizes = [64, 128, 256, 512, 1024, 2048, 4096]
+    assert choose_step(sizes, PowerLaw(8e-6, 2e-11, 2.9, c=0.3, step_at=1024).at(sizes)) == 1024
+    assert choose_step(sizes, PowerLaw(8e-6, 2e-11, 2.9).at(sizes)) is None
+    assert choose_step(sizes[:5], PowerLaw(8e-6, 2e-11, 2.9, c=0.3, step_at=256).at(sizes[:5])) is None  # too few
+    fit = fit_power_law(sizes, PowerLaw(60e-6, 4e-13, 2.7, c=0.5, step_at=512).at(sizes), step_at=512)
+    assert fit.c == pytest.approx(0.5, rel=0.01)
+    assert fit.p == pytest.approx(2.7, rel=0.01)
 
 
 # ---------------------------------------------------------------------------------------------------------

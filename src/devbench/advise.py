@@ -2,10 +2,10 @@
 to the accelerator pays. Pure analysis of a run (results, samples by round, meta.json); no framework, no I/O.
 
 **The fit.** Per (op, dtype, mode) and device, the cells' medians are fitted with ``t(n) = a + b·n^p``
-(:func:`fit_power_law`): ``a`` the fixed cost of a call (dispatch, launch), ``b·n^p`` the work. Sizes span
-decades, so the fit is least squares on the log of the time (relative errors: a 64² cell weighs as much as a
-4096² one); for each exponent ``p`` the best ``a, b >= 0`` solve a two-column linear problem, the profile
-over ``p`` picks the start and a bounded least-squares step polishes all three.
+(:mod:`devbench.advise_fit`: least squares on the log of the time, so sizes spanning decades weigh alike),
+``a`` the fixed cost of a call, ``b·n^p`` the work; where that one law leaves a cell outside its 95 %
+interval, with one step (the work times ``1 + c`` from a measured size on: a cache boundary, a kernel switch)
+where the information criterion prefers it.
 
 **Intervals: the unit is the round.** Each round's medians (the cell's samples of that visit) are fitted
 again; at every size the spread of the per-round log fits over R rounds gives a t interval (R - 1 degrees of
@@ -45,16 +45,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from devbench.advise_fit import MIN_SIZES, PowerLaw, choose_step, fit_power_law
 from devbench.crossover import BySamples, samples_by_cell, usable_samples
 from devbench.errors import UsageError
-from devbench.formatting import format_time
 from devbench.frameworks import framework_of, is_accelerator
 from devbench.resampling import MIN_ROUNDS_FOR_CI, t_quantile
 from devbench.selection import GROUP, REFERENCE_DEVICE, TRANSFER_SUFFIX, device_order, ok_cells
@@ -64,91 +64,9 @@ FloatArray = npt.NDArray[np.float64]
 FIT_FORM = "t(n) = a + b·n^p"
 CONFIDENCE = 0.95
 DEFAULT_CALLS = 1000
-MIN_SIZES = 3
-"""A device needs this many ok sizes for a fit of three parameters."""
-P_BOUNDS = (0.05, 6.0)
-"""The exponent p is sought in this range (matmul's work is n³; 6 leaves room for cache steps)."""
-_P_GRID = np.linspace(P_BOUNDS[0], P_BOUNDS[1], 120)
 GRID_POINTS = 241
 """Sizes on the log grid the advice is read from (about 1 % apart over 64..4096)."""
 NUMPY = "numpy"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The fit
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """``t(n) = a + b·n^p`` seconds per call: ``a`` the fixed cost, ``b·n^p`` the work."""
-
-    a: float
-    b: float
-    p: float
-
-    def at(self, n: npt.ArrayLike) -> FloatArray:
-        n = np.atleast_1d(np.asarray(n, dtype=np.float64))
-        return np.asarray(self.a + self.b * np.power(n, self.p), dtype=np.float64)
-
-    def describe(self) -> str:
-        return f"a = {format_time(self.a)}, b = {self.b:.3g} s, p = {self.p:.2f}"
-
-
-def _profiles(x: FloatArray, m: FloatArray, y: FloatArray, ps: FloatArray) -> tuple[FloatArray, ...]:
-    """(A, B, log SSE) per exponent in ``ps``: for each p the A, B >= 0 minimising the relative error of
-    A + B·x^p against ``m`` (a linear problem in two unknowns), scored by the squared log error the fit
-    minimises. Vectorised over ``ps`` (rows)."""
-    xp = np.power(x[None, :], ps[:, None])
-    u, v = 1.0 / m, xp / m[None, :]
-    suu, su = float(u @ u), float(u.sum())
-    suv, svv, sv = v @ u, np.einsum("ij,ij->i", v, v), v.sum(axis=1)
-    det = suu * svv - suv * suv
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a_ = np.where(det > 0, (svv * su - suv * sv) / det, -1.0)
-        b_ = np.where(det > 0, (suu * sv - suv * su) / det, -1.0)
-    # Where the best point is infeasible, the best feasible one is on an edge: a = 0 or b = 0.
-    edge_b = np.column_stack([np.zeros_like(sv), sv / svv])
-    edge_a = np.column_stack([np.full_like(sv, su / suu), np.zeros_like(sv)])
-    inside = (a_ >= 0) & (b_ >= 0)
-    candidates = [np.column_stack([a_, b_]), edge_b, edge_a]
-    sse = []
-    for c in candidates:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fitted = c[:, :1] + c[:, 1:] * xp
-            sse.append(np.where(np.all(fitted > 0, axis=1), np.sum((np.log(fitted) - y[None, :]) ** 2, axis=1),
-                                np.inf))
-    sse[0] = np.where(inside, sse[0], np.inf)
-    pick = np.argmin(np.array(sse), axis=0)
-    rows = np.arange(ps.size)
-    chosen = np.array(candidates)[pick, rows]
-    return chosen[:, 0], chosen[:, 1], np.array(sse)[pick, rows]
-
-
-def fit_power_law(sizes: npt.ArrayLike, seconds: npt.ArrayLike) -> PowerLaw:
-    """Least-squares fit of ``a + b·n^p`` to ``seconds`` on the log scale (relative errors), a, b >= 0,
-    p in :data:`P_BOUNDS`. ValueError for fewer than :data:`MIN_SIZES` distinct sizes or a non-positive time."""
-    from scipy.optimize import least_squares  # lazy: scipy costs ~0.3 s to import
-
-    n = np.asarray(sizes, dtype=np.float64)
-    t = np.asarray(seconds, dtype=np.float64)
-    if np.unique(n).size < MIN_SIZES or not (np.all(t > 0) and np.all(np.isfinite(t)) and np.all(n > 0)):
-        raise ValueError(f"need {MIN_SIZES} distinct positive sizes with positive finite times")
-    # Scaled so that every parameter is of order 1 for the optimiser.
-    n_ref, t_ref = float(np.exp(np.log(n).mean())), float(np.exp(np.log(t).mean()))
-    x, m = n / n_ref, t / t_ref
-    y = np.log(m)
-    a_all, b_all, sse_all = _profiles(x, m, y, _P_GRID)
-    best = int(np.argmin(sse_all))
-    a0, b0, sse0, p0 = float(a_all[best]), float(b_all[best]), float(sse_all[best]), float(_P_GRID[best])
-
-    def residuals(q: FloatArray) -> FloatArray:
-        return np.asarray(np.log(q[0] + q[1] * np.power(x, q[2])) - y, dtype=np.float64)
-
-    lower, upper = np.array([0.0, 0.0, P_BOUNDS[0]]), np.array([np.inf, np.inf, P_BOUNDS[1]])
-    q0 = np.clip(np.array([max(a0, 1e-9), max(b0, 1e-9), p0]), lower + 1e-12, upper - 1e-12)
-    polished = least_squares(residuals, q0, bounds=(lower, upper), method="trf")
-    a_, b_, p = (float(v) for v in polished.x) if 2 * polished.cost < sse0 else (a0, b0, p0)
-    return PowerLaw(a=a_ * t_ref, b=b_ * t_ref / n_ref**p, p=p)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -234,7 +152,8 @@ def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_c
     ``compare`` uses too), the centre of the per-round fits' spread: the rounds-weighted pooled median sits
     nearer the middle round, and its sampling spread is about 1.25 times the mean's, which an interval built
     from the rounds' spread would not cover (90 % instead of 95 % in simulation). Without rounds, the cells'
-    medians."""
+    medians. One power law first; a step (``advise_fit.choose_step``) only where that law leaves some cell
+    outside its 95 % interval, and the per-round refits keep the same break."""
     cells = cells.sort_values("size")
     sizes = tuple(int(s) for s in cells["size"])
     medians = cells["median_s"].to_numpy(dtype=np.float64)
@@ -242,17 +161,19 @@ def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_c
     ids, matrix = (round_matrix(by_cell, key, device, sizes, syncs=[str(s) for s in cells["sync"]],
                                 medians=medians)
                    if by_cell is not None else ((), np.zeros((0, len(sizes)))))
-    if not ids:
-        return DeviceFit(device, sizes, medians, low, high, fit_power_law(sizes, medians),
-                         reason="no samples by round (a bare results table): the fit has no interval")
-    typical = np.exp(np.log(matrix).mean(axis=0))
+    typical = np.exp(np.log(matrix).mean(axis=0)) if ids else medians
     fit = fit_power_law(sizes, typical)
+    if any(w is False for w in DeviceFit(device, sizes, medians, low, high, fit).within):
+        step_at = choose_step(sizes, typical)
+        fit = fit_power_law(sizes, typical, step_at=step_at) if step_at is not None else fit
+    base = DeviceFit(device, sizes, medians, low, high, fit, round_ids=ids)
+    if not ids:
+        return replace(base, reason="no samples by round (a bare results table): the fit has no interval")
     if len(ids) < MIN_ROUNDS_FOR_CI:
-        return DeviceFit(device, sizes, medians, low, high, fit, round_ids=ids,
-                         reason=f"{len(ids)} round{'s' if len(ids) != 1 else ''}: too few for an interval (need "
-                         f"{MIN_ROUNDS_FOR_CI})")
-    return DeviceFit(device, sizes, medians, low, high, fit, round_ids=ids,
-                     round_fits=tuple(fit_power_law(sizes, row) for row in matrix))
+        return replace(base, reason=f"{len(ids)} round{'s' if len(ids) != 1 else ''}: too few for an interval "
+                       f"(need {MIN_ROUNDS_FOR_CI})")
+    step = fit.step_at if fit.has_step else None
+    return replace(base, round_fits=tuple(fit_power_law(sizes, row, step_at=step) for row in matrix))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -64,16 +64,16 @@ def _fixed(seconds: float) -> str:
     return "0" if seconds < 1e-9 else format_time(seconds)
 
 
-def _parameter(fit: DeviceFit, name: str) -> str:
-    value = getattr(fit.fit, name)
-    text = _fixed(value) if name == "a" else f"{value:.2f}"
+def _parameter(fit: DeviceFit, name: str, shift: float = 0.0) -> str:
+    """A fitted parameter (plus ``shift``) with its 95 % t interval over the per-round refits: a time for the
+    fixed cost ``a``, else a number."""
+    value = getattr(fit.fit, name) + shift
+    show = _fixed if name == "a" else (lambda v: f"{v:.2f}")
     if fit.reason:
-        return text
+        return show(value)
     spread = np.array([getattr(f, name) for f in fit.round_fits])
     half = float(t_half(spread[:, None])[0])
-    if name == "a":
-        return f"{text} [{_fixed(value - half)}, {_fixed(value + half)}]"
-    return f"{text} [{value - half:.2f}, {value + half:.2f}]"
+    return f"{show(value)} [{show(max(value - half, 0.0) if name == 'a' else value - half)}, {show(value + half)}]"
 
 
 def group_sentences(group: GroupAdvice) -> list[str]:
@@ -92,6 +92,10 @@ def group_sentences(group: GroupAdvice) -> list[str]:
     if fits and not reasons:
         rounds = min(len(f.round_ids) for f in fits)
         out.append(f"Intervals: 95 %, from refitting each of {rounds} rounds (the unit is the round).")
+    stepped = [f"{d} from n={f.fit.step_at:g}" for d, f in group.fits.items() if f.fit.has_step]
+    if stepped:
+        out.append("One power law left cells outside their intervals, so the fit takes a step: "
+                   + "; ".join(stepped) + ".")
     out.extend(f"No interval: {r}." for r in reasons)
     out.extend(n[0].upper() + n[1:] + "." for n in group.notes)
     return out
@@ -124,11 +128,13 @@ def group_tables(group: GroupAdvice) -> list[Table]:
         rows = []
         for device, fit in group.fits.items():
             within, judged = fit.agreement()
-            rows.append([device, _parameter(fit, "a"), f"{fit.fit.b:.3g}", _parameter(fit, "p"),
+            step = f"×{_parameter(fit, 'c', 1.0)} from n={fit.fit.step_at:g}" if fit.fit.has_step else "–"
+            rows.append([device, _parameter(fit, "a"), f"{fit.fit.b:.3g}", _parameter(fit, "p"), step,
                          f"{within} of {judged}" if judged else "no cell intervals",
                          f"{format_size(fit.sizes[0])}–{format_size(fit.sizes[-1])}"])
         tables.append((f"Fit {FIT_FORM} per device (seconds; [95 %] over rounds)",
-                       ("device", "a (fixed cost)", "b", "p", "fit within the cell's 95 % CI", "sizes"), rows))
+                       ("device", "a (fixed cost)", "b", "p", "step (work ×)", "fit within the cell's 95 % CI",
+                        "sizes"), rows))
     if group.one_time:
         rows = [[d, format_time(o.init_s) if o.init_source == "meta.json init" else o.init_source,
                  _seconds(o.first_call_s), _seconds(o.transfer_s), o.transfer_source]
