@@ -143,8 +143,8 @@ def round_matrix(by_cell: BySamples, key: tuple[str, str, str], device: str, siz
     return tuple(rounds), np.exp(filled)
 
 
-def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_cell: BySamples | None
-               ) -> DeviceFit:
+def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_cell: BySamples | None, *,
+               steps: bool = True) -> DeviceFit:
     """The fit of one device's ok cells (``cells``: its rows of ``ok_cells``, any order), with per-round refits
     when ``by_cell`` holds its samples by round.
 
@@ -153,7 +153,7 @@ def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_c
     nearer the middle round, and its sampling spread is about 1.25 times the mean's, which an interval built
     from the rounds' spread would not cover (90 % instead of 95 % in simulation). Without rounds, the cells'
     medians. One power law first; a step (``advise_fit.choose_step``) only where that law leaves some cell
-    outside its 95 % interval, and the per-round refits keep the same break."""
+    outside its 95 % interval (``steps``), and the per-round refits keep the same break."""
     cells = cells.sort_values("size")
     sizes = tuple(int(s) for s in cells["size"])
     medians = cells["median_s"].to_numpy(dtype=np.float64)
@@ -163,7 +163,7 @@ def fit_device(device: str, cells: pd.DataFrame, key: tuple[str, str, str], by_c
                    if by_cell is not None else ((), np.zeros((0, len(sizes)))))
     typical = np.exp(np.log(matrix).mean(axis=0)) if ids else medians
     fit = fit_power_law(sizes, typical)
-    if any(w is False for w in DeviceFit(device, sizes, medians, low, high, fit).within):
+    if steps and any(w is False for w in DeviceFit(device, sizes, medians, low, high, fit).within):
         step_at = choose_step(sizes, typical)
         fit = fit_power_law(sizes, typical, step_at=step_at) if step_at is not None else fit
     base = DeviceFit(device, sizes, medians, low, high, fit, round_ids=ids)
@@ -437,7 +437,7 @@ def break_even_calls(extra_once: float, saved: float, saved_low: float, saved_hi
 
 
 def advise_group(key: tuple[str, str, str], cells: pd.DataFrame, transfer: pd.DataFrame | None, *,
-                 by_cell: BySamples | None, meta: Mapping[str, Any], calls: int) -> GroupAdvice:
+                 by_cell: BySamples | None, meta: Mapping[str, Any], calls: int, steps: bool = True) -> GroupAdvice:
     """The advice for one (op, dtype, mode): ``cells`` its ok resident cells, ``transfer`` its ok
     ``sync=transfer`` cells (mode ``<mode>+transfer``), ``by_cell`` the run's samples by round (None: none)."""
     group = GroupAdvice(key=key, syncs=tuple(sorted(set(cells["sync"].astype(str)))), calls=calls)
@@ -447,7 +447,7 @@ def advise_group(key: tuple[str, str, str], cells: pd.DataFrame, transfer: pd.Da
             group.notes.append(f"{device}: {mine['size'].nunique()} ok size(s), too few to fit {FIT_FORM} "
                                f"(need {MIN_SIZES})")
             continue
-        group.fits[device] = fit_device(device, mine, key, by_cell)
+        group.fits[device] = fit_device(device, mine, key, by_cell, steps=steps)
     if len(group.fits) < 2:
         group.notes.append("fewer than two devices fitted: nothing to choose between")
         return group
@@ -484,9 +484,10 @@ class Advice:
 
 
 def advise(results: pd.DataFrame, samples: pd.DataFrame | None, meta: Mapping[str, Any],
-           calls: int = DEFAULT_CALLS) -> Advice:
+           calls: int = DEFAULT_CALLS, *, steps: bool = True) -> Advice:
     """The placement advice for a run (``store.Run``'s results, samples and meta), over ``calls`` calls.
 
+    ``steps`` False keeps every fit to one power law (how much the step buys: ``bench/advise_agreement.py``).
     UsageError when ``calls`` < 1 or the run has no ok cell."""
     if calls < 1:
         raise UsageError(f"--calls {calls} must be at least 1 (the number of calls the one-time costs are "
@@ -502,7 +503,7 @@ def advise(results: pd.DataFrame, samples: pd.DataFrame | None, meta: Mapping[st
     for key, group in resident.groupby(list(GROUP), sort=True):
         k = (str(key[0]), str(key[1]), str(key[2]))
         transfer = moved[(moved["op"] == k[0]) & (moved["dtype"] == k[1]) & (moved["mode"] == k[2] + TRANSFER_SUFFIX)]
-        groups.append(advise_group(k, group, transfer, by_cell=by_cell, meta=meta, calls=calls))
+        groups.append(advise_group(k, group, transfer, by_cell=by_cell, meta=meta, calls=calls, steps=steps))
     return Advice(calls=calls, groups=groups)
 
 

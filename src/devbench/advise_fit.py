@@ -7,10 +7,11 @@ exponent ``p`` the best ``a, b >= 0`` solve a two-column linear problem, the pro
 start and a bounded least-squares step polishes all parameters.
 
 One power law cannot follow a real curve's steps: a memory-bound op slows when its working set leaves the
-last-level cache, a library switches kernels at some size. On quieter runs of this project's 2-core VM a
-single law lay within the cells' 95 % intervals at 82 % of cells, so the fit may take one step, the work
-times ``1 + c`` from a measured size on (:func:`choose_step`), kept only where the Bayesian information
-criterion prefers it; the same runs then reached 92 % (README "Which device should I use?").
+last-level cache, a library switches kernels at some size. On nine sweeps of this project's 2-core VM (210
+cells) a single law lay within the cells' 95 % intervals at 82 % of them, so the fit may take one step, the
+work times ``1 + c`` from a measured size on (:func:`choose_step`), kept only where the Bayesian information
+criterion prefers it: 86 % then, 90 % on the grids of 7-8 sizes where a step can be tried (README "Which
+device should I use?").
 """
 
 from __future__ import annotations
