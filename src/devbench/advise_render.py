@@ -160,8 +160,10 @@ def agreement_sentence(advice: Advice) -> str:
     within, judged = advice.agreement()
     if not judged:
         return f"Fit quality: no cell has a 95 % interval to check the fit {FIT_FORM} against."
-    return (f"Fit quality: the fit {FIT_FORM} lies within the cell's 95 % interval of its median at {within} of "
-            f"{judged} cells ({within / judged:.0%}).")
+    stepped = sum(f.fit.has_step for g in advice.groups for f in g.fits.values())
+    how = f" ({stepped} curve{'s' if stepped != 1 else ''} with a step)" if stepped else ""
+    return (f"Fit quality: the fit {FIT_FORM}{how} lies within the cell's 95 % interval of its median at "
+            f"{within} of {judged} cells ({within / judged:.0%}).")
 
 
 def advice_json(advice: Advice) -> dict[str, Any]:
@@ -215,8 +217,9 @@ def summary_rows(advice: Advice) -> list[list[str]]:
 
 ADVICE_EXPLANATION = (
     f"Per op, the device to use at each size over {{calls:,}} calls, counting each device's initialisation, the "
-    f"first call's extra cost and one transfer of the data, from a fit {FIT_FORM} per device (intervals: 95 %, "
-    "from refitting each round); *within noise* where the round-paired difference's interval holds 0. The "
+    f"first call's extra cost and one transfer of the data, from a fit {FIT_FORM} per device (with one step "
+    "where one law misses the cells; intervals: 95 %, from refitting each round); *within noise* where the "
+    "round-paired difference's interval holds 0. The "
     "break-even is the number of calls from which moving to the accelerator pays. `devbench advise RUN "
     "[--calls N]` prints the fits, the one-time costs and the break-even at every size."
 )

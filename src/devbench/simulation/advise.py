@@ -37,7 +37,7 @@ from devbench.simulation import Noise, simulate_run
 DEVICES = ("CPU:0", "GPU:0")
 TRUTH = {"CPU:0": PowerLaw(a=8e-6, b=2e-11, p=2.9), "GPU:0": PowerLaw(a=60e-6, b=4e-13, p=2.7)}
 """A host that wins small sizes and an accelerator with a larger fixed cost and far less work per n^p: they
-cross near n = 200, and at 4096 the accelerator is about 100x faster per call."""
+cross near n = 170, and at 4096 the accelerator is about 100x faster per call."""
 INIT = {"CPU:0": 0.01, "GPU:0": 0.4}
 """Device initialisation (seconds, meta.json ``init``)."""
 FIRST_CALL = {"CPU:0": 1e-3, "GPU:0": 0.05}
