@@ -202,7 +202,7 @@ def test_a_device_with_too_few_sizes_is_named() -> None:
 def test_rates_when_the_truth_is_a_power_law() -> None:
     rates = sim.rates("64..4096", sim.SIZES, 5, trials=12, seed=0)
     assert rates.agreement >= 0.95  # the fit within the cells' 95 % intervals
-    assert rates.curve_coverage >= 0.85  # nominal 95 %; 93.9 % over 200 runs
+    assert rates.curve_coverage >= 0.85  # nominal 95 %; 96.7 % over 100 runs (bench/statistical_rates.py advise)
     assert rates.break_even_coverage >= 0.8  # nominal 95 %
     assert rates.break_even_cases >= 60
 

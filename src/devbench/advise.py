@@ -8,11 +8,12 @@ interval, with one step (the work times ``1 + c`` from a measured size on: a cac
 where the information criterion prefers it.
 
 **Intervals: the unit is the round.** Each round's medians (the cell's samples of that visit) are fitted
-again; at every size the spread of the per-round log fits over R rounds gives a t interval (R - 1 degrees of
-freedom) around the fit of the cells' medians. Devices of one size are measured back to back in each round,
-so a difference between two devices is taken round by round (the drift both saw cancels) before its t
-interval. A round that lacks a size (a cell visited once) takes the cell's median moved by that round's mean
-offset at the sizes it has. Fewer than 3 rounds, or no samples (a bare table), give the fit without interval.
+again; at every size the spread of the per-round log fits over R rounds gives a t interval (R - 1 degrees
+of freedom) around the fit of each size's geometric mean of its round medians (:func:`fit_device` says
+why). Devices of one size are measured back to back in each round, so a difference between two devices is
+taken round by round (the drift both saw cancels) before its t interval. A round that lacks a size (a cell
+visited once) takes the cell's median moved by that round's mean offset at the sizes it has. Fewer than 3
+rounds, or no samples (a bare table), give the fit without interval.
 
 **The cost of N calls on a device** is ``init + first-call excess + transfer + N · t(n)``: ``init`` the
 device's initialisation (meta.json ``init``), paid once per process; the first call's excess over a warm call
@@ -95,8 +96,8 @@ class DeviceFit:
             len(self.round_fits), -1))
 
     def interval(self, n: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(fit, low, high) at sizes ``n``: the fit of the cells' medians and its 95 % t interval from the
-        spread of the per-round fits (NaN bounds when :attr:`reason` says there is none)."""
+        """(fit, low, high) at sizes ``n``: the fit and its 95 % t interval from the spread of the per-round
+        fits (NaN bounds when :attr:`reason` says there is none)."""
         est = self.fit.at(n)
         if self.reason:
             nan = np.full(est.shape, math.nan)

@@ -11,8 +11,8 @@ in ``meta`` and ``cold_s``, and judged by the real ``advise``. Measured:
 - **break-even coverage**: the fraction of sizes, where the accelerator is truly faster per call, whose
   break-even interval holds the true break-even call count ``(C_gpu - C_cpu) / (t_cpu - t_gpu)``.
 
-:data:`STEP` adds what a single power law cannot follow (a 30 % step in the accelerator's time at one size,
-as a cache boundary gives), to show how the agreement rate reads when the model is wrong.
+:data:`STEP` adds what a single power law cannot follow (the accelerator's work 30 % slower from one size on,
+as a cache boundary gives), which the fit must find as a step (``advise_fit.choose_step``).
 :func:`table` prints the rates for ``bench/statistical_rates.py advise``; tests/test_advise.py keeps a fast
 seeded version.
 """
@@ -37,7 +37,7 @@ from devbench.simulation import Noise, simulate_run
 DEVICES = ("CPU:0", "GPU:0")
 TRUTH = {"CPU:0": PowerLaw(a=8e-6, b=2e-11, p=2.9), "GPU:0": PowerLaw(a=60e-6, b=4e-13, p=2.7)}
 """A host that wins small sizes and an accelerator with a larger fixed cost and far less work per n^p: they
-cross near n = 170, and at 4096 the accelerator is about 100x faster per call."""
+cross near n = 170, and at 4096 the accelerator is about 250x faster per call."""
 INIT = {"CPU:0": 0.01, "GPU:0": 0.4}
 """Device initialisation (seconds, meta.json ``init``)."""
 FIRST_CALL = {"CPU:0": 1e-3, "GPU:0": 0.05}
