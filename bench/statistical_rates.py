@@ -13,6 +13,9 @@ pair. This script prints them, one line per setting, with the target each must m
 - ``window``: ``compare --baseline-window 5``: A/A family failures and detection of a 10 % change with one new
   run against one baseline run and against a window of 5, under a 5 % offset per run
   (``devbench.simulation.gate.window_table``).
+- ``advise``: on runs whose truth is ``a + b·n^p``, how often the fit lies within the cells' 95 % intervals,
+  how often the fitted curve's interval and the break-even interval hold the truth (target 95 %), and the
+  agreement when the truth has a step the fit cannot follow (``devbench.simulation.advise``).
 
 Why not ``bench/statistics.py``: a script runs with its own folder first on ``sys.path``, and a file of that
 name there would shadow the standard library's ``statistics`` (which devbench imports) for every script in
@@ -21,10 +24,11 @@ name there would shadow the standard library's ``statistics`` (which devbench im
 The noise model (``devbench.simulation.Noise``): lognormal offsets per run, per round (shared by a round's
 cells), per cell and round, and per sample. Everything is seeded: the same command prints the same figures.
 
-    PYTHONPATH=src python bench/statistical_rates.py [all|crossovers|gate|window] [--trials N] [--seed S]
+    PYTHONPATH=src python bench/statistical_rates.py [all|crossovers|gate|window|advise] [--trials N] [--seed S]
 
 With the default trials it takes a few minutes on one core; ``--trials`` scales every setting (the tests in
-tests/test_crossover.py and tests/test_simulation_gate.py run the same functions at a small size).
+tests/test_crossover.py, tests/test_simulation_gate.py and tests/test_advise.py run the same functions at a small
+size).
 """
 
 from __future__ import annotations
@@ -35,17 +39,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from devbench.simulation import crossovers, gate
+from devbench.simulation import advise, crossovers, gate
 
 PARTS: dict[str, tuple[Callable[[int, int], list[str]], int]] = {
     "crossovers": (crossovers.table, 60),
     "gate": (gate.table, 250),
     "window": (gate.window_table, 200),
+    "advise": (advise.table, 200),
 }
 """Each part's table and its default trials: 60 curves per crossover setting (a rate of 5 % is then 3 curves;
 the tests' seeded versions assert the targets with margins), 250 families for the gate (50 000 null cells per
 tail setting, so P(p <= 1e-4) rests on about 5 expected hits), 200 families per window setting (a 5 % rate
-is then 10 families)."""
+is then 10 families), 200 runs per advise setting (1400 fitted points per device and about 1000 break-even
+intervals)."""
 
 
 def _run(name: str, trials: int, seed: int) -> tuple[list[str], float]:

@@ -207,6 +207,18 @@ def _energy_section(run: Run) -> list[str]:
     if crossings:
         out += [md_table(ENERGY_CROSSOVER_HEADERS, crossings), ""]
     return [*out, md_table(ENERGY_HEADERS, rows), ""]
+def _advice_section(run: Run) -> list[str]:
+    """Placement advice (devbench.advise): the device to use per op by size over 1000 calls, the break-even."""
+    from devbench.advise import DEFAULT_CALLS, advise
+    from devbench.advise_render import ADVICE_EXPLANATION, SUMMARY_HEADERS, agreement_sentence, summary_rows
+    from devbench.analysis import ok_cells
+
+    out = ["## Placement advice", ""]
+    if run.results.empty or ok_cells(run.results).empty:
+        return [*out, "No ok cells: nothing to advise on.", ""]
+    advice = advise(run.results, run.samples, run.meta, DEFAULT_CALLS)
+    return [*out, ADVICE_EXPLANATION.format(calls=DEFAULT_CALLS), "",
+            md_table(SUMMARY_HEADERS, summary_rows(advice)), "", agreement_sentence(advice), ""]
 
 
 def _winner_section(results: pd.DataFrame) -> list[str]:
@@ -390,6 +402,7 @@ def render_report(run: Run, run_dir: Path, charts: list[Path] | None = None) -> 
     lines += _energy_section(run)
     lines += _winner_section(run.results)
     lines += _cache_section(run)
+    lines += _advice_section(run)
     lines += _fidelity_sections(run)
     lines += _charts_section(run_dir, charts)
     lines += _warnings_section(run)

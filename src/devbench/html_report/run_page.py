@@ -210,6 +210,22 @@ def _overview_section(best: pd.DataFrame, charts: Charts) -> str:
         "</details></section>"
 
 
+def _advice_section(run: Run) -> str:
+    """Placement advice (devbench.advise): per op the device to use by size over 1000 calls, the break-even."""
+    from devbench.advise import DEFAULT_CALLS, advise
+    from devbench.advise_render import ADVICE_EXPLANATION, SUMMARY_HEADERS, agreement_sentence, summary_rows
+
+    head = '<section id="advice" aria-labelledby="advice-h"><h2 id="advice-h">Placement advice</h2>'
+    if run.results.empty or ok_cells(run.results).empty:
+        return head + "<p>No ok cells: nothing to advise on.</p></section>"
+    advice = advise(run.results, run.samples, run.meta, DEFAULT_CALLS)
+    intro = re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc(
+        ADVICE_EXPLANATION.format(calls=DEFAULT_CALLS))))
+    return (head + f"<p>{intro}</p>" + table("Device to use per (op, dtype, mode) and the break-even call count",
+                                             SUMMARY_HEADERS, summary_rows(advice))
+            + f"<p>{esc(agreement_sentence(advice))}</p></section>")
+
+
 PCT_HEADERS = {"pct_of_peak": "% of calibrated peak", "pct_of_best": "% of the run's best"}
 """Headers of the numbers tables' pct columns: pct_of_best is labelled as what it is, not as a peak."""
 
@@ -418,6 +434,7 @@ def render_html_report(
     title = _title(run)
     cache = _cache_section(run)
     nav_items = [("run", "Run"), ("crossovers", "Crossovers"), ("energy", "Energy"), ("overview", "Overview"),
+                 ("advice", "Placement advice"),
                  *((("cache", "Cache state"),) if cache else ()),
                  *((f"group-{i}", " · ".join(k)) for i, (k, _) in enumerate(groups, 1)),
                  ("warnings", "Warnings"), ("machine", "Machine"), ("host", "Host"), ("calibration", "Calibration")]
@@ -433,6 +450,7 @@ def render_html_report(
         _winners_map_section(results, colours, charts),
         _overview_section(best, charts),
         cache,
+        _advice_section(run),
         '<section id="groups" aria-labelledby="groups-h"><h2 id="groups-h">Per op, dtype and mode</h2>',
         "".join(
             _group_section(i, key, group, crossovers=_of(crossovers, key), colours=colours,

@@ -67,7 +67,8 @@ def figures(run: Run) -> Iterator[tuple[str, Figure]]:
             continue
         yield (
             slug("crossover", *key),
-            crossover_figure(results, key, machine=machine, crossovers=crossovers, colours=colours),
+            crossover_figure(results, key, machine=machine, crossovers=crossovers, colours=colours,
+                             samples=run.samples),
         )
         throughput = throughput_figure(results, key, machine=machine, colours=colours,
                                        calibration=run.meta.get("calibration"))

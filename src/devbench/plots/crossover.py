@@ -1,4 +1,5 @@
-"""Crossover chart: time per call against size per device, and the speed-up over CPU:0 below it."""
+"""Crossover chart: time per call against size per device with its fit ``a + b·n^p`` (``devbench.advise``), and the
+speed-up over CPU:0 below it."""
 
 from __future__ import annotations
 
@@ -31,11 +32,26 @@ from devbench.plots.common import (
 from devbench.shapes import axis_label, axis_name
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. Crossover chart
+
+
+def _fit_lines(ax: Axes, group: pd.DataFrame, key: tuple[str, str, str], samples: pd.DataFrame | None,
+               colours: dict[str, str]) -> None:
+    """Each device's fitted ``a + b·n^p`` as a thin line over its measured sizes, and one legend entry for all."""
+    from devbench.advise import FIT_FORM, fitted_curves
+
+    fits = fitted_curves(group, samples, key)
+    for device, fit in fits.items():
+        n = np.geomspace(fit.sizes[0], fit.sizes[-1], 120)
+        ax.plot(n, fit.fit.at(n), color=colours.get(device, "0.3"), lw=0.8, alpha=0.9, label="_nolegend_",
+                gid=f"fit:{device}")
+    if fits:
+        ax.plot([], [], color="0.35", lw=0.8, label=f"fit {FIT_FORM} (thin)", gid="fit-legend")
 
 
 def crossover_figure(
@@ -53,7 +69,8 @@ def crossover_figure(
     ``samples``, which pair the devices by round); each located crossover is a vertical line (gid
     ``crossover``), solid when decisive and dashed when within noise, labelled like "GPU:0 faster above n≈724
     (range 690–760), decisive" with its range shaded. Lines carry gid ``median:<device>`` (top) and
-    ``speedup:<device>`` (bottom), so tests can find them.
+    ``speedup:<device>`` (bottom), so tests can find them; the fit ``a + b·n^p`` of each device with three ok
+    sizes or more (``advise.fitted_curves``, over the sizes it measured) is a thin line with gid ``fit:<device>``.
     """
     use_matplotlib()
     from matplotlib.figure import Figure
@@ -101,6 +118,7 @@ def crossover_figure(
                     x[band], q1[band], q3[band], color=colours[device], alpha=0.18, lw=0, gid=f"iqr:{device}"
                 )
             quality_markers(top, x, y, part, seen)
+    _fit_lines(top, group, key, samples, colours)
 
     n_lines = 0
     several_pairs = len(devices) > 2
