@@ -96,9 +96,30 @@ def test_unsupported_combination_is_a_row_not_a_crash(tmp_path: Path) -> None:
 # The table of bad inputs lives in tests/test_bad_input.py (the one place for it).
 
 
+FAIL_ON_TENSORFLOW = """
+import sys
+
+
+class FailOnTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise SystemExit("tensorflow was imported")
+        return None
+
+
+sys.meta_path.insert(0, FailOnTensorFlow())
+"""
+
+
 def test_out_that_is_a_file_is_refused_before_importing_tensorflow(tmp_path: Path) -> None:
+    # Importing TensorFlow ends the process with its own message, so the check holds however slow the machine
+    # (a time limit standing in for "before the import" failed once under load).
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAIL_ON_TENSORFLOW)
     target = tmp_path / "file.txt"
     target.write_text("")
-    proc = run_cli("sweep", "--out", str(target), timeout=10)
+    proc = run_cli("sweep", "--out", str(target), env={"PYTHONPATH": f"{site}:{SRC}"})
+    assert "tensorflow was imported" not in proc.stderr
     assert proc.returncode == 2
     assert "is a file" in proc.stderr
