@@ -4,8 +4,8 @@
 its handler (one signature: ``handler(args) -> exit code``, see :data:`~devbench.cli.options.Handler`), and
 :func:`main` runs it: one dispatch for all. The subcommands live by what they work on: :mod:`.sweep`
 (measuring), :mod:`.machine` (``devices``, ``ops``, ``calibrate``), :mod:`.results` (``crossover``,
-``plot``, ``report``, ``refine``, ``compare``) and :mod:`.fleet` (``merge``, ``fleet``, ``export``: beyond one
-machine); what they share is in :mod:`.options`.
+``plot``, ``report``, ``refine``, ``compare``) , :mod:`.fleet` (``merge``, ``fleet``, ``export``: beyond one
+machine) and :mod:`.history` (``history``: one machine's runs over time); what they share is in :mod:`.options`.
 
 Bad input raises UsageError anywhere below; :func:`main` prints it as one line on stderr and returns 2.
 Anything else is a bug and keeps its traceback. The frameworks, pandas and matplotlib are imported inside the
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from devbench import __version__
-from devbench.cli import fleet, machine, results, sweep
+from devbench.cli import fleet, history, machine, results, sweep
 from devbench.cli.options import Handler, UsageParser
 from devbench.errors import UsageError
 
@@ -40,6 +40,7 @@ def build_parser() -> UsageParser:
     machine.register(sub)
     results.register(sub)
     fleet.register(sub)
+    history.register(sub)
     return parser
 
 
