@@ -10,8 +10,9 @@ two-level bootstrap interval), judged by the real ``history.cell_series`` and ``
 
     PYTHONPATH=src python bench/history_rates.py [--series N] [--seed S]
 
-At the default 100 series per setting it takes about 20 minutes of one core (the bootstrap intervals of 24,000
-synthetic medians per setting); the tests in tests/test_history.py run the same functions at a small size.
+At the default 100 series per setting it takes about 4 minutes of one core (9 minutes on the shared 2-core
+development machine; mostly the bootstrap intervals of 24,000 synthetic medians per setting); the tests in
+tests/test_history.py run the same functions at a small size.
 """
 
 from __future__ import annotations

@@ -148,6 +148,7 @@ def test_cli_table_chart_and_page(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "| matmul float32 eager CPU:0 n=256 | 1: run1 |" not in out  # steps are in their own table
     steps = [line for line in out.splitlines() if line.startswith("| matmul float32 eager CPU:0 n=256 | ")]
     assert [line.split(" | ")[1] for line in steps[1:]] == ["1: 2026-12-06T21:00:00", "3: 2026-12-06T23:00:00"]
+    assert "- steps at run 1 (2026-12-06T21:00:00): 1 of 4 cells slower (median 1.93×), 0 faster; env" in out
     assert "env – → TF_NUM_INTRAOP_THREADS=1" in out
     assert "env TF_NUM_INTRAOP_THREADS=1 → –" in out
     assert chart.stat().st_size > 10_000

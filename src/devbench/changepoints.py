@@ -147,31 +147,37 @@ TAU_GRID: FloatArray = np.concatenate([[0.0], np.geomspace(0.002, 1.0, 48)])
 """The between-run standard deviations (log units: 0.2 % to 100 %) the fit chooses from."""
 
 
-def _optimal_partition(y: FloatArray, w: FloatArray, penalty: float) -> tuple[list[int], float]:
-    """Change indices (first point of each new segment) minimising weighted squared error + penalty per change,
-    and that minimum.
+def _optimal_partitions(y: FloatArray, w: FloatArray, penalty: float) -> tuple[list[list[int]], FloatArray]:
+    """For each row of weights ``w`` (k x n): the change indices (first point of each new segment) minimising
+    the weighted squared error + penalty per change, and that minimum.
 
-    Exact dynamic programming over every last-segment start (O(n²), vectorised over starts)."""
-    n = y.size
-    cw = np.concatenate([[0.0], np.cumsum(w)])
-    cwy = np.concatenate([[0.0], np.cumsum(w * y)])
-    cwyy = np.concatenate([[0.0], np.cumsum(w * y * y)])
-    best = np.zeros(n + 1)
-    best[0] = -penalty
-    last = np.zeros(n + 1, dtype=np.int64)
+    Exact dynamic programming over every last-segment start (O(n²)), vectorised over the starts and over the
+    k weightings at once (the fit tries every tau of :data:`TAU_GRID` in one pass)."""
+    k, n = w.shape
+    zero = np.zeros((k, 1))
+    cw = np.hstack([zero, np.cumsum(w, axis=1)])
+    cwy = np.hstack([zero, np.cumsum(w * y, axis=1)])
+    cwyy = np.hstack([zero, np.cumsum(w * y * y, axis=1)])
+    best = np.zeros((k, n + 1))
+    best[:, 0] = -penalty
+    last = np.zeros((k, n + 1), dtype=np.int64)
+    rows = np.arange(k)
     for t in range(1, n + 1):
-        s = np.arange(t)
-        sw, swy, swyy = cw[t] - cw[s], cwy[t] - cwy[s], cwyy[t] - cwyy[s]
-        cost = best[s] + penalty + (swyy - swy * swy / sw)
-        k = int(np.argmin(cost))
-        best[t], last[t] = cost[k], k
-    changes: list[int] = []
-    t = n
-    while t > 0:
-        t = int(last[t])
-        if t > 0:
-            changes.append(t)
-    return sorted(changes), float(best[n])
+        sw, swy = cw[:, t:t + 1] - cw[:, :t], cwy[:, t:t + 1] - cwy[:, :t]
+        cost = best[:, :t] + penalty + (cwyy[:, t:t + 1] - cwyy[:, :t] - swy * swy / sw)
+        at = np.argmin(cost, axis=1)
+        best[:, t], last[:, t] = cost[rows, at], at
+    partitions = []
+    for row in range(k):
+        changes: list[int] = []
+        t = n
+        while t > 0:
+            t = int(last[row, t])
+            if t > 0:
+                changes.append(t)
+        partitions.append(sorted(changes))
+    minima: FloatArray = best[:, n]
+    return partitions, minima
 
 
 def _segments(y: FloatArray, v: FloatArray, changes: Sequence[int]) -> list[Segment]:
@@ -198,16 +204,11 @@ def _fit(y: FloatArray, own: FloatArray, beta: float) -> tuple[list[int], FloatA
     if not (own > 0).any():
         tau2 = _robust_square_scale(np.diff(y)) / 2.0 if y.size > 1 else 0.0
         v = np.full_like(y, tau2 if tau2 > 0 else 1e-12)
-        return _optimal_partition(y, 1.0 / v, beta)[0], v, tau2
-    best: tuple[float, list[int], FloatArray, float] | None = None
-    for tau in TAU_GRID:
-        v = own + tau * tau
-        changes, cost = _optimal_partition(y, 1.0 / v, beta)
-        total = cost + float(np.log(v).sum())
-        if best is None or total < best[0]:
-            best = (total, changes, v, float(tau * tau))
-    assert best is not None
-    return best[1], best[2], best[3]
+        return _optimal_partitions(y, (1.0 / v)[None, :], beta)[0][0], v, tau2
+    variances = own[None, :] + (TAU_GRID * TAU_GRID)[:, None]
+    partitions, costs = _optimal_partitions(y, 1.0 / variances, beta)
+    i = int(np.argmin(costs + np.log(variances).sum(axis=1)))
+    return partitions[i], variances[i], float(TAU_GRID[i] ** 2)
 
 
 def detect_steps(log_values: npt.ArrayLike, log_se: npt.ArrayLike, dof: npt.ArrayLike | None = None, *,

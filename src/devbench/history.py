@@ -236,6 +236,21 @@ def cell_steps(cells: pd.DataFrame, runs: Sequence[HistoryRun]) -> pd.DataFrame:
     return out
 
 
+def step_summary(history: History) -> list[str]:
+    """One line per run that starts a step in any cell: how many cells got slower and faster there (with the
+    median ratio of each) and the fingerprint change, e.g. 'run 1 (2026-12-06T22:50:38): 12 of 24 cells slower
+    (median 2.1×), 0 faster; env – → TF_NUM_INTRAOP_THREADS=1'."""
+    lines = []
+    total = history.cells.groupby(list(CELL_KEY)).ngroups if len(history.cells) else 0
+    for run, at in history.steps.groupby("run", sort=True):
+        up, down = at[at["ratio"] > 1], at[at["ratio"] < 1]
+        parts = [f"{len(up)} of {total} cells slower" + (f" (median {np.median(up['ratio']):.3g}×)" if len(up) else ""),
+                 f"{len(down)} faster" + (f" (median {np.median(down['ratio']):.3g}×)" if len(down) else "")]
+        change = str(at["attribution"].iloc[0]) or "no fingerprint difference"
+        lines.append(f"run {run} ({at['label'].iloc[0]}): {', '.join(parts)}; {change}")
+    return lines
+
+
 def crossover_series(runs: Sequence[HistoryRun]) -> pd.DataFrame:
     """``crossover_frame`` of each run (paired by round where the run has samples), with ``run`` and ``run_id``."""
     frames = []
@@ -402,7 +417,8 @@ STEP_HEADERS = ["cell", "first run after", "after/before [95 % CI]", "median bef
 HISTORY_EXPLANATION = (
     "Each cell's median per call in each run with its 95 % interval; ▲/▼ marks the first run after a step up "
     "(slower) or down (faster). Steps come from a penalised segmentation of the series weighted by the runs' "
-    "intervals plus a between-run variance estimated from the series; each step's interval excludes 1. "
+    "intervals plus a between-run variance fitted with it; each step's interval excludes 1. The fingerprint "
+    "change is what differs between the runs on either side of a step: a suspect, not a proof. "
     "Crossovers: n [range] per run, ~ within noise; a move is a decisive crossing whose range does not overlap "
     "the last one's."
 )
@@ -430,6 +446,7 @@ def render_history(history: History, fmt: str = "table", width: int = 200) -> st
         text = f"## {title}\n\n{HISTORY_EXPLANATION}\n\n" + _markdown(series_headers, series_rows)
         text += "\n### Steps\n\n" + (_markdown(STEP_HEADERS, _step_rows(history)) if len(history.steps)
                                      else "No step in any cell.\n")
+        text += "".join(f"\n- steps at {line}" for line in step_summary(history)) + "\n"
         text += "\n### Crossovers\n\n" + _markdown(cross_headers, cross_rows)
         text += "\n" + "".join(f"- {m}\n" for m in moves) if moves else "\nNo crossover moved.\n"
         text += "\n### Winners\n\n" + _markdown(win_headers, win_rows)
@@ -437,6 +454,7 @@ def render_history(history: History, fmt: str = "table", width: int = 200) -> st
     text = rich_table(title, series_headers, series_rows, width)
     text += (rich_table("Steps (first run after; ratio after/before)", STEP_HEADERS, _step_rows(history), width)
              if len(history.steps) else "No step in any cell.\n")
+    text += "".join(f"steps at {line}\n" for line in step_summary(history))
     if cross_rows:
         text += rich_table("Crossovers per run: n \\[range] (~ within noise)", cross_headers, cross_rows, width)
     text += "".join(f"moved: {m}\n" for m in moves) if moves else "No crossover moved.\n"
@@ -447,4 +465,4 @@ def render_history(history: History, fmt: str = "table", width: int = 200) -> st
 
 __all__ = ["CELL_KEY", "HISTORY_FORMATS", "MOVE_COLUMNS", "STEP_COLUMNS", "History", "HistoryRun",
            "build_history", "cell_series", "cell_steps", "crossover_moves", "key_value", "machine_of",
-           "one_machine", "order_runs", "render_history", "winner_map"]
+           "one_machine", "order_runs", "render_history", "step_summary", "winner_map"]

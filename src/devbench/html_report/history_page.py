@@ -16,7 +16,7 @@ import numpy as np
 
 from devbench.errors import UsageError
 from devbench.formatting import format_size, format_time
-from devbench.history import CELL_KEY, HISTORY_EXPLANATION, STEP_HEADERS, History
+from devbench.history import CELL_KEY, HISTORY_EXPLANATION, STEP_HEADERS, History, step_summary
 from devbench.html_report.page import FILTER, Charts, esc, facts, page, table
 from devbench.plots.common import PALETTE
 from devbench.selection import GROUP
@@ -74,7 +74,8 @@ def _steps_section(history: History) -> str:
              f"{format_time(r['before_median_s'])} → {format_time(r['after_median_s'])}",
              f"{r['runs_before']} | {r['runs_after']}", r["attribution"] or "–"]
             for r in history.steps.to_dict("records")]
-    return head + table(f"Steps in the medians ({len(rows)})", STEP_HEADERS, rows,
+    by_run = "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in step_summary(history)) + "</ul>"
+    return head + by_run + table(f"Steps in the medians ({len(rows)})", STEP_HEADERS, rows,
                         row_classes=["slower" if r > 1 else "faster" for r in history.steps["ratio"]]) + "</section>"
 
 

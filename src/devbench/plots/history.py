@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["history_figure", "write_history_chart"]
 
 
+def _minor_ratio(value: float, _pos: int | None = None) -> str:
+    """Label a narrow log axis' minor ticks at 2× and 5× multiples only (0.2×, 0.5×, 2×, 5×), else nothing."""
+    if not (math.isfinite(value) and value > 0):
+        return ""
+    mantissa = value / 10.0 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:.3g}×" if round(mantissa, 6) in (2.0, 5.0) else ""
+
+
 def history_figure(history: History) -> Figure:
     """One panel per (op, dtype, mode, device) with a line per size, then one per curve with crossovers."""
     use_matplotlib()
@@ -73,6 +81,7 @@ def history_figure(history: History) -> Figure:
         # the medians set the axis: an interval from a loaded run can span decades and would flatten the steps
         ax.set_ylim(min(shown) / 1.5, max(shown) * 1.5)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}×"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_ratio))
         ax.axhline(1.0, color="0.4", linewidth=0.8)
         ax.set_title(f"{' '.join(str(k) for k in key)}: median per call / its median over the runs (95 % CI)",
                      loc="left", fontsize=9)
