@@ -181,3 +181,23 @@ def test_chart_and_page_of_the_steps(stepped: list[Run]) -> None:
     html = render_history_html(history)
     assert "Steps in the medians (1)" in html
     assert "No decisive crossover moved" in html
+
+
+def test_the_fingerprint_records_the_performance_environment_and_a_change_is_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from devbench.machine import PERFORMANCE_ENV, fingerprint_diff, host_fingerprint
+
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    before = host_fingerprint()
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    after = host_fingerprint()
+    assert "TF_NUM_INTRAOP_THREADS" in PERFORMANCE_ENV
+    assert after["env"]["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert isinstance(after["cpu"]["flags"], list)
+    diffs = fingerprint_diff({"machine": before}, {"machine": after})
+    env = [d for d in diffs if d.field == "env"]
+    assert len(env) == 1
+    assert "TF_NUM_INTRAOP_THREADS=1" in str(env[0].new)  # beside any other variable the test run has set
+    flags = {**before, "cpu": {**before["cpu"], "flags": ["avx2", "fma"]}}
+    assert [d.field for d in fingerprint_diff({"machine": flags}, {"machine": {**flags, "cpu": {
+        **flags["cpu"], "flags": ["avx2", "avx512f", "fma"]}}})] == ["cpu.flags"]
