@@ -36,7 +36,7 @@ def test_every_subcommand_dispatches_through_a_handler() -> None:
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"sweep", "devices", "ops", "calibrate", "crossover", "plot", "report", "refine",
-                                "compare", "merge", "fleet", "export", "dataset", "advise"}
+                                "compare", "merge", "fleet", "export", "dataset", "advise", "history"}
     for name, parser in sub.choices.items():
         assert callable(parser.get_default("handler")), name
 

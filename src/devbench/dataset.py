@@ -193,17 +193,20 @@ def runs_from_paths(paths: Iterable[Path], machines: Sequence[str] | None = None
 # Machines
 
 
+def dataset_label(run: Run) -> str | None:
+    """The machine name a run's dataset partition was written under (``dataset add --label``), if it has one."""
+    entry = run.meta.get("dataset") if run.meta else None
+    if isinstance(entry, Mapping) and isinstance(entry.get("machine"), str) and entry["machine"]:
+        return str(entry["machine"])
+    return None
+
+
 def machine_of(run: Run, label: str | None = None) -> str:
     """The machine a run belongs to: ``label`` if given, else the name its dataset partition was written
     under, else ``fleet.machine_name`` (the fingerprint's short name, or a bare table's file stem)."""
     from devbench.fleet import machine_name
 
-    if label:
-        return label
-    entry = run.meta.get("dataset") if run.meta else None
-    if isinstance(entry, Mapping) and isinstance(entry.get("machine"), str) and entry["machine"]:
-        return str(entry["machine"])
-    return machine_name(run)
+    return label or dataset_label(run) or machine_name(run)
 
 
 def machine_labels(runs: Sequence[Run], labels: Sequence[str | None] | None = None) -> list[str]:

@@ -40,6 +40,30 @@ def _version(package: str) -> str | None:
         return None
 
 
+PERFORMANCE_ENV: tuple[str, ...] = (
+    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "XLA_FLAGS",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+    "DEVBENCH_LOGICAL_CPUS",
+)
+"""Environment variables that change how fast the same code runs (thread pools, XLA, visible devices): the
+fingerprint records those that are set, so a change between two runs can be named (``history`` attributes a
+step to it)."""
+
+SIMD_FLAG_PREFIXES: tuple[str, ...] = ("avx", "amx", "fma", "sse4", "f16c", "asimd", "sve", "neon")
+"""The CPU flags (``/proc/cpuinfo``) that decide which kernels BLAS and the frameworks pick; the other flags
+are left out so a fingerprint stays readable."""
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD-relevant CPU flags of the first CPU in /proc/cpuinfo, sorted (empty where it is not there)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("flags", "features")):
+                return sorted({f for f in line.split(":", 1)[1].split() if f.startswith(SIMD_FLAG_PREFIXES)})
+    return []
+
+
 def host_fingerprint() -> dict[str, Any]:
     """Everything about the host that does not need TensorFlow."""
     freq = psutil.cpu_freq()
@@ -65,7 +89,9 @@ def host_fingerprint() -> dict[str, Any]:
             "freq_mhz_max": round(freq.max, 1) if freq else None,
             "affinity": len(psutil.Process().cpu_affinity() or []) if hasattr(psutil.Process, "cpu_affinity")
             else None,
+            "flags": cpu_flags(),
         },
+        "env": {name: os.environ[name] for name in PERFORMANCE_ENV if name in os.environ},
         "memory": {"total_bytes": memory.total, "available_bytes": memory.available},
         "load_avg_at_start": load,
         "packages": {
@@ -171,6 +197,10 @@ FINGERPRINT_FIELDS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] =
         m.get("gpu_driver"), _get(m, "tensorflow", "driver_version"),
         _join(_get(d, "details", "driver_version") for d in _gpus(m))))),
     ("numpy", lambda m: _get(m, "packages", "numpy")),
+    ("jax", lambda m: _get(m, "packages", "jax")),
+    ("torch", lambda m: _get(m, "packages", "torch")),
+    ("cpu.flags", lambda m: _join(_get(m, "cpu", "flags") or [])),
+    ("env", lambda m: _join(f"{k}={v}" for k, v in sorted((_get(m, "env") or {}).items()))),
     ("devbench", lambda m: _get(m, "packages", "devbench")),
 )
 """(field name, how to read it from meta["machine"]) for every fingerprint field that ``fingerprint_diff``

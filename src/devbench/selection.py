@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,12 +87,13 @@ def split_mode(mode: str) -> tuple[str, str | None]:
     return mode, None
 
 
-def ok_cells(results: pd.DataFrame) -> pd.DataFrame:
+def ok_cells(results: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     """The rows analysis may use: status ok, finite positive median; one per (op, dtype, mode, device, size).
 
     Adds boolean columns ``is_noisy`` and ``is_unsynchronized``. When a cell was measured under several sync
     policies, a synchronized row wins (an unsynchronized one measures launch, not work); among equals the
-    last row wins, as in the store.
+    last row wins, as in the store. ``by``: extra columns that tell tables apart (``history`` passes its run
+    column to select the cells of many runs at once).
     """
     frame = transfer_as_mode(results).copy()
     frame["is_noisy"] = noisy_flags(frame)
@@ -103,8 +104,8 @@ def ok_cells(results: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(_order=np.arange(len(frame))).sort_values(
         ["is_unsynchronized", "_order"], ascending=[False, True], kind="stable"
     )
-    frame = frame.drop_duplicates(subset=[*GROUP, "device", "size"], keep="last")
-    out: pd.DataFrame = frame.drop(columns="_order").sort_values([*GROUP, "device", "size"])
+    frame = frame.drop_duplicates(subset=[*by, *GROUP, "device", "size"], keep="last")
+    out: pd.DataFrame = frame.drop(columns="_order").sort_values([*by, *GROUP, "device", "size"])
     out = out.reset_index(drop=True)
     return out
 

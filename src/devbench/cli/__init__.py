@@ -5,8 +5,8 @@ its handler (one signature: ``handler(args) -> exit code``, see :data:`~devbench
 :func:`main` runs it: one dispatch for all. The subcommands live by what they work on: :mod:`.sweep`
 (measuring), :mod:`.machine` (``devices``, ``ops``, ``calibrate``), :mod:`.results` (``crossover``,
 ``plot``, ``report``, ``refine``, ``compare``) and :mod:`.fleet` (``merge``, ``fleet``, ``export``: beyond one
-machine), :mod:`.dataset` (``dataset add``, ``dataset list``) and :mod:`.advise` (``advise``: which device to
-use); what they share is in :mod:`.options`.
+machine), :mod:`.dataset` (``dataset add``, ``dataset list``), :mod:`.advise` (``advise``: which device to
+use) and :mod:`.history` (``history``: one machine's runs over time); what they share is in :mod:`.options`.
 
 Bad input raises UsageError anywhere below; :func:`main` prints it as one line on stderr and returns 2.
 Anything else is a bug and keeps its traceback. The frameworks, pandas and matplotlib are imported inside the
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from devbench import __version__
-from devbench.cli import advise, dataset, fleet, machine, results, sweep
+from devbench.cli import advise, dataset, fleet, history, machine, results, sweep
 from devbench.cli.options import Handler, UsageParser
 from devbench.errors import UsageError
 
@@ -43,6 +43,7 @@ def build_parser() -> UsageParser:
     fleet.register(sub)
     dataset.register(sub)
     advise.register(sub)
+    history.register(sub)
     return parser
 
 
