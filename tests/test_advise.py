@@ -310,3 +310,14 @@ def test_the_reports_hold_the_advice(tmp_path: Path) -> None:
     assert 'id="advice"' in page
     assert "Placement advice" in page
     assert "break-even" in page
+
+
+def test_a_shaped_curve_names_its_swept_dimension_in_the_break_even() -> None:
+    from devbench.advise import BreakEven
+    from devbench.advise_render import break_even_sentence
+    from devbench.shapes import axis_name
+
+    never = BreakEven("CPU:0", 4096, 1e-3, 2e-3, 0.0, math.inf, math.nan, math.nan)
+    sentence = break_even_sentence(never, "numpy:CPU", axis_name("matmul[m=*,k=1024,n=1024]"))
+    assert "at m=4096 (the largest size both measured)" in sentence
+    assert "at n=4096" in break_even_sentence(never, "numpy:CPU", axis_name("matmul"))

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from devbench.advise import CONFIDENCE, FIT_FORM, Advice, BreakEven, DeviceFit, GroupAdvice, Range, t_half
 from devbench.formatting import format_size, format_time
+from devbench.shapes import axis_name
 
 # What a person reads: sentences and tables, rendered by the CLI (text, Markdown, JSON), report.md and report.html
 
@@ -86,13 +87,14 @@ def group_sentences(group: GroupAdvice) -> list[str]:
     for accelerator in group.accelerators:
         rows = [b for b in group.break_even if b.accelerator == accelerator]
         if rows:
-            out.append(break_even_sentence(rows[-1], group.baseline))
+            out.append(break_even_sentence(rows[-1], group.baseline, axis_name(group.key[0])))
     fits = list(group.fits.values())
     reasons = sorted({f.reason for f in fits if f.reason})
     if fits and not reasons:
         rounds = min(len(f.round_ids) for f in fits)
         out.append(f"Intervals: 95 %, from refitting each of {rounds} rounds (the unit is the round).")
-    stepped = [f"{d} from n={f.fit.step_at:g}" for d, f in group.fits.items() if f.fit.has_step]
+    axis = axis_name(group.key[0])
+    stepped = [f"{d} from {axis}={f.fit.step_at:g}" for d, f in group.fits.items() if f.fit.has_step]
     if stepped:
         out.append("One power law left cells outside their intervals, so the fit takes a step: "
                    + "; ".join(stepped) + ".")
@@ -101,10 +103,10 @@ def group_sentences(group: GroupAdvice) -> list[str]:
     return out
 
 
-def break_even_sentence(b: BreakEven, baseline: str) -> str:
+def break_even_sentence(b: BreakEven, baseline: str, axis: str = "n") -> str:
     """'Moving to GPU:0 pays from 1,234 calls at n=4096 (95 %: 800–2,100).' and its "never" and "first call"
-    forms, at the largest size both devices measured."""
-    where = f"at n={b.size} (the largest size both measured)"
+    forms, at the largest size both devices measured (``axis``: what the size measures, m for a shaped curve)."""
+    where = f"at {axis}={b.size} (the largest size both measured)"
     if math.isinf(b.calls):
         return f"{b.accelerator} is not faster per call than {baseline} {where}: moving there never pays."
     when = "from the first call" if b.calls <= 1 else f"from {_count(b.calls)} calls"
@@ -128,7 +130,8 @@ def group_tables(group: GroupAdvice) -> list[Table]:
         rows = []
         for device, fit in group.fits.items():
             within, judged = fit.agreement()
-            step = f"×{_parameter(fit, 'c', 1.0)} from n={fit.fit.step_at:g}" if fit.fit.has_step else "–"
+            step = (f"×{_parameter(fit, 'c', 1.0)} from {axis_name(group.key[0])}={fit.fit.step_at:g}"
+                    if fit.fit.has_step else "–")
             rows.append([device, _parameter(fit, "a"), f"{fit.fit.b:.3g}", _parameter(fit, "p"), step,
                          f"{within} of {judged}" if judged else "no cell intervals",
                          f"{format_size(fit.sizes[0])}–{format_size(fit.sizes[-1])}"])
@@ -209,7 +212,8 @@ def summary_rows(advice: Advice) -> list[list[str]]:
     for g in advice.groups:
         ranges = "; ".join(f"{sizes(r)}: {choice(r)}" for r in g.ranges) or ("no advice: " + "; ".join(g.notes))
         last = {b.accelerator: b for b in g.break_even}
-        even = "; ".join(f"{a} vs {g.baseline} at n={b.size}: {calls_text(b)}" for a, b in last.items()) or "–"
+        axis = axis_name(g.key[0])
+        even = "; ".join(f"{a} vs {g.baseline} at {axis}={b.size}: {calls_text(b)}" for a, b in last.items()) or "–"
         within, judged = g.agreement()
         rows.append([" · ".join(g.key), ranges, even, f"{within} of {judged}" if judged else "–"])
     return rows

@@ -245,7 +245,10 @@ class Best:
 
 
 def _cell_source(row: Mapping[str, Any]) -> str:
-    return f"sweep: {row.get('op')} n={row.get('size')} on {row.get('device')} ({row.get('mode', 'eager')})"
+    from devbench.shapes import axis_name
+
+    op = str(row.get("op"))
+    return f"sweep: {op} {axis_name(op)}={row.get('size')} on {row.get('device')} ({row.get('mode', 'eager')})"
 
 
 def best_rates(rows: Iterable[tuple[Mapping[str, Any], Bound]]) -> Best:
