@@ -8,11 +8,13 @@ samples, a machine each) are written to a fresh dataset through ``merge.write_pa
 - ``read``: ``dataset.runs_from_paths([DIR])``, every partition into a ``store.Run``;
 - ``fleet table``: ``fleet.fleet_table`` (best device per machine and size, speed-ups over the baseline);
 - ``fleet crossovers``: ``fleet.fleet_crossovers`` (each run's crossover curves, the t band per curve);
+- ``history``: ``history.build_history`` over the first machine's runs (``devbench history DIR --machine
+  machine-0``: series per cell, change points, each run's crossovers);
 - ``duckdb``: the documented ``GROUP BY machine`` over the cells (when duckdb is installed).
 
 Each phase prints its wall and CPU time and the process's peak RSS so far (with ``--trace-memory`` also the
-peak traced by ``tracemalloc``: Python and NumPy allocations, not Arrow's buffers). Further phases
-(``history``) are one more ``measure(...)`` line in ``main``.
+peak traced by ``tracemalloc``: Python and NumPy allocations, not Arrow's buffers). ``--machines 1`` puts all
+the runs in one machine's history.
 
     PYTHONPATH=src python bench/dataset_scale.py [--runs 1000] [--machines 4] [--sizes 6] [--out DIR]
                                              [--trace-memory]
@@ -129,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = measure("fleet table", lambda: fleet_table(runs, labels), trace=args.trace_memory)
         crossings = measure("fleet crossovers", lambda: fleet_crossovers(runs, labels), trace=args.trace_memory)
         print(f"  -> {len(runs)} runs, fleet table {len(table)} rows, {len(crossings)} crossover rows")
+        from devbench.history import build_history
+
+        history = measure("history", lambda: build_history(runs, machine="machine-0"), trace=args.trace_memory)
+        print(f"  -> {len(history.runs)} runs of machine-0, {len(history.steps)} steps")
         try:
             import duckdb
         except ImportError:
