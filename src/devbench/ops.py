@@ -168,20 +168,9 @@ class ShapedOp:
         if tuple(dim for dim, _ in variant.dims) != self.dims:
             raise UsageError(f"op {self.name} has the dimensions {','.join(self.dims)} (in that order); "
                              f"{variant.name!r} names {','.join(dim for dim, _ in variant.dims) or 'none'}")
-        shape_at = variant.shape_at
-        return OpDef(
-            name=variant.without_cache().name,
-            n_means=f"{variant.axis} in {self.shape_means or ','.join(self.dims)} ({variant.curve_label})",
-            summary=self.summary,
-            flops=lambda n: self.flops(shape_at(n)),
-            flops_formula=self.flops_formula,
-            bytes=lambda n, s: self.bytes(shape_at(n), s),
-            working_set=lambda n, s: self.working_set(shape_at(n), s),
-            bound=self.bound,
-            inputs=lambda n, dtype, rng: self.inputs(shape_at(n), dtype, rng),
-            numpy=self.numpy, tf=self.tf, jax=self.jax, torch=self.torch,
-            needs_float=self.needs_float,
-        )
+        return self._curve(variant.without_cache().name,
+                           f"{variant.axis} in {self.shape_means or ','.join(self.dims)} ({variant.curve_label})",
+                           variant.shape_at)
 
     def shape_at_square(self, n: int) -> dict[str, int]:
         """The shape of the square curve at n: :attr:`square_shape`'s, else every dimension n."""
@@ -202,10 +191,15 @@ class ShapedOp:
     def square(self) -> OpDef:
         """The op's square curve (``square_shape``, default every dimension n): what ``--sizes`` sweeps, under
         the op's plain name."""
-        shape_at = self.shape_at_square
+        return self._curve(self.name, f"{self.shape_means or ','.join(self.dims)} with {self.square_text()}",
+                           self.shape_at_square)
+
+    def _curve(self, name: str, n_means: str, shape_at: Callable[[int], Shape]) -> OpDef:
+        """The OpDef whose size n stands for the shape ``shape_at(n)``: the one translation of this op's
+        shape-taking fields into the n-taking ones (for :meth:`bind` and :meth:`square` alike)."""
         return OpDef(
-            name=self.name,
-            n_means=f"{self.shape_means or ','.join(self.dims)} with {self.square_text()}",
+            name=name,
+            n_means=n_means,
             summary=self.summary,
             flops=lambda n: self.flops(shape_at(n)),
             flops_formula=self.flops_formula,
