@@ -384,3 +384,38 @@ def test_a_run_directory_written_by_the_store_renders(browser: WebDriver, tmp_pa
     assert console_errors(browser) == []
     crossover = chart(browser, "add · float32 · eager: median")
     assert [t["n"] for t in crossover["traces"] if t["role"] == "median"] == [3, 3]
+
+
+def test_the_history_page_draws_each_series_and_filters_the_steps(browser: WebDriver, tmp_path: Path) -> None:
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from devbench.history import build_history
+    from devbench.html_report.history_page import write_history_html
+    from devbench.simulation.history import SETTINGS, synthetic_runs
+
+    quiet = SETTINGS["quiet (1 % per run, 3 rounds)"][0]
+    runs = synthetic_runs(np.random.default_rng(5), runs=6, step_at=3, step=2.0, noise=quiet, rounds=3)
+    history = build_history(runs)
+    assert len(history.steps) >= 1  # the page below has a step to show
+    series = history.cells.groupby(["op", "dtype", "mode", "device"]).ngroups
+    path = write_history_html(history, tmp_path / "history.html")
+    open_page(browser, path, series)
+    assert console_errors(browser) == []
+    drawn = browser.execute_script("""
+    return Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (gd) {
+      return {points: gd.data.map(function (t) { return t.x.length; }),
+              steps: (gd.layout.shapes || []).length};
+    });""")
+    assert all(points == [6] * len(points) for points in (c["points"] for c in drawn))  # one point per run
+    assert sum(c["steps"] for c in drawn) >= 1  # the step is marked on its chart
+
+    def shown(d: WebDriver) -> list[str]:
+        return [r.text for r in d.find_elements(By.CSS_SELECTOR, "#compare-cells tbody tr") if r.is_displayed()]
+
+    every = len(shown(browser))
+    assert every == len(history.cells)
+    browser.find_element(By.ID, "cell-filter").send_keys("step")
+    WebDriverWait(browser, WAIT_S).until(lambda d: 0 < len(shown(d)) < every)
+    assert all(row.endswith("step") for row in shown(browser))
